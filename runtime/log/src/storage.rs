@@ -1,0 +1,148 @@
+//! The small file-system surface the log needs, behind a trait so that tests can run the same
+//! code on [`crate::sim::SimStorage`], which simulates crashes and injects I/O faults.
+//!
+//! Contract the log relies on: `write_at` and `read_at` are positional and thread-safe on one
+//! handle; data is durable only after `sync_data`; `rename` is atomic and, after `sync_dir` of
+//! the parent, durable; `write_atomic` gives all-or-nothing replacement of a small file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One open file.
+pub trait StorageFile: Send + Sync {
+    fn len(&self) -> io::Result<u64>;
+    /// Reads up to `buf.len()` bytes at `pos`; returns fewer only at the end of the file.
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `pos`. On error, a prefix may have been written.
+    fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<()>;
+    fn truncate(&self, len: u64) -> io::Result<()>;
+    fn sync_data(&self) -> io::Result<()>;
+
+    /// Reads exactly `len` bytes at `pos`, or fails with `UnexpectedEof`.
+    fn read_exact_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let n = self.read_at(&mut buf[done..], pos + done as u64)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file"));
+            }
+            done += n;
+        }
+        Ok(buf)
+    }
+}
+
+/// A directory tree of files.
+pub trait Storage: Send + Sync + 'static {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// File and directory names directly inside `path`.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    fn exists(&self, path: &Path) -> bool;
+    fn is_dir(&self, path: &Path) -> bool;
+    /// Opens (creating if asked) a file for positional reads and writes.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>>;
+    /// Opens a file for reads only; never creates or changes anything.
+    fn open_read_only(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Makes creations, renames and removals inside `path` durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let f = self.open_read_only(path)?;
+        let len = f.len()? as usize;
+        f.read_exact_at(0, len)
+    }
+
+    /// Replaces `path` with `bytes` all at once: temp file, fsync, rename, fsync of the folder.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let f = self.open(&tmp, true)?;
+        f.truncate(0)?;
+        f.write_at(bytes, 0)?;
+        f.sync_data()?;
+        drop(f);
+        self.rename(&tmp, path)?;
+        if let Some(parent) = path.parent() {
+            self.sync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FsStorage;
+
+struct FsFile(File);
+
+impl StorageFile for FsFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.0.read_at(&mut buf[done..], pos + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+    fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, pos)
+    }
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl Storage for FsStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        let f = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
+        Ok(Arc::new(FsFile(f)))
+    }
+    fn open_read_only(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        Ok(Arc::new(FsFile(File::open(path)?)))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+}
