@@ -1,1 +1,73 @@
-fn main(){}
+//! # sluice: the binary
+//!
+//! **Owns:** the command line (clap), logging set-up, and the commands that work on a local
+//! data directory: `topics`, `produce`, `consume`, `groups` and `bench`. Later: `broker`
+//! (the Kafka protocol listener) and `run` (pipelines from YAML).
+//!
+//! **Must not touch:** the bytes on disk (that is `sluice-log`'s job): commands go through
+//! the log's API and never open segment files themselves.
+//!
+//! ## Layout
+//! - `cli`: argument definitions; `topics`, `produce`, `consume`, `groups`: one file per
+//!   command; `partitioner`: Kafka's key → partition mapping; `bench`: `sluice bench log`.
+//!
+//! ## Example
+//! ```text
+//! sluice topics create orders --partitions 3 --config retention.ms=86400000
+//! printf 'k1:hello\nk2:world\n' | sluice produce orders --key-separator :
+//! sluice consume orders --from-beginning --exit-at-end --print-key
+//! ```
+
+mod bench;
+mod cli;
+mod consume;
+mod groups;
+mod partitioner;
+mod produce;
+mod topics;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, GroupsCommand, LogFormat, TopicsCommand};
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let data_dir = cli.data_dir.clone();
+    let result = match cli.command {
+        Command::Topics { command } => match command {
+            TopicsCommand::Create(args) => topics::create(&data_dir, args),
+            TopicsCommand::List => topics::list(&data_dir),
+            TopicsCommand::Describe { name } => topics::describe(&data_dir, &name),
+            TopicsCommand::Delete { name } => topics::delete(&data_dir, &name),
+        },
+        Command::Produce(args) => produce::run(&data_dir, args),
+        Command::Consume(args) => consume::run(&data_dir, args),
+        Command::Groups { command } => match command {
+            GroupsCommand::List => groups::list(&data_dir),
+            GroupsCommand::Describe { group } => groups::describe(&data_dir, &group),
+        },
+        Command::Bench { command } => bench::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

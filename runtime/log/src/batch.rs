@@ -102,7 +102,10 @@ impl BatchHeader {
     /// Decodes a header without checking the CRC; `bytes` must hold at least the 61 header bytes.
     pub fn parse(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         if bytes.len() < BATCH_HEADER_LEN {
-            return Err(BatchError::Truncated { needed: BATCH_HEADER_LEN, available: bytes.len() });
+            return Err(BatchError::Truncated {
+                needed: BATCH_HEADER_LEN,
+                available: bytes.len(),
+            });
         }
         let batch_length = be_i32(bytes, 8);
         let magic = bytes[16] as i8;
@@ -157,11 +160,17 @@ impl BatchHeader {
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if header.size != batch.len() {
-        return Err(BatchError::LengthMismatch { declared: header.size, actual: batch.len() });
+        return Err(BatchError::LengthMismatch {
+            declared: header.size,
+            actual: batch.len(),
+        });
     }
     let computed = crc32c::crc32c(&batch[CRC_START..]);
     if computed != header.crc {
-        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
     }
     header.compression()?;
     Ok(header)
@@ -176,11 +185,17 @@ pub fn split_record_set(bytes: &[u8]) -> Result<Vec<(usize, BatchHeader)>, Batch
     while pos < bytes.len() {
         let rest = &bytes[pos..];
         if rest.len() < LOG_OVERHEAD {
-            return Err(BatchError::Truncated { needed: LOG_OVERHEAD, available: rest.len() });
+            return Err(BatchError::Truncated {
+                needed: LOG_OVERHEAD,
+                available: rest.len(),
+            });
         }
         let header = BatchHeader::parse(rest)?;
         if header.size > rest.len() {
-            return Err(BatchError::Truncated { needed: header.size, available: rest.len() });
+            return Err(BatchError::Truncated {
+                needed: header.size,
+                available: rest.len(),
+            });
         }
         let header = validate(&rest[..header.size])?;
         batches.push((pos, header));
@@ -245,11 +260,19 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     pub fn new() -> Self {
-        BatchBuilder { records: Vec::new(), count: 0, base_timestamp: None, max_timestamp: -1 }
+        BatchBuilder {
+            records: Vec::new(),
+            count: 0,
+            base_timestamp: None,
+            max_timestamp: -1,
+        }
     }
 
     pub fn with_capacity(bytes: usize) -> Self {
-        BatchBuilder { records: Vec::with_capacity(bytes), ..Self::new() }
+        BatchBuilder {
+            records: Vec::with_capacity(bytes),
+            ..Self::new()
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -268,7 +291,12 @@ impl BatchBuilder {
     pub fn push(&mut self, record: &Record<'_>) {
         let base = *self.base_timestamp.get_or_insert(record.timestamp);
         self.max_timestamp = self.max_timestamp.max(record.timestamp);
-        encode_record(&mut self.records, record, record.timestamp - base, self.count);
+        encode_record(
+            &mut self.records,
+            record,
+            record.timestamp - base,
+            self.count,
+        );
         self.count += 1;
     }
 
@@ -301,8 +329,18 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut b = BatchBuilder::new();
-        b.push(&Record { key: Some(b"k"), value: Some(b"v1"), timestamp: 1000, headers: vec![] });
-        b.push(&Record { key: None, value: Some(b"v2"), timestamp: 1005, headers: vec![] });
+        b.push(&Record {
+            key: Some(b"k"),
+            value: Some(b"v1"),
+            timestamp: 1000,
+            headers: vec![],
+        });
+        b.push(&Record {
+            key: None,
+            value: Some(b"v2"),
+            timestamp: 1005,
+            headers: vec![],
+        });
         b.build()
     }
 
@@ -331,15 +369,24 @@ mod tests {
         let mut batch = sample();
         let last = batch.len() - 1;
         batch[last] ^= 0x40;
-        assert!(matches!(validate(&batch), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            validate(&batch),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 
     #[test]
     fn wrong_magic_and_short_input_are_rejected() {
         let mut batch = sample();
         batch[16] = 1;
-        assert!(matches!(validate(&batch), Err(BatchError::UnsupportedMagic(1))));
-        assert!(matches!(validate(&sample()[..30]), Err(BatchError::Truncated { .. })));
+        assert!(matches!(
+            validate(&batch),
+            Err(BatchError::UnsupportedMagic(1))
+        ));
+        assert!(matches!(
+            validate(&sample()[..30]),
+            Err(BatchError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -348,7 +395,10 @@ mod tests {
         set.extend_from_slice(&sample());
         assert_eq!(split_record_set(&set).unwrap().len(), 2);
         set.extend_from_slice(&[1, 2, 3]);
-        assert!(matches!(split_record_set(&set), Err(BatchError::Truncated { .. })));
+        assert!(matches!(
+            split_record_set(&set),
+            Err(BatchError::Truncated { .. })
+        ));
         assert!(matches!(split_record_set(&[]), Err(BatchError::Empty)));
     }
 }

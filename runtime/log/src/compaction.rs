@@ -28,11 +28,19 @@ impl Partition {
     pub(crate) fn compact(&self, now_ms: i64, report: &mut MaintenanceReport) -> Result<()> {
         let mut state = lock(&self.maintenance);
         let segs = self.segments();
-        let Some(active) = segs.last() else { return Ok(()) };
-        if segs.len() < 2 || (state.cleaned_up_to == Some(active.base_offset) && !state.tombstones_pending) {
+        let Some(active) = segs.last() else {
+            return Ok(());
+        };
+        if segs.len() < 2
+            || (state.cleaned_up_to == Some(active.base_offset) && !state.tombstones_pending)
+        {
             return Ok(());
         }
-        let invalid = |source| LogError::InvalidBatch { topic: self.topic.clone(), partition: self.id, source };
+        let invalid = |source| LogError::InvalidBatch {
+            topic: self.topic.clone(),
+            partition: self.id,
+            source,
+        };
 
         let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
         for seg in segs.iter() {
@@ -107,19 +115,32 @@ impl Partition {
             return Ok(());
         }
         let cleaned = path.with_extension("cleaned");
-        let f = storage.open(&cleaned, true).map_err(|e| io("creating cleaned copy of", e))?;
+        let f = storage
+            .open(&cleaned, true)
+            .map_err(|e| io("creating cleaned copy of", e))?;
         f.truncate(0)
             .and_then(|_| f.write_at(&bytes, 0))
             .and_then(|_| f.sync_data())
             .map_err(|e| io("writing cleaned copy of", e))?;
         drop(f);
-        storage.rename(&cleaned, path).map_err(|e| io("replacing", e))?;
-        storage.sync_dir(&self.dir).map_err(|e| io("syncing folder of", e))?;
+        storage
+            .rename(&cleaned, path)
+            .map_err(|e| io("replacing", e))?;
+        storage
+            .sync_dir(&self.dir)
+            .map_err(|e| io("syncing folder of", e))?;
         let file = storage.open(path, false).map_err(|e| io("reopening", e))?;
-        let r = scan(file.as_ref(), seg.base_offset, 0, SegmentMeta::empty_at(seg.base_offset), self.config.index_interval_bytes)
-            .map_err(|e| io("scanning", e))?;
+        let r = scan(
+            file.as_ref(),
+            seg.base_offset,
+            0,
+            SegmentMeta::empty_at(seg.base_offset),
+            self.config.index_interval_bytes,
+        )
+        .map_err(|e| io("scanning", e))?;
         let new = Segment::new(seg.base_offset, path.clone(), file, r.valid_len, r.meta);
-        new.persist_indexes(storage).map_err(|e| io("writing indexes of", e))?;
+        new.persist_indexes(storage)
+            .map_err(|e| io("writing indexes of", e))?;
         self.replace_segment(seg.base_offset, Some(Arc::new(new)));
         Ok(())
     }

@@ -102,7 +102,11 @@ pub const KNOWN_KEYS: &[&str] = &[
 ];
 
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError::InvalidValue { key: key.into(), value: value.into(), expected: expected.into() }
+    ConfigError::InvalidValue {
+        key: key.into(),
+        value: value.into(),
+        expected: expected.into(),
+    }
 }
 
 fn int(key: &str, value: &str, min: i64) -> Result<i64, ConfigError> {
@@ -133,7 +137,9 @@ pub fn suggest(key: &str, known: &[&str]) -> Option<String> {
 
 impl TopicConfig {
     /// Parses `key=value` settings over the defaults.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, ConfigError> {
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ConfigError> {
         let mut cfg = TopicConfig::default();
         for (k, v) in pairs {
             cfg.set(k, v)?;
@@ -145,7 +151,9 @@ impl TopicConfig {
     pub fn from_assignments(items: &[String]) -> Result<Self, ConfigError> {
         let mut pairs = Vec::new();
         for item in items {
-            let (k, v) = item.split_once('=').ok_or_else(|| ConfigError::Malformed(item.clone()))?;
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Malformed(item.clone()))?;
             pairs.push((k.trim(), v.trim()));
         }
         Self::from_pairs(pairs)
@@ -162,7 +170,13 @@ impl TopicConfig {
                     ["delete"] => CleanupPolicy::Delete,
                     ["compact"] => CleanupPolicy::Compact,
                     ["compact", "delete"] => CleanupPolicy::CompactDelete,
-                    _ => return Err(invalid(key, value, "`delete`, `compact` or `compact,delete`")),
+                    _ => {
+                        return Err(invalid(
+                            key,
+                            value,
+                            "`delete`, `compact` or `compact,delete`",
+                        ))
+                    }
                 }
             }
             "retention.ms" => self.retention_ms = int(key, value, -1)?,
@@ -174,9 +188,15 @@ impl TopicConfig {
             "flush.ms" => self.flush_ms = optional_positive(key, value)?,
             "delete.retention.ms" => self.delete_retention_ms = int(key, value, 0)?,
             "max.message.bytes" => self.max_message_bytes = int(key, value, 0)?,
-            _ => return Err(ConfigError::UnknownKey { key: key.into(), suggestion: suggest(key, KNOWN_KEYS) }),
+            _ => {
+                return Err(ConfigError::UnknownKey {
+                    key: key.into(),
+                    suggestion: suggest(key, KNOWN_KEYS),
+                })
+            }
         }
-        self.overrides.insert(key.to_string(), value.trim().to_string());
+        self.overrides
+            .insert(key.to_string(), value.trim().to_string());
         Ok(())
     }
 
@@ -224,7 +244,11 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        let c = TopicConfig::from_pairs([("cleanup.policy", "delete,compact"), ("flush.messages", "-1")]).unwrap();
+        let c = TopicConfig::from_pairs([
+            ("cleanup.policy", "delete,compact"),
+            ("flush.messages", "-1"),
+        ])
+        .unwrap();
         assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
         assert_eq!(c.flush_messages, None);
         assert_eq!(c.retention_ms, 604_800_000);
@@ -236,13 +260,19 @@ mod tests {
     #[test]
     fn typo_gets_a_suggestion() {
         let err = TopicConfig::from_pairs([("retention.msx", "5")]).unwrap_err();
-        assert_eq!(err.to_string(), "unknown topic config `retention.msx` (did you mean `retention.ms`?)");
+        assert_eq!(
+            err.to_string(),
+            "unknown topic config `retention.msx` (did you mean `retention.ms`?)"
+        );
     }
 
     #[test]
     fn bad_values_say_what_was_expected() {
         let err = TopicConfig::from_pairs([("segment.bytes", "big")]).unwrap_err();
-        assert!(err.to_string().contains("expected an integer >= 14"), "{err}");
+        assert!(
+            err.to_string().contains("expected an integer >= 14"),
+            "{err}"
+        );
         assert!(TopicConfig::from_pairs([("cleanup.policy", "shred")]).is_err());
         assert!(TopicConfig::from_pairs([("flush.ms", "0")]).is_err());
         assert!(TopicConfig::from_assignments(&["noequals".into()]).is_err());

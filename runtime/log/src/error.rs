@@ -36,9 +36,16 @@ pub enum BatchError {
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("unknown topic config `{key}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
-    UnknownKey { key: String, suggestion: Option<String> },
+    UnknownKey {
+        key: String,
+        suggestion: Option<String>,
+    },
     #[error("invalid value `{value}` for topic config `{key}`: expected {expected}")]
-    InvalidValue { key: String, value: String, expected: String },
+    InvalidValue {
+        key: String,
+        value: String,
+        expected: String,
+    },
     #[error("malformed config `{0}`: expected key=value")]
     Malformed(String),
 }
@@ -54,13 +61,23 @@ pub enum LogError {
     #[error("topic `{0}` does not exist")]
     UnknownTopic(String),
     #[error("topic `{topic}` has no partition {partition} (it has {partitions}: 0..{partitions})")]
-    UnknownPartition { topic: String, partition: i32, partitions: u32 },
+    UnknownPartition {
+        topic: String,
+        partition: i32,
+        partitions: u32,
+    },
     #[error("invalid partition count {0}: a topic needs between 1 and 100000 partitions")]
     InvalidPartitionCount(i64),
     #[error(
         "offset {offset} is out of range for {topic}-{partition}: the log holds offsets {log_start}..{log_end}"
     )]
-    OffsetOutOfRange { topic: String, partition: u32, offset: i64, log_start: i64, log_end: i64 },
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
     #[error("invalid batch for {topic}-{partition}: {source}")]
     InvalidBatch {
         topic: String,
@@ -69,7 +86,11 @@ pub enum LogError {
         source: BatchError,
     },
     #[error("batch of {size} bytes exceeds max.message.bytes={max} of topic `{topic}`")]
-    BatchTooLarge { topic: String, size: usize, max: i64 },
+    BatchTooLarge {
+        topic: String,
+        size: usize,
+        max: i64,
+    },
     #[error("topic `{0}` is compacted (cleanup.policy=compact): every record needs a key")]
     NullKeyOnCompactedTopic(String),
     #[error(transparent)]
@@ -97,7 +118,9 @@ pub enum LogError {
 impl LogError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> LogError {
         let context = context.into();
-        if source.raw_os_error() == Some(libc::ENOSPC) || source.kind() == io::ErrorKind::StorageFull {
+        if source.raw_os_error() == Some(libc::ENOSPC)
+            || source.kind() == io::ErrorKind::StorageFull
+        {
             LogError::DiskFull { context }
         } else {
             LogError::Io { context, source }
@@ -106,7 +129,10 @@ impl LogError {
 
     /// Whether the same call may succeed later without anything in the request changing.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, LogError::DiskFull { .. } | LogError::Io { .. } | LogError::DataDirLocked { .. })
+        matches!(
+            self,
+            LogError::DiskFull { .. } | LogError::Io { .. } | LogError::DataDirLocked { .. }
+        )
     }
 }
 

@@ -91,13 +91,16 @@ impl<'a> Reader<'a> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn i64(&mut self) -> Option<i64> {
-        self.take(8).map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+        self.take(8)
+            .map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
     }
     fn string(&mut self, len: usize) -> Option<String> {
-        self.take(len).and_then(|b| String::from_utf8(b.to_vec()).ok())
+        self.take(len)
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
     }
 }
 
@@ -122,7 +125,12 @@ fn decode_value(v: &[u8]) -> Option<CommittedOffset> {
     let leader_epoch = r.u32()? as i32;
     let commit_timestamp = r.i64()?;
     let ml = r.u32()? as usize;
-    Some(CommittedOffset { offset, leader_epoch, commit_timestamp, metadata: r.string(ml)? })
+    Some(CommittedOffset {
+        offset,
+        leader_epoch,
+        commit_timestamp,
+        metadata: r.string(ml)?,
+    })
 }
 
 fn offsets_topic_config() -> TopicConfig {
@@ -144,7 +152,9 @@ fn offsets_topic_config() -> TopicConfig {
 impl Log {
     /// Rebuilds the offsets table from `__consumer_offsets` (on open).
     pub(crate) fn load_group_offsets(&self) -> Result<()> {
-        let Ok(part) = self.partition(OFFSETS_TOPIC, 0) else { return Ok(()) };
+        let Ok(part) = self.partition(OFFSETS_TOPIC, 0) else {
+            return Ok(());
+        };
         let mut table = GroupTable::new();
         let mut offset = part.log_start_offset();
         let end = part.end_offset();
@@ -153,17 +163,25 @@ impl Log {
             if read.records.is_empty() {
                 break;
             }
-            for (start, h) in crate::batch::split_record_set(&read.records)
-                .map_err(|source| LogError::InvalidBatch { topic: OFFSETS_TOPIC.into(), partition: 0, source })?
-            {
+            for (start, h) in crate::batch::split_record_set(&read.records).map_err(|source| {
+                LogError::InvalidBatch {
+                    topic: OFFSETS_TOPIC.into(),
+                    partition: 0,
+                    source,
+                }
+            })? {
                 let bytes = &read.records[start..start + h.size];
-                for r in decode_records(bytes, &h)
-                    .map_err(|source| LogError::InvalidBatch { topic: OFFSETS_TOPIC.into(), partition: 0, source })?
-                {
+                for r in decode_records(bytes, &h).map_err(|source| LogError::InvalidBatch {
+                    topic: OFFSETS_TOPIC.into(),
+                    partition: 0,
+                    source,
+                })? {
                     if r.offset < offset {
                         continue;
                     }
-                    let Some((group, topic, p)) = r.key.and_then(decode_key) else { continue };
+                    let Some((group, topic, p)) = r.key.and_then(decode_key) else {
+                        continue;
+                    };
                     match r.value.and_then(decode_value) {
                         Some(c) => {
                             table.entry(group).or_default().insert((topic, p), c);
@@ -181,18 +199,25 @@ impl Log {
                 offset = h.last_offset() + 1;
             }
         }
-        *self.inner.groups.table.write().unwrap_or_else(|e| e.into_inner()) = table;
+        *self
+            .inner
+            .groups
+            .table
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = table;
         Ok(())
     }
 
     fn offsets_partition(&self) -> Result<std::sync::Arc<crate::Partition>> {
         match self.partition(OFFSETS_TOPIC, 0) {
             Ok(p) => Ok(p),
-            Err(LogError::UnknownTopic(_)) => match self.create_topic_inner(OFFSETS_TOPIC, 1, offsets_topic_config()) {
-                Ok(t) => Ok(t.partitions[0].clone()),
-                Err(LogError::TopicExists(_)) => self.partition(OFFSETS_TOPIC, 0),
-                Err(e) => Err(e),
-            },
+            Err(LogError::UnknownTopic(_)) => {
+                match self.create_topic_inner(OFFSETS_TOPIC, 1, offsets_topic_config()) {
+                    Ok(t) => Ok(t.partitions[0].clone()),
+                    Err(LogError::TopicExists(_)) => self.partition(OFFSETS_TOPIC, 0),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }
@@ -200,7 +225,10 @@ impl Log {
     /// Stores a group's offsets for one or more partitions, durably and all together.
     pub fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> Result<()> {
         if group.is_empty() {
-            return Err(LogError::InvalidTopicName { name: group.into(), reason: "a group id cannot be empty".into() });
+            return Err(LogError::InvalidTopicName {
+                name: group.into(),
+                reason: "a group id cannot be empty".into(),
+            });
         }
         for c in commits {
             self.partition(&c.topic, c.partition)?;
@@ -219,18 +247,35 @@ impl Log {
             })
             .collect();
         let part = self.offsets_partition()?;
-        let _w = self.inner.groups.write.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self
+            .inner
+            .groups
+            .write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut builder = BatchBuilder::new();
-        let encoded: Vec<(Vec<u8>, Vec<u8>)> =
-            entries.iter().map(|((t, p), c)| (encode_key(group, t, *p), encode_value(c))).collect();
+        let encoded: Vec<(Vec<u8>, Vec<u8>)> = entries
+            .iter()
+            .map(|((t, p), c)| (encode_key(group, t, *p), encode_value(c)))
+            .collect();
         for (k, v) in &encoded {
-            builder.push(&Record { key: Some(k), value: Some(v), timestamp: now, headers: vec![] });
+            builder.push(&Record {
+                key: Some(k),
+                value: Some(v),
+                timestamp: now,
+                headers: vec![],
+            });
         }
         if builder.is_empty() {
             return Ok(());
         }
-        part.append(builder.build(), now)?;
-        let mut table = self.inner.groups.table.write().unwrap_or_else(|e| e.into_inner());
+        part.append(&mut builder.build(), now)?;
+        let mut table = self
+            .inner
+            .groups
+            .table
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         let g = table.entry(group.to_string()).or_default();
         for (key, c) in entries {
             g.insert(key, c);
@@ -239,23 +284,50 @@ impl Log {
     }
 
     /// The offset `group` last committed for a partition, if any.
-    pub fn committed_offset(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
-        let table = self.inner.groups.table.read().unwrap_or_else(|e| e.into_inner());
-        table.get(group)?.get(&(topic.to_string(), u32::try_from(partition).ok()?)).cloned()
+    pub fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<CommittedOffset> {
+        let table = self
+            .inner
+            .groups
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        table
+            .get(group)?
+            .get(&(topic.to_string(), u32::try_from(partition).ok()?))
+            .cloned()
     }
 
     /// Every offset `group` has committed: `(topic, partition, committed)`.
     pub fn group_offsets(&self, group: &str) -> Vec<(String, u32, CommittedOffset)> {
-        let table = self.inner.groups.table.read().unwrap_or_else(|e| e.into_inner());
+        let table = self
+            .inner
+            .groups
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         table
             .get(group)
-            .map(|g| g.iter().map(|((t, p), c)| (t.clone(), *p, c.clone())).collect())
+            .map(|g| {
+                g.iter()
+                    .map(|((t, p), c)| (t.clone(), *p, c.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Groups that have committed offsets.
     pub fn groups(&self) -> Vec<String> {
-        let table = self.inner.groups.table.read().unwrap_or_else(|e| e.into_inner());
+        let table = self
+            .inner
+            .groups
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         let mut names: Vec<String> = table.keys().cloned().collect();
         names.sort();
         names
@@ -263,17 +335,33 @@ impl Log {
 
     /// Removes a group's offsets (tombstones in `__consumer_offsets`).
     pub fn delete_group(&self, group: &str) -> Result<()> {
-        let keys: Vec<(String, u32)> = self.group_offsets(group).into_iter().map(|(t, p, _)| (t, p)).collect();
-        self.write_tombstones(keys.into_iter().map(|(t, p)| (group.to_string(), t, p)).collect())
+        let keys: Vec<(String, u32)> = self
+            .group_offsets(group)
+            .into_iter()
+            .map(|(t, p, _)| (t, p))
+            .collect();
+        self.write_tombstones(
+            keys.into_iter()
+                .map(|(t, p)| (group.to_string(), t, p))
+                .collect(),
+        )
     }
 
     pub(crate) fn forget_topic_offsets(&self, topic: &str) -> Result<()> {
         let doomed: Vec<(String, String, u32)> = {
-            let table = self.inner.groups.table.read().unwrap_or_else(|e| e.into_inner());
+            let table = self
+                .inner
+                .groups
+                .table
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
             table
                 .iter()
                 .flat_map(|(g, offsets)| {
-                    offsets.keys().filter(|(t, _)| t == topic).map(move |(t, p)| (g.clone(), t.clone(), *p))
+                    offsets
+                        .keys()
+                        .filter(|(t, _)| t == topic)
+                        .map(move |(t, p)| (g.clone(), t.clone(), *p))
                 })
                 .collect()
         };
@@ -285,15 +373,33 @@ impl Log {
             return Ok(());
         }
         let part = self.offsets_partition()?;
-        let _w = self.inner.groups.write.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self
+            .inner
+            .groups
+            .write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let now = now_ms();
-        let keys: Vec<Vec<u8>> = doomed.iter().map(|(g, t, p)| encode_key(g, t, *p)).collect();
+        let keys: Vec<Vec<u8>> = doomed
+            .iter()
+            .map(|(g, t, p)| encode_key(g, t, *p))
+            .collect();
         let mut builder = BatchBuilder::new();
         for k in &keys {
-            builder.push(&Record { key: Some(k), value: None, timestamp: now, headers: vec![] });
+            builder.push(&Record {
+                key: Some(k),
+                value: None,
+                timestamp: now,
+                headers: vec![],
+            });
         }
-        part.append(builder.build(), now)?;
-        let mut table = self.inner.groups.table.write().unwrap_or_else(|e| e.into_inner());
+        part.append(&mut builder.build(), now)?;
+        let mut table = self
+            .inner
+            .groups
+            .table
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         for (g, t, p) in doomed {
             if let Some(offsets) = table.get_mut(&g) {
                 offsets.remove(&(t, p));
@@ -314,7 +420,12 @@ mod tests {
     fn key_and_value_round_trip() {
         let k = encode_key("g1", "orders", 7);
         assert_eq!(decode_key(&k), Some(("g1".into(), "orders".into(), 7)));
-        let c = CommittedOffset { offset: 42, leader_epoch: -1, metadata: "m".into(), commit_timestamp: 5 };
+        let c = CommittedOffset {
+            offset: 42,
+            leader_epoch: -1,
+            metadata: "m".into(),
+            commit_timestamp: 5,
+        };
         assert_eq!(decode_value(&encode_value(&c)), Some(c));
         assert_eq!(decode_key(&k[..5]), None);
     }

@@ -38,7 +38,7 @@
 //! let mut batch = BatchBuilder::new();
 //! batch.push(&Record { key: Some(b"id-1"), value: Some(b"{\"qty\":2}"), timestamp: 1_700_000_000_000, headers: vec![] });
 //! let partition = log.partition("orders", 0)?;
-//! let stored = partition.append(batch.build(), sluice_log::now_ms())?;
+//! let stored = partition.append(&mut batch.build(), sluice_log::now_ms())?;
 //! assert_eq!(stored.base_offset, 0);
 //!
 //! let read = partition.read(0, 1 << 20)?;
@@ -95,7 +95,11 @@ pub fn decode_record_set(bytes: &[u8]) -> Result<Vec<OwnedRecord>, BatchError> {
                 timestamp: r.timestamp,
                 key: r.key.map(<[u8]>::to_vec),
                 value: r.value.map(<[u8]>::to_vec),
-                headers: r.headers.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                    .collect(),
             });
         }
     }

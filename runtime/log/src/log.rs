@@ -36,23 +36,39 @@ const FLUSH_TICK: Duration = Duration::from_millis(5);
 
 /// Milliseconds since the Unix epoch, the unit of Kafka timestamps.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Checks a topic name against Kafka's rules.
 pub fn validate_topic_name(name: &str) -> Result<()> {
-    let bad = |reason: &str| Err(LogError::InvalidTopicName { name: name.to_string(), reason: reason.to_string() });
+    let bad = |reason: &str| {
+        Err(LogError::InvalidTopicName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
     if name.is_empty() {
         return bad("it is empty");
     }
     if name.len() > 249 {
-        return bad(&format!("it is {} characters long; the limit is 249", name.len()));
+        return bad(&format!(
+            "it is {} characters long; the limit is 249",
+            name.len()
+        ));
     }
     if name == "." || name == ".." {
         return bad("`.` and `..` are not allowed");
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return bad(&format!("character {c:?} is not allowed; use ASCII letters, digits, `.`, `_` and `-`"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return bad(&format!(
+            "character {c:?} is not allowed; use ASCII letters, digits, `.`, `_` and `-`"
+        ));
     }
     Ok(())
 }
@@ -69,7 +85,10 @@ pub struct LogOptions {
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { read_only: false, maintenance_interval: Some(Duration::from_secs(300)) }
+        LogOptions {
+            read_only: false,
+            maintenance_interval: Some(Duration::from_secs(300)),
+        }
     }
 }
 
@@ -127,7 +146,10 @@ fn random_id() -> [u8; 16] {
         let _ = f.read_exact(&mut id);
     }
     if id == [0u8; 16] {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         id = nanos.to_be_bytes();
     }
     id[6] = (id[6] & 0x0f) | 0x40; // UUID version 4
@@ -158,8 +180,13 @@ fn take_dir_lock(dir: &Path) -> Result<File> {
     // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
-        let holder = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok());
-        return Err(LogError::DataDirLocked { dir: dir.to_path_buf(), holder });
+        let holder = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        return Err(LogError::DataDirLocked {
+            dir: dir.to_path_buf(),
+            holder,
+        });
     }
     let _ = f.set_len(0);
     let _ = write!(f, "{}", std::process::id());
@@ -176,13 +203,18 @@ impl Log {
             }
             return Self::open_with(Arc::new(FsStorage), dir, options, None);
         }
-        std::fs::create_dir_all(&dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         let lock_file = take_dir_lock(&dir)?;
         Self::open_with(Arc::new(FsStorage), dir, options, Some(lock_file))
     }
 
     /// Opens the log on any storage (tests use [`crate::sim::SimStorage`]); takes no lock.
-    pub fn open_on(storage: Arc<dyn Storage>, dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+    pub fn open_on(
+        storage: Arc<dyn Storage>,
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+    ) -> Result<Log> {
         Self::open_with(storage, dir.as_ref().to_path_buf(), options, None)
     }
 
@@ -197,10 +229,16 @@ impl Log {
         let marker = dir.join(CLEAN_MARKER);
         let clean_shutdown = storage.exists(&marker);
         if !read_only {
-            storage.create_dir_all(&topics_dir).map_err(|e| LogError::io(format!("creating {}", topics_dir.display()), e))?;
+            storage
+                .create_dir_all(&topics_dir)
+                .map_err(|e| LogError::io(format!("creating {}", topics_dir.display()), e))?;
             if clean_shutdown {
-                storage.remove_file(&marker).map_err(|e| LogError::io(format!("removing {}", marker.display()), e))?;
-                storage.sync_dir(&dir).map_err(|e| LogError::io(format!("syncing {}", dir.display()), e))?;
+                storage
+                    .remove_file(&marker)
+                    .map_err(|e| LogError::io(format!("removing {}", marker.display()), e))?;
+                storage
+                    .sync_dir(&dir)
+                    .map_err(|e| LogError::io(format!("syncing {}", dir.display()), e))?;
             } else {
                 tracing::info!(dir = %dir.display(), "no clean-shutdown marker: validating the tail of every partition");
             }
@@ -208,7 +246,9 @@ impl Log {
         let started = Instant::now();
         let mut topics = BTreeMap::new();
         let names = if storage.is_dir(&topics_dir) {
-            storage.list_dir(&topics_dir).map_err(|e| LogError::io(format!("listing {}", topics_dir.display()), e))?
+            storage
+                .list_dir(&topics_dir)
+                .map_err(|e| LogError::io(format!("listing {}", topics_dir.display()), e))?
         } else {
             Vec::new()
         };
@@ -225,7 +265,11 @@ impl Log {
             let topic = Self::load_topic(&storage, &path, read_only, clean_shutdown)?;
             topics.insert(topic.name.clone(), Arc::new(topic));
         }
-        tracing::debug!(topics = topics.len(), elapsed_ms = started.elapsed().as_millis() as u64, "log opened");
+        tracing::debug!(
+            topics = topics.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "log opened"
+        );
         let inner = Arc::new(LogInner {
             dir,
             storage,
@@ -244,22 +288,50 @@ impl Log {
         Ok(log)
     }
 
-    fn load_topic(storage: &Arc<dyn Storage>, path: &Path, read_only: bool, clean: bool) -> Result<Topic> {
+    fn load_topic(
+        storage: &Arc<dyn Storage>,
+        path: &Path,
+        read_only: bool,
+        clean: bool,
+    ) -> Result<Topic> {
         let meta_path = path.join("topic.json");
-        let corrupt = |detail: String| LogError::Corrupt { path: meta_path.clone(), detail };
-        let bytes = storage.read_file(&meta_path).map_err(|e| LogError::io(format!("reading {}", meta_path.display()), e))?;
+        let corrupt = |detail: String| LogError::Corrupt {
+            path: meta_path.clone(),
+            detail,
+        };
+        let bytes = storage
+            .read_file(&meta_path)
+            .map_err(|e| LogError::io(format!("reading {}", meta_path.display()), e))?;
         let file: TopicFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        let config = TopicConfig::from_pairs(file.config.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .map_err(|e| corrupt(e.to_string()))?;
-        let id = parse_hex_id(&file.topic_id).ok_or_else(|| corrupt("topic_id is not 32 hex digits".into()))?;
+        let config =
+            TopicConfig::from_pairs(file.config.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .map_err(|e| corrupt(e.to_string()))?;
+        let id = parse_hex_id(&file.topic_id)
+            .ok_or_else(|| corrupt("topic_id is not 32 hex digits".into()))?;
         let config = Arc::new(config);
         let mut partitions = Vec::with_capacity(file.partitions as usize);
         for p in 0..file.partitions {
-            let opts = OpenOptions { read_only, clean_shutdown: clean };
-            let part = Partition::open(storage.clone(), path.join(p.to_string()), &file.name, p, config.clone(), opts)?;
+            let opts = OpenOptions {
+                read_only,
+                clean_shutdown: clean,
+            };
+            let part = Partition::open(
+                storage.clone(),
+                path.join(p.to_string()),
+                &file.name,
+                p,
+                config.clone(),
+                opts,
+            )?;
             partitions.push(Arc::new(part));
         }
-        Ok(Topic { name: file.name, id, created_ms: file.created_ms, config, partitions })
+        Ok(Topic {
+            name: file.name,
+            id,
+            created_ms: file.created_ms,
+            config,
+            partitions,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -279,7 +351,12 @@ impl Log {
     }
 
     /// Creates a topic with `partitions` partitions. Names starting with `__` are reserved.
-    pub fn create_topic(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<Arc<Topic>> {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<Arc<Topic>> {
         if name.starts_with("__") {
             return Err(LogError::InvalidTopicName {
                 name: name.into(),
@@ -289,7 +366,12 @@ impl Log {
         self.create_topic_inner(name, partitions, config)
     }
 
-    pub(crate) fn create_topic_inner(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<Arc<Topic>> {
+    pub(crate) fn create_topic_inner(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<Arc<Topic>> {
         self.check_writable("creating a topic")?;
         validate_topic_name(name)?;
         if partitions == 0 || partitions > MAX_PARTITIONS {
@@ -298,7 +380,13 @@ impl Log {
         config.validate()?;
         let storage = &self.inner.storage;
         let _admin = lock(&self.inner.admin);
-        if self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).contains_key(name) {
+        if self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+        {
             return Err(LogError::TopicExists(name.to_string()));
         }
         let topics_dir = self.inner.dir.join(TOPICS_DIR);
@@ -308,7 +396,9 @@ impl Log {
         if storage.exists(&tmp) {
             let _ = storage.remove_dir_all(&tmp);
         }
-        storage.create_dir_all(&tmp).map_err(|e| io("creating", e))?;
+        storage
+            .create_dir_all(&tmp)
+            .map_err(|e| io("creating", e))?;
         let id = random_id();
         let file = TopicFile {
             name: name.to_string(),
@@ -317,19 +407,34 @@ impl Log {
             created_ms: now_ms(),
             config: config.overrides.clone(),
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(|e| io("serialising", std::io::Error::other(e)))?;
-        storage.write_atomic(&tmp.join("topic.json"), &json).map_err(|e| io("writing", e))?;
+        let json = serde_json::to_vec_pretty(&file)
+            .map_err(|e| io("serialising", std::io::Error::other(e)))?;
+        storage
+            .write_atomic(&tmp.join("topic.json"), &json)
+            .map_err(|e| io("writing", e))?;
         for p in 0..partitions {
             let pdir = tmp.join(p.to_string());
-            storage.create_dir_all(&pdir).map_err(|e| io("creating", e))?;
-            storage.open(&pdir.join(segment::file_name(0, "log")), true).map_err(|e| io("creating", e))?;
+            storage
+                .create_dir_all(&pdir)
+                .map_err(|e| io("creating", e))?;
+            storage
+                .open(&pdir.join(segment::file_name(0, "log")), true)
+                .map_err(|e| io("creating", e))?;
             storage.sync_dir(&pdir).map_err(|e| io("syncing", e))?;
         }
         storage.sync_dir(&tmp).map_err(|e| io("syncing", e))?;
-        storage.rename(&tmp, &dest).map_err(|e| io("publishing", e))?;
-        storage.sync_dir(&topics_dir).map_err(|e| io("syncing", e))?;
+        storage
+            .rename(&tmp, &dest)
+            .map_err(|e| io("publishing", e))?;
+        storage
+            .sync_dir(&topics_dir)
+            .map_err(|e| io("syncing", e))?;
         let topic = Arc::new(Self::load_topic(storage, &dest, false, true)?);
-        self.inner.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), topic.clone());
+        self.inner
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
@@ -339,16 +444,27 @@ impl Log {
         self.check_writable("deleting a topic")?;
         let storage = &self.inner.storage;
         let _admin = lock(&self.inner.admin);
-        let removed = self.inner.topics.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        let removed = self
+            .inner
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         if removed.is_none() {
             return Err(LogError::UnknownTopic(name.to_string()));
         }
         let topics_dir = self.inner.dir.join(TOPICS_DIR);
         let gone = topics_dir.join(format!(".{name}.deleting-{}", now_ms()));
         let io = |what: &str, e| LogError::io(format!("{what} topic `{name}`"), e);
-        storage.rename(&topics_dir.join(name), &gone).map_err(|e| io("deleting", e))?;
-        storage.sync_dir(&topics_dir).map_err(|e| io("deleting", e))?;
-        storage.remove_dir_all(&gone).map_err(|e| io("removing files of", e))?;
+        storage
+            .rename(&topics_dir.join(name), &gone)
+            .map_err(|e| io("deleting", e))?;
+        storage
+            .sync_dir(&topics_dir)
+            .map_err(|e| io("deleting", e))?;
+        storage
+            .remove_dir_all(&gone)
+            .map_err(|e| io("removing files of", e))?;
         drop(_admin);
         self.forget_topic_offsets(name)?;
         tracing::info!(topic = name, "deleted topic");
@@ -357,7 +473,13 @@ impl Log {
 
     /// All topics, internal ones included, by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
@@ -372,11 +494,15 @@ impl Log {
 
     pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>> {
         let t = self.topic(topic)?;
-        usize::try_from(partition).ok().and_then(|p| t.partitions.get(p)).cloned().ok_or(LogError::UnknownPartition {
-            topic: topic.to_string(),
-            partition,
-            partitions: t.partitions.len() as u32,
-        })
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p))
+            .cloned()
+            .ok_or(LogError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                partitions: t.partitions.len() as u32,
+            })
     }
 
     /// Runs retention and compaction on every partition now.
@@ -426,7 +552,10 @@ impl Log {
             }
         }
         let marker = self.inner.dir.join(CLEAN_MARKER);
-        self.inner.storage.write_atomic(&marker, b"").map_err(|e| LogError::io("writing the clean-shutdown marker", e))?;
+        self.inner
+            .storage
+            .write_atomic(&marker, b"")
+            .map_err(|e| LogError::io("writing the clean-shutdown marker", e))?;
         Ok(())
     }
 }

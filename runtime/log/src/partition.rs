@@ -52,6 +52,8 @@ pub struct PartitionStats {
 struct WriterState {
     unflushed_records: u64,
     unflushed_since: Option<Instant>,
+    /// Bumped on every roll: a flush that raced with a roll must not touch the new counters.
+    generation: u64,
 }
 
 #[derive(Debug, Default)]
@@ -105,12 +107,19 @@ impl Partition {
     ) -> Result<Partition> {
         let ctx = |what: &str| format!("{what} {}", dir.display());
         if !opts.read_only {
-            storage.create_dir_all(&dir).map_err(|e| LogError::io(ctx("creating"), e))?;
+            storage
+                .create_dir_all(&dir)
+                .map_err(|e| LogError::io(ctx("creating"), e))?;
         }
-        let names = storage.list_dir(&dir).map_err(|e| LogError::io(ctx("listing"), e))?;
+        let names = storage
+            .list_dir(&dir)
+            .map_err(|e| LogError::io(ctx("listing"), e))?;
         let mut bases = Vec::new();
         for name in &names {
-            if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<i64>().ok()) {
+            if let Some(base) = name
+                .strip_suffix(".log")
+                .and_then(|b| b.parse::<i64>().ok())
+            {
                 bases.push(base);
             } else if !opts.read_only && (name.ends_with(".cleaned") || name.ends_with(".tmp")) {
                 // Leftovers of a compaction or index write interrupted by a crash.
@@ -123,21 +132,43 @@ impl Partition {
         let mut truncated_at: Option<usize> = None;
         for (i, &base) in bases.iter().enumerate() {
             let path = dir.join(segment::file_name(base, "log"));
-            let file = if opts.read_only { storage.open_read_only(&path) } else { storage.open(&path, false) }
-                .map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
-            let file_len = file.len().map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
+            let file = if opts.read_only {
+                storage.open_read_only(&path)
+            } else {
+                storage.open(&path, false)
+            }
+            .map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
+            let file_len = file
+                .len()
+                .map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
             let is_last = i + 1 == bases.len();
             let trusted = if !is_last || opts.clean_shutdown {
-                load_indexes(storage.as_ref(), &path, file.as_ref(), base, file_len, interval)
+                load_indexes(
+                    storage.as_ref(),
+                    &path,
+                    file.as_ref(),
+                    base,
+                    file_len,
+                    interval,
+                )
             } else {
                 None
             };
             let (meta, len) = match trusted {
                 Some(meta) => (meta, file_len),
                 None => {
-                    let result = scan(file.as_ref(), base, 0, SegmentMeta::empty_at(base), interval)
-                        .map_err(|e| LogError::io(format!("scanning {}", path.display()), e))?;
-                    if result.end != ScanEnd::Clean {
+                    let result = scan(
+                        file.as_ref(),
+                        base,
+                        0,
+                        SegmentMeta::empty_at(base),
+                        interval,
+                    )
+                    .map_err(|e| LogError::io(format!("scanning {}", path.display()), e))?;
+                    if result.end != ScanEnd::Clean && opts.read_only {
+                        // Most likely an append in progress in the writing process.
+                        tracing::debug!(topic, partition = id, segment = %path.display(), reason = ?result.end, "read-only open: ignoring an incomplete tail");
+                    } else if result.end != ScanEnd::Clean {
                         tracing::warn!(
                             topic, partition = id, segment = %path.display(),
                             valid_bytes = result.valid_len, dropped_bytes = file_len - result.valid_len,
@@ -147,16 +178,25 @@ impl Partition {
                         if !opts.read_only {
                             file.truncate(result.valid_len)
                                 .and_then(|_| file.sync_data())
-                                .map_err(|e| LogError::io(format!("truncating {}", path.display()), e))?;
+                                .map_err(|e| {
+                                    LogError::io(format!("truncating {}", path.display()), e)
+                                })?;
                         }
                         if !is_last {
                             truncated_at = Some(i);
                         }
                     }
-                    let seg = Segment::new(base, path.clone(), file.clone(), result.valid_len, result.meta);
+                    let seg = Segment::new(
+                        base,
+                        path.clone(),
+                        file.clone(),
+                        result.valid_len,
+                        result.meta,
+                    );
                     if !opts.read_only && (!is_last || truncated_at.is_some()) {
-                        seg.persist_indexes(storage.as_ref())
-                            .map_err(|e| LogError::io(format!("writing indexes of {}", path.display()), e))?;
+                        seg.persist_indexes(storage.as_ref()).map_err(|e| {
+                            LogError::io(format!("writing indexes of {}", path.display()), e)
+                        })?;
                     }
                     segments.push(Arc::new(seg));
                     if truncated_at.is_some() {
@@ -171,7 +211,12 @@ impl Partition {
             // Data after a corrupt batch in a sealed segment cannot be trusted to follow on: drop
             // the later segments, as Kafka's recovery does.
             for &base in &bases[i + 1..] {
-                tracing::warn!(topic, partition = id, base, "recovery: deleting segment after a corrupt one");
+                tracing::warn!(
+                    topic,
+                    partition = id,
+                    base,
+                    "recovery: deleting segment after a corrupt one"
+                );
                 if !opts.read_only {
                     for ext in ["log", "index", "timeindex"] {
                         let _ = storage.remove_file(&dir.join(segment::file_name(base, ext)));
@@ -181,7 +226,9 @@ impl Partition {
         }
         if segments.is_empty() && !opts.read_only {
             segments.push(Arc::new(Segment::create(storage.as_ref(), &dir, 0)?));
-            storage.sync_dir(&dir).map_err(|e| LogError::io(ctx("syncing"), e))?;
+            storage
+                .sync_dir(&dir)
+                .map_err(|e| LogError::io(ctx("syncing"), e))?;
         }
         let end = segments.last().map(|s| s.next_offset()).unwrap_or(0);
         let start = segments.first().map(|s| s.base_offset).unwrap_or(0);
@@ -228,7 +275,10 @@ impl Partition {
     }
 
     pub(crate) fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
-        self.segments.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn update_segments(&self, f: impl FnOnce(&mut Vec<Arc<Segment>>)) {
@@ -261,10 +311,14 @@ impl Partition {
     /// Appends a record set (one or more RecordBatch v2, e.g. the `records` of a Produce
     /// request). Every batch is validated first; offsets are assigned by rewriting `baseOffset`.
     /// On any error nothing becomes visible, and nothing is left that recovery would keep.
-    pub fn append(&self, mut records: Vec<u8>, now_ms: i64) -> Result<AppendInfo> {
+    pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<AppendInfo> {
         self.check_writable("append")?;
-        let invalid = |source| LogError::InvalidBatch { topic: self.topic.clone(), partition: self.id, source };
-        let batches = batch::split_record_set(&records).map_err(invalid)?;
+        let invalid = |source| LogError::InvalidBatch {
+            topic: self.topic.clone(),
+            partition: self.id,
+            source,
+        };
+        let batches = batch::split_record_set(records).map_err(invalid)?;
         for (start, h) in &batches {
             if self.config.max_message_bytes >= 0 && h.size as i64 > self.config.max_message_bytes {
                 return Err(LogError::BatchTooLarge {
@@ -273,7 +327,10 @@ impl Partition {
                     max: self.config.max_message_bytes,
                 });
             }
-            if self.config.cleanup_policy.compacts() && !h.is_control() && h.compression() == Ok(Compression::None) {
+            if self.config.cleanup_policy.compacts()
+                && !h.is_control()
+                && h.compression() == Ok(Compression::None)
+            {
                 let recs = decode_records(&records[*start..*start + h.size], h).map_err(invalid)?;
                 if recs.iter().any(|r| r.key.is_none()) {
                     return Err(LogError::NullKeyOnCompactedTopic(self.topic.clone()));
@@ -283,7 +340,11 @@ impl Partition {
 
         let mut w = lock(&self.writer);
         self.maybe_roll(&mut w, records.len() as u64, now_ms)?;
-        let active = self.segments().last().cloned().ok_or(LogError::ReadOnly("append to an empty read-only log"))?;
+        let active = self
+            .segments()
+            .last()
+            .cloned()
+            .ok_or(LogError::ReadOnly("append to an empty read-only log"))?;
         let base_offset = active.next_offset();
         let mut next = base_offset;
         let mut record_count = 0u64;
@@ -294,7 +355,7 @@ impl Partition {
         }
         let pos = active.len();
         let path = active.log_path.display().to_string();
-        if let Err(e) = active.file.write_at(&records, pos) {
+        if let Err(e) = active.file.write_at(records, pos) {
             // Remove whatever prefix reached the file so that no partial batch outlives us.
             if active.file.truncate(pos).is_err() {
                 self.poisoned.store(true, Ordering::Release);
@@ -322,8 +383,14 @@ impl Partition {
             let mut meta = active.meta_mut();
             for (start, h) in &batches {
                 let mut h = *h;
-                h.base_offset = i64::from_be_bytes(records[*start..*start + 8].try_into().unwrap_or([0; 8]));
-                meta.add_batch(active.base_offset, pos + *start as u64, &h, self.config.index_interval_bytes);
+                h.base_offset =
+                    i64::from_be_bytes(records[*start..*start + 8].try_into().unwrap_or([0; 8]));
+                meta.add_batch(
+                    active.base_offset,
+                    pos + *start as u64,
+                    &h,
+                    self.config.index_interval_bytes,
+                );
             }
         }
         active.publish_len(pos + records.len() as u64);
@@ -339,7 +406,9 @@ impl Partition {
     /// Rolls to a new segment when the incoming bytes would overflow the active one, or it is
     /// older than `segment.ms`. Called with the writer lock held.
     fn maybe_roll(&self, w: &mut WriterState, incoming: u64, now_ms: i64) -> Result<()> {
-        let Some(active) = self.segments().last().cloned() else { return Ok(()) };
+        let Some(active) = self.segments().last().cloned() else {
+            return Ok(());
+        };
         let len = active.len();
         if len == 0 {
             return Ok(());
@@ -348,8 +417,11 @@ impl Partition {
             let m = active.meta();
             (m.first_timestamp, m.next_offset)
         };
-        let too_big = len + incoming > self.config.segment_bytes || len + incoming > u32::MAX as u64;
-        let too_old = first_ts.map(|ts| now_ms - ts >= self.config.segment_ms).unwrap_or(false);
+        let too_big =
+            len + incoming > self.config.segment_bytes || len + incoming > u32::MAX as u64;
+        let too_old = first_ts
+            .map(|ts| now_ms - ts >= self.config.segment_ms)
+            .unwrap_or(false);
         let offsets_full = next - active.base_offset > (u32::MAX / 2) as i64;
         if too_big || too_old || offsets_full {
             self.roll(w, &active)?;
@@ -360,43 +432,67 @@ impl Partition {
     /// Seals `active` (fsync, indexes written) and starts a new segment at the end offset.
     fn roll(&self, w: &mut WriterState, active: &Segment) -> Result<()> {
         let path = active.log_path.display().to_string();
-        active.file.sync_data().map_err(|e| LogError::io(format!("fsync of {path} before rolling"), e))?;
+        active
+            .file
+            .sync_data()
+            .map_err(|e| LogError::io(format!("fsync of {path} before rolling"), e))?;
         active
             .persist_indexes(self.storage.as_ref())
             .map_err(|e| LogError::io(format!("writing indexes of {path}"), e))?;
         let seg = Segment::create(self.storage.as_ref(), &self.dir, active.next_offset())?;
-        self.storage.sync_dir(&self.dir).map_err(|e| LogError::io(format!("syncing {}", self.dir.display()), e))?;
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io(format!("syncing {}", self.dir.display()), e))?;
         tracing::debug!(topic = %self.topic, partition = self.id, base = seg.base_offset, "rolled segment");
         self.update_segments(|v| v.push(Arc::new(seg)));
         w.unflushed_records = 0;
         w.unflushed_since = None;
+        w.generation += 1;
         Ok(())
     }
 
-    /// Fsyncs unflushed appends (the flusher calls it when `flush.ms` has passed).
+    /// Fsyncs unflushed appends (the flusher calls it when `flush.ms` has passed). The fsync
+    /// runs without the writer lock, so appends go on while it waits for the disk.
     pub fn flush(&self) -> Result<()> {
         if self.read_only {
             return Ok(());
         }
-        let mut w = lock(&self.writer);
-        if w.unflushed_records == 0 {
-            return Ok(());
+        let (segment, pending, generation) = {
+            let w = lock(&self.writer);
+            if w.unflushed_records == 0 {
+                return Ok(());
+            }
+            let Some(active) = self.segments().last().cloned() else {
+                return Ok(());
+            };
+            (active, w.unflushed_records, w.generation)
+        };
+        if let Err(e) = segment.file.sync_data() {
+            self.poisoned.store(true, Ordering::Release);
+            return Err(LogError::io(
+                format!("fsync of {}", segment.log_path.display()),
+                e,
+            ));
         }
-        if let Some(active) = self.segments().last() {
-            if let Err(e) = active.file.sync_data() {
-                self.poisoned.store(true, Ordering::Release);
-                return Err(LogError::io(format!("fsync of {}", active.log_path.display()), e));
+        let mut w = lock(&self.writer);
+        if w.generation == generation {
+            w.unflushed_records = w.unflushed_records.saturating_sub(pending);
+            if w.unflushed_records == 0 {
+                w.unflushed_since = None;
             }
         }
-        w.unflushed_records = 0;
-        w.unflushed_since = None;
         Ok(())
     }
 
     /// Flushes if `flush.ms` has passed since the oldest unflushed append.
     pub(crate) fn flush_if_due(&self) -> Result<()> {
-        let Some(ms) = self.config.flush_ms else { return Ok(()) };
-        let due = lock(&self.writer).unflushed_since.map(|t| t.elapsed() >= Duration::from_millis(ms)).unwrap_or(false);
+        let Some(ms) = self.config.flush_ms else {
+            return Ok(());
+        };
+        let due = lock(&self.writer)
+            .unflushed_since
+            .map(|t| t.elapsed() >= Duration::from_millis(ms))
+            .unwrap_or(false);
         if due {
             self.flush()?;
         }
@@ -417,12 +513,18 @@ impl Partition {
                 log_end: end,
             });
         }
-        let mut out = ReadResult { records: Vec::new(), high_watermark: end, log_start_offset: start };
+        let mut out = ReadResult {
+            records: Vec::new(),
+            high_watermark: end,
+            log_start_offset: start,
+        };
         if offset == end {
             return Ok(out);
         }
         let segs = self.segments();
-        let first = segs.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
+        let first = segs
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
         for seg in &segs[first..] {
             let io = |e| LogError::io(format!("reading {}", seg.log_path.display()), e);
             if let Some((pos, h)) = seg.locate(offset).map_err(io)? {
@@ -450,16 +552,25 @@ impl Partition {
             }
             let io = |e| LogError::io(format!("reading {}", seg.log_path.display()), e);
             let start = seg.time_lookup_start(ts);
-            let Some((pos, h)) = seg.scan_headers(start, |h| h.max_timestamp >= ts).map_err(io)? else {
+            let Some((pos, h)) = seg
+                .scan_headers(start, |h| h.max_timestamp >= ts)
+                .map_err(io)?
+            else {
                 continue;
             };
             let bytes = seg.read_batches(pos, h.size, 0).map_err(io)?;
             if let Ok(records) = decode_records(&bytes, &h) {
-                if let Some(r) = records.iter().find(|r| r.timestamp >= ts && r.offset >= self.log_start_offset()) {
+                if let Some(r) = records
+                    .iter()
+                    .find(|r| r.timestamp >= ts && r.offset >= self.log_start_offset())
+                {
                     return Ok(Some((r.offset, r.timestamp)));
                 }
             }
-            return Ok(Some((h.base_offset.max(self.log_start_offset()), h.max_timestamp)));
+            return Ok(Some((
+                h.base_offset.max(self.log_start_offset()),
+                h.max_timestamp,
+            )));
         }
         Ok(None)
     }
@@ -482,8 +593,12 @@ impl Partition {
         let cfg = &self.config;
         loop {
             let segs = self.segments();
-            let Some(oldest) = segs.first().cloned() else { return Ok(()) };
-            let expired = |s: &Segment| cfg.retention_ms >= 0 && s.meta().max_timestamp < now_ms - cfg.retention_ms;
+            let Some(oldest) = segs.first().cloned() else {
+                return Ok(());
+            };
+            let expired = |s: &Segment| {
+                cfg.retention_ms >= 0 && s.meta().max_timestamp < now_ms - cfg.retention_ms
+            };
             if segs.len() == 1 {
                 // Kafka rolls an expired active segment so that retention can delete it.
                 if oldest.len() > 0 && expired(&oldest) {
@@ -494,7 +609,8 @@ impl Partition {
                 return Ok(());
             }
             let total: u64 = segs.iter().map(|s| s.len()).sum();
-            let over_size = cfg.retention_bytes >= 0 && total - oldest.len() >= cfg.retention_bytes as u64;
+            let over_size =
+                cfg.retention_bytes >= 0 && total - oldest.len() >= cfg.retention_bytes as u64;
             if !(expired(&oldest) || over_size) {
                 return Ok(());
             }
@@ -503,7 +619,11 @@ impl Partition {
                 v.retain(|s| s.base_offset != oldest.base_offset);
             });
             self.log_start.fetch_max(next_base, Ordering::AcqRel);
-            for path in [oldest.log_path.clone(), oldest.index_path(), oldest.time_index_path()] {
+            for path in [
+                oldest.log_path.clone(),
+                oldest.index_path(),
+                oldest.time_index_path(),
+            ] {
                 let _ = self.storage.remove_file(&path);
             }
             tracing::info!(
@@ -535,9 +655,12 @@ impl Partition {
         }
         self.flush()?;
         if let Some(active) = self.segments().last() {
-            active
-                .persist_indexes(self.storage.as_ref())
-                .map_err(|e| LogError::io(format!("writing indexes of {}", active.log_path.display()), e))?;
+            active.persist_indexes(self.storage.as_ref()).map_err(|e| {
+                LogError::io(
+                    format!("writing indexes of {}", active.log_path.display()),
+                    e,
+                )
+            })?;
         }
         Ok(())
     }
@@ -547,18 +670,33 @@ impl Partition {
         if !self.read_only {
             return Ok(());
         }
-        let names = self.storage.list_dir(&self.dir).map_err(|e| LogError::io(format!("listing {}", self.dir.display()), e))?;
-        let mut on_disk: Vec<i64> =
-            names.iter().filter_map(|n| n.strip_suffix(".log").and_then(|b| b.parse().ok())).collect();
+        let names = self
+            .storage
+            .list_dir(&self.dir)
+            .map_err(|e| LogError::io(format!("listing {}", self.dir.display()), e))?;
+        let mut on_disk: Vec<i64> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".log").and_then(|b| b.parse().ok()))
+            .collect();
         on_disk.sort_unstable();
         let segs = self.segments();
-        let mut next: Vec<Arc<Segment>> = segs.iter().filter(|s| on_disk.contains(&s.base_offset)).cloned().collect();
+        let mut next: Vec<Arc<Segment>> = segs
+            .iter()
+            .filter(|s| on_disk.contains(&s.base_offset))
+            .cloned()
+            .collect();
         let interval = self.config.index_interval_bytes;
         // Grow the last known segment, then add any newer ones.
         if let Some(last) = next.last() {
             let meta = last.meta().clone();
-            let r = scan(last.file.as_ref(), last.base_offset, last.len(), meta, interval)
-                .map_err(|e| LogError::io(format!("reading {}", last.log_path.display()), e))?;
+            let r = scan(
+                last.file.as_ref(),
+                last.base_offset,
+                last.len(),
+                meta,
+                interval,
+            )
+            .map_err(|e| LogError::io(format!("reading {}", last.log_path.display()), e))?;
             if r.valid_len > last.len() {
                 *last.meta_mut() = r.meta;
                 last.publish_len(r.valid_len);
@@ -567,10 +705,24 @@ impl Partition {
         let known_last = next.last().map(|s| s.base_offset).unwrap_or(-1);
         for base in on_disk.into_iter().filter(|&b| b > known_last) {
             let path = self.dir.join(segment::file_name(base, "log"));
-            let Ok(file) = self.storage.open_read_only(&path) else { continue };
-            let r = scan(file.as_ref(), base, 0, SegmentMeta::empty_at(base), interval)
-                .map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
-            next.push(Arc::new(Segment::new(base, path, file, r.valid_len, r.meta)));
+            let Ok(file) = self.storage.open_read_only(&path) else {
+                continue;
+            };
+            let r = scan(
+                file.as_ref(),
+                base,
+                0,
+                SegmentMeta::empty_at(base),
+                interval,
+            )
+            .map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
+            next.push(Arc::new(Segment::new(
+                base,
+                path,
+                file,
+                r.valid_len,
+                r.meta,
+            )));
         }
         let end = next.last().map(|s| s.next_offset()).unwrap_or(0);
         let start = next.first().map(|s| s.base_offset).unwrap_or(0);

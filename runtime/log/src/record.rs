@@ -99,7 +99,10 @@ impl<'a> Cursor<'a> {
         let mut z: u64 = 0;
         let mut shift = 0;
         loop {
-            let byte = *self.buf.get(self.pos).ok_or(BatchError::BadRecord("varint runs past the end"))?;
+            let byte = *self
+                .buf
+                .get(self.pos)
+                .ok_or(BatchError::BadRecord("varint runs past the end"))?;
             self.pos += 1;
             if shift > 63 {
                 return Err(BatchError::BadRecord("varint longer than 10 bytes"));
@@ -125,7 +128,9 @@ impl<'a> Cursor<'a> {
             .pos
             .checked_add(len as usize)
             .filter(|&e| e <= self.buf.len())
-            .ok_or(BatchError::BadRecord("field runs past the end of the record"))?;
+            .ok_or(BatchError::BadRecord(
+                "field runs past the end of the record",
+            ))?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(Some(out))
@@ -133,13 +138,19 @@ impl<'a> Cursor<'a> {
 }
 
 /// Decodes the records of one uncompressed batch (its header already validated).
-pub fn decode_records<'a>(batch: &'a [u8], header: &BatchHeader) -> Result<Vec<StoredRecord<'a>>, BatchError> {
+pub fn decode_records<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+) -> Result<Vec<StoredRecord<'a>>, BatchError> {
     let codec = header.compression()?;
     if codec != Compression::None {
         return Err(BatchError::CompressedUnsupported(codec.name()));
     }
     let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
-    let mut cur = Cursor { buf: &batch[..header.size.min(batch.len())], pos: BATCH_HEADER_LEN };
+    let mut cur = Cursor {
+        buf: &batch[..header.size.min(batch.len())],
+        pos: BATCH_HEADER_LEN,
+    };
     for _ in 0..header.records_count {
         let start = cur.pos;
         let len = cur.varlong()?;
@@ -150,8 +161,13 @@ pub fn decode_records<'a>(batch: &'a [u8], header: &BatchHeader) -> Result<Vec<S
         let end = body_start
             .checked_add(len as usize)
             .filter(|&e| e <= cur.buf.len())
-            .ok_or(BatchError::BadRecord("record runs past the end of the batch"))?;
-        let mut rec = Cursor { buf: &cur.buf[..end], pos: body_start + 1 };
+            .ok_or(BatchError::BadRecord(
+                "record runs past the end of the batch",
+            ))?;
+        let mut rec = Cursor {
+            buf: &cur.buf[..end],
+            pos: body_start + 1,
+        };
         let ts_delta = rec.varlong()?;
         let offset_delta = rec.varlong()?;
         let key = rec.bytes()?;
@@ -162,11 +178,15 @@ pub fn decode_records<'a>(batch: &'a [u8], header: &BatchHeader) -> Result<Vec<S
         }
         let mut headers = Vec::new();
         for _ in 0..n_headers {
-            let k = rec.bytes()?.ok_or(BatchError::BadRecord("null header key"))?;
+            let k = rec
+                .bytes()?
+                .ok_or(BatchError::BadRecord("null header key"))?;
             headers.push((k, rec.bytes()?));
         }
         if rec.pos != end {
-            return Err(BatchError::BadRecord("record length does not match its fields"));
+            return Err(BatchError::BadRecord(
+                "record length does not match its fields",
+            ));
         }
         out.push(StoredRecord {
             offset: header.base_offset + offset_delta,

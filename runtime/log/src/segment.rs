@@ -50,19 +50,29 @@ pub(crate) struct SegmentMeta {
 
 impl SegmentMeta {
     pub fn empty_at(base: i64) -> Self {
-        SegmentMeta { next_offset: base, max_timestamp: -1, ..Default::default() }
+        SegmentMeta {
+            next_offset: base,
+            max_timestamp: -1,
+            ..Default::default()
+        }
     }
 
     /// Accounts for a batch stored at `pos`, adding index entries every `interval` bytes.
     pub fn add_batch(&mut self, base: i64, pos: u64, h: &BatchHeader, interval: u64) {
         let rel = (h.base_offset - base) as u32;
         if self.offsets.is_empty() || self.bytes_since_offset_entry >= interval {
-            self.offsets.push(OffsetEntry { rel, pos: pos as u32 });
+            self.offsets.push(OffsetEntry {
+                rel,
+                pos: pos as u32,
+            });
             self.bytes_since_offset_entry = 0;
         }
         if h.max_timestamp > self.max_timestamp {
             if self.times.is_empty() || self.bytes_since_time_entry >= interval {
-                self.times.push(TimeEntry { ts: h.max_timestamp, rel });
+                self.times.push(TimeEntry {
+                    ts: h.max_timestamp,
+                    rel,
+                });
                 self.bytes_since_time_entry = 0;
             } else if let Some(last) = self.times.last_mut() {
                 // Keep the newest maximum in the last entry so lookups never miss it.
@@ -126,7 +136,10 @@ pub(crate) fn scan(
             let len = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
             let size = (len as i64 + LOG_OVERHEAD as i64) as usize;
             if len < 49 || size > MAX_BATCH_ON_DISK {
-                stop = Some(ScanEnd::Corrupt { at: pos + at as u64, reason: format!("invalid batch length {len}") });
+                stop = Some(ScanEnd::Corrupt {
+                    at: pos + at as u64,
+                    reason: format!("invalid batch length {len}"),
+                });
                 break;
             }
             if size > rest.len() {
@@ -149,7 +162,10 @@ pub(crate) fn scan(
                     at += size;
                 }
                 Err(reason) => {
-                    stop = Some(ScanEnd::Corrupt { at: pos + at as u64, reason });
+                    stop = Some(ScanEnd::Corrupt {
+                        at: pos + at as u64,
+                        reason,
+                    });
                     break;
                 }
             }
@@ -166,16 +182,26 @@ pub(crate) fn scan(
         ScanEnd::Clean => file_len,
         ScanEnd::Torn { at } | ScanEnd::Corrupt { at, .. } => *at,
     };
-    Ok(ScanResult { meta, valid_len, end })
+    Ok(ScanResult {
+        meta,
+        valid_len,
+        end,
+    })
 }
 
 fn check(batch: &[u8], base: i64, expected_next: i64) -> Result<BatchHeader, String> {
     let h = crate::batch::validate(batch).map_err(|e: BatchError| e.to_string())?;
     if h.base_offset < expected_next {
-        return Err(format!("offset {} goes backwards (expected at least {expected_next})", h.base_offset));
+        return Err(format!(
+            "offset {} goes backwards (expected at least {expected_next})",
+            h.base_offset
+        ));
     }
     if h.last_offset() - base > u32::MAX as i64 {
-        return Err(format!("offset {} is too far from the segment base {base}", h.last_offset()));
+        return Err(format!(
+            "offset {} is too far from the segment base {base}",
+            h.last_offset()
+        ));
     }
     Ok(h)
 }
@@ -195,15 +221,36 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    pub fn new(base: i64, log_path: PathBuf, file: Arc<dyn StorageFile>, len: u64, meta: SegmentMeta) -> Self {
-        Segment { base_offset: base, log_path, file, len: AtomicU64::new(len), meta: RwLock::new(meta) }
+    pub fn new(
+        base: i64,
+        log_path: PathBuf,
+        file: Arc<dyn StorageFile>,
+        len: u64,
+        meta: SegmentMeta,
+    ) -> Self {
+        Segment {
+            base_offset: base,
+            log_path,
+            file,
+            len: AtomicU64::new(len),
+            meta: RwLock::new(meta),
+        }
     }
 
     pub fn create(storage: &dyn Storage, dir: &Path, base: i64) -> Result<Segment> {
         let path = dir.join(file_name(base, "log"));
-        let file = storage.open(&path, true).map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
-        file.truncate(0).map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
-        Ok(Segment::new(base, path, file, 0, SegmentMeta::empty_at(base)))
+        let file = storage
+            .open(&path, true)
+            .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
+        file.truncate(0)
+            .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
+        Ok(Segment::new(
+            base,
+            path,
+            file,
+            0,
+            SegmentMeta::empty_at(base),
+        ))
     }
 
     pub fn len(&self) -> u64 {
@@ -239,7 +286,9 @@ impl Segment {
     pub fn locate(&self, offset: i64) -> std::io::Result<Option<(u64, BatchHeader)>> {
         let start = {
             let meta = self.meta();
-            let rel = offset.saturating_sub(self.base_offset).clamp(0, u32::MAX as i64) as u32;
+            let rel = offset
+                .saturating_sub(self.base_offset)
+                .clamp(0, u32::MAX as i64) as u32;
             let idx = meta.offsets.partition_point(|e| e.rel <= rel);
             if idx == 0 {
                 0
@@ -258,8 +307,11 @@ impl Segment {
     ) -> std::io::Result<Option<(u64, BatchHeader)>> {
         let limit = self.len();
         while pos + crate::batch::BATCH_HEADER_LEN as u64 <= limit {
-            let bytes = self.file.read_exact_at(pos, crate::batch::BATCH_HEADER_LEN)?;
-            let h = BatchHeader::parse(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            let bytes = self
+                .file
+                .read_exact_at(pos, crate::batch::BATCH_HEADER_LEN)?;
+            let h = BatchHeader::parse(&bytes)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
             if wanted(&h) {
                 return Ok(Some((pos, h)));
             }
@@ -269,13 +321,19 @@ impl Segment {
     }
 
     /// Whole batches from `pos`: as many as fit in `max_bytes`, and at least the first.
-    pub fn read_batches(&self, pos: u64, first_size: usize, max_bytes: usize) -> std::io::Result<Vec<u8>> {
+    pub fn read_batches(
+        &self,
+        pos: u64,
+        first_size: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<Vec<u8>> {
         let limit = self.len();
         let want = (max_bytes.max(first_size) as u64).min(limit.saturating_sub(pos)) as usize;
         let mut buf = self.file.read_exact_at(pos, want)?;
         let mut end = 0usize;
         while end + LOG_OVERHEAD <= buf.len() {
-            let len = i32::from_be_bytes([buf[end + 8], buf[end + 9], buf[end + 10], buf[end + 11]]);
+            let len =
+                i32::from_be_bytes([buf[end + 8], buf[end + 9], buf[end + 10], buf[end + 11]]);
             let size = len.max(0) as usize + LOG_OVERHEAD;
             if end + size > buf.len() {
                 break;
@@ -308,7 +366,8 @@ impl Segment {
             }
             if at == 0 {
                 // A single batch larger than the chunk.
-                let h = BatchHeader::parse(&buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let h = BatchHeader::parse(&buf)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
                 buf = self.file.read_exact_at(pos, h.size)?;
                 f(pos, &h, &buf)?;
                 at = h.size;
@@ -362,7 +421,9 @@ pub(crate) fn load_indexes(
     interval: u64,
 ) -> Option<SegmentMeta> {
     let off = storage.read_file(&log_path.with_extension("index")).ok()?;
-    let time = storage.read_file(&log_path.with_extension("timeindex")).ok()?;
+    let time = storage
+        .read_file(&log_path.with_extension("timeindex"))
+        .ok()?;
     if off.len() % 8 != 0 || time.len() % 12 != 0 || (off.is_empty() && log_len > 0) {
         return None;
     }
@@ -380,8 +441,12 @@ pub(crate) fn load_indexes(
             rel: u32::from_be_bytes([c[8], c[9], c[10], c[11]]),
         })
         .collect();
-    let increasing = offsets.windows(2).all(|w| w[0].rel < w[1].rel && w[0].pos < w[1].pos)
-        && times.windows(2).all(|w| w[0].ts <= w[1].ts && w[0].rel <= w[1].rel);
+    let increasing = offsets
+        .windows(2)
+        .all(|w| w[0].rel < w[1].rel && w[0].pos < w[1].pos)
+        && times
+            .windows(2)
+            .all(|w| w[0].ts <= w[1].ts && w[0].rel <= w[1].rel);
     if !increasing || offsets.first().map(|e| e.pos != 0).unwrap_or(false) {
         return None;
     }
@@ -391,19 +456,27 @@ pub(crate) fn load_indexes(
     if last.pos as u64 >= log_len {
         return None;
     }
-    let head = file.read_exact_at(last.pos as u64, crate::batch::BATCH_HEADER_LEN).ok()?;
+    let head = file
+        .read_exact_at(last.pos as u64, crate::batch::BATCH_HEADER_LEN)
+        .ok()?;
     let h = BatchHeader::parse(&head).ok()?;
     if h.base_offset != base + last.rel as i64 {
         return None;
     }
     // Recompute counters from the headers after the last entry (cheap: < interval bytes).
-    let mut meta = SegmentMeta { offsets, times, ..SegmentMeta::empty_at(base) };
+    let mut meta = SegmentMeta {
+        offsets,
+        times,
+        ..SegmentMeta::empty_at(base)
+    };
     let first = file.read_exact_at(0, crate::batch::BATCH_HEADER_LEN).ok()?;
     meta.first_timestamp = BatchHeader::parse(&first).ok().map(|h| h.base_timestamp);
     meta.max_timestamp = meta.times.last().map(|t| t.ts).unwrap_or(-1);
     let mut pos = last.pos as u64;
     while pos < log_len {
-        let head = file.read_exact_at(pos, crate::batch::BATCH_HEADER_LEN).ok()?;
+        let head = file
+            .read_exact_at(pos, crate::batch::BATCH_HEADER_LEN)
+            .ok()?;
         let h = BatchHeader::parse(&head).ok()?;
         meta.max_timestamp = meta.max_timestamp.max(h.max_timestamp);
         meta.next_offset = h.last_offset() + 1;

@@ -58,7 +58,11 @@ impl Inode {
     }
 
     fn fresh(data: Vec<u8>) -> Inode {
-        Inode { durable_len: data.len(), data, overwritten: None }
+        Inode {
+            durable_len: data.len(),
+            data,
+            overwritten: None,
+        }
     }
 }
 
@@ -89,7 +93,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
 }
 
 impl SimStorage {
@@ -160,7 +167,13 @@ impl SimStorage {
         }
         let faults = Faults::default();
         faults.used.store(used, Ordering::SeqCst);
-        SimStorage { tree: Arc::new(Mutex::new(Tree { files, dirs: tree.dirs.clone() })), faults: Arc::new(faults) }
+        SimStorage {
+            tree: Arc::new(Mutex::new(Tree {
+                files,
+                dirs: tree.dirs.clone(),
+            })),
+            faults: Arc::new(faults),
+        }
     }
 
     /// Flips one byte of a file, durably (simulates media corruption).
@@ -225,7 +238,9 @@ impl StorageFile for SimFile {
         if inode.data.len() < pos + writable {
             let old = inode.data.len();
             inode.data.resize(pos + writable, 0);
-            self.faults.used.fetch_add((pos + writable - old) as u64, Ordering::SeqCst);
+            self.faults
+                .used
+                .fetch_add((pos + writable - old) as u64, Ordering::SeqCst);
         }
         inode.data[pos..pos + writable].copy_from_slice(&buf[..writable]);
         if full {
@@ -310,7 +325,10 @@ impl Storage for SimStorage {
             }
             None => return Err(not_found(path)),
         };
-        Ok(Arc::new(SimFile { inode, faults: self.faults.clone() }))
+        Ok(Arc::new(SimFile {
+            inode,
+            faults: self.faults.clone(),
+        }))
     }
 
     fn open_read_only(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
@@ -327,13 +345,23 @@ impl Storage for SimStorage {
             return Ok(());
         }
         if tree.dirs.contains(from) {
-            let moved: Vec<PathBuf> = tree.dirs.iter().filter(|d| d.starts_with(from)).cloned().collect();
+            let moved: Vec<PathBuf> = tree
+                .dirs
+                .iter()
+                .filter(|d| d.starts_with(from))
+                .cloned()
+                .collect();
             for d in moved {
                 tree.dirs.remove(&d);
                 let rest = d.strip_prefix(from).unwrap_or(Path::new(""));
                 tree.dirs.insert(to.join(rest));
             }
-            let files: Vec<PathBuf> = tree.files.keys().filter(|f| f.starts_with(from)).cloned().collect();
+            let files: Vec<PathBuf> = tree
+                .files
+                .keys()
+                .filter(|f| f.starts_with(from))
+                .cloned()
+                .collect();
             for f in files {
                 if let Some(inode) = tree.files.remove(&f) {
                     let rest = f.strip_prefix(from).unwrap_or(Path::new(""));
@@ -359,7 +387,12 @@ impl Storage for SimStorage {
             return Err(not_found(path));
         }
         tree.dirs.retain(|d| !d.starts_with(path));
-        let files: Vec<PathBuf> = tree.files.keys().filter(|f| f.starts_with(path)).cloned().collect();
+        let files: Vec<PathBuf> = tree
+            .files
+            .keys()
+            .filter(|f| f.starts_with(path))
+            .cloned()
+            .collect();
         for f in files {
             if let Some(inode) = tree.files.remove(&f) {
                 let len = lock(&inode).data.len() as u64;

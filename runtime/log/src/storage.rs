@@ -14,6 +14,9 @@ use std::sync::Arc;
 /// One open file.
 pub trait StorageFile: Send + Sync {
     fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Reads up to `buf.len()` bytes at `pos`; returns fewer only at the end of the file.
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
     /// Writes all of `buf` at `pos`. On error, a prefix may have been written.
@@ -28,7 +31,10 @@ pub trait StorageFile: Send + Sync {
         while done < len {
             let n = self.read_at(&mut buf[done..], pos + done as u64)?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "read past end of file",
+                ));
             }
             done += n;
         }
@@ -127,7 +133,12 @@ impl Storage for FsStorage {
         path.is_dir()
     }
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        let f = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
         Ok(Arc::new(FsFile(f)))
     }
     fn open_read_only(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {

@@ -11,25 +11,32 @@ use sluice_log::sim::{SimStorage, TornWrites};
 use sluice_log::LogError;
 
 fn segment_files(sim: &SimStorage, ext: &str) -> Vec<PathBuf> {
-    sim.file_paths().into_iter().filter(|p| p.extension().map(|e| e == ext).unwrap_or(false)).collect()
+    sim.file_paths()
+        .into_iter()
+        .filter(|p| p.extension().map(|e| e == ext).unwrap_or(false))
+        .collect()
 }
 
 #[test]
 fn acknowledged_appends_survive_power_loss_with_fsync_on_append() {
     let sim = SimStorage::new();
     let log = open_sim(&sim);
-    log.create_topic("t", 1, config(&[("segment.bytes", "3000")])).unwrap();
+    log.create_topic("t", 1, config(&[("segment.bytes", "3000")]))
+        .unwrap();
     let p = log.partition("t", 0).unwrap();
     let mut acked = Vec::new();
     for i in 0..50 {
         let vals = values(&format!("b{i}"), 0..3);
-        p.append(batch(&vals, 0, T0), T0).unwrap();
+        p.append(&mut batch(&vals, 0, T0), T0).unwrap();
         acked.extend(vals);
     }
     for seed in 0..20 {
         let crashed = sim.crash_image(TornWrites::Random(seed));
         let log = open_sim(&crashed);
-        let got: Vec<String> = read_all(&log.partition("t", 0).unwrap()).into_iter().map(|(_, v)| v).collect();
+        let got: Vec<String> = read_all(&log.partition("t", 0).unwrap())
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
         assert_eq!(got, acked, "seed {seed}");
     }
 }
@@ -38,12 +45,17 @@ fn acknowledged_appends_survive_power_loss_with_fsync_on_append() {
 fn without_fsync_power_loss_keeps_a_valid_prefix_and_appends_continue() {
     let sim = SimStorage::new();
     let log = open_sim(&sim);
-    log.create_topic("t", 1, config(&[("flush.messages", "-1"), ("segment.bytes", "1000")])).unwrap();
+    log.create_topic(
+        "t",
+        1,
+        config(&[("flush.messages", "-1"), ("segment.bytes", "1000")]),
+    )
+    .unwrap();
     let p = log.partition("t", 0).unwrap();
     let mut all = Vec::new();
     for i in 0..40 {
         let vals = values(&format!("b{i}"), 0..2);
-        p.append(batch(&vals, 0, T0), T0).unwrap();
+        p.append(&mut batch(&vals, 0, T0), T0).unwrap();
         all.extend(vals);
     }
     for seed in 0..20 {
@@ -52,11 +64,21 @@ fn without_fsync_power_loss_keeps_a_valid_prefix_and_appends_continue() {
         let p = log.partition("t", 0).unwrap();
         let got: Vec<(i64, String)> = read_all(&p);
         let vals: Vec<String> = got.iter().map(|(_, v)| v.clone()).collect();
-        assert_eq!(&all[..vals.len()], &vals[..], "seed {seed}: recovered data must be a prefix");
+        assert_eq!(
+            &all[..vals.len()],
+            &vals[..],
+            "seed {seed}: recovered data must be a prefix"
+        );
         // Sealed segments were fsynced when rolled: at least those survive.
-        assert!(vals.len() >= 16, "seed {seed}: only {} records survived", vals.len());
+        assert!(
+            vals.len() >= 16,
+            "seed {seed}: only {} records survived",
+            vals.len()
+        );
         let end = p.end_offset();
-        let info = p.append(batch(&values("after", 0..1), 0, T0), T0).unwrap();
+        let info = p
+            .append(&mut batch(&values("after", 0..1), 0, T0), T0)
+            .unwrap();
         assert_eq!(info.base_offset, end, "offsets continue after recovery");
     }
 }
@@ -69,20 +91,32 @@ fn a_corrupt_byte_in_the_active_segment_truncates_there_and_is_never_served() {
         log.create_topic("t", 1, TopicConfig::default()).unwrap();
         let p = log.partition("t", 0).unwrap();
         for i in 0..10 {
-            p.append(batch(&values(&format!("b{i}"), 0..2), 0, T0), T0).unwrap();
+            p.append(&mut batch(&values(&format!("b{i}"), 0..2), 0, T0), T0)
+                .unwrap();
         }
         // No close(): a crash, so the tail is re-validated.
     }
-    let log_file = segment_files(&sim, "log").into_iter().find(|p| p.to_string_lossy().contains("/t/0/")).unwrap();
+    let log_file = segment_files(&sim, "log")
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("/t/0/"))
+        .unwrap();
     let len = sim.read_file(&log_file).unwrap().len();
     // Damage a byte inside the 6th batch (each batch is the same size).
     let batch_size = len / 10;
     sim.corrupt(&log_file, batch_size * 5 + 70);
     let log = open_sim(&sim);
     let p = log.partition("t", 0).unwrap();
-    assert_eq!(p.end_offset(), 10, "cut at the first corrupt batch: 5 batches of 2 remain");
+    assert_eq!(
+        p.end_offset(),
+        10,
+        "cut at the first corrupt batch: 5 batches of 2 remain"
+    );
     assert_eq!(read_all(&p).len(), 10);
-    assert_eq!(sim.read_file(&log_file).unwrap().len(), batch_size * 5, "the file itself was truncated");
+    assert_eq!(
+        sim.read_file(&log_file).unwrap().len(),
+        batch_size * 5,
+        "the file itself was truncated"
+    );
 }
 
 #[test]
@@ -94,7 +128,8 @@ fn damaged_or_missing_indexes_are_rebuilt() {
         log.create_topic("t", 1, config(&cfg)).unwrap();
         let p = log.partition("t", 0).unwrap();
         for i in 0..30 {
-            p.append(batch(&values(&format!("b{i}"), 0..3), 0, T0), T0).unwrap();
+            p.append(&mut batch(&values(&format!("b{i}"), 0..3), 0, T0), T0)
+                .unwrap();
         }
         log.close().unwrap();
         read_all(&p)
@@ -114,9 +149,14 @@ fn damaged_or_missing_indexes_are_rebuilt() {
     for (offset, value) in &expected {
         let r = p.read(*offset, 1).unwrap();
         let got = sluice_log::decode_record_set(&r.records).unwrap();
-        assert!(got.iter().any(|r| r.offset == *offset && r.value.as_deref() == Some(value.as_bytes())));
+        assert!(got
+            .iter()
+            .any(|r| r.offset == *offset && r.value.as_deref() == Some(value.as_bytes())));
     }
-    assert!(sim.exists(&indexes[1]), "the missing index was written again");
+    assert!(
+        sim.exists(&indexes[1]),
+        "the missing index was written again"
+    );
 }
 
 fn sim_open(sim: &SimStorage, path: &Path) -> std::sync::Arc<dyn sluice_log::storage::StorageFile> {
@@ -148,9 +188,12 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_partial_batch() {
     let log = open_sim(&sim);
     log.create_topic("t", 1, TopicConfig::default()).unwrap();
     let p = log.partition("t", 0).unwrap();
-    p.append(batch(&values("ok", 0..5), 0, T0), T0).unwrap();
+    p.append(&mut batch(&values("ok", 0..5), 0, T0), T0)
+        .unwrap();
     sim.set_capacity(sim.used_bytes() + 50);
-    let err = p.append(batch(&values("too-much", 0..20), 0, T0), T0).unwrap_err();
+    let err = p
+        .append(&mut batch(&values("too-much", 0..20), 0, T0), T0)
+        .unwrap_err();
     assert!(matches!(err, LogError::DiskFull { .. }), "{err:?}");
     assert!(err.to_string().contains("disk full"), "{err}");
     assert!(err.is_retriable());
@@ -163,7 +206,12 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_partial_batch() {
     }
     // Space comes back: appends continue where they left off.
     sim.set_capacity(0);
-    assert_eq!(p.append(batch(&values("later", 0..1), 0, T0), T0).unwrap().base_offset, 5);
+    assert_eq!(
+        p.append(&mut batch(&values("later", 0..1), 0, T0), T0)
+            .unwrap()
+            .base_offset,
+        5
+    );
 }
 
 #[test]
@@ -172,14 +220,23 @@ fn a_failed_fsync_stops_the_partition_until_restart() {
     let log = open_sim(&sim);
     log.create_topic("t", 1, TopicConfig::default()).unwrap();
     let p = log.partition("t", 0).unwrap();
-    p.append(batch(&values("ok", 0..2), 0, T0), T0).unwrap();
+    p.append(&mut batch(&values("ok", 0..2), 0, T0), T0)
+        .unwrap();
     sim.fail_syncs(true);
-    assert!(p.append(batch(&values("lost", 0..2), 0, T0), T0).is_err());
+    assert!(p
+        .append(&mut batch(&values("lost", 0..2), 0, T0), T0)
+        .is_err());
     sim.fail_syncs(false);
-    assert!(matches!(p.append(batch(&values("x", 0..1), 0, T0), T0), Err(LogError::Poisoned(_))));
+    assert!(matches!(
+        p.append(&mut batch(&values("x", 0..1), 0, T0), T0),
+        Err(LogError::Poisoned(_))
+    ));
     let crashed = sim.crash_image(TornWrites::LoseUnsynced);
     let log = open_sim(&crashed);
-    let got: Vec<String> = read_all(&log.partition("t", 0).unwrap()).into_iter().map(|(_, v)| v).collect();
+    let got: Vec<String> = read_all(&log.partition("t", 0).unwrap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
     assert_eq!(got, values("ok", 0..2));
 }
 
@@ -191,12 +248,23 @@ fn interrupted_topic_creation_and_compaction_leftovers_are_cleaned_on_open() {
         let log = open_sim(&sim);
         log.create_topic("t", 1, TopicConfig::default()).unwrap();
     }
-    sim.create_dir_all(Path::new("/data/topics/.half.creating/0")).unwrap();
-    sim.open(Path::new("/data/topics/t/0/00000000000000000000.cleaned"), true).unwrap();
+    sim.create_dir_all(Path::new("/data/topics/.half.creating/0"))
+        .unwrap();
+    sim.open(
+        Path::new("/data/topics/t/0/00000000000000000000.cleaned"),
+        true,
+    )
+    .unwrap();
     let log = open_sim(&sim);
     assert_eq!(log.topics().len(), 1);
-    assert!(!Storage::exists(&sim, Path::new("/data/topics/.half.creating")));
-    assert!(!Storage::exists(&sim, Path::new("/data/topics/t/0/00000000000000000000.cleaned")));
+    assert!(!Storage::exists(
+        &sim,
+        Path::new("/data/topics/.half.creating")
+    ));
+    assert!(!Storage::exists(
+        &sim,
+        Path::new("/data/topics/t/0/00000000000000000000.cleaned")
+    ));
 }
 
 use sluice_log::TopicConfig;
@@ -228,7 +296,7 @@ proptest! {
                 image = Some(sim.crash_image(TornWrites::Random(seed)));
             }
             let vals: Vec<String> = (0..*n).map(|j| format!("{i}-{j}-{}", "x".repeat(value_len))).collect();
-            p.append(batch(&vals, 0, T0 + i as i64), T0 + i as i64).unwrap();
+            p.append(&mut batch(&vals, 0, T0 + i as i64), T0 + i as i64).unwrap();
             if image.is_none() {
                 acked.extend(vals);
             }

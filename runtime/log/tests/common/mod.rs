@@ -4,12 +4,17 @@
 use std::sync::Arc;
 
 use sluice_log::sim::SimStorage;
-use sluice_log::{decode_record_set, BatchBuilder, Log, LogOptions, Partition, Record, TopicConfig};
+use sluice_log::{
+    decode_record_set, BatchBuilder, Log, LogOptions, Partition, Record, TopicConfig,
+};
 
 pub const T0: i64 = 1_700_000_000_000;
 
 pub fn opts() -> LogOptions {
-    LogOptions { read_only: false, maintenance_interval: None }
+    LogOptions {
+        read_only: false,
+        maintenance_interval: None,
+    }
 }
 
 pub fn open_sim(sim: &SimStorage) -> Log {
@@ -22,11 +27,22 @@ pub fn config(pairs: &[(&str, &str)]) -> TopicConfig {
 
 /// A batch of values with keys `k<i % keys>` (or no keys when `keys == 0`).
 pub fn batch(values: &[String], keys: usize, ts: i64) -> Vec<u8> {
-    let key_strings: Vec<String> = (0..values.len()).map(|i| format!("k{}", i % keys.max(1))).collect();
+    let key_strings: Vec<String> = (0..values.len())
+        .map(|i| format!("k{}", i % keys.max(1)))
+        .collect();
     let mut b = BatchBuilder::new();
     for (i, v) in values.iter().enumerate() {
-        let key = if keys == 0 { None } else { Some(key_strings[i].as_bytes()) };
-        b.push(&Record { key, value: Some(v.as_bytes()), timestamp: ts + i as i64, headers: vec![] });
+        let key = if keys == 0 {
+            None
+        } else {
+            Some(key_strings[i].as_bytes())
+        };
+        b.push(&Record {
+            key,
+            value: Some(v.as_bytes()),
+            timestamp: ts + i as i64,
+            headers: vec![],
+        });
     }
     b.build()
 }
@@ -46,11 +62,19 @@ pub fn read_all(p: &Partition) -> Vec<(i64, String)> {
         }
         for rec in decode_record_set(&r.records).expect("valid batches") {
             if rec.offset >= offset {
-                out.push((rec.offset, String::from_utf8(rec.value.unwrap_or_default()).unwrap()));
+                out.push((
+                    rec.offset,
+                    String::from_utf8(rec.value.unwrap_or_default()).unwrap(),
+                ));
             }
             offset = offset.max(rec.offset + 1);
         }
-        let last = sluice_log::batch::split_record_set(&r.records).unwrap().last().unwrap().1.last_offset();
+        let last = sluice_log::batch::split_record_set(&r.records)
+            .unwrap()
+            .last()
+            .unwrap()
+            .1
+            .last_offset();
         offset = offset.max(last + 1);
     }
     out

@@ -1,0 +1,155 @@
+//! Command-line arguments. The command and flag names are a contract: scripts and later
+//! issues rely on them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a durable log, Kafka-compatible broker and connector runtime in one binary"
+)]
+pub struct Cli {
+    /// Where topics, offsets and schemas live.
+    #[arg(long, global = true, default_value = "./data", env = "SLUICE_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Format of the diagnostic log on stderr (filter it with RUST_LOG, e.g. RUST_LOG=info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, describe and delete topics.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Append one record per line of standard input to a topic.
+    Produce(ProduceArgs),
+    /// Print the records of a topic, one value per line.
+    Consume(ConsumeArgs),
+    /// Show consumer groups and their committed offsets.
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
+    /// Measure Sluice against the machine's own limits.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create a topic.
+    Create(CreateArgs),
+    /// List topic names, one per line (internal topics start with `__`).
+    List,
+    /// Show a topic's id, configuration and partitions.
+    Describe { name: String },
+    /// Delete a topic, its data and the group offsets committed for it.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    pub name: String,
+    /// Number of partitions.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: u32,
+    /// Topic settings with Kafka's names, e.g. `--config retention.ms=3600000` (repeatable).
+    /// Known: cleanup.policy, retention.ms, retention.bytes, segment.bytes, segment.ms,
+    /// index.interval.bytes, flush.messages, flush.ms, delete.retention.ms, max.message.bytes.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub configs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    pub topic: String,
+    /// Split each line at the first occurrence of this character into key and value; a line
+    /// without it is an error. Without this flag lines have no key.
+    #[arg(long, value_name = "CHAR")]
+    pub key_separator: Option<char>,
+    /// Write every record to this partition instead of choosing by key (Kafka's murmur2) or
+    /// spreading keyless records batch by batch.
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// After each batch is stored (and fsynced, per the topic's flush policy) print
+    /// `PARTITION<TAB>FIRST_OFFSET<TAB>LAST_OFFSET` on stdout.
+    #[arg(long)]
+    pub print_offsets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// Start at the oldest record instead of waiting for new ones.
+    #[arg(long, conflicts_with = "offset")]
+    pub from_beginning: bool,
+    /// Read only this partition (default: all).
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// Start at this offset (needs --partition).
+    #[arg(long, requires = "partition")]
+    pub offset: Option<i64>,
+    /// Exit once every partition read has been read to its end, instead of waiting for more.
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// Exit after printing this many records.
+    #[arg(long, value_name = "N")]
+    pub max_messages: Option<u64>,
+    /// Print `KEY<SEP>VALUE` instead of the value alone.
+    #[arg(long)]
+    pub print_key: bool,
+    /// Separator between key and value with --print-key.
+    #[arg(long, default_value = "\t", value_name = "STRING")]
+    pub key_separator: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// List groups with committed offsets.
+    List,
+    /// Show a group's committed offsets, end offsets and lag per partition.
+    Describe { group: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Append and read back records on one partition, beside raw sequential file I/O.
+    Log(LogBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogBenchArgs {
+    /// Records per run.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub records: usize,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 100)]
+    pub record_size: usize,
+    /// Records per batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_records: usize,
+    /// Runs of the whole set; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}

@@ -1,0 +1,125 @@
+//! `sluice consume TOPIC`: prints records, one per line, optionally following new ones.
+//!
+//! Opens the data directory read-only, so it runs beside a producer; while following it looks
+//! for new data every 100 ms.
+
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sluice_log::{decode_record_set, LogError};
+
+use crate::cli::ConsumeArgs;
+use crate::topics::open_read_only;
+
+const FETCH_BYTES: usize = 1 << 20;
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+pub fn run(data_dir: &Path, args: ConsumeArgs) -> Result<()> {
+    match consume(data_dir, &args) {
+        // `sluice consume ... | head` is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .map(|e| e.kind() == ErrorKind::BrokenPipe)
+                .unwrap_or(false) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn consume(data_dir: &Path, args: &ConsumeArgs) -> Result<()> {
+    let log = open_read_only(data_dir)?;
+    let topic = log.topic(&args.topic)?;
+    let parts: Vec<_> = match args.partition {
+        Some(p) => vec![log.partition(&args.topic, p)?],
+        None => topic.partitions.clone(),
+    };
+    let mut positions = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let pos = match args.offset {
+            Some(o) => {
+                if o < p.log_start_offset() || o > p.end_offset() {
+                    return Err(LogError::OffsetOutOfRange {
+                        topic: args.topic.clone(),
+                        partition: p.id(),
+                        offset: o,
+                        log_start: p.log_start_offset(),
+                        log_end: p.end_offset(),
+                    }
+                    .into());
+                }
+                o
+            }
+            None if args.from_beginning => p.log_start_offset(),
+            None => p.end_offset(),
+        };
+        positions.push(pos);
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut printed = 0u64;
+    loop {
+        let mut progressed = false;
+        for (p, pos) in parts.iter().zip(positions.iter_mut()) {
+            if *pos >= p.end_offset() {
+                continue;
+            }
+            let read = match p.read(*pos, FETCH_BYTES) {
+                Ok(r) => r,
+                Err(LogError::OffsetOutOfRange { log_start, .. }) if *pos < log_start => {
+                    tracing::warn!(
+                        partition = p.id(),
+                        from = *pos,
+                        to = log_start,
+                        "records were deleted by retention; skipping ahead"
+                    );
+                    *pos = log_start;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let records = decode_record_set(&read.records)
+                .with_context(|| format!("decoding {}-{} at offset {}", args.topic, p.id(), pos))?;
+            if let Some(last) = sluice_log::batch::split_record_set(&read.records)
+                .ok()
+                .and_then(|b| b.last().map(|(_, h)| h.last_offset()))
+            {
+                for r in records.iter().filter(|r| r.offset >= *pos) {
+                    if args.print_key {
+                        match &r.key {
+                            Some(k) => out.write_all(k)?,
+                            None => out.write_all(b"null")?,
+                        }
+                        out.write_all(args.key_separator.as_bytes())?;
+                    }
+                    match &r.value {
+                        Some(v) => out.write_all(v)?,
+                        None => out.write_all(b"null")?,
+                    }
+                    out.write_all(b"\n")?;
+                    printed += 1;
+                    if args.max_messages == Some(printed) {
+                        out.flush()?;
+                        return Ok(());
+                    }
+                }
+                *pos = last + 1;
+                progressed = true;
+            } else {
+                // The rest of the log was compacted away: nothing more below the end offset.
+                *pos = p.end_offset();
+            }
+        }
+        if !progressed {
+            out.flush()?;
+            if args.exit_at_end {
+                return Ok(());
+            }
+            std::thread::sleep(POLL_INTERVAL);
+            log.refresh()?;
+        }
+    }
+}

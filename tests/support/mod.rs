@@ -1,0 +1,90 @@
+#![allow(dead_code)]
+//! Helpers for end-to-end tests: run the real `sluice` binary on a temporary data directory.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temporary data directory, removed when dropped.
+pub struct TempData(tempfile::TempDir);
+
+impl TempData {
+    pub fn new() -> Self {
+        TempData(tempfile::tempdir().expect("temp dir"))
+    }
+    pub fn path(&self) -> PathBuf {
+        self.0.path().join("data")
+    }
+}
+
+pub fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// `sluice --data-dir <tmp>`, with quiet logs.
+pub fn sluice(data: &TempData) -> Command {
+    let mut c = Command::new(binary());
+    c.arg("--data-dir").arg(data.path()).env("RUST_LOG", "warn");
+    c
+}
+
+/// Runs to completion, asserts success, returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.stdin(Stdio::null()).output().expect("run sluice");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+pub fn run_with_input(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer");
+    out
+}
+
+/// Kills the child (SIGKILL) if the test ends early, so no process outlives it.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for the child to exit and returns its stdout; fails the test after `timeout`.
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> String {
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            assert!(status.success(), "child failed: {status}");
+            return reader.join().expect("reader");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("child did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
