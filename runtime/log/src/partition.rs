@@ -528,7 +528,7 @@ impl Partition {
         for seg in &segs[first..] {
             let io = |e| LogError::io(format!("reading {}", seg.log_path.display()), e);
             if let Some((pos, h)) = seg.locate(offset).map_err(io)? {
-                out.records = seg.read_batches(pos, h.size, max_bytes).map_err(io)?;
+                out.records = seg.read_batches(pos, h.size, max_bytes)?;
                 return Ok(out);
             }
         }
@@ -558,7 +558,7 @@ impl Partition {
             else {
                 continue;
             };
-            let bytes = seg.read_batches(pos, h.size, 0).map_err(io)?;
+            let bytes = seg.read_batches(pos, h.size, 0)?;
             if let Ok(records) = decode_records(&bytes, &h) {
                 if let Some(r) = records
                     .iter()

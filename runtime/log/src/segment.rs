@@ -321,15 +321,11 @@ impl Segment {
     }
 
     /// Whole batches from `pos`: as many as fit in `max_bytes`, and at least the first.
-    pub fn read_batches(
-        &self,
-        pos: u64,
-        first_size: usize,
-        max_bytes: usize,
-    ) -> std::io::Result<Vec<u8>> {
+    pub fn read_batches(&self, pos: u64, first_size: usize, max_bytes: usize) -> Result<Vec<u8>> {
         let limit = self.len();
         let want = (max_bytes.max(first_size) as u64).min(limit.saturating_sub(pos)) as usize;
-        let mut buf = self.file.read_exact_at(pos, want)?;
+        let io = |e| LogError::io(format!("reading {}", self.log_path.display()), e);
+        let mut buf = self.file.read_exact_at(pos, want).map_err(io)?;
         let mut end = 0usize;
         while end + LOG_OVERHEAD <= buf.len() {
             let len =
@@ -337,6 +333,13 @@ impl Segment {
             let size = len.max(0) as usize + LOG_OVERHEAD;
             if end + size > buf.len() {
                 break;
+            }
+            // Re-checked on every read: bytes that rotted on disk are reported, never served.
+            if let Err(e) = crate::batch::validate(&buf[end..end + size]) {
+                return Err(LogError::Corrupt {
+                    path: self.log_path.clone(),
+                    detail: format!("batch at byte {}: {e}", pos + end as u64),
+                });
             }
             end += size;
         }

@@ -314,3 +314,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn bit_rot_in_a_sealed_segment_is_reported_on_read_not_served() {
+    let sim = SimStorage::new();
+    {
+        let log = open_sim(&sim);
+        log.create_topic("t", 1, config(&[("segment.bytes", "500")]))
+            .unwrap();
+        let p = log.partition("t", 0).unwrap();
+        for i in 0..20 {
+            p.append(&mut batch(&values(&format!("b{i}"), 0..2), 0, T0), T0)
+                .unwrap();
+        }
+        log.close().unwrap();
+    }
+    let first = segment_files(&sim, "log").into_iter().min().unwrap();
+    sim.corrupt(&first, 80); // inside the first batch's records, after a clean shutdown
+    let log = open_sim(&sim);
+    let p = log.partition("t", 0).unwrap();
+    match p.read(0, 1 << 20) {
+        Err(LogError::Corrupt { detail, .. }) => assert!(detail.contains("CRC32C"), "{detail}"),
+        other => panic!("a corrupt batch must not be served: {other:?}"),
+    }
+    // Later segments are still readable.
+    assert!(p.read(p.end_offset() - 1, 100).is_ok());
+}
