@@ -65,7 +65,9 @@ pub use config::{CleanupPolicy, TopicConfig};
 pub use error::{BatchError, ConfigError, LogError};
 pub use groups::{CommittedOffset, OffsetCommit, OFFSETS_TOPIC};
 pub use log::{now_ms, validate_topic_name, Log, LogOptions, Topic};
-pub use partition::{AppendInfo, MaintenanceReport, Partition, PartitionStats, ReadResult};
+pub use partition::{
+    AppendInfo, MaintenanceReport, Partition, PartitionStats, ReadResult, SyncMode,
+};
 pub use record::{Record, StoredRecord};
 
 /// An owned record decoded from a record set, for callers that keep records past the buffer.

@@ -28,6 +28,8 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
     /// Whether the batches were fsynced before this returned (per `flush.messages`).
     pub durable: bool,
+    /// With [`SyncMode::Deferred`]: the topic's `flush.messages` asks for an fsync now.
+    pub sync_due: bool,
 }
 
 /// Whole batches read from a partition.
@@ -82,8 +84,23 @@ pub struct Partition {
     pub(crate) maintenance: Mutex<MaintenanceState>,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     end: watch::Sender<i64>,
+    /// Every offset below this is on disk (fsynced).
+    durable_end: AtomicI64,
+    /// One group-commit fsync at a time; waiters it covers return without their own.
+    sync_lock: Mutex<()>,
     pub(crate) log_start: AtomicI64,
     poisoned: AtomicBool,
+}
+
+/// When an append fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// As the topic's `flush.messages` says, before the append returns.
+    Policy,
+    /// Never inside the append: the caller follows up with [`Partition::sync_to`] (group
+    /// commit for `acks=all`) or lets the policy's flush happen in the background; see
+    /// [`AppendInfo::sync_due`].
+    Deferred,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -232,6 +249,13 @@ impl Partition {
         }
         let end = segments.last().map(|s| s.next_offset()).unwrap_or(0);
         let start = segments.first().map(|s| s.base_offset).unwrap_or(0);
+        if let (false, Some(last)) = (opts.read_only, segments.last()) {
+            // What recovery kept may sit only in the page cache (a crash of the process, not
+            // the machine): make it durable before counting it as such.
+            last.file
+                .sync_data()
+                .map_err(|e| LogError::io(format!("fsync of {}", last.log_path.display()), e))?;
+        }
         let (end_tx, _) = watch::channel(end);
         Ok(Partition {
             topic: topic.to_string(),
@@ -244,6 +268,8 @@ impl Partition {
             maintenance: Mutex::new(MaintenanceState::default()),
             segments: RwLock::new(Arc::new(segments)),
             end: end_tx,
+            durable_end: AtomicI64::new(end),
+            sync_lock: Mutex::new(()),
             log_start: AtomicI64::new(start),
             poisoned: AtomicBool::new(false),
         })
@@ -312,6 +338,16 @@ impl Partition {
     /// request). Every batch is validated first; offsets are assigned by rewriting `baseOffset`.
     /// On any error nothing becomes visible, and nothing is left that recovery would keep.
     pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<AppendInfo> {
+        self.append_with(records, now_ms, SyncMode::Policy)
+    }
+
+    /// [`Partition::append`] with a choice of when to fsync.
+    pub fn append_with(
+        &self,
+        records: &mut [u8],
+        now_ms: i64,
+        mode: SyncMode,
+    ) -> Result<AppendInfo> {
         self.check_writable("append")?;
         let invalid = |source| LogError::InvalidBatch {
             topic: self.topic.clone(),
@@ -364,8 +400,10 @@ impl Partition {
         }
         w.unflushed_records += record_count;
         w.unflushed_since.get_or_insert_with(Instant::now);
-        let durable = match self.config.flush_messages {
-            Some(n) if w.unflushed_records >= n => {
+        let policy_wants_sync =
+            matches!(self.config.flush_messages, Some(n) if w.unflushed_records >= n);
+        let durable = match mode {
+            SyncMode::Policy if policy_wants_sync => {
                 if let Err(e) = active.file.sync_data() {
                     // After a failed fsync the page cache cannot be trusted (fsyncgate): stop
                     // writing here; a restart recovers from what is really on disk.
@@ -379,6 +417,7 @@ impl Partition {
             }
             _ => false,
         };
+        let sync_due = mode == SyncMode::Deferred && policy_wants_sync;
         {
             let mut meta = active.meta_mut();
             for (start, h) in &batches {
@@ -395,11 +434,15 @@ impl Partition {
         }
         active.publish_len(pos + records.len() as u64);
         self.end.send_replace(next);
+        if durable {
+            self.durable_end.fetch_max(next, Ordering::AcqRel);
+        }
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             log_start_offset: self.log_start_offset(),
             durable,
+            sync_due,
         })
     }
 
@@ -439,7 +482,8 @@ impl Partition {
         active
             .persist_indexes(self.storage.as_ref())
             .map_err(|e| LogError::io(format!("writing indexes of {path}"), e))?;
-        let seg = Segment::create(self.storage.as_ref(), &self.dir, active.next_offset())?;
+        let seg_base_after_roll = active.next_offset();
+        let seg = Segment::create(self.storage.as_ref(), &self.dir, seg_base_after_roll)?;
         self.storage
             .sync_dir(&self.dir)
             .map_err(|e| LogError::io(format!("syncing {}", self.dir.display()), e))?;
@@ -448,6 +492,8 @@ impl Partition {
         w.unflushed_records = 0;
         w.unflushed_since = None;
         w.generation += 1;
+        self.durable_end
+            .fetch_max(seg_base_after_roll, Ordering::AcqRel);
         Ok(())
     }
 
@@ -457,7 +503,7 @@ impl Partition {
         if self.read_only {
             return Ok(());
         }
-        let (segment, pending, generation) = {
+        let (segment, pending, generation, end) = {
             let w = lock(&self.writer);
             if w.unflushed_records == 0 {
                 return Ok(());
@@ -465,7 +511,7 @@ impl Partition {
             let Some(active) = self.segments().last().cloned() else {
                 return Ok(());
             };
-            (active, w.unflushed_records, w.generation)
+            (active, w.unflushed_records, w.generation, self.end_offset())
         };
         if let Err(e) = segment.file.sync_data() {
             self.poisoned.store(true, Ordering::Release);
@@ -481,7 +527,28 @@ impl Partition {
                 w.unflushed_since = None;
             }
         }
+        drop(w);
+        self.durable_end.fetch_max(end, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Returns once every offset up to and including `offset` is fsynced. Concurrent callers
+    /// share fsyncs (group commit): one fsync covers every append made before it started.
+    pub fn sync_to(&self, offset: i64) -> Result<()> {
+        self.check_writable("sync")?;
+        if self.durable_end.load(Ordering::Acquire) > offset {
+            return Ok(());
+        }
+        let _one_at_a_time = lock(&self.sync_lock);
+        if self.durable_end.load(Ordering::Acquire) > offset {
+            return Ok(());
+        }
+        self.flush()
+    }
+
+    /// Every offset below this is fsynced.
+    pub fn durable_end_offset(&self) -> i64 {
+        self.durable_end.load(Ordering::Acquire)
     }
 
     /// Flushes if `flush.ms` has passed since the oldest unflushed append.

@@ -340,3 +340,41 @@ fn bit_rot_in_a_sealed_segment_is_reported_on_read_not_served() {
     // Later segments are still readable.
     assert!(p.read(p.end_offset() - 1, 100).is_ok());
 }
+
+#[test]
+fn group_commit_makes_every_synced_append_durable() {
+    use sluice_log::SyncMode;
+    let sim = SimStorage::new();
+    let log = open_sim(&sim);
+    log.create_topic("t", 1, config(&[("flush.messages", "-1")]))
+        .unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let acked = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (p, acked) = (&p, &acked);
+            s.spawn(move || {
+                for i in 0..25 {
+                    let vals = values(&format!("t{t}-{i}"), 0..2);
+                    let info = p
+                        .append_with(&mut batch(&vals, 0, T0), T0, SyncMode::Deferred)
+                        .unwrap();
+                    assert!(!info.durable);
+                    p.sync_to(info.last_offset).unwrap();
+                    assert!(p.durable_end_offset() > info.last_offset);
+                    acked.lock().unwrap().extend(vals);
+                }
+            });
+        }
+    });
+    let crashed = sim.crash_image(TornWrites::LoseUnsynced);
+    let log = open_sim(&crashed);
+    let mut got: Vec<String> = read_all(&log.partition("t", 0).unwrap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut want = acked.into_inner().unwrap();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
