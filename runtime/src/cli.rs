@@ -46,6 +46,9 @@ pub enum Command {
         #[command(subcommand)]
         command: GroupsCommand,
     },
+    /// Serve the Kafka protocol on the data directory: real Kafka clients produce, consume and
+    /// run consumer groups against it.
+    Broker(BrokerArgs),
     /// Measure Sluice against the machine's own limits.
     Bench {
         #[command(subcommand)]
@@ -152,4 +155,23 @@ pub struct LogBenchArgs {
     /// Folder to write in (a temporary folder inside it is removed afterwards).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Address to listen on (use port 0 for any free port; the chosen one is printed).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: std::net::SocketAddr,
+    /// HOST:PORT clients are told to connect to (default: the listening address).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertised_listener: Option<String>,
+    /// Refuse to create topics that clients ask for but do not exist.
+    #[arg(long)]
+    pub no_auto_create_topics: bool,
+    /// Partitions of auto-created topics.
+    #[arg(long, default_value_t = 1)]
+    pub default_partitions: u32,
+    /// Largest request accepted, in bytes.
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    pub max_request_bytes: usize,
 }

@@ -1,8 +1,8 @@
 //! # sluice: the binary
 //!
 //! **Owns:** the command line (clap), logging set-up, and the commands that work on a local
-//! data directory: `topics`, `produce`, `consume`, `groups` and `bench`. Later: `broker`
-//! (the Kafka protocol listener) and `run` (pipelines from YAML).
+//! data directory: `topics`, `produce`, `consume`, `groups`, `broker` (the Kafka protocol
+//! listener) and `bench`. Later: `run` (pipelines from YAML).
 //!
 //! **Must not touch:** the bytes on disk (that is `sluice-log`'s job): commands go through
 //! the log's API and never open segment files themselves.
@@ -19,6 +19,7 @@
 //! ```
 
 mod bench;
+mod broker;
 mod cli;
 mod consume;
 mod groups;
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
             GroupsCommand::List => groups::list(&data_dir),
             GroupsCommand::Describe { group } => groups::describe(&data_dir, &group),
         },
+        Command::Broker(args) => broker::run(&data_dir, args),
         Command::Bench { command } => bench::run(command),
     };
     match result {

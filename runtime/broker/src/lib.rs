@@ -1,1 +1,61 @@
+//! # sluice-broker: the Kafka protocol on top of the log
+//!
+//! **Owns:** the Kafka wire protocol listener: connections, framing, ordering of answers,
+//! the API handlers, the consumer-group coordinator and the idempotent-producer table.
+//! Every message codec comes from the `kafka-protocol` crate; this crate writes none.
+//!
+//! **Must not touch:** bytes on disk (it calls `sluice-log`), schemas, connectors.
+//!
+//! ## Layout
+//! - `server`: listener, connections (reader/writer tasks), dispatch by API key.
+//! - `apis`: the exact API versions served and advertised.
+//! - `metadata`, `admin`: Metadata (auto-create), FindCoordinator, Create/DeleteTopics, DescribeConfigs.
+//! - `produce`, `producers`: Produce (group commit for `acks=all`), InitProducerId, sequences.
+//! - `fetch`: Fetch (long-poll), ListOffsets.
+//! - `coordinator`, `group_api`: consumer groups and committed offsets.
+//!
+//! ## Example
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use sluice_broker::{Broker, BrokerConfig, BrokerState};
+//! use sluice_log::{Log, LogOptions};
+//!
+//! let log = Log::open("./data", LogOptions::default())?;
+//! let config = BrokerConfig::default(); // 127.0.0.1:9092
+//! let state = BrokerState::new(log, config, 9092)?;
+//! let broker = Broker::bind(state).await?;
+//! broker.serve(tokio_util::sync::CancellationToken::new()).await?;
+//! # Ok(()) }
+//! ```
 
+mod admin;
+mod apis;
+pub mod codes;
+mod config;
+pub mod coordinator;
+mod fetch;
+mod group_api;
+mod metadata;
+mod produce;
+pub mod producers;
+mod server;
+mod state;
+
+pub use apis::SUPPORTED as SUPPORTED_APIS;
+pub use config::BrokerConfig;
+pub use server::Broker;
+pub use state::BrokerState;
+
+use std::net::SocketAddr;
+
+/// Errors that stop the broker (request-level problems are answered on the wire instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    #[error("cannot listen on {addr}: {source} (is another broker running there?)")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -610,6 +610,15 @@ impl Partition {
         self.end_offset()
     }
 
+    /// The newest record timestamp in the partition (-1 when empty).
+    pub fn max_timestamp(&self) -> i64 {
+        self.segments()
+            .iter()
+            .map(|s| s.meta().max_timestamp)
+            .max()
+            .unwrap_or(-1)
+    }
+
     /// The first record with a timestamp at or after `ts`: `(offset, timestamp)`, as
     /// ListOffsets by timestamp answers; `None` if every record is older.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {

@@ -1,0 +1,440 @@
+//! The TCP listener, connections and request dispatch.
+//!
+//! Each connection has a reader and a writer task. The reader decodes frames and starts one
+//! task per request; the writer answers them strictly in request order (clients pipeline and
+//! expect that). A request that parks (a Fetch long-poll, a JoinGroup waiting for the group)
+//! holds back only its own connection's later answers, never another connection. At most
+//! `max_in_flight_per_connection` requests are in flight per connection: past that the reader
+//! stops reading, which is the backpressure a client sees.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::BrokerState;
+use crate::{apis, codes, BrokerError};
+
+/// What a request task hands the writer.
+pub(crate) enum Reply {
+    Frame(BytesMut),
+    /// `acks=0` produce: no answer at all.
+    Nothing,
+    /// A request the connection cannot survive (malformed, unknown API): close it.
+    Close(String),
+}
+
+/// Request context handed to every handler.
+pub(crate) struct Ctx {
+    pub state: Arc<BrokerState>,
+    pub version: i16,
+    pub client_id: String,
+    pub peer: SocketAddr,
+}
+
+/// A bound, not yet serving, broker.
+pub struct Broker {
+    state: Arc<BrokerState>,
+    listener: TcpListener,
+}
+
+impl Broker {
+    /// Binds the listener; the state (log, groups, producers) is shared with the caller's runtime.
+    pub async fn bind(state: Arc<BrokerState>) -> Result<Broker, BrokerError> {
+        let addr = state.config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| BrokerError::Bind { addr, source })?;
+        Ok(Broker { state, listener })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.listen)
+    }
+
+    /// Serves until `shutdown` fires, then lets in-flight requests finish within the grace
+    /// period and aborts the rest, naming how many were cut off.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let mut tasks = JoinSet::new();
+        let ticker_state = self.state.clone();
+        let ticker_stop = shutdown.child_token();
+        tasks.spawn(async move { ticker_state.groups.run_expiry(ticker_stop).await });
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    if connections.load(Ordering::Acquire) >= self.state.config.max_connections {
+                        tracing::warn!(%peer, limit = self.state.config.max_connections, "too many connections: closing the new one");
+                        drop(stream);
+                        continue;
+                    }
+                    connections.fetch_add(1, Ordering::AcqRel);
+                    let (state, cancel, counter) = (self.state.clone(), shutdown.child_token(), connections.clone());
+                    tasks.spawn(async move {
+                        connection(state, stream, peer, cancel).await;
+                        counter.fetch_sub(1, Ordering::AcqRel);
+                    });
+                }
+            }
+        }
+        let grace = self.state.config.shutdown_grace;
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = tasks.len(),
+                grace_secs = grace.as_secs(),
+                "shutdown: aborting connections still busy after the grace period"
+            );
+            tasks.abort_all();
+        }
+        Ok(())
+    }
+}
+
+async fn connection(
+    state: Arc<BrokerState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    cancel: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    tracing::debug!(%peer, "connection opened");
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) =
+        mpsc::channel::<tokio::task::JoinHandle<Reply>>(state.config.max_in_flight_per_connection);
+    let closing = cancel.child_token();
+    let writer_closing = closing.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(handle) = rx.recv().await {
+            match handle.await {
+                Ok(Reply::Frame(bytes)) => {
+                    if wr.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Reply::Nothing) => {}
+                Ok(Reply::Close(reason)) => {
+                    tracing::warn!(%peer, %reason, "closing connection");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(%peer, error = %e, "request task failed");
+                    break;
+                }
+            }
+        }
+        writer_closing.cancel();
+        let _ = wr.shutdown().await;
+    });
+    let max = state.config.max_request_bytes;
+    loop {
+        let size = tokio::select! {
+            _ = closing.cancelled() => break,
+            r = rd.read_i32() => match r { Ok(s) => s, Err(_) => break },
+        };
+        if size < 8 || size as usize > max {
+            tracing::warn!(%peer, size, limit = max, "request frame size out of bounds: closing connection");
+            break;
+        }
+        let mut frame = BytesMut::zeroed(size as usize);
+        let read = tokio::select! {
+            _ = closing.cancelled() => break,
+            r = rd.read_exact(&mut frame) => r,
+        };
+        if read.is_err() {
+            tracing::debug!(%peer, "connection closed inside a request");
+            break;
+        }
+        let handle = tokio::spawn(handle_request(state.clone(), frame.freeze(), peer));
+        if tx.send(handle).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+fn frame(correlation_id: i32, header_version: i16, body: &impl Encodable, version: i16) -> Reply {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    if let Err(e) = header
+        .encode(&mut out, header_version)
+        .and_then(|_| body.encode(&mut out, version))
+    {
+        return Reply::Close(format!("could not encode response: {e}"));
+    }
+    let len = (out.len() - 4) as i32;
+    out[0..4].copy_from_slice(&len.to_be_bytes());
+    Reply::Frame(out)
+}
+
+fn api_versions_body(error_code: i16) -> ApiVersionsResponse {
+    let mut resp = ApiVersionsResponse::default();
+    resp.error_code = error_code;
+    resp.api_keys = apis::SUPPORTED
+        .iter()
+        .map(|(k, lo, hi)| {
+            let mut v = ApiVersion::default();
+            v.api_key = *k as i16;
+            v.min_version = *lo;
+            v.max_version = *hi;
+            v
+        })
+        .collect();
+    resp
+}
+
+macro_rules! dispatch {
+    ($ctx:expr, $buf:expr, $key:expr, $corr:expr, $req:ty, $handler:path) => {{
+        let req = match <$req>::decode(&mut $buf, $ctx.version) {
+            Ok(r) => r,
+            Err(e) => {
+                return Reply::Close(format!(
+                    "malformed {:?} v{} request: {e}",
+                    $key, $ctx.version
+                ))
+            }
+        };
+        let version = $ctx.version;
+        let resp = $handler(&$ctx, req).await;
+        frame($corr, $key.response_header_version(version), &resp, version)
+    }};
+}
+
+async fn handle_request(state: Arc<BrokerState>, frame_bytes: Bytes, peer: SocketAddr) -> Reply {
+    let api_key = i16::from_be_bytes([frame_bytes[0], frame_bytes[1]]);
+    let version = i16::from_be_bytes([frame_bytes[2], frame_bytes[3]]);
+    let correlation_id = i32::from_be_bytes([
+        frame_bytes[4],
+        frame_bytes[5],
+        frame_bytes[6],
+        frame_bytes[7],
+    ]);
+    let Ok(key) = ApiKey::try_from(api_key) else {
+        return Reply::Close(format!("unknown API key {api_key}"));
+    };
+    let Some((lo, hi)) = apis::range(key) else {
+        return Reply::Close(format!("API {key:?} is not served by this broker"));
+    };
+    if key == ApiKey::ApiVersions && version > hi {
+        // A newer client: answer in v0 form with UNSUPPORTED_VERSION and our ranges, without
+        // decoding a body we may not understand. The client retries with a version we list.
+        return frame(
+            correlation_id,
+            0,
+            &api_versions_body(codes::UNSUPPORTED_VERSION),
+            0,
+        );
+    }
+    if version < lo || version > hi {
+        return Reply::Close(format!(
+            "{key:?} v{version} is outside the served range {lo}..={hi}"
+        ));
+    }
+    let mut buf = frame_bytes.clone();
+    let header = match decode_request_header_from_buffer(&mut buf) {
+        Ok(h) => h,
+        Err(e) => return Reply::Close(format!("malformed request header: {e}")),
+    };
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let ctx = Ctx {
+        state,
+        version,
+        client_id,
+        peer,
+    };
+    match key {
+        ApiKey::ApiVersions => {
+            if let Err(e) = ApiVersionsRequest::decode(&mut buf, version) {
+                return Reply::Close(format!("malformed ApiVersions request: {e}"));
+            }
+            // The ApiVersions response header is always v0, whatever the request version.
+            frame(correlation_id, 0, &api_versions_body(codes::NONE), version)
+        }
+        ApiKey::Metadata => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            MetadataRequest,
+            crate::metadata::metadata
+        ),
+        ApiKey::Produce => {
+            let req = match ProduceRequest::decode(&mut buf, version) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Reply::Close(format!("malformed Produce v{version} request: {e}"))
+                }
+            };
+            let acks = req.acks;
+            let resp = crate::produce::produce(&ctx, req).await;
+            if acks == 0 {
+                Reply::Nothing
+            } else {
+                frame(
+                    correlation_id,
+                    key.response_header_version(version),
+                    &resp,
+                    version,
+                )
+            }
+        }
+        ApiKey::Fetch => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            FetchRequest,
+            crate::fetch::fetch
+        ),
+        ApiKey::ListOffsets => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            ListOffsetsRequest,
+            crate::fetch::list_offsets
+        ),
+        ApiKey::FindCoordinator => {
+            dispatch!(
+                ctx,
+                buf,
+                key,
+                correlation_id,
+                FindCoordinatorRequest,
+                crate::metadata::find_coordinator
+            )
+        }
+        ApiKey::JoinGroup => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            JoinGroupRequest,
+            crate::group_api::join_group
+        ),
+        ApiKey::SyncGroup => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            SyncGroupRequest,
+            crate::group_api::sync_group
+        ),
+        ApiKey::Heartbeat => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            HeartbeatRequest,
+            crate::group_api::heartbeat
+        ),
+        ApiKey::LeaveGroup => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            LeaveGroupRequest,
+            crate::group_api::leave_group
+        ),
+        ApiKey::OffsetCommit => {
+            dispatch!(
+                ctx,
+                buf,
+                key,
+                correlation_id,
+                OffsetCommitRequest,
+                crate::group_api::offset_commit
+            )
+        }
+        ApiKey::OffsetFetch => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            OffsetFetchRequest,
+            crate::group_api::offset_fetch
+        ),
+        ApiKey::ListGroups => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            ListGroupsRequest,
+            crate::group_api::list_groups
+        ),
+        ApiKey::DescribeGroups => {
+            dispatch!(
+                ctx,
+                buf,
+                key,
+                correlation_id,
+                DescribeGroupsRequest,
+                crate::group_api::describe_groups
+            )
+        }
+        ApiKey::CreateTopics => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            CreateTopicsRequest,
+            crate::admin::create_topics
+        ),
+        ApiKey::DeleteTopics => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            DeleteTopicsRequest,
+            crate::admin::delete_topics
+        ),
+        ApiKey::DescribeConfigs => {
+            dispatch!(
+                ctx,
+                buf,
+                key,
+                correlation_id,
+                DescribeConfigsRequest,
+                crate::admin::describe_configs
+            )
+        }
+        ApiKey::InitProducerId => {
+            dispatch!(
+                ctx,
+                buf,
+                key,
+                correlation_id,
+                InitProducerIdRequest,
+                crate::produce::init_producer_id
+            )
+        }
+        other => Reply::Close(format!("API {other:?} is not served by this broker")),
+    }
+}

@@ -1,0 +1,98 @@
+//! What every request handler shares: the log, the settings, the group coordinator and the
+//! idempotent-producer table.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kafka_protocol::protocol::StrBytes;
+use sluice_log::Log;
+
+use crate::config::BrokerConfig;
+use crate::coordinator::Coordinator;
+use crate::producers::Producers;
+
+pub struct BrokerState {
+    pub log: Log,
+    pub config: BrokerConfig,
+    /// Host and port given to clients.
+    pub advertised: (String, u16),
+    /// Stable across restarts (kept in the data directory).
+    pub cluster_id: String,
+    pub groups: Coordinator,
+    pub producers: Producers,
+}
+
+impl BrokerState {
+    /// `bound_port` is the port actually bound (for `--listen 127.0.0.1:0`).
+    pub fn new(
+        log: Log,
+        config: BrokerConfig,
+        bound_port: u16,
+    ) -> std::io::Result<Arc<BrokerState>> {
+        let advertised = config.advertised.clone().unwrap_or_else(|| {
+            let ip = config.listen.ip();
+            let host = if ip.is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                ip.to_string()
+            };
+            (host, bound_port)
+        });
+        let cluster_id = load_cluster_id(log.dir())?;
+        let groups = Coordinator::new(
+            log.clone(),
+            config.min_session_timeout,
+            config.max_session_timeout,
+        );
+        Ok(Arc::new(BrokerState {
+            log,
+            config,
+            advertised,
+            cluster_id,
+            groups,
+            producers: Producers::new(),
+        }))
+    }
+}
+
+fn load_cluster_id(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join("cluster.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let mut bytes = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let id: String = bytes
+        .iter()
+        .chain(bytes[..6].iter())
+        .map(|b| ALPHABET[(*b & 63) as usize] as char)
+        .collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &id)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+pub(crate) fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Runs blocking log work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "blocking log task failed");
+            None
+        }
+    }
+}
