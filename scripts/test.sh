@@ -11,6 +11,18 @@ if ! need cargo; then
   echo "error: cargo not found; install the Rust toolchain (rustup) first" >&2
   exit 1
 fi
+# Real Kafka clients: Debian's kcat (librdkafka 2.0.2, the oldest client served) and Python
+# confluent-kafka (a current librdkafka), driven by pytest.
+if ! need kcat; then
+  echo "== installing kcat (Debian package)"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat
+fi
+if ! python3 -c "import confluent_kafka, pytest" 2>/dev/null; then
+  echo "== installing confluent-kafka and pytest (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "confluent-kafka>=2.3,<3" "pytest>=7"
+fi
 
 # --- checks and tests ----------------------------------------------------------------
 echo "== cargo fmt --check"
@@ -19,3 +31,6 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== real Kafka clients against sluice broker (pytest)"
+cargo build --locked -p sluice
+SLUICE_BIN="$PWD/target/debug/sluice" python3 -m pytest tests/python -q -p no:cacheprovider

@@ -36,10 +36,19 @@ fn failed(error: i16, message: impl Into<String>) -> Outcome {
 /// A topic's partitions and their record sets, as the request carried them.
 type TopicWork = (String, Vec<(i32, Option<Bytes>)>);
 
-pub(crate) async fn produce(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
-    let mut resp = ProduceResponse::default();
+/// The part of a Produce that must wait for the disk; it runs after the appends, so the next
+/// request of the connection can be appended meanwhile (and share the fsync).
+pub(crate) type ProduceCompletion =
+    std::pin::Pin<Box<dyn std::future::Future<Output = ProduceResponse> + Send>>;
+
+type Results = Vec<(String, Vec<(i32, Outcome)>)>;
+
+/// Appends every record set of the request, in request order, then returns what is left:
+/// waiting for the fsync (`acks=all`) and building the response.
+pub(crate) async fn produce(ctx: &Ctx, req: ProduceRequest) -> ProduceCompletion {
     let acks = req.acks;
     if req.transactional_id.is_some() {
+        let mut resp = ProduceResponse::default();
         for t in req.topic_data {
             let mut tr = TopicProduceResponse::default();
             tr.name = t.name;
@@ -54,10 +63,8 @@ pub(crate) async fn produce(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
             }
             resp.responses.push(tr);
         }
-        return resp;
+        return Box::pin(async move { resp });
     }
-    // Everything of one request is appended, then synced, in one blocking task: all its
-    // partitions share the wait for the disk.
     let work: Vec<TopicWork> = req
         .topic_data
         .into_iter()
@@ -72,9 +79,9 @@ pub(crate) async fn produce(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
         })
         .collect();
     let state = ctx.state.clone();
-    let results = blocking(move || {
+    let appended = blocking(move || {
         let mut appended = Vec::new();
-        let mut results: Vec<(String, Vec<(i32, Outcome)>)> = Vec::new();
+        let mut results: Results = Vec::new();
         for (topic, parts) in work {
             let mut outs = Vec::new();
             for (index, records) in parts {
@@ -83,34 +90,48 @@ pub(crate) async fn produce(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
             }
             results.push((topic, outs));
         }
-        for (partition, last_offset, sync_due) in appended {
-            let p: std::sync::Arc<sluice_log::Partition> = partition;
-            if acks == -1 {
-                if let Err(e) = p.sync_to(last_offset) {
-                    // The batches are in the log but not known durable: tell the client.
-                    for (topic, outs) in results.iter_mut() {
-                        if topic == p.topic() {
-                            for (index, out) in outs.iter_mut() {
-                                if *index as u32 == p.id() && out.error == codes::NONE {
-                                    *out = failed(codes::KAFKA_STORAGE_ERROR, e.to_string());
-                                }
-                            }
-                        }
-                    }
-                }
-            } else if sync_due {
-                let background = p.clone();
-                std::thread::spawn(move || {
-                    if let Err(e) = background.flush() {
-                        tracing::error!(topic = background.topic(), partition = background.id(), error = %e, "background flush failed");
+        (results, appended)
+    })
+    .await;
+    let (mut results, appended) = appended.unwrap_or_default();
+    if acks != -1 {
+        for (p, _, sync_due) in appended {
+            if sync_due {
+                // The topic's flush policy wants an fsync; acks=1 does not wait for it.
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = p.flush() {
+                        tracing::error!(topic = p.topic(), partition = p.id(), error = %e, "background flush failed");
                     }
                 });
             }
         }
-        results
+        return Box::pin(async move { response(results) });
+    }
+    Box::pin(async move {
+        let synced = blocking(move || {
+            // One group-commit fsync per partition covers this and every concurrent request.
+            for (p, last_offset, _) in appended {
+                if let Err(e) = p.sync_to(last_offset) {
+                    for (topic, outs) in results.iter_mut().filter(|(t, _)| t == p.topic()) {
+                        for (index, out) in outs.iter_mut() {
+                            if *index as u32 == p.id() && out.error == codes::NONE {
+                                tracing::error!(topic = %topic, partition = index, error = %e, "fsync failed");
+                                *out = failed(codes::KAFKA_STORAGE_ERROR, e.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            results
+        })
+        .await
+        .unwrap_or_default();
+        response(synced)
     })
-    .await
-    .unwrap_or_default();
+}
+
+fn response(results: Results) -> ProduceResponse {
+    let mut resp = ProduceResponse::default();
     for (topic, outs) in results {
         let mut tr = TopicProduceResponse::default();
         tr.name = TopicName(sb(&topic));

@@ -1,10 +1,13 @@
 //! The TCP listener, connections and request dispatch.
 //!
-//! Each connection has a reader and a writer task. The reader decodes frames and starts one
-//! task per request; the writer answers them strictly in request order (clients pipeline and
-//! expect that). A request that parks (a Fetch long-poll, a JoinGroup waiting for the group)
-//! holds back only its own connection's later answers, never another connection. At most
-//! `max_in_flight_per_connection` requests are in flight per connection: past that the reader
+//! Each connection has a reader and a writer task. As in Kafka, the requests of one connection
+//! are handled one after another, in order (a producer pipelining batches to a partition must
+//! see them stored in the order it sent them); answers go back in the same order. A request
+//! that parks (a Fetch long-poll, a JoinGroup waiting for the group) holds back only its own
+//! connection, never another. One exception keeps pipelined `acks=all` producers fast: a
+//! Produce is appended in order, but its wait for the fsync is handed to the writer, so the
+//! next request is appended while the disk works and both share one fsync (group commit).
+//! At most `max_in_flight_per_connection` answers wait for the writer; past that the reader
 //! stops reading, which is the backpressure a client sees.
 
 use std::net::SocketAddr;
@@ -24,7 +27,14 @@ use tokio_util::sync::CancellationToken;
 use crate::state::BrokerState;
 use crate::{apis, codes, BrokerError};
 
-/// What a request task hands the writer.
+/// What the reader hands the writer, in request order.
+enum Handled {
+    Now(Reply),
+    /// An answer that is still being completed (a Produce waiting for its fsync).
+    Later(tokio::task::JoinHandle<Reply>),
+}
+
+/// An answer to one request.
 pub(crate) enum Reply {
     Frame(BytesMut),
     /// `acks=0` produce: no answer at all.
@@ -120,13 +130,16 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     tracing::debug!(%peer, "connection opened");
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) =
-        mpsc::channel::<tokio::task::JoinHandle<Reply>>(state.config.max_in_flight_per_connection);
+    let (tx, mut rx) = mpsc::channel::<Handled>(state.config.max_in_flight_per_connection);
     let closing = cancel.child_token();
     let writer_closing = closing.clone();
     let writer = tokio::spawn(async move {
-        while let Some(handle) = rx.recv().await {
-            match handle.await {
+        while let Some(handled) = rx.recv().await {
+            let reply = match handled {
+                Handled::Now(reply) => Ok(reply),
+                Handled::Later(handle) => handle.await,
+            };
+            match reply {
                 Ok(Reply::Frame(bytes)) => {
                     if wr.write_all(&bytes).await.is_err() {
                         break;
@@ -165,8 +178,11 @@ async fn connection(
             tracing::debug!(%peer, "connection closed inside a request");
             break;
         }
-        let handle = tokio::spawn(handle_request(state.clone(), frame.freeze(), peer));
-        if tx.send(handle).await.is_err() {
+        let handled = tokio::select! {
+            _ = closing.cancelled() => break,
+            h = handle_request(state.clone(), frame.freeze(), peer) => h,
+        };
+        if tx.send(handled).await.is_err() {
             break;
         }
     }
@@ -223,7 +239,60 @@ macro_rules! dispatch {
     }};
 }
 
-async fn handle_request(state: Arc<BrokerState>, frame_bytes: Bytes, peer: SocketAddr) -> Reply {
+async fn handle_request(state: Arc<BrokerState>, frame_bytes: Bytes, peer: SocketAddr) -> Handled {
+    let api_key = i16::from_be_bytes([frame_bytes[0], frame_bytes[1]]);
+    let version = i16::from_be_bytes([frame_bytes[2], frame_bytes[3]]);
+    let correlation_id = i32::from_be_bytes([
+        frame_bytes[4],
+        frame_bytes[5],
+        frame_bytes[6],
+        frame_bytes[7],
+    ]);
+    if api_key == ApiKey::Produce as i16
+        && apis::range(ApiKey::Produce)
+            .map(|(lo, hi)| (lo..=hi).contains(&version))
+            .unwrap_or(false)
+    {
+        let mut buf = frame_bytes.clone();
+        let header = match decode_request_header_from_buffer(&mut buf) {
+            Ok(h) => h,
+            Err(e) => return Handled::Now(Reply::Close(format!("malformed request header: {e}"))),
+        };
+        let req = match ProduceRequest::decode(&mut buf, version) {
+            Ok(r) => r,
+            Err(e) => {
+                return Handled::Now(Reply::Close(format!(
+                    "malformed Produce v{version} request: {e}"
+                )))
+            }
+        };
+        let client_id = header
+            .client_id
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let ctx = Ctx {
+            state,
+            version,
+            client_id,
+            peer,
+        };
+        let acks = req.acks;
+        let completion = crate::produce::produce(&ctx, req).await;
+        let header_version = ApiKey::Produce.response_header_version(version);
+        return Handled::Later(tokio::spawn(async move {
+            let resp = completion.await;
+            if acks == 0 {
+                Reply::Nothing
+            } else {
+                frame(correlation_id, header_version, &resp, version)
+            }
+        }));
+    }
+    Handled::Now(handle_other(state, frame_bytes, peer).await)
+}
+
+async fn handle_other(state: Arc<BrokerState>, frame_bytes: Bytes, peer: SocketAddr) -> Reply {
     let api_key = i16::from_be_bytes([frame_bytes[0], frame_bytes[1]]);
     let version = i16::from_be_bytes([frame_bytes[2], frame_bytes[3]]);
     let correlation_id = i32::from_be_bytes([
@@ -285,26 +354,6 @@ async fn handle_request(state: Arc<BrokerState>, frame_bytes: Bytes, peer: Socke
             MetadataRequest,
             crate::metadata::metadata
         ),
-        ApiKey::Produce => {
-            let req = match ProduceRequest::decode(&mut buf, version) {
-                Ok(r) => r,
-                Err(e) => {
-                    return Reply::Close(format!("malformed Produce v{version} request: {e}"))
-                }
-            };
-            let acks = req.acks;
-            let resp = crate::produce::produce(&ctx, req).await;
-            if acks == 0 {
-                Reply::Nothing
-            } else {
-                frame(
-                    correlation_id,
-                    key.response_header_version(version),
-                    &resp,
-                    version,
-                )
-            }
-        }
         ApiKey::Fetch => dispatch!(
             ctx,
             buf,

@@ -1,0 +1,88 @@
+"""Fixtures for the real-client tests: a real `sluice broker` process on a free loopback port,
+with its own temporary data directory, killed and removed after each test."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sluice_binary() -> str:
+    path = os.environ.get("SLUICE_BIN") or str(ROOT / "target" / "debug" / "sluice")
+    if not Path(path).exists():
+        pytest.fail(f"{path} not found: build it first (cargo build -p sluice) or set SLUICE_BIN")
+    return path
+
+
+class BrokerProcess:
+    def __init__(self, data_dir: str, extra_args=()):
+        self.data_dir = data_dir
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.port = 0
+
+    def start(self):
+        # Reuse the port across restarts so clients reconnect to the same address.
+        listen = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sluice_binary(), "--data-dir", self.data_dir, "broker", "--listen", listen, *self.extra_args],
+            stdout=subprocess.PIPE,
+            stderr=open(os.path.join(self.data_dir, "..", "broker.log"), "ab"),
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"broker did not start: {line!r}; see {self.data_dir}/../broker.log")
+        self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, timeout=15):
+        """Graceful stop (SIGTERM): in-flight requests drain, the log closes cleanly."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=timeout)
+        return self.proc.returncode if self.proc else None
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+
+@pytest.fixture
+def broker():
+    tmp = tempfile.mkdtemp(prefix="sluice-broker-test-")
+    data = os.path.join(tmp, "data")
+    os.makedirs(data)
+    b = BrokerProcess(data).start()
+    try:
+        yield b
+    finally:
+        b.kill9()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_until(predicate, timeout=30.0, interval=0.1, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
