@@ -19,6 +19,7 @@ use crate::cli::{BenchCommand, LogBenchArgs};
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Log(args) => log_bench(args),
+        BenchCommand::Broker(args) => crate::bench_broker::run(args),
     }
 }
 

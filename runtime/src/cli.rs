@@ -136,6 +136,27 @@ pub enum GroupsCommand {
 pub enum BenchCommand {
     /// Append and read back records on one partition, beside raw sequential file I/O.
     Log(LogBenchArgs),
+    /// Produce, consume and end-to-end latency through the Kafka protocol with kcat (librdkafka).
+    Broker(BrokerBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerBenchArgs {
+    /// Records per throughput run.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub records: usize,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 100)]
+    pub record_size: usize,
+    /// Records per second in the latency run.
+    #[arg(long, default_value_t = 10_000)]
+    pub latency_rate: u64,
+    /// Length of the latency run (0 skips it).
+    #[arg(long, default_value_t = 10)]
+    pub latency_seconds: u64,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

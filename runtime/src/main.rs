@@ -19,6 +19,7 @@
 //! ```
 
 mod bench;
+mod bench_broker;
 mod broker;
 mod cli;
 mod consume;
