@@ -43,7 +43,7 @@ mod state;
 
 pub use apis::SUPPORTED as SUPPORTED_APIS;
 pub use config::BrokerConfig;
-pub use server::Broker;
+pub use server::{answer_frame, Broker};
 pub use state::BrokerState;
 
 use std::net::SocketAddr;

@@ -191,6 +191,28 @@ async fn connection(
     tracing::debug!(%peer, "connection closed");
 }
 
+/// Answers one request frame (without its size prefix) as a connection would, without a
+/// socket: the response frame (with its size prefix), `None` when the request gets no answer
+/// (`acks=0`), or the reason the connection would be closed. For tests and fuzzing.
+pub async fn answer_frame(
+    state: Arc<BrokerState>,
+    frame_bytes: Bytes,
+) -> Result<Option<Vec<u8>>, String> {
+    if frame_bytes.len() < 8 {
+        return Err("frame shorter than a request header".into());
+    }
+    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+    let reply = match handle_request(state, frame_bytes, peer).await {
+        Handled::Now(reply) => reply,
+        Handled::Later(handle) => handle.await.map_err(|e| e.to_string())?,
+    };
+    match reply {
+        Reply::Frame(bytes) => Ok(Some(bytes.to_vec())),
+        Reply::Nothing => Ok(None),
+        Reply::Close(reason) => Err(reason),
+    }
+}
+
 fn frame(correlation_id: i32, header_version: i16, body: &impl Encodable, version: i16) -> Reply {
     let mut out = BytesMut::with_capacity(64);
     out.put_i32(0);
