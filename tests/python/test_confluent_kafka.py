@@ -227,3 +227,75 @@ def test_sigkill_under_acks_all_loses_nothing_acknowledged(broker):
     c.close()
     missing = acked - stored
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
+
+
+def test_group_membership_survives_a_broker_restart_without_rebalance(broker):
+    create_topic(broker.bootstrap, "steady", partitions=2)
+    assigns = []
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g-steady", "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
+    c.subscribe(["steady"], on_assign=lambda consumer, parts: assigns.append(sorted(p.partition for p in parts)))
+    produce_all(broker.bootstrap, "steady", [(None, f"before-{i}".encode()) for i in range(20)])
+    assert len(consume(c, 20)) == 20
+    assert assigns == [[0, 1]]
+    time.sleep(1)
+    broker.restart()
+    produce_all(broker.bootstrap, "steady", [(None, f"after-{i}".encode()) for i in range(20)])
+    got = consume(c, 20)
+    time.sleep(2)  # several heartbeats in the old generation
+    c.poll(0.5)
+    c.close()
+    assert sorted(m.value() for m in got) == sorted(f"after-{i}".encode() for i in range(20))
+    assert assigns == [[0, 1]], "no rebalance: the member kept its generation across the restart"
+
+
+def test_static_member_rejoins_without_a_new_member_id_taking_over(broker):
+    create_topic(broker.bootstrap, "static", partitions=2)
+    conf = {"bootstrap.servers": broker.bootstrap, "group.id": "g-static", "group.instance.id": "worker-1",
+            "auto.offset.reset": "earliest", "session.timeout.ms": 10000}
+    produce_all(broker.bootstrap, "static", [(None, f"s-{i}".encode()) for i in range(10)])
+    c = Consumer(conf)
+    c.subscribe(["static"])
+    assert len(consume(c, 10)) == 10
+    c.commit(asynchronous=False)
+    c.close()  # static members do not leave the group on close
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    desc = admin.describe_consumer_groups(["g-static"])["g-static"].result(timeout=10)
+    assert [m.group_instance_id for m in desc.members] == ["worker-1"]
+    c = Consumer(conf)
+    c.subscribe(["static"])
+    produce_all(broker.bootstrap, "static", [(None, b"s-late")])
+    got = consume(c, 1)
+    c.close()
+    assert [m.value() for m in got] == [b"s-late"]
+    desc = admin.describe_consumer_groups(["g-static"])["g-static"].result(timeout=10)
+    assert [m.group_instance_id for m in desc.members] == ["worker-1"], "the restarted instance replaced itself"
+
+
+def test_a_killed_member_is_expired_and_its_partitions_move(broker):
+    import subprocess
+    import sys
+    create_topic(broker.bootstrap, "expire", partitions=2)
+    script = f"""
+import time
+from confluent_kafka import Consumer
+c = Consumer({{"bootstrap.servers": "{broker.bootstrap}", "group.id": "g-expire", "session.timeout.ms": 3000,
+               "heartbeat.interval.ms": 300, "auto.offset.reset": "earliest"}})
+c.subscribe(["expire"])
+while True:
+    c.poll(0.2)
+"""
+    victim = subprocess.Popen([sys.executable, "-c", script])
+    assigned = []
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g-expire", "session.timeout.ms": 3000,
+                  "heartbeat.interval.ms": 300, "auto.offset.reset": "earliest"})
+    try:
+        time.sleep(3)
+        c.subscribe(["expire"], on_assign=lambda consumer, parts: assigned.append(sorted(p.partition for p in parts)))
+        wait_until(lambda: (c.poll(0.2), assigned and len(assigned[-1]) == 1)[1], what="sharing the partitions with the victim")
+        victim.kill()  # no LeaveGroup: the broker must notice the silence
+        wait_until(lambda: (c.poll(0.2), assigned[-1] == [0, 1])[1], timeout=30, what="taking over after session expiry")
+    finally:
+        victim.kill()
+        victim.wait()
+        c.close()

@@ -12,12 +12,15 @@
 //!     └── last member ────┘    └──── join, leave, expiry ◀── Stable ◀───┘
 //! ```
 //!
-//! Group membership lives in memory: after a broker restart members get UNKNOWN_MEMBER_ID
-//! and rejoin. Committed offsets are durable (they live in the log's `__consumer_offsets`).
+//! Each time a group settles (Stable) or empties, a snapshot of its membership (generation,
+//! protocol, leader, members and their assignments) is written to the log's
+//! `__consumer_offsets` by a background thread, and groups are rebuilt from it on start: after
+//! a broker restart, members keep heartbeating in their generation without a rebalance.
+//! Committed offsets are stored there too, synchronously, by OffsetCommit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -126,9 +129,102 @@ struct Group {
     /// Ids handed out with MEMBER_ID_REQUIRED, not yet joined.
     pending: HashMap<String, Instant>,
     rebalance_deadline: Option<Instant>,
+    /// Changed in a way worth persisting since the last snapshot.
+    dirty: bool,
+}
+
+/// A group as stored in the log.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredGroup {
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: Vec<StoredMember>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredMember {
+    id: String,
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout_ms: u64,
+    rebalance_timeout_ms: u64,
+    protocols: Vec<(String, Vec<u8>)>,
+    assignment: Vec<u8>,
 }
 
 impl Group {
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        if self.state != GroupState::Stable && self.state != GroupState::Empty {
+            return None;
+        }
+        let stored = StoredGroup {
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| StoredMember {
+                    id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout.as_millis() as u64,
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
+                    protocols: m
+                        .protocols
+                        .iter()
+                        .map(|(n, b)| (n.clone(), b.to_vec()))
+                        .collect(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&stored).ok()
+    }
+
+    fn restore(bytes: &[u8]) -> Option<Group> {
+        let stored: StoredGroup = serde_json::from_slice(bytes).ok()?;
+        let mut g = Group::new();
+        g.generation = stored.generation;
+        g.protocol_type = stored.protocol_type;
+        g.protocol = stored.protocol;
+        g.leader = stored.leader;
+        let now = Instant::now();
+        for m in stored.members {
+            g.members.insert(
+                m.id,
+                Member {
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: Duration::from_millis(m.session_timeout_ms),
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms),
+                    protocols: m
+                        .protocols
+                        .into_iter()
+                        .map(|(n, b)| (n, Bytes::from(b)))
+                        .collect(),
+                    assignment: Bytes::from(m.assignment),
+                    // Sessions restart with the broker: members have their full timeout to return.
+                    last_seen: now,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        g.state = if g.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        Some(g)
+    }
+
     fn new() -> Self {
         Group {
             state: GroupState::Empty,
@@ -139,6 +235,7 @@ impl Group {
             members: BTreeMap::new(),
             pending: HashMap::new(),
             rebalance_deadline: None,
+            dirty: false,
         }
     }
 
@@ -200,6 +297,7 @@ impl Group {
             self.state = GroupState::Empty;
             self.protocol = None;
             self.leader = None;
+            self.dirty = true;
             return;
         }
         let leader = match &self.leader {
@@ -276,6 +374,7 @@ impl Group {
             self.leader = None;
             self.protocol = None;
             self.rebalance_deadline = None;
+            self.dirty = true;
         } else {
             self.prepare_rebalance();
             if self.all_joined() {
@@ -292,6 +391,48 @@ pub struct Coordinator {
     min_session: Duration,
     max_session: Duration,
     next_member: AtomicU64,
+    persister: Arc<Persister>,
+}
+
+/// Snapshots waiting to be written, latest per group; a background thread writes them so that
+/// no request waits for the disk while holding the coordinator's lock.
+#[derive(Default)]
+struct Persister {
+    pending: Mutex<HashMap<String, Option<Vec<u8>>>>,
+    wake: Condvar,
+}
+
+impl Persister {
+    fn spawn(log: Log) -> Arc<Persister> {
+        let persister = Arc::new(Persister::default());
+        let weak: Weak<Persister> = Arc::downgrade(&persister);
+        let spawned = std::thread::Builder::new().name("sluice-groups".into()).spawn(move || loop {
+            let Some(p) = weak.upgrade() else { return };
+            let batch: HashMap<String, Option<Vec<u8>>> = {
+                let guard = p.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let (mut guard, _) =
+                    p.wake.wait_timeout(guard, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner());
+                std::mem::take(&mut *guard)
+            };
+            for (group, snapshot) in batch {
+                if let Err(e) = log.store_group_metadata(&group, snapshot.as_deref()) {
+                    tracing::error!(group = %group, error = %e, "could not persist group membership");
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the group persister: membership will not survive restarts");
+        }
+        persister
+    }
+
+    fn push(&self, group: &str, snapshot: Option<Vec<u8>>) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group.to_string(), snapshot);
+        self.wake.notify_one();
+    }
 }
 
 fn join_error(error: i16, member_id: &str) -> JoinOutcome {
@@ -305,17 +446,62 @@ fn join_error(error: i16, member_id: &str) -> JoinOutcome {
 
 impl Coordinator {
     pub fn new(log: Log, min_session: Duration, max_session: Duration) -> Self {
+        let mut groups = HashMap::new();
+        for (id, bytes) in log.group_metadata() {
+            match Group::restore(&bytes) {
+                Some(g) if !g.members.is_empty() => {
+                    tracing::info!(group = %id, generation = g.generation, members = g.members.len(), "restored group");
+                    groups.insert(id, g);
+                }
+                Some(_) => {}
+                None => {
+                    tracing::warn!(group = %id, "stored group membership is unreadable: members will rejoin")
+                }
+            }
+        }
+        let persister = if log.is_read_only() {
+            Arc::new(Persister::default())
+        } else {
+            Persister::spawn(log.clone())
+        };
         Coordinator {
             log,
-            groups: Mutex::new(HashMap::new()),
+            groups: Mutex::new(groups),
             min_session,
             max_session,
             next_member: AtomicU64::new(0),
+            persister,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes every queued snapshot now (shutdown: nothing the persister holds is lost).
+    pub fn persist_now(&self) {
+        let batch = std::mem::take(
+            &mut *self
+                .persister
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for (group, snapshot) in batch {
+            if let Err(e) = self.log.store_group_metadata(&group, snapshot.as_deref()) {
+                tracing::error!(group = %group, error = %e, "could not persist group membership");
+            }
+        }
+    }
+
+    /// Queues snapshots of groups that changed (called with the lock held; writes happen later).
+    fn persist_dirty(&self, groups: &mut HashMap<String, Group>) {
+        for (id, g) in groups.iter_mut().filter(|(_, g)| g.dirty) {
+            g.dirty = false;
+            if let Some(snapshot) = g.snapshot() {
+                self.persister.push(id, Some(snapshot));
+            }
+        }
     }
 
     fn new_member_id(&self, client_id: &str) -> String {
@@ -426,6 +612,7 @@ impl Coordinator {
             if g.all_joined() {
                 g.complete_join();
             }
+            self.persist_dirty(&mut groups);
         }
         match rx.await {
             Ok(outcome) => outcome,
@@ -480,12 +667,15 @@ impl Coordinator {
                     m.last_seen = Instant::now();
                 }
                 g.state = GroupState::Stable;
+                g.dirty = true;
                 for m in g.members.values_mut() {
                     if let Some(tx) = m.sync_waiter.take() {
                         let _ = tx.send(done(m.assignment.clone()));
                     }
                 }
-                return done(g.members[member_id].assignment.clone());
+                let mine = done(g.members[member_id].assignment.clone());
+                self.persist_dirty(&mut groups);
+                return mine;
             }
             let (tx, rx) = oneshot::channel();
             if let Some(m) = g.members.get_mut(member_id) {
@@ -531,7 +721,7 @@ impl Coordinator {
         let Some(g) = groups.get_mut(group_id) else {
             return vec![codes::UNKNOWN_MEMBER_ID; members.len()];
         };
-        members
+        let errors = members
             .iter()
             .map(|(id, instance)| {
                 let id = match (id.is_empty(), instance) {
@@ -547,7 +737,9 @@ impl Coordinator {
                     codes::UNKNOWN_MEMBER_ID
                 }
             })
-            .collect()
+            .collect();
+        self.persist_dirty(&mut groups);
+        errors
     }
 
     /// May this member commit offsets now? Commits outside a group (generation -1, no member
@@ -668,6 +860,7 @@ impl Coordinator {
             g.pending
                 .retain(|_, issued| now.duration_since(*issued) < PENDING_MEMBER_TTL);
         }
+        self.persist_dirty(&mut groups);
         groups.retain(|_, g| {
             !(g.state == GroupState::Empty && g.members.is_empty() && g.pending.is_empty())
         });

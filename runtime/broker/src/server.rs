@@ -117,6 +117,8 @@ impl Broker {
             );
             tasks.abort_all();
         }
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.groups.persist_now()).await;
         Ok(())
     }
 }

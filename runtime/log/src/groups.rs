@@ -7,6 +7,9 @@
 //!
 //! Record key: `version u16 = 1 | group (u16 len, bytes) | topic (u16 len, bytes) | partition u32`.
 //! Record value: `version u16 = 1 | offset i64 | leader epoch i32 | commit time i64 | metadata (u32 len, bytes)`.
+//!
+//! The same topic keeps each group's opaque membership snapshot for the broker's coordinator:
+//! key `version u16 = 2 | group (u16 len, bytes)`, value the snapshot (null removes it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
@@ -47,6 +50,8 @@ type GroupTable = HashMap<String, BTreeMap<(String, u32), CommittedOffset>>;
 #[derive(Default)]
 pub(crate) struct GroupState {
     table: RwLock<GroupTable>,
+    /// Opaque per-group metadata the broker's coordinator stores (membership, generation).
+    metadata: RwLock<HashMap<String, Vec<u8>>>,
     /// Serialises commits so the table follows the log's order.
     write: std::sync::Mutex<()>,
 }
@@ -63,6 +68,26 @@ fn encode_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
     put_str(&mut k, topic);
     k.extend_from_slice(&partition.to_be_bytes());
     k
+}
+
+/// Group-metadata records use key version 2: `2 u16 | group (u16 len, bytes)`.
+const METADATA_KEY_VERSION: u16 = 2;
+
+fn encode_metadata_key(group: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + group.len());
+    k.extend_from_slice(&METADATA_KEY_VERSION.to_be_bytes());
+    put_str(&mut k, group);
+    k
+}
+
+fn decode_metadata_key(k: &[u8]) -> Option<String> {
+    let mut r = Reader(k);
+    if r.u16()? != METADATA_KEY_VERSION {
+        return None;
+    }
+    let len = r.u16()? as usize;
+    let group = r.string(len)?;
+    r.0.is_empty().then_some(group)
 }
 
 fn encode_value(c: &CommittedOffset) -> Vec<u8> {
@@ -156,6 +181,7 @@ impl Log {
             return Ok(());
         };
         let mut table = GroupTable::new();
+        let mut metadata = HashMap::new();
         let mut offset = part.log_start_offset();
         let end = part.end_offset();
         while offset < end {
@@ -177,6 +203,13 @@ impl Log {
                     source,
                 })? {
                     if r.offset < offset {
+                        continue;
+                    }
+                    if let Some(group) = r.key.and_then(decode_metadata_key) {
+                        match r.value {
+                            Some(v) => metadata.insert(group, v.to_vec()),
+                            None => metadata.remove(&group),
+                        };
                         continue;
                     }
                     let Some((group, topic, p)) = r.key.and_then(decode_key) else {
@@ -205,7 +238,57 @@ impl Log {
             .table
             .write()
             .unwrap_or_else(|e| e.into_inner()) = table;
+        *self
+            .inner
+            .groups
+            .metadata
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = metadata;
         Ok(())
+    }
+
+    /// Stores (or with `None` removes) a group's opaque metadata, durably: the broker keeps
+    /// group membership here so that members survive a restart without rebalancing.
+    pub fn store_group_metadata(&self, group: &str, metadata: Option<&[u8]>) -> Result<()> {
+        let part = self.offsets_partition()?;
+        let _w = self
+            .inner
+            .groups
+            .write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = encode_metadata_key(group);
+        let mut builder = BatchBuilder::new();
+        let now = now_ms();
+        builder.push(&Record {
+            key: Some(&key),
+            value: metadata,
+            timestamp: now,
+            headers: vec![],
+        });
+        part.append(&mut builder.build(), now)?;
+        let mut all = self
+            .inner
+            .groups
+            .metadata
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match metadata {
+            Some(m) => all.insert(group.to_string(), m.to_vec()),
+            None => all.remove(group),
+        };
+        Ok(())
+    }
+
+    /// Every group's stored metadata.
+    pub fn group_metadata(&self) -> Vec<(String, Vec<u8>)> {
+        let all = self
+            .inner
+            .groups
+            .metadata
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        all.iter().map(|(g, m)| (g.clone(), m.clone())).collect()
     }
 
     fn offsets_partition(&self) -> Result<std::sync::Arc<crate::Partition>> {
