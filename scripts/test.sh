@@ -11,8 +11,8 @@ if ! need cargo; then
   echo "error: cargo not found; install the Rust toolchain (rustup) first" >&2
   exit 1
 fi
-# Real Kafka clients: Debian's kcat (librdkafka 2.0.2, the oldest client served) and Python
-# confluent-kafka (a current librdkafka), driven by pytest.
+# Real Kafka clients: Debian's kcat (librdkafka 2.0.2, the oldest client served), Python
+# confluent-kafka (a current librdkafka) and Node kafkajs (pure JavaScript), driven by pytest.
 if ! need kcat; then
   echo "== installing kcat (Debian package)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -22,6 +22,10 @@ fi
 if ! python3 -c "import confluent_kafka, pytest" 2>/dev/null; then
   echo "== installing confluent-kafka and pytest (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check "confluent-kafka>=2.3,<3" "pytest>=7"
+fi
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules/kafkajs ]; then
+  echo "== installing kafkajs (npm)"
+  npm ci --prefix tests/node --no-audit --no-fund --silent
 fi
 
 # --- checks and tests ----------------------------------------------------------------

@@ -299,3 +299,37 @@ while True:
         victim.kill()
         victim.wait()
         c.close()
+
+
+def test_cooperative_sticky_assignor(broker):
+    create_topic(broker.bootstrap, "coop", partitions=4)
+    conf = {"bootstrap.servers": broker.bootstrap, "group.id": "g-coop", "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky", "heartbeat.interval.ms": 300}
+    owned = {"a": set(), "b": set()}
+
+    def tracker(name):
+        def on_assign(consumer, parts):
+            owned[name] |= {p.partition for p in parts}
+
+        def on_revoke(consumer, parts):
+            owned[name] -= {p.partition for p in parts}
+        return on_assign, on_revoke
+
+    a, b = Consumer(conf), Consumer(conf)
+    a.subscribe(["coop"], on_assign=tracker("a")[0], on_revoke=tracker("a")[1])
+    wait_until(lambda: (a.poll(0.1), owned["a"] == {0, 1, 2, 3})[1], what="a owning everything")
+    b.subscribe(["coop"], on_assign=tracker("b")[0], on_revoke=tracker("b")[1])
+    wait_until(lambda: (a.poll(0.1), b.poll(0.1), len(owned["a"]) == 2 and len(owned["b"]) == 2)[2],
+               what="an incremental rebalance giving b half")
+    assert not owned["a"] & owned["b"]
+    produce_all(broker.bootstrap, "coop", [(f"k{i}".encode(), f"c-{i}".encode()) for i in range(400)])
+    seen = []
+    deadline = time.time() + 30
+    while len(seen) < 400 and time.time() < deadline:
+        for c in (a, b):
+            m = c.poll(0.1)
+            if m is not None and not m.error():
+                seen.append(m.value())
+    a.close()
+    b.close()
+    assert sorted(seen) == sorted(f"c-{i}".encode() for i in range(400))

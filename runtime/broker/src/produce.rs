@@ -47,7 +47,11 @@ type Results = Vec<(String, Vec<(i32, Outcome)>)>;
 /// waiting for the fsync (`acks=all`) and building the response.
 pub(crate) async fn produce(ctx: &Ctx, req: ProduceRequest) -> ProduceCompletion {
     let acks = req.acks;
-    if req.transactional_id.is_some() {
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
         let mut resp = ProduceResponse::default();
         for t in req.topic_data {
             let mut tr = TopicProduceResponse::default();
@@ -257,7 +261,11 @@ pub(crate) async fn init_producer_id(
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let mut resp = InitProducerIdResponse::default();
-    if req.transactional_id.is_some() {
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
         resp.error_code = codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
         resp.producer_id = ProducerId(-1);
         resp.producer_epoch = -1;
