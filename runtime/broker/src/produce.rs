@@ -98,23 +98,27 @@ pub(crate) async fn produce(ctx: &Ctx, req: ProduceRequest) -> ProduceCompletion
     })
     .await;
     let (mut results, appended) = appended.unwrap_or_default();
-    if acks != -1 {
-        for (p, _, sync_due) in appended {
-            if sync_due {
-                // The topic's flush policy wants an fsync; acks=1 does not wait for it.
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = p.flush() {
-                        tracing::error!(topic = p.topic(), partition = p.id(), error = %e, "background flush failed");
-                    }
-                });
-            }
+    // Partitions whose answer waits for the disk: acks=all, unless the topic caches writes.
+    let (must_sync, background): (Appended, Appended) = appended
+        .into_iter()
+        .partition(|(p, _, _)| acks == -1 && !p.config().write_caching);
+    for (p, _, sync_due) in background {
+        if sync_due {
+            // The topic's flush policy wants an fsync; this answer does not wait for it.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = p.flush() {
+                    tracing::error!(topic = p.topic(), partition = p.id(), error = %e, "background flush failed");
+                }
+            });
         }
+    }
+    if must_sync.is_empty() {
         return Box::pin(async move { response(results) });
     }
     Box::pin(async move {
         let synced = blocking(move || {
             // One group-commit fsync per partition covers this and every concurrent request.
-            for (p, last_offset, _) in appended {
+            for (p, last_offset, _) in must_sync {
                 if let Err(e) = p.sync_to(last_offset) {
                     for (topic, outs) in results.iter_mut().filter(|(t, _)| t == p.topic()) {
                         for (index, out) in outs.iter_mut() {

@@ -12,6 +12,7 @@
 //! | `flush.ms` | -1 | fsync unflushed data at least this often (background flusher); -1 = never |
 //! | `delete.retention.ms` | 86400000 | how long a tombstone stays in a compacted topic |
 //! | `max.message.bytes` | 1048588 | the largest batch accepted |
+//! | `write.caching` | false | as in Redpanda: when true, the broker answers `acks=all` after the append instead of after the fsync (the `flush.*` policy still fsyncs) |
 //!
 //! Sluice's default `flush.messages` is 1, not Kafka's "never": one node has no replicas, so an
 //! acknowledged append must already be on disk. Set `flush.messages=-1` or `flush.ms` for speed.
@@ -65,6 +66,8 @@ pub struct TopicConfig {
     pub flush_ms: Option<u64>,
     pub delete_retention_ms: i64,
     pub max_message_bytes: i64,
+    /// Answer `acks=all` before the fsync (Redpanda's `write.caching`).
+    pub write_caching: bool,
     /// Keys the user set explicitly (the others show as defaults in `describe`).
     pub overrides: BTreeMap<String, String>,
 }
@@ -82,6 +85,7 @@ impl Default for TopicConfig {
             flush_ms: None,
             delete_retention_ms: 24 * 3600 * 1000,
             max_message_bytes: 1_048_588,
+            write_caching: false,
             overrides: BTreeMap::new(),
         }
     }
@@ -99,6 +103,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "flush.ms",
     "delete.retention.ms",
     "max.message.bytes",
+    "write.caching",
 ];
 
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
@@ -188,6 +193,13 @@ impl TopicConfig {
             "flush.ms" => self.flush_ms = optional_positive(key, value)?,
             "delete.retention.ms" => self.delete_retention_ms = int(key, value, 0)?,
             "max.message.bytes" => self.max_message_bytes = int(key, value, 0)?,
+            "write.caching" => {
+                self.write_caching = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid(key, value, "`true` or `false`")),
+                }
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     key: key.into(),
@@ -226,6 +238,7 @@ impl TopicConfig {
                     "flush.ms" => never(self.flush_ms),
                     "delete.retention.ms" => self.delete_retention_ms.to_string(),
                     "max.message.bytes" => self.max_message_bytes.to_string(),
+                    "write.caching" => self.write_caching.to_string(),
                     _ => String::new(),
                 };
                 (k.to_string(), v)
@@ -275,6 +288,8 @@ mod tests {
         );
         assert!(TopicConfig::from_pairs([("cleanup.policy", "shred")]).is_err());
         assert!(TopicConfig::from_pairs([("flush.ms", "0")]).is_err());
+        assert!(TopicConfig::from_pairs([("write.caching", "maybe")]).is_err());
+        assert!(TopicConfig::from_pairs([("write.caching", "true")]).unwrap().write_caching);
         assert!(TopicConfig::from_assignments(&["noequals".into()]).is_err());
     }
 }
