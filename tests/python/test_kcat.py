@@ -41,3 +41,16 @@ def test_balanced_consumer_group(broker):
     # The group committed its position: a second run of the same group has nothing left.
     again = kcat("-b", broker.bootstrap, "-G", "kcat-group", "grouped", "-e", "-q")
     assert again == ""
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_sluice_consume_reads_what_kcat_compressed(broker, codec):
+    """`sluice consume` decompresses batches that Kafka producers compressed."""
+    import subprocess as sp
+    from conftest import sluice_binary
+    lines = "".join(f"{codec}-{i}\n" for i in range(300))
+    kcat("-b", broker.bootstrap, "-P", "-t", f"z-{codec}", "-z", codec, input=lines.encode())
+    out = sp.run([sluice_binary(), "--data-dir", broker.data_dir, "consume", f"z-{codec}", "--from-beginning", "--exit-at-end"],
+                 capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.decode() == lines

@@ -289,7 +289,11 @@ mod tests {
         assert!(TopicConfig::from_pairs([("cleanup.policy", "shred")]).is_err());
         assert!(TopicConfig::from_pairs([("flush.ms", "0")]).is_err());
         assert!(TopicConfig::from_pairs([("write.caching", "maybe")]).is_err());
-        assert!(TopicConfig::from_pairs([("write.caching", "true")]).unwrap().write_caching);
+        assert!(
+            TopicConfig::from_pairs([("write.caching", "true")])
+                .unwrap()
+                .write_caching
+        );
         assert!(TopicConfig::from_assignments(&["noequals".into()]).is_err());
     }
 }
