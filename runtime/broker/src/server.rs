@@ -272,84 +272,33 @@ async fn handle_request(state: Arc<BrokerState>, frame_bytes: Bytes, peer: Socke
         frame_bytes[6],
         frame_bytes[7],
     ]);
-    if api_key == ApiKey::Produce as i16
-        && apis::range(ApiKey::Produce)
-            .map(|(lo, hi)| (lo..=hi).contains(&version))
-            .unwrap_or(false)
-    {
-        let mut buf = frame_bytes.clone();
-        let header = match decode_request_header_from_buffer(&mut buf) {
-            Ok(h) => h,
-            Err(e) => return Handled::Now(Reply::Close(format!("malformed request header: {e}"))),
-        };
-        let req = match ProduceRequest::decode(&mut buf, version) {
-            Ok(r) => r,
-            Err(e) => {
-                return Handled::Now(Reply::Close(format!(
-                    "malformed Produce v{version} request: {e}"
-                )))
-            }
-        };
-        let client_id = header
-            .client_id
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let ctx = Ctx {
-            state,
-            version,
-            client_id,
-            peer,
-        };
-        let acks = req.acks;
-        let completion = crate::produce::produce(&ctx, req).await;
-        let header_version = ApiKey::Produce.response_header_version(version);
-        return Handled::Later(tokio::spawn(async move {
-            let resp = completion.await;
-            if acks == 0 {
-                Reply::Nothing
-            } else {
-                frame(correlation_id, header_version, &resp, version)
-            }
-        }));
-    }
-    Handled::Now(handle_other(state, frame_bytes, peer).await)
-}
-
-async fn handle_other(state: Arc<BrokerState>, frame_bytes: Bytes, peer: SocketAddr) -> Reply {
-    let api_key = i16::from_be_bytes([frame_bytes[0], frame_bytes[1]]);
-    let version = i16::from_be_bytes([frame_bytes[2], frame_bytes[3]]);
-    let correlation_id = i32::from_be_bytes([
-        frame_bytes[4],
-        frame_bytes[5],
-        frame_bytes[6],
-        frame_bytes[7],
-    ]);
     let Ok(key) = ApiKey::try_from(api_key) else {
-        return Reply::Close(format!("unknown API key {api_key}"));
+        return Handled::Now(Reply::Close(format!("unknown API key {api_key}")));
     };
     let Some((lo, hi)) = apis::range(key) else {
-        return Reply::Close(format!("API {key:?} is not served by this broker"));
+        return Handled::Now(Reply::Close(format!(
+            "API {key:?} is not served by this broker"
+        )));
     };
     if key == ApiKey::ApiVersions && version > hi {
         // A newer client: answer in v0 form with UNSUPPORTED_VERSION and our ranges, without
         // decoding a body we may not understand. The client retries with a version we list.
-        return frame(
+        return Handled::Now(frame(
             correlation_id,
             0,
             &api_versions_body(codes::UNSUPPORTED_VERSION),
             0,
-        );
-    }
-    if version < lo || version > hi {
-        return Reply::Close(format!(
-            "{key:?} v{version} is outside the served range {lo}..={hi}"
         ));
     }
-    let mut buf = frame_bytes.clone();
+    if version < lo || version > hi {
+        return Handled::Now(Reply::Close(format!(
+            "{key:?} v{version} is outside the served range {lo}..={hi}"
+        )));
+    }
+    let mut buf = frame_bytes;
     let header = match decode_request_header_from_buffer(&mut buf) {
         Ok(h) => h,
-        Err(e) => return Reply::Close(format!("malformed request header: {e}")),
+        Err(e) => return Handled::Now(Reply::Close(format!("malformed request header: {e}"))),
     };
     let client_id = header
         .client_id
@@ -362,6 +311,33 @@ async fn handle_other(state: Arc<BrokerState>, frame_bytes: Bytes, peer: SocketA
         client_id,
         peer,
     };
+    if key != ApiKey::Produce {
+        return Handled::Now(handle(ctx, buf, key, correlation_id).await);
+    }
+    let req = match ProduceRequest::decode(&mut buf, version) {
+        Ok(r) => r,
+        Err(e) => {
+            return Handled::Now(Reply::Close(format!(
+                "malformed Produce v{version} request: {e}"
+            )))
+        }
+    };
+    let acks = req.acks;
+    let completion = crate::produce::produce(&ctx, req).await;
+    let header_version = key.response_header_version(version);
+    Handled::Later(tokio::spawn(async move {
+        let resp = completion.await;
+        if acks == 0 {
+            Reply::Nothing
+        } else {
+            frame(correlation_id, header_version, &resp, version)
+        }
+    }))
+}
+
+/// Every API but Produce: decoded, handled and answered in one go.
+async fn handle(ctx: Ctx, mut buf: Bytes, key: ApiKey, correlation_id: i32) -> Reply {
+    let version = ctx.version;
     match key {
         ApiKey::ApiVersions => {
             if let Err(e) = ApiVersionsRequest::decode(&mut buf, version) {

@@ -247,9 +247,16 @@ impl Log {
         Ok(())
     }
 
-    /// Stores (or with `None` removes) a group's opaque metadata, durably: the broker keeps
-    /// group membership here so that members survive a restart without rebalancing.
-    pub fn store_group_metadata(&self, group: &str, metadata: Option<&[u8]>) -> Result<()> {
+    /// Appends records to `__consumer_offsets` as one batch, durably, then runs `apply` to
+    /// update the in-memory tables, all under the write lock so the tables follow the log.
+    fn write_internal(
+        &self,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+        apply: impl FnOnce(),
+    ) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let part = self.offsets_partition()?;
         let _w = self
             .inner
@@ -257,27 +264,37 @@ impl Log {
             .write
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let key = encode_metadata_key(group);
-        let mut builder = BatchBuilder::new();
         let now = now_ms();
-        builder.push(&Record {
-            key: Some(&key),
-            value: metadata,
-            timestamp: now,
-            headers: vec![],
-        });
+        let mut builder = BatchBuilder::new();
+        for (k, v) in records {
+            builder.push(&Record {
+                key: Some(k),
+                value: v.as_deref(),
+                timestamp: now,
+                headers: vec![],
+            });
+        }
         part.append(&mut builder.build(), now)?;
-        let mut all = self
-            .inner
-            .groups
-            .metadata
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        match metadata {
-            Some(m) => all.insert(group.to_string(), m.to_vec()),
-            None => all.remove(group),
-        };
+        apply();
         Ok(())
+    }
+
+    /// Stores (or with `None` removes) a group's opaque metadata, durably: the broker keeps
+    /// group membership here so that members survive a restart without rebalancing.
+    pub fn store_group_metadata(&self, group: &str, metadata: Option<&[u8]>) -> Result<()> {
+        let record = (encode_metadata_key(group), metadata.map(<[u8]>::to_vec));
+        self.write_internal(&[record], || {
+            let mut all = self
+                .inner
+                .groups
+                .metadata
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            match metadata {
+                Some(m) => all.insert(group.to_string(), m.to_vec()),
+                None => all.remove(group),
+            };
+        })
     }
 
     /// Every group's stored metadata.
@@ -329,41 +346,22 @@ impl Log {
                 ((c.topic.clone(), c.partition as u32), value)
             })
             .collect();
-        let part = self.offsets_partition()?;
-        let _w = self
-            .inner
-            .groups
-            .write
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut builder = BatchBuilder::new();
-        let encoded: Vec<(Vec<u8>, Vec<u8>)> = entries
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries
             .iter()
-            .map(|((t, p), c)| (encode_key(group, t, *p), encode_value(c)))
+            .map(|((t, p), c)| (encode_key(group, t, *p), Some(encode_value(c))))
             .collect();
-        for (k, v) in &encoded {
-            builder.push(&Record {
-                key: Some(k),
-                value: Some(v),
-                timestamp: now,
-                headers: vec![],
-            });
-        }
-        if builder.is_empty() {
-            return Ok(());
-        }
-        part.append(&mut builder.build(), now)?;
-        let mut table = self
-            .inner
-            .groups
-            .table
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let g = table.entry(group.to_string()).or_default();
-        for (key, c) in entries {
-            g.insert(key, c);
-        }
-        Ok(())
+        self.write_internal(&records, || {
+            let mut table = self
+                .inner
+                .groups
+                .table
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            let g = table.entry(group.to_string()).or_default();
+            for (key, c) in entries {
+                g.insert(key, c);
+            }
+        })
     }
 
     /// The offset `group` last committed for a partition, if any.
@@ -452,46 +450,26 @@ impl Log {
     }
 
     fn write_tombstones(&self, doomed: Vec<(String, String, u32)>) -> Result<()> {
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        let part = self.offsets_partition()?;
-        let _w = self
-            .inner
-            .groups
-            .write
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let now = now_ms();
-        let keys: Vec<Vec<u8>> = doomed
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = doomed
             .iter()
-            .map(|(g, t, p)| encode_key(g, t, *p))
+            .map(|(g, t, p)| (encode_key(g, t, *p), None))
             .collect();
-        let mut builder = BatchBuilder::new();
-        for k in &keys {
-            builder.push(&Record {
-                key: Some(k),
-                value: None,
-                timestamp: now,
-                headers: vec![],
-            });
-        }
-        part.append(&mut builder.build(), now)?;
-        let mut table = self
-            .inner
-            .groups
-            .table
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        for (g, t, p) in doomed {
-            if let Some(offsets) = table.get_mut(&g) {
-                offsets.remove(&(t, p));
-                if offsets.is_empty() {
-                    table.remove(&g);
+        self.write_internal(&records, || {
+            let mut table = self
+                .inner
+                .groups
+                .table
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            for (g, t, p) in doomed {
+                if let Some(offsets) = table.get_mut(&g) {
+                    offsets.remove(&(t, p));
+                    if offsets.is_empty() {
+                        table.remove(&g);
+                    }
                 }
             }
-        }
-        Ok(())
+        })
     }
 }
 
