@@ -157,8 +157,11 @@ struct Side<'a> {
 }
 
 impl<'a> Side<'a> {
-    fn new(root: &'a Schema) -> Self {
+    fn new(root: &'a Schema, referenced: &'a [Schema]) -> Self {
         let mut names = HashMap::new();
+        for r in referenced {
+            collect_names(r, &mut names);
+        }
         collect_names(root, &mut names);
         Side { names }
     }
@@ -457,9 +460,20 @@ impl<'a> Checker<'a> {
 
 /// Every reason `reader` cannot read data written with `writer` (empty: it can).
 pub fn incompatibilities(reader: &Schema, writer: &Schema) -> Vec<Incompatibility> {
+    incompatibilities_with_references(reader, &[], writer, &[])
+}
+
+/// As [`incompatibilities`], for schemas that use named types from referenced schemas
+/// (schema references): names resolve against the root schema and its references.
+pub fn incompatibilities_with_references(
+    reader: &Schema,
+    reader_refs: &[Schema],
+    writer: &Schema,
+    writer_refs: &[Schema],
+) -> Vec<Incompatibility> {
     let mut c = Checker {
-        reader: Side::new(reader),
-        writer: Side::new(writer),
+        reader: Side::new(reader, reader_refs),
+        writer: Side::new(writer, writer_refs),
         in_progress: HashSet::new(),
         found: Vec::new(),
     };

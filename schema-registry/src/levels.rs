@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use apache_avro::Schema;
 
-use crate::compat::{incompatibilities, Incompatibility};
+use crate::compat::{incompatibilities_with_references, Incompatibility};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CompatibilityLevel {
@@ -112,10 +112,38 @@ pub struct Failure {
     pub incompatibility: Incompatibility,
 }
 
+/// A parsed schema with the schemas its references resolved to.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub schema: Schema,
+    pub referenced: Vec<Schema>,
+}
+
+impl From<Schema> for Resolved {
+    fn from(schema: Schema) -> Self {
+        Resolved {
+            schema,
+            referenced: Vec::new(),
+        }
+    }
+}
+
 /// Checks `new` against earlier live versions, `previous` ordered newest first. Non-transitive
 /// levels look at the newest only; transitive ones at all, stopping at the first version that
 /// fails (as Confluent does).
 pub fn check(level: CompatibilityLevel, new: &Schema, previous: &[Schema]) -> Vec<Failure> {
+    let new = Resolved::from(new.clone());
+    let previous: Vec<Resolved> = previous.iter().cloned().map(Resolved::from).collect();
+    let refs: Vec<&Resolved> = previous.iter().collect();
+    check_resolved(level, &new, &refs)
+}
+
+/// [`check`] for schemas with references.
+pub fn check_resolved(
+    level: CompatibilityLevel,
+    new: &Resolved,
+    previous: &[&Resolved],
+) -> Vec<Failure> {
     if level == CompatibilityLevel::None {
         return Vec::new();
     }
@@ -127,18 +155,36 @@ pub fn check(level: CompatibilityLevel, new: &Schema, previous: &[Schema]) -> Ve
     for (i, old) in previous.iter().take(count).enumerate() {
         let mut failures = Vec::new();
         if level.backward() {
-            failures.extend(incompatibilities(new, old).into_iter().map(|inc| Failure {
-                previous_index: i,
-                direction: Direction::NewReadsOld,
-                incompatibility: inc,
-            }));
+            failures.extend(
+                incompatibilities_with_references(
+                    &new.schema,
+                    &new.referenced,
+                    &old.schema,
+                    &old.referenced,
+                )
+                .into_iter()
+                .map(|inc| Failure {
+                    previous_index: i,
+                    direction: Direction::NewReadsOld,
+                    incompatibility: inc,
+                }),
+            );
         }
         if level.forward() {
-            failures.extend(incompatibilities(old, new).into_iter().map(|inc| Failure {
-                previous_index: i,
-                direction: Direction::OldReadsNew,
-                incompatibility: inc,
-            }));
+            failures.extend(
+                incompatibilities_with_references(
+                    &old.schema,
+                    &old.referenced,
+                    &new.schema,
+                    &new.referenced,
+                )
+                .into_iter()
+                .map(|inc| Failure {
+                    previous_index: i,
+                    direction: Direction::OldReadsNew,
+                    incompatibility: inc,
+                }),
+            );
         }
         if !failures.is_empty() {
             return failures;

@@ -27,5 +27,9 @@
 //! # Ok::<(), apache_avro::Error>(())
 //! ```
 
+pub mod api;
+pub mod canonical;
 pub mod compat;
 pub mod levels;
+pub mod registry;
+pub mod store;

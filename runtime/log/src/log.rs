@@ -366,6 +366,25 @@ impl Log {
         self.create_topic_inner(name, partitions, config)
     }
 
+    /// Creates an internal topic (name starting with `__`) for another part of Sluice, such
+    /// as the schema registry's `__schemas`; an existing one is returned as it is.
+    pub fn ensure_internal_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        if !name.starts_with("__") {
+            return Err(LogError::InvalidTopicName {
+                name: name.into(),
+                reason: "internal topic names start with `__`".into(),
+            });
+        }
+        match self.topic(name) {
+            Ok(t) => Ok(t),
+            Err(LogError::UnknownTopic(_)) => match self.create_topic_inner(name, 1, config) {
+                Err(LogError::TopicExists(_)) => self.topic(name),
+                other => other,
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     pub(crate) fn create_topic_inner(
         &self,
         name: &str,

@@ -1,0 +1,96 @@
+//! Where the registry keeps its state: records in a compacted internal topic of the log
+//! (`__schemas`, as `_schemas` is for Confluent's registry). Every change is one record,
+//! written with fsync before the API answers; the state is rebuilt by replaying the topic.
+
+use std::sync::Arc;
+
+use sluice_log::{BatchBuilder, Log, Partition, Record, TopicConfig};
+
+/// The internal topic holding every registry change.
+pub const SCHEMAS_TOPIC: &str = "__schemas";
+
+/// A failure of the storage under the registry (answered as 50001).
+#[derive(Debug, thiserror::Error)]
+#[error("schema storage failed: {0}")]
+pub struct StoreError(pub String);
+
+/// A stored record: key and value (`None`: a tombstone).
+pub type StoredRecord = (Vec<u8>, Option<Vec<u8>>);
+
+/// Append-only keyed records, replayable in order.
+pub trait SchemaStore: Send + Sync {
+    /// Stores one record durably (`None` value: a tombstone).
+    fn append(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError>;
+    /// Every record in order, from the oldest kept.
+    fn replay(&self) -> Result<Vec<StoredRecord>, StoreError>;
+}
+
+/// [`SchemaStore`] on the embedded log.
+pub struct LogStore {
+    partition: Arc<Partition>,
+}
+
+impl LogStore {
+    pub fn open(log: &Log) -> Result<LogStore, StoreError> {
+        let config = TopicConfig::from_pairs([
+            ("cleanup.policy", "compact"),
+            ("flush.messages", "1"),
+            ("segment.bytes", "16777216"),
+        ])
+        .map_err(|e| StoreError(e.to_string()))?;
+        let topic = log
+            .ensure_internal_topic(SCHEMAS_TOPIC, config)
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(LogStore {
+            partition: topic.partitions[0].clone(),
+        })
+    }
+}
+
+impl SchemaStore for LogStore {
+    fn append(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        let now = sluice_log::now_ms();
+        let mut batch = BatchBuilder::new();
+        batch.push(&Record {
+            key: Some(key),
+            value,
+            timestamp: now,
+            headers: vec![],
+        });
+        self.partition
+            .append(&mut batch.build(), now)
+            .map(|_| ())
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn replay(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut offset = self.partition.log_start_offset();
+        while offset < self.partition.end_offset() {
+            let read = self
+                .partition
+                .read(offset, 1 << 20)
+                .map_err(|e| StoreError(e.to_string()))?;
+            if read.records.is_empty() {
+                break;
+            }
+            for r in sluice_log::decode_record_set(&read.records)
+                .map_err(|e| StoreError(e.to_string()))?
+            {
+                if r.offset >= offset {
+                    if let Some(k) = r.key {
+                        out.push((k, r.value));
+                    }
+                }
+                offset = offset.max(r.offset + 1);
+            }
+            if let Some((_, h)) = sluice_log::batch::split_record_set(&read.records)
+                .ok()
+                .and_then(|b| b.last().copied())
+            {
+                offset = offset.max(h.last_offset() + 1);
+            }
+        }
+        Ok(out)
+    }
+}
