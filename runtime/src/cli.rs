@@ -49,6 +49,8 @@ pub enum Command {
     /// Serve the Kafka protocol on the data directory: real Kafka clients produce, consume and
     /// run consumer groups against it.
     Broker(BrokerArgs),
+    /// Serve the Confluent-compatible schema registry on the data directory.
+    Registry(RegistryArgs),
     /// Measure Sluice against the machine's own limits.
     Bench {
         #[command(subcommand)]
@@ -195,4 +197,15 @@ pub struct BrokerArgs {
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     pub max_request_bytes: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Address to listen on (default 127.0.0.1:8081, or `listen` from --config).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// YAML file: `listen`, and `auth` (`basic: [{username, password}]`, `bearer_tokens: [..]`).
+    /// Without auth the registry only listens on loopback addresses.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }

@@ -26,6 +26,7 @@ mod consume;
 mod groups;
 mod partitioner;
 mod produce;
+mod registry;
 mod topics;
 
 use std::process::ExitCode;
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
             GroupsCommand::Describe { group } => groups::describe(&data_dir, &group),
         },
         Command::Broker(args) => broker::run(&data_dir, args),
+        Command::Registry(args) => registry::run(&data_dir, args),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -33,3 +33,4 @@ pub mod compat;
 pub mod levels;
 pub mod registry;
 pub mod store;
+pub mod wire;
