@@ -19,9 +19,9 @@ if ! need kcat; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat
 fi
-if ! python3 -c "import confluent_kafka, pytest" 2>/dev/null; then
-  echo "== installing confluent-kafka and pytest (PyPI)"
-  python3 -m pip install --quiet --disable-pip-version-check "confluent-kafka>=2.3,<3" "pytest>=7"
+if ! python3 -c "import confluent_kafka, pytest, fastavro; from confluent_kafka.schema_registry.avro import AvroSerializer" 2>/dev/null; then
+  echo "== installing confluent-kafka (with its schema-registry and Avro extras) and pytest (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "confluent-kafka[avro,schemaregistry]>=2.3,<3" "pytest>=7"
 fi
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules/kafkajs ]; then
   echo "== installing kafkajs (npm)"

@@ -102,22 +102,34 @@ fn version_json(v: &SubjectVersion) -> Value {
     out
 }
 
+/// Query flags as clients send them: `true`, `True`, `1`… (Python's client sends `False`).
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "`{other}` is not true or false"
+        ))),
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Flags {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_bool")]
     deleted: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_bool")]
     permanent: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_bool")]
     verbose: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_bool")]
     default_to_global: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_bool")]
     force: bool,
     subject_prefix: Option<String>,
     /// Accepted for compatibility: schemas are always stored in normalized form.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_bool")]
     #[allow(dead_code)]
     normalize: bool,
 }
