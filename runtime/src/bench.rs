@@ -20,6 +20,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Log(args) => log_bench(args),
         BenchCommand::Broker(args) => crate::bench_broker::run(args),
+        BenchCommand::Registry(args) => crate::bench_registry::run(args),
     }
 }
 

@@ -140,6 +140,27 @@ pub enum BenchCommand {
     Log(LogBenchArgs),
     /// Produce, consume and end-to-end latency through the Kafka protocol with kcat (librdkafka).
     Broker(BrokerBenchArgs),
+    /// Schema registration cost, and look-up throughput and latency under load from `wrk`.
+    Registry(RegistryBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryBenchArgs {
+    /// Subjects to register.
+    #[arg(long, default_value_t = 100)]
+    pub subjects: usize,
+    /// Versions per subject (each a compatible evolution of the one before).
+    #[arg(long, default_value_t = 10)]
+    pub versions: usize,
+    /// Length of each wrk run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// wrk connections.
+    #[arg(long, default_value_t = 32)]
+    pub connections: u32,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -31,10 +31,18 @@ pub struct LogStore {
 }
 
 impl LogStore {
+    /// The store on `__schemas`, fsyncing every change before it is acknowledged.
     pub fn open(log: &Log) -> Result<LogStore, StoreError> {
+        Self::open_with(log, true)
+    }
+
+    /// `durable = false` leaves fsync to the OS: for benchmarks that measure the registry's
+    /// own cost apart from the disk's. Applies when the topic is first created.
+    pub fn open_with(log: &Log, durable: bool) -> Result<LogStore, StoreError> {
+        let flush = if durable { "1" } else { "-1" };
         let config = TopicConfig::from_pairs([
             ("cleanup.policy", "compact"),
-            ("flush.messages", "1"),
+            ("flush.messages", flush),
             ("segment.bytes", "16777216"),
         ])
         .map_err(|e| StoreError(e.to_string()))?;

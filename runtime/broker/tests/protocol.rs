@@ -484,3 +484,35 @@ async fn idempotent_retries_get_the_original_offset_and_gaps_are_refused() {
         "the duplicate and the gap stored nothing"
     );
 }
+
+#[tokio::test]
+async fn a_huge_array_count_is_refused_without_allocating() {
+    // Found by the fuzzer: a Metadata v0 request declaring ~10⁹ topics in 16 bytes made the
+    // codec try to allocate 48 GB and abort the whole broker.
+    let b = start().await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let body: [u8; 16] = [0x00, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0x28, 0, 0, 0, 0, 0x0a];
+    s.write_all(&(body.len() as i32).to_be_bytes())
+        .await
+        .unwrap();
+    s.write_all(&body).await.unwrap();
+    assert!(
+        is_closed(&mut s).await,
+        "the malformed request closes its connection"
+    );
+    let mut healthy = TcpStream::connect(b.addr).await.unwrap();
+    healthy
+        .write_all(&request(
+            ApiKey::ApiVersions,
+            3,
+            1,
+            &ApiVersionsRequest::default(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(&mut healthy).await.unwrap().0,
+        1,
+        "the broker is still up"
+    );
+}
