@@ -1,17 +1,21 @@
 //! # sluice-schema-registry: schemas, subjects, versions, ids, and Avro compatibility
 //!
-//! **Owns:** the registry's rules: which schema evolutions are compatible under each of the
-//! seven Confluent compatibility levels, written from the Avro specification (see [`compat`]
-//! for where it departs from `apache-avro`'s own checker and why).
+//! **Owns:** the registry's rules (subjects, versions, global ids, soft and hard deletes,
+//! configs, modes) and which schema evolutions are compatible under each of the seven
+//! Confluent compatibility levels, written from the Avro specification (see [`compat`] for
+//! where it departs from `apache-avro`'s own checker and why); the Confluent v1 REST API
+//! over them; the Confluent wire format.
 //!
-//! **Must not touch:** the log's bytes or the Kafka protocol.
-//!
-//! Status: the compatibility engine and the levels are built and tested here; the HTTP API,
-//! storage in a compacted topic and the wire-format helpers are not built yet.
+//! **Must not touch:** the log's bytes (it stores its records through `sluice-log`'s API in
+//! the internal topic `__schemas`) or the Kafka protocol.
 //!
 //! ## Layout
 //! - [`compat`]: reader/writer compatibility with every incompatibility and its location.
 //! - [`levels`]: NONE … FULL_TRANSITIVE and which versions each checks.
+//! - [`canonical`]: the normalized text that decides "same schema, same id".
+//! - [`registry`]: the state and its operations; [`store`]: records in `__schemas`.
+//! - [`api`]: the axum router (optionally behind basic/bearer authentication).
+//! - [`wire`]: Confluent framing, encode/decode with reader-schema resolution.
 //!
 //! ## Example
 //! ```

@@ -58,6 +58,8 @@ pub enum RegistryError {
     Referenced(String, u32),
     #[error("The specified subject '{0}' is not valid.")]
     InvalidSubject(String),
+    #[error("Schema id {0} is already used by a different schema")]
+    ImportIdMismatch(u32),
     #[error("Error in the backend data store: {0}")]
     Store(#[from] StoreError),
 }
@@ -83,6 +85,7 @@ impl RegistryError {
             RegistryError::NotPermitted(_) => 42205,
             RegistryError::Referenced(..) => 42206,
             RegistryError::InvalidSubject(_) => 42208,
+            RegistryError::ImportIdMismatch(_) => 42207,
             RegistryError::Store(_) => 50001,
         }
     }
@@ -116,6 +119,11 @@ pub struct SchemaRequest {
     pub schema_type: Option<String>,
     #[serde(default)]
     pub references: Vec<Reference>,
+    /// IMPORT mode only: keep the id (and version) the schema had in another registry.
+    #[serde(default)]
+    pub id: Option<u32>,
+    #[serde(default)]
+    pub version: Option<u32>,
 }
 
 /// Registry modes.
@@ -586,13 +594,43 @@ impl Registry {
                     });
                 }
             }
-            let id = existing_id.unwrap_or(state.max_id + 1);
-            let version = state
+            let importing = state.mode(subject) == Mode::Import;
+            if (req.id.is_some() || req.version.is_some()) && !importing {
+                return Err(RegistryError::NotPermitted(
+                    "an explicit id or version is only accepted in IMPORT mode".into(),
+                ));
+            }
+            if let Some(wanted) = req.id {
+                if existing_id.is_some_and(|e| e != wanted)
+                    || state
+                        .schemas
+                        .get(&wanted)
+                        .is_some_and(|s| dedup_key(&s.text, &s.references) != dedup)
+                {
+                    return Err(RegistryError::ImportIdMismatch(wanted));
+                }
+            }
+            let id = req.id.or(existing_id).unwrap_or(state.max_id + 1);
+            let next_version = state
                 .subjects
                 .get(subject)
                 .and_then(|v| v.keys().next_back().copied())
                 .unwrap_or(0)
                 + 1;
+            let version = match req.version {
+                Some(v)
+                    if state
+                        .subjects
+                        .get(subject)
+                        .is_some_and(|vs| vs.contains_key(&v)) =>
+                {
+                    return Err(RegistryError::NotPermitted(format!(
+                        "subject `{subject}` already has a version {v}"
+                    )));
+                }
+                Some(v) => v,
+                None => next_version,
+            };
             let value = SchemaValue {
                 subject: subject.to_string(),
                 version,

@@ -494,3 +494,46 @@ async fn state_is_rebuilt_from_the_log() {
     .await;
     assert_eq!(b["id"], 3);
 }
+
+#[tokio::test]
+async fn import_mode_keeps_ids_and_versions_from_another_registry() {
+    let f = fixture();
+    let mut imported = user_v1();
+    imported["id"] = json!(100);
+    imported["version"] = json!(7);
+    let (s, b) = call(
+        &f.app,
+        "POST",
+        "/subjects/imp/versions",
+        Some(imported.clone()),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error_code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!(42205)),
+        "ids only in IMPORT mode"
+    );
+    call(&f.app, "PUT", "/mode", Some(json!({"mode": "IMPORT"}))).await;
+    let (s, b) = call(&f.app, "POST", "/subjects/imp/versions", Some(imported)).await;
+    assert_eq!(
+        (s, b["id"].clone(), b["version"].clone()),
+        (StatusCode::OK, json!(100), json!(7)),
+        "{b}"
+    );
+    let mut clash = user_v2_compatible();
+    clash["id"] = json!(100);
+    let (_, b) = call(&f.app, "POST", "/subjects/imp2/versions", Some(clash)).await;
+    assert_eq!(
+        b["error_code"], 42207,
+        "an id already used by another schema"
+    );
+    call(&f.app, "PUT", "/mode", Some(json!({"mode": "READWRITE"}))).await;
+    let (_, b) = call(
+        &f.app,
+        "POST",
+        "/subjects/fresh/versions",
+        Some(json!({"schema": "\"string\""})),
+    )
+    .await;
+    assert_eq!(b["id"], 101, "new ids continue after imported ones");
+}
