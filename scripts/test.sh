@@ -35,6 +35,6 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
-echo "== real Kafka clients against sluice broker (pytest)"
-cargo build --locked -p sluice
+echo "== real Kafka and schema-registry clients against the sluice binary (pytest)"
+# `cargo test` above built target/debug/sluice for the end-to-end tests; the same binary serves here.
 SLUICE_BIN="$PWD/target/debug/sluice" python3 -m pytest tests/python -q -p no:cacheprovider
