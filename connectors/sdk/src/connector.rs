@@ -1,0 +1,168 @@
+//! The connector traits, the records that cross them, and connector errors.
+//!
+//! Every method is synchronous and moves owned data in and out; errors are values. That is
+//! what lets the same traits be exported across a C ABI from a dynamically loaded library:
+//! no borrowed async types, no runtime, no panics across the boundary. The runtime runs each
+//! task on its own blocking thread. A connector that needs async I/O (HTTP, Postgres) owns a
+//! small runtime inside its task and blocks on it in `poll`/`put`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use crate::config::ConfigValues;
+use crate::data::Payload;
+
+/// Where a source record came from, so that the source can resume after it: a stable name
+/// for the stream (a file's fingerprint, a replication slot, a webhook path) and a position
+/// in it (a byte offset, an LSN), both stored in the runtime's offsets topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcePosition {
+    pub stream: String,
+    pub offset: Json,
+}
+
+/// A record a source produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRecord {
+    /// `None`: the topic the connector is configured with.
+    pub topic: Option<String>,
+    /// `None`: by key (Kafka's partitioner), else spread.
+    pub partition: Option<i32>,
+    pub key: Option<Payload>,
+    pub value: Option<Payload>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Milliseconds since the epoch (`None`: when it is appended).
+    pub timestamp: Option<i64>,
+    pub position: SourcePosition,
+}
+
+/// A topic partition a sink reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// A record handed to a sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Payload>,
+    pub value: Option<Payload>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Whether trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Transient (a timeout, a connection reset, a 503): the runtime retries with backoff.
+    Retriable,
+    /// This record cannot be handled (bad data): the error policy decides (stop, or the
+    /// dead-letter topic).
+    BadRecord,
+    /// The task cannot go on (bad credentials, a missing table): it stops with this error.
+    Fatal,
+}
+
+/// An error from a connector, as a value that can cross a C ABI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ConnectorError {
+    pub fn retriable(message: impl Into<String>) -> Self {
+        ConnectorError {
+            kind: ErrorKind::Retriable,
+            message: message.into(),
+        }
+    }
+    pub fn bad_record(message: impl Into<String>) -> Self {
+        ConnectorError {
+            kind: ErrorKind::BadRecord,
+            message: message.into(),
+        }
+    }
+    pub fn fatal(message: impl Into<String>) -> Self {
+        ConnectorError {
+            kind: ErrorKind::Fatal,
+            message: message.into(),
+        }
+    }
+    pub fn is_retriable(&self) -> bool {
+        self.kind == ErrorKind::Retriable
+    }
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            ErrorKind::Retriable => "retriable",
+            ErrorKind::BadRecord => "bad record",
+            ErrorKind::Fatal => "fatal",
+        };
+        write!(f, "{} ({kind})", self.message)
+    }
+}
+
+impl std::error::Error for ConnectorError {}
+
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+/// What a task knows about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// The connector's name in the pipeline file.
+    pub connector: String,
+    /// 0-based; `tasks` in all.
+    pub task: u32,
+    pub tasks: u32,
+}
+
+/// A source connector: splits its work into task configs, and starts tasks.
+pub trait SourceConnector: Send {
+    /// Settings for up to `max_tasks` tasks, the work split between them (e.g. files by hash).
+    fn task_configs(&self, max_tasks: u32) -> Result<Vec<ConfigValues>>;
+    fn create_task(&self, info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SourceTask>>;
+}
+
+/// One task of a source.
+pub trait SourceTask: Send {
+    /// Starts reading after these positions (the last committed for this task's streams).
+    fn start(&mut self, committed: Vec<SourcePosition>) -> Result<()>;
+    /// Up to `max_records` records, waiting at most `timeout` for the first; may be empty.
+    fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<SourceRecord>>;
+    /// These positions are durable in the log and committed: the source may now release what
+    /// they cover (answer webhook callers, delete or rename processed files, confirm an LSN).
+    fn committed(&mut self, positions: Vec<SourcePosition>) -> Result<()>;
+    /// Stops reading and releases resources; `committed` is not called afterwards.
+    fn stop(&mut self) -> Result<()>;
+}
+
+/// A sink connector: splits its work into task configs, and starts tasks.
+pub trait SinkConnector: Send {
+    fn task_configs(&self, max_tasks: u32) -> Result<Vec<ConfigValues>>;
+    fn create_task(&self, info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SinkTask>>;
+}
+
+/// One task of a sink.
+pub trait SinkTask: Send {
+    /// These partitions are now this task's. Returns the positions (next offset to read) the
+    /// sink stores itself, e.g. in the same database transaction as its rows for exactly-once
+    /// delivery; those override the group's committed offsets. Most sinks return none.
+    fn open(&mut self, partitions: Vec<TopicPartition>) -> Result<Vec<(TopicPartition, i64)>>;
+    /// A batch of records, in offset order per partition.
+    fn put(&mut self, records: Vec<SinkRecord>) -> Result<()>;
+    /// Makes everything put so far durable. Returns the positions (next offset) now durable;
+    /// the runtime commits them as consumer-group offsets only after this returns.
+    fn flush(&mut self) -> Result<Vec<(TopicPartition, i64)>>;
+    /// These partitions are no longer this task's (rebalance or shutdown, after a flush).
+    fn close(&mut self, partitions: Vec<TopicPartition>) -> Result<()>;
+    fn stop(&mut self) -> Result<()>;
+}

@@ -1,0 +1,48 @@
+//! # sluice-connector-sdk: what every connector implements
+//!
+//! **Owns:** the contract between the runtime and connectors, built in or loaded from a
+//! plugin: the source and sink traits ([`connector`]), the records and typed data that cross
+//! them ([`data`]: schemas that map one to one onto Avro, so the registry can govern every
+//! topic), connector settings declared once for validation and docs ([`config`]), and the one
+//! registry of connector types shared by built-ins and plugins ([`registry`]).
+//!
+//! **Must not touch:** the log, the broker, converters, transforms, threads or async
+//! runtimes: the runtime drives connectors; connectors only produce and consume records.
+//!
+//! ## Status
+//! The contract is built and tested here. The runtime that drives it (`sluice run`), the
+//! converters, transforms, error policies and the file connectors are not built yet.
+//!
+//! ## Designed to cross a C ABI
+//! Every trait method is synchronous, takes and returns owned data, and reports failure as
+//! a [`connector::ConnectorError`] value (retriable, bad record, fatal). Nothing borrowed and
+//! nothing async crosses the interface, so a plugin can export the same calls as
+//! `extern "C"` functions over `#[repr(C)]` handles and byte buffers holding records in one
+//! encoding: the runtime owns the threads and calls `poll`/`put` on a blocking thread. A
+//! connector that needs async I/O keeps its own small runtime inside its task and blocks on
+//! it; a panic is caught on the plugin's side and returned as a fatal error.
+//!
+//! Made for what comes next: a Postgres CDC source (snapshot then stream; positions are
+//! LSNs; schema changes mid-stream are new [`data::Schema`]s), a webhook source (records
+//! arrive from callers who are answered in [`connector::SourceTask::committed`], once their
+//! records are durable), a Postgres sink that stores its position in its own transaction
+//! ([`connector::SinkTask::open`] returns it; it overrides group offsets), an HTTP sink with
+//! retries ([`connector::ErrorKind::Retriable`]).
+//!
+//! ## Example
+//! ```
+//! use serde_json::json;
+//! use sluice_connector_sdk::config::{ConfigSpec, FieldKind, FieldSpec};
+//!
+//! let spec = ConfigSpec::new(vec![
+//!     FieldSpec::required("path", FieldKind::String, "files to read (a glob)"),
+//!     FieldSpec::optional("format", FieldKind::OneOf(vec!["lines".into(), "json".into()]), Some(json!("lines")), "how to read lines"),
+//! ]);
+//! let issues = spec.validate(json!({"pth": "/in/*.log"}).as_object().unwrap()).unwrap_err();
+//! assert_eq!(issues[0].to_string(), "`pth`: unknown setting (did you mean `path`?)");
+//! ```
+
+pub mod config;
+pub mod connector;
+pub mod data;
+pub mod registry;
