@@ -48,6 +48,29 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// `sluice validate FILE`: the same checks `sluice run` will make before starting anything.
+fn validate(file: &std::path::Path) -> anyhow::Result<()> {
+    // Built-in connector types register here as they are built; none are yet.
+    let registry = sluice_connector_sdk::registry::ConnectorRegistry::new();
+    let env = |name: &str| std::env::var(name).ok();
+    match sluice_worker::config::load_pipeline(file, &registry, &env) {
+        Ok(p) => {
+            println!(
+                "{}: ok ({} sources, {} sinks, {} declared topics)",
+                file.display(),
+                p.sources.len(),
+                p.sinks.len(),
+                p.topics.len()
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            anyhow::bail!("{} has {} error(s)", file.display(), errors.errors.len())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
@@ -67,6 +90,7 @@ fn main() -> ExitCode {
         },
         Command::Broker(args) => broker::run(&data_dir, args),
         Command::Registry(args) => registry::run(&data_dir, args),
+        Command::Validate { file } => validate(&file),
         Command::Bench { command } => bench::run(command),
     };
     match result {

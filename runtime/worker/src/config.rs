@@ -1,0 +1,669 @@
+//! The pipeline file and its validation: text → positioned YAML → a checked [`Pipeline`].
+//!
+//! Validation does no I/O beyond reading the file (and `${file:…}` substitutions): it checks
+//! every key against what is allowed at its place (with "did you mean …"), every value's
+//! type, topic names and settings, connector types against the registry, each connector's
+//! own settings against the spec it declares, and that every topic a sink reads is declared
+//! or written by a source. All errors are reported at once, each with file, line and column.
+//!
+//! ```yaml
+//! runtime:
+//!   data_dir: ./data
+//!   broker: { listen: 127.0.0.1:9092 }     # optional Kafka listener
+//! topics:
+//!   orders: { partitions: 3, config: { retention.ms: 86400000 } }
+//! sources:
+//!   orders_in: { type: file, topic: orders, value_format: json, path: /in/*.json }
+//! sinks:
+//!   orders_out: { type: file, topics: [orders], value_format: json, path: /out }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Map;
+use sluice_connector_sdk::config::{did_you_mean, parse_duration, ConfigValues};
+use sluice_connector_sdk::registry::ConnectorRegistry;
+use sluice_log::{validate_topic_name, TopicConfig};
+
+use crate::yaml::{load, Kind, Node, Pos};
+
+/// One problem in the pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Every problem found, with the file they are in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}: {}", self.file.display(), e.pos, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// How keys or values are turned into bytes on the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Pass-through: bytes as they are, never decoded.
+    Bytes,
+    String,
+    Json,
+    /// Confluent wire format, schema registered under `<topic>-key` / `<topic>-value`.
+    Avro,
+}
+
+const FORMATS: [(&str, Format); 4] = [
+    ("bytes", Format::Bytes),
+    ("string", Format::String),
+    ("json", Format::Json),
+    ("avro", Format::Avro),
+];
+
+/// What happens when a record fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPolicy {
+    /// `false` (`none`): the task stops; `true` (`all`): the record goes to the dead-letter topic.
+    pub tolerate_all: bool,
+    pub dead_letter_topic: Option<String>,
+    pub retry_timeout: Duration,
+    pub log_errors: bool,
+}
+
+impl Default for ErrorPolicy {
+    fn default() -> Self {
+        ErrorPolicy {
+            tolerate_all: false,
+            dead_letter_topic: None,
+            retry_timeout: Duration::from_secs(300),
+            log_errors: true,
+        }
+    }
+}
+
+/// A connector as the file declares it, checked.
+#[derive(Debug, Clone)]
+pub struct ConnectorPlan {
+    pub name: String,
+    pub type_name: String,
+    /// The topic a source writes (one), or the topics a sink reads.
+    pub topics: Vec<String>,
+    pub key_format: Format,
+    pub value_format: Format,
+    pub tasks: u32,
+    pub errors: ErrorPolicy,
+    /// The connector's own settings, validated against its spec.
+    pub settings: ConfigValues,
+}
+
+/// A checked pipeline file.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub data_dir: PathBuf,
+    pub broker: Option<SocketAddr>,
+    pub registry: Option<SocketAddr>,
+    pub plugin_path: Vec<PathBuf>,
+    pub topics: BTreeMap<String, (u32, TopicConfig)>,
+    pub sources: Vec<ConnectorPlan>,
+    pub sinks: Vec<ConnectorPlan>,
+}
+
+struct Checker<'r> {
+    errors: Vec<ConfigError>,
+    registry: &'r ConnectorRegistry,
+    /// Topics sources write, even sources with errors (so that one mistake is reported once,
+    /// not again at every sink that reads the topic).
+    written: BTreeSet<String>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, pos: Pos, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            pos,
+            message: message.into(),
+        });
+    }
+
+    /// The entries of a mapping, reporting keys not in `allowed` (when given).
+    fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        allowed: Option<&[&str]>,
+    ) -> Vec<(&'n str, &'n Node, Pos)> {
+        let Some(entries) = node.as_map() else {
+            if node.kind != Kind::Null {
+                self.err(
+                    node.pos,
+                    format!("{what} must be a mapping, found {}", node.type_name()),
+                );
+            }
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in entries {
+            let Some(key) = k.as_str() else {
+                self.err(
+                    k.pos,
+                    format!("keys in {what} must be strings, found {}", k.type_name()),
+                );
+                continue;
+            };
+            if let Some(allowed) = allowed {
+                if !allowed.contains(&key) {
+                    let hint = did_you_mean(key, allowed.iter().copied())
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    self.err(
+                        k.pos,
+                        format!(
+                            "unknown key `{key}` in {what}{hint}; expected one of: {}",
+                            allowed.join(", ")
+                        ),
+                    );
+                    continue;
+                }
+            }
+            out.push((key, v, k.pos));
+        }
+        out
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match node.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.err(
+                    node.pos,
+                    format!("{what} must be a string, found {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, node: &Node, what: &str, min: i64, max: i64) -> Option<i64> {
+        match node.kind {
+            Kind::Int(i) if i >= min && i <= max => Some(i),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!(
+                        "{what} must be an integer from {min} to {max}, found {}",
+                        node.shown()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn addr(&mut self, node: &Node, what: &str) -> Option<SocketAddr> {
+        let mut listen = None;
+        for (k, v, _) in self.mapping(node, what, Some(&["listen"])) {
+            if k == "listen" {
+                match v.as_str().map(str::parse::<SocketAddr>) {
+                    Some(Ok(a)) => listen = Some(a),
+                    _ => self.err(
+                        v.pos,
+                        format!(
+                            "`listen` in {what} must be HOST:PORT with an IP address, found {}",
+                            v.shown()
+                        ),
+                    ),
+                }
+            }
+        }
+        if listen.is_none() && node.as_map().is_some() {
+            self.err(node.pos, format!("{what} needs `listen`"));
+        }
+        listen
+    }
+
+    fn format(&mut self, node: &Node, what: &str) -> Format {
+        match node
+            .as_str()
+            .and_then(|s| FORMATS.iter().find(|(n, _)| *n == s))
+        {
+            Some((_, f)) => *f,
+            None => {
+                let names: Vec<&str> = FORMATS.iter().map(|(n, _)| *n).collect();
+                let hint = node
+                    .as_str()
+                    .and_then(|s| did_you_mean(s, names.iter().copied()))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                self.err(
+                    node.pos,
+                    format!(
+                        "{what} must be one of {}, found {}{hint}",
+                        names.join(", "),
+                        node.shown()
+                    ),
+                );
+                Format::Bytes
+            }
+        }
+    }
+
+    fn topic_name(&mut self, node: &Node, what: &str) -> Option<String> {
+        let name = self.string(node, what)?;
+        match validate_topic_name(&name) {
+            Ok(()) => Some(name),
+            Err(e) => {
+                self.err(node.pos, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn errors_policy(&mut self, node: &Node, what: &str) -> ErrorPolicy {
+        let mut p = ErrorPolicy::default();
+        let mut dlq_pos = None;
+        for (k, v, _) in self.mapping(
+            node,
+            what,
+            Some(&["tolerance", "dead_letter_topic", "retry_timeout", "log"]),
+        ) {
+            match k {
+                "tolerance" => match v.as_str() {
+                    Some("none") => p.tolerate_all = false,
+                    Some("all") => p.tolerate_all = true,
+                    _ => self.err(
+                        v.pos,
+                        format!("`tolerance` must be `none` or `all`, found {}", v.shown()),
+                    ),
+                },
+                "dead_letter_topic" => {
+                    dlq_pos = Some(v.pos);
+                    p.dead_letter_topic = self.topic_name(v, "`dead_letter_topic`");
+                }
+                "retry_timeout" => match v.as_str().and_then(parse_duration) {
+                    Some(d) => p.retry_timeout = d,
+                    None => self.err(
+                        v.pos,
+                        format!(
+                            "`retry_timeout` must be a duration such as 30s or 5m, found {}",
+                            v.shown()
+                        ),
+                    ),
+                },
+                "log" => match v.kind {
+                    Kind::Bool(b) => p.log_errors = b,
+                    _ => self.err(
+                        v.pos,
+                        format!("`log` must be true or false, found {}", v.shown()),
+                    ),
+                },
+                _ => {}
+            }
+        }
+        if let (Some(pos), false) = (dlq_pos, p.tolerate_all) {
+            self.err(pos, "`dead_letter_topic` needs `tolerance: all` (with `none` a failing record stops the task)");
+        }
+        p
+    }
+
+    /// `at`: where the connector's name stands (missing keys are reported there).
+    fn connector(
+        &mut self,
+        name: &str,
+        node: &Node,
+        source: bool,
+        at: Pos,
+    ) -> Option<(ConnectorPlan, Vec<(String, Pos)>)> {
+        let kind = if source { "source" } else { "sink" };
+        let what = format!("{kind} `{name}`");
+        let common: &[&str] = if source {
+            &[
+                "type",
+                "topic",
+                "key_format",
+                "value_format",
+                "tasks",
+                "errors",
+                "transforms",
+            ]
+        } else {
+            &[
+                "type",
+                "topics",
+                "key_format",
+                "value_format",
+                "tasks",
+                "errors",
+                "transforms",
+            ]
+        };
+        let entries = self.mapping(node, &what, None);
+        if node.as_map().is_none() {
+            return None;
+        }
+        let (mut type_name, mut topics, mut tasks) = (None, Vec::new(), 1u32);
+        let (mut key_format, mut value_format) = (Format::Bytes, Format::Bytes);
+        let mut errors = ErrorPolicy::default();
+        let mut settings = Map::new();
+        let mut setting_pos: BTreeMap<String, Pos> = BTreeMap::new();
+        let mut topic_seen = false;
+        for (key, v, kpos) in &entries {
+            match *key {
+                "type" => type_name = self.string(v, "`type`").map(|s| (s, v.pos)),
+                "topic" if source => {
+                    topic_seen = true;
+                    if let Some(t) = self.topic_name(v, "`topic`") {
+                        self.written.insert(t.clone());
+                        topics.push((t, v.pos));
+                    }
+                }
+                "topics" if !source => {
+                    topic_seen = true;
+                    match &v.kind {
+                        Kind::Seq(items) if !items.is_empty() => {
+                            for item in items {
+                                if let Some(t) = self.topic_name(item, "each of `topics`") {
+                                    topics.push((t, item.pos));
+                                }
+                            }
+                        }
+                        _ => self.err(
+                            v.pos,
+                            format!(
+                                "`topics` must be a non-empty list of topic names, found {}",
+                                v.shown()
+                            ),
+                        ),
+                    }
+                }
+                "key_format" => key_format = self.format(v, "`key_format`"),
+                "value_format" => value_format = self.format(v, "`value_format`"),
+                "tasks" => tasks = self.int(v, "`tasks`", 1, 1024).unwrap_or(1) as u32,
+                "errors" => errors = self.errors_policy(v, &format!("`errors` of {what}")),
+                "transforms" => self.err(
+                    v.pos,
+                    "transforms are not built in this version of Sluice yet",
+                ),
+                other => {
+                    settings.insert(other.to_string(), v.to_json());
+                    setting_pos.insert(other.to_string(), *kpos);
+                }
+            }
+        }
+        if !topic_seen {
+            self.err(
+                at,
+                format!("{what} needs `{}`", if source { "topic" } else { "topics" }),
+            );
+        }
+        let Some((type_name, type_pos)) = type_name else {
+            self.err(at, format!("{what} needs `type`"));
+            return None;
+        };
+        let found = if source {
+            self.registry.source(&type_name)
+        } else {
+            self.registry.sink(&type_name)
+        };
+        let connector_type = match found {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(type_pos, e.to_string());
+                return None;
+            }
+        };
+        let settings = match ConnectorRegistry::validate(connector_type, &settings) {
+            Ok(values) => values,
+            Err(issues) => {
+                for issue in issues {
+                    let pos = issue
+                        .key
+                        .as_ref()
+                        .and_then(|k| setting_pos.get(k))
+                        .copied()
+                        .unwrap_or(at);
+                    let known: Vec<&str> = common.to_vec();
+                    let mut message = format!("{what} (type `{type_name}`): {issue}");
+                    if issue.message.starts_with("unknown setting")
+                        && !message.contains("did you mean")
+                    {
+                        if let Some(s) = issue
+                            .key
+                            .as_deref()
+                            .and_then(|k| did_you_mean(k, known.iter().copied()))
+                        {
+                            message.push_str(&format!(" (did you mean `{s}`?)"));
+                        }
+                    }
+                    self.err(pos, message);
+                }
+                return None;
+            }
+        };
+        let plan = ConnectorPlan {
+            name: name.to_string(),
+            type_name,
+            topics: topics.iter().map(|(t, _)| t.clone()).collect(),
+            key_format,
+            value_format,
+            tasks,
+            errors,
+            settings,
+        };
+        Some((plan, topics))
+    }
+}
+
+/// Reads and checks a pipeline file. `env` supplies `${env:NAME}` values.
+pub fn load_pipeline(
+    path: &Path,
+    registry: &ConnectorRegistry,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, ConfigErrors> {
+    let fail = |pos: Pos, message: String| ConfigErrors {
+        file: path.to_path_buf(),
+        errors: vec![ConfigError { pos, message }],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            Pos { line: 1, col: 1 },
+            format!("cannot read the file: {e}"),
+        )
+    })?;
+    parse_pipeline(&text, registry, env).map_err(|errors| ConfigErrors {
+        file: path.to_path_buf(),
+        errors,
+    })
+}
+
+/// Checks pipeline text (no file needed: tests and `sluice validate` of stdin).
+pub fn parse_pipeline(
+    text: &str,
+    registry: &ConnectorRegistry,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, Vec<ConfigError>> {
+    let root = load(text, env).map_err(|e| {
+        vec![ConfigError {
+            pos: e.pos,
+            message: format!("invalid YAML: {}", e.message),
+        }]
+    })?;
+    let mut c = Checker {
+        errors: Vec::new(),
+        registry,
+        written: BTreeSet::new(),
+    };
+    let mut pipeline = Pipeline {
+        data_dir: PathBuf::from("./data"),
+        broker: None,
+        registry: None,
+        plugin_path: Vec::new(),
+        topics: BTreeMap::new(),
+        sources: Vec::new(),
+        sinks: Vec::new(),
+    };
+    if root.as_map().is_none() {
+        c.err(root.pos, format!("a pipeline file is a mapping with `sources`, `sinks` (and optionally `runtime`, `topics`, `plugin_path`); found {}", root.type_name()));
+        return Err(c.errors);
+    }
+    let top = c.mapping(
+        &root,
+        "the pipeline file",
+        Some(&["runtime", "topics", "sources", "sinks", "plugin_path"]),
+    );
+    let mut reads: Vec<(String, String, Pos)> = Vec::new();
+    let mut names: BTreeMap<String, Pos> = BTreeMap::new();
+    for (key, node, _) in &top {
+        match *key {
+            "runtime" => {
+                for (k, v, _) in
+                    c.mapping(node, "`runtime`", Some(&["data_dir", "broker", "registry"]))
+                {
+                    match k {
+                        "data_dir" => {
+                            if let Some(s) = c.string(v, "`data_dir`") {
+                                pipeline.data_dir = PathBuf::from(s);
+                            }
+                        }
+                        "broker" => pipeline.broker = c.addr(v, "`runtime.broker`"),
+                        "registry" => pipeline.registry = c.addr(v, "`runtime.registry`"),
+                        _ => {}
+                    }
+                }
+            }
+            "plugin_path" => match &node.kind {
+                Kind::Seq(items) => {
+                    for item in items {
+                        if let Some(s) = c.string(item, "each of `plugin_path`") {
+                            pipeline.plugin_path.push(PathBuf::from(s));
+                        }
+                    }
+                }
+                _ => c.err(
+                    node.pos,
+                    format!(
+                        "`plugin_path` must be a list of folders, found {}",
+                        node.type_name()
+                    ),
+                ),
+            },
+            "topics" => {
+                for (name, spec, kpos) in c.mapping(node, "`topics`", None) {
+                    let Ok(()) = validate_topic_name(name).map_err(|e| c.err(kpos, e.to_string()))
+                    else {
+                        continue;
+                    };
+                    let (mut partitions, mut config) = (1u32, TopicConfig::default());
+                    for (k, v, _) in c.mapping(
+                        spec,
+                        &format!("topic `{name}`"),
+                        Some(&["partitions", "config"]),
+                    ) {
+                        match k {
+                            "partitions" => {
+                                partitions =
+                                    c.int(v, "`partitions`", 1, 100_000).unwrap_or(1) as u32
+                            }
+                            "config" => {
+                                for (ck, cv, cpos) in
+                                    c.mapping(v, &format!("`config` of topic `{name}`"), None)
+                                {
+                                    let value = match &cv.kind {
+                                        Kind::Str(s) => s.clone(),
+                                        Kind::Int(i) => i.to_string(),
+                                        Kind::Bool(b) => b.to_string(),
+                                        _ => {
+                                            c.err(cv.pos, format!("topic setting `{ck}` must be a string, number or boolean, found {}", cv.type_name()));
+                                            continue;
+                                        }
+                                    };
+                                    if let Err(e) = config.set(ck, &value) {
+                                        c.err(
+                                            if e.to_string().starts_with("unknown") {
+                                                cpos
+                                            } else {
+                                                cv.pos
+                                            },
+                                            format!("topic `{name}`: {e}"),
+                                        );
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    pipeline
+                        .topics
+                        .insert(name.to_string(), (partitions, config));
+                }
+            }
+            "sources" | "sinks" => {
+                let source = *key == "sources";
+                for (name, spec, kpos) in c.mapping(node, &format!("`{key}`"), None) {
+                    if let Some(first) = names.insert(name.to_string(), kpos) {
+                        c.err(
+                            kpos,
+                            format!(
+                                "connector name `{name}` is already used at line {}",
+                                first.line
+                            ),
+                        );
+                    }
+                    let Some((plan, topics)) = c.connector(name, spec, source, kpos) else {
+                        continue;
+                    };
+                    if source {
+                        pipeline.sources.push(plan);
+                    } else {
+                        reads.extend(topics.into_iter().map(|(t, p)| (name.to_string(), t, p)));
+                        pipeline.sinks.push(plan);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (sink, topic, pos) in reads {
+        if !c.written.contains(&topic) && !pipeline.topics.contains_key(&topic) {
+            let known: Vec<&str> = c
+                .written
+                .iter()
+                .chain(pipeline.topics.keys())
+                .map(String::as_str)
+                .collect();
+            let hint = did_you_mean(&topic, known)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            c.err(pos, format!("sink `{sink}` reads topic `{topic}`, which no source writes and `topics` does not declare{hint}"));
+        }
+    }
+    if pipeline.sources.is_empty() && pipeline.sinks.is_empty() && c.errors.is_empty() {
+        c.err(
+            root.pos,
+            "the pipeline declares no `sources` and no `sinks`",
+        );
+    }
+    if c.errors.is_empty() {
+        Ok(pipeline)
+    } else {
+        c.errors.sort_by_key(|e| (e.pos.line, e.pos.col));
+        Err(c.errors)
+    }
+}
+
+/// Values such as `${env:…}` are already substituted; nothing here prints them.
+#[cfg(test)]
+mod tests;
