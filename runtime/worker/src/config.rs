@@ -351,9 +351,7 @@ impl Checker<'_> {
             ]
         };
         let entries = self.mapping(node, &what, None);
-        if node.as_map().is_none() {
-            return None;
-        }
+        node.as_map()?;
         let (mut type_name, mut topics, mut tasks) = (None, Vec::new(), 1u32);
         let (mut key_format, mut value_format) = (Format::Bytes, Format::Bytes);
         let mut errors = ErrorPolicy::default();
