@@ -1,0 +1,33 @@
+//! # sluice-connector-file: the built-in file source and sink
+//!
+//! **Owns:** reading files into records ([`source`]: follow a glob, lines or JSON lines,
+//! resume per file by fingerprint) and writing records into files ([`sink`]: JSON lines,
+//! exactly once across crashes through atomic renames).
+//!
+//! **Must not touch:** topics, offsets storage, converters: the runtime does those through
+//! the SDK traits.
+
+use sluice_connector_sdk::registry::{
+    ConnectorRegistry, ConnectorType, Factory, Origin, RegistryError,
+};
+
+pub mod sink;
+pub mod source;
+
+/// Adds `file` as a source and a sink type.
+pub fn register(registry: &mut ConnectorRegistry) -> Result<(), RegistryError> {
+    registry.register(ConnectorType {
+        name: "file".into(),
+        description: "follows files matched by a glob; one record per line".into(),
+        config: source::spec(),
+        origin: Origin::BuiltIn,
+        factory: Factory::Source(Box::new(|c| Ok(Box::new(source::FileSource::new(c))))),
+    })?;
+    registry.register(ConnectorType {
+        name: "file".into(),
+        description: "writes JSON lines files, exactly once".into(),
+        config: sink::spec(),
+        origin: Origin::BuiltIn,
+        factory: Factory::Sink(Box::new(|c| Ok(Box::new(sink::FileSink::new(c))))),
+    })
+}
