@@ -317,7 +317,7 @@ mod tests {
             vec![long.clone(), "second".into()],
             "the partial line waits"
         );
-        write!(f, " line\n").unwrap();
+        writeln!(f, " line").unwrap();
         assert_eq!(
             values(&t.poll(100, Duration::ZERO).unwrap()),
             vec!["partial line".to_string()]
@@ -365,7 +365,7 @@ mod tests {
             values(&t.poll(10, Duration::ZERO).unwrap()),
             vec!["partial".to_string(), "b".into()]
         );
-        write!(f, "{}\n", "z".repeat(400)).unwrap();
+        writeln!(f, "{}", "z".repeat(400)).unwrap();
         assert_eq!(
             values(&t.poll(10, Duration::ZERO).unwrap()),
             vec!["z".repeat(400)],
