@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The main job for now: build sluice, create a topic in ./data, produce lines into it and
-# read them back. (`sluice run pipelines.yaml` replaces this once pipelines exist.)
+# The main job: build sluice, put sample orders (and one bad line) into quickstart/in, run the
+# quickstart pipeline (configs/quickstart.yaml) for a few seconds, and show what came out.
+# For a long-running pipeline: target/release/sluice run configs/quickstart.yaml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p sluice
 sluice=target/release/sluice
-data=${SLUICE_DATA_DIR:-./data}
-
-"$sluice" --data-dir "$data" topics describe quickstart >/dev/null 2>&1 \
-  || "$sluice" --data-dir "$data" topics create quickstart --partitions 3 --config retention.ms=86400000
-printf 'user-1:signed up\nuser-2:signed up\nuser-1:ordered 3 books\nuser-2:left a review\n' \
-  | "$sluice" --data-dir "$data" produce quickstart --key-separator : --print-offsets
-echo "--- everything in the topic (key, value):"
-"$sluice" --data-dir "$data" consume quickstart --from-beginning --exit-at-end --print-key
-echo "---"
-"$sluice" --data-dir "$data" topics describe quickstart
+mkdir -p quickstart/in
+batch="orders-$(date +%s).json"
+for i in 1 2 3 4 5; do
+  printf '{"order_id": %d, "customer": "c-%d", "amount": %d.50}\n' "$i" "$((i % 3))" "$((i * 7))"
+done > "quickstart/in/$batch"
+echo 'this line is not JSON' >> "quickstart/in/$batch"
+"$sluice" validate configs/quickstart.yaml
+"$sluice" run configs/quickstart.yaml &
+pid=$!
+sleep "${DEMO_SECONDS:-4}"
+kill -INT "$pid"
+wait "$pid"
+echo "--- quickstart/out (every good line, exactly once):"
+cat quickstart/out/*.jsonl
+echo "--- dead-letter topic orders-dlq:"
+"$sluice" --data-dir quickstart/data consume orders-dlq --from-beginning --exit-at-end

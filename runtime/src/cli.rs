@@ -51,6 +51,8 @@ pub enum Command {
     Broker(BrokerArgs),
     /// Serve the Confluent-compatible schema registry on the data directory.
     Registry(RegistryArgs),
+    /// Run the pipelines of a YAML file until SIGINT/SIGTERM: sources → topics → sinks.
+    Run { file: PathBuf },
     /// Check a pipeline file without running it: every error with its line and column.
     Validate { file: PathBuf },
     /// Measure Sluice against the machine's own limits.

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sluice_log::batch::{split_record_set, Compression};
-use sluice_log::{decode_record_set, LogError, OwnedRecord};
+use sluice_log::LogError;
 
 use crate::cli::ConsumeArgs;
 use crate::topics::open_read_only;
@@ -82,7 +81,8 @@ fn consume(data_dir: &Path, args: &ConsumeArgs) -> Result<()> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let records = decode_any(&read.records)
+            let records = sluice_worker::convert::decode_batches(&read.records)
+                .map_err(anyhow::Error::msg)
                 .with_context(|| format!("decoding {}-{} at offset {}", args.topic, p.id(), pos))?;
             if let Some(last) = sluice_log::batch::split_record_set(&read.records)
                 .ok()
@@ -123,38 +123,4 @@ fn consume(data_dir: &Path, args: &ConsumeArgs) -> Result<()> {
             log.refresh()?;
         }
     }
-}
-
-/// Decodes whole batches, compressed ones too (Kafka producers send gzip, snappy, lz4 and
-/// zstd batches, which the log stores as they came).
-fn decode_any(bytes: &[u8]) -> Result<Vec<OwnedRecord>> {
-    let mut out = Vec::new();
-    if bytes.is_empty() {
-        return Ok(out);
-    }
-    for (start, h) in split_record_set(bytes)? {
-        let batch = &bytes[start..start + h.size];
-        let codec = h.compression()?;
-        if codec == Compression::None {
-            out.extend(decode_record_set(batch)?);
-            continue;
-        }
-        let mut buf = bytes::Bytes::copy_from_slice(batch);
-        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-            .map_err(|e| anyhow::anyhow!("cannot decompress a {} batch: {e}", codec.name()))?;
-        out.extend(set.records.into_iter().filter(|r| !r.control).map(|r| {
-            OwnedRecord {
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key.map(|k| k.to_vec()),
-                value: r.value.map(|v| v.to_vec()),
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.to_vec())))
-                    .collect(),
-            }
-        }));
-    }
-    Ok(out)
 }

@@ -25,9 +25,10 @@ mod broker;
 mod cli;
 mod consume;
 mod groups;
-mod partitioner;
+
 mod produce;
 mod registry;
+mod run;
 mod topics;
 
 use std::process::ExitCode;
@@ -50,8 +51,7 @@ fn init_tracing(format: LogFormat) {
 
 /// `sluice validate FILE`: the same checks `sluice run` will make before starting anything.
 fn validate(file: &std::path::Path) -> anyhow::Result<()> {
-    // Built-in connector types register here as they are built; none are yet.
-    let registry = sluice_connector_sdk::registry::ConnectorRegistry::new();
+    let registry = run::builtin_connectors()?;
     let env = |name: &str| std::env::var(name).ok();
     match sluice_worker::config::load_pipeline(file, &registry, &env) {
         Ok(p) => {
@@ -91,6 +91,7 @@ fn main() -> ExitCode {
         Command::Broker(args) => broker::run(&data_dir, args),
         Command::Registry(args) => registry::run(&data_dir, args),
         Command::Validate { file } => validate(&file),
+        Command::Run { file } => run::run(&file),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use sluice_log::{now_ms, BatchBuilder, Log, Record};
 
 use crate::cli::ProduceArgs;
-use crate::partitioner::partition_for_key;
 use crate::topics::open_writable;
+use sluice_worker::partitioner::partition_for_key;
 
 /// Upper bound for one batch, below the default `max.message.bytes`.
 const TARGET_BATCH_BYTES: usize = 256 * 1024;

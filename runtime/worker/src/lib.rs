@@ -18,4 +18,8 @@
 //! - [`config`]: the pipeline's shape and its checks; golden fixtures in `tests/fixtures`.
 
 pub mod config;
+pub mod convert;
+pub mod offsets;
+pub mod partitioner;
+pub mod run;
 pub mod yaml;

@@ -1,0 +1,112 @@
+//! `sluice run FILE`: validate the pipeline file, open the log, start the connectors (and the
+//! Kafka listener and schema registry when `runtime:` asks for them), run until SIGINT or
+//! SIGTERM, then stop within a time limit, naming anything that did not stop.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use sluice_connector_sdk::registry::ConnectorRegistry;
+use sluice_log::{Log, LogOptions};
+use sluice_worker::config::load_pipeline;
+use sluice_worker::run::Worker;
+use tokio_util::sync::CancellationToken;
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Every connector type built into this binary.
+pub fn builtin_connectors() -> Result<ConnectorRegistry> {
+    let mut registry = ConnectorRegistry::new();
+    sluice_connector_file::register(&mut registry)?;
+    Ok(registry)
+}
+
+pub fn run(file: &Path) -> Result<()> {
+    let registry = builtin_connectors()?;
+    let env = |name: &str| std::env::var(name).ok();
+    let pipeline = match load_pipeline(file, &registry, &env) {
+        Ok(p) => p,
+        Err(errors) => {
+            eprintln!("{errors}");
+            bail!(
+                "{} has {} error(s); nothing was started",
+                file.display(),
+                errors.errors.len()
+            );
+        }
+    };
+    let log = Log::open(&pipeline.data_dir, LogOptions::default())
+        .with_context(|| format!("opening data directory {}", pipeline.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let listeners = CancellationToken::new();
+    if let Some(addr) = pipeline.broker {
+        let config = sluice_broker::BrokerConfig {
+            listen: addr,
+            ..Default::default()
+        };
+        let state = sluice_broker::BrokerState::new(log.clone(), config, addr.port())?;
+        let broker = runtime.block_on(sluice_broker::Broker::bind(state))?;
+        println!("kafka listener on {}", broker.local_addr());
+        runtime.spawn(broker.serve(listeners.clone()));
+    }
+    if let Some(addr) = pipeline.registry {
+        let store = sluice_schema_registry::store::LogStore::open(&log)?;
+        let reg = Arc::new(sluice_schema_registry::registry::Registry::open(Arc::new(
+            store,
+        ))?);
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        println!("schema registry on http://{}", listener.local_addr()?);
+        let app = sluice_schema_registry::api::router(reg);
+        let stop = listeners.clone();
+        runtime.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+    }
+    let worker = Worker::start(&pipeline, &registry, &log)?;
+    for s in &pipeline.sources {
+        println!(
+            "source {} ({}) -> topic {}: started, {} task(s)",
+            s.name,
+            s.type_name,
+            s.topics.join(", "),
+            s.tasks
+        );
+    }
+    for s in &pipeline.sinks {
+        println!(
+            "sink {} ({}) <- topics {}: started",
+            s.name,
+            s.type_name,
+            s.topics.join(", ")
+        );
+    }
+    println!(
+        "sluice run: {} running; data in {}",
+        file.display(),
+        pipeline.data_dir.display()
+    );
+    runtime.block_on(crate::broker::wait_for_signal());
+    println!(
+        "sluice run: stopping (up to {} s)",
+        SHUTDOWN_GRACE.as_secs()
+    );
+    let left = worker.stop(SHUTDOWN_GRACE);
+    listeners.cancel();
+    drop(runtime);
+    if !left.is_empty() {
+        eprintln!(
+            "sluice run: these tasks did not stop in time and were abandoned: {}",
+            left.join(", ")
+        );
+    }
+    log.close()?;
+    println!("sluice run: stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,619 @@
+//! The connector runtime: one thread per task (connectors are synchronous by design), a
+//! shared stop flag, and shutdown that drains within a time limit and names what it left.
+//!
+//! Delivery is at least once everywhere: a source's positions are committed to
+//! `__connect_offsets` only after the records they cover are appended (and fsynced per the
+//! topic's policy); a sink's positions are committed as consumer-group offsets (group
+//! `connect-<sink name>`) only after its `flush` returns them. A sink that stores its own
+//! position (the file sink, through its file names) overrides the group's on start.
+//!
+//! Backpressure is by construction: sources append before they poll again, and sinks read
+//! the log only as fast as `put` returns, a bounded batch at a time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sluice_connector_sdk::connector::{
+    ConnectorError, ErrorKind, SinkRecord, SinkTask, SourcePosition, SourceRecord, SourceTask,
+    TaskInfo, TopicPartition,
+};
+use sluice_connector_sdk::data::Payload;
+use sluice_connector_sdk::registry::{ConnectorRegistry, Factory};
+use sluice_log::{BatchBuilder, Log, LogError, OffsetCommit, Record, TopicConfig};
+
+use crate::config::{ConnectorPlan, ErrorPolicy, Format, Pipeline};
+use crate::convert::{decode_batches, encode};
+use crate::offsets::SourceOffsets;
+use crate::partitioner::partition_for_key;
+
+const POLL_RECORDS: usize = 2000;
+const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+const SINK_READ_BYTES: usize = 1 << 20;
+const SINK_FLUSH_EVERY: Duration = Duration::from_millis(500);
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("connector `{connector}`: {message}")]
+    Connector { connector: String, message: String },
+    #[error("{0} is not built in this version of Sluice yet")]
+    NotBuilt(String),
+}
+
+/// Where a task stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    Running,
+    Failed(String),
+    Stopped,
+}
+
+type Statuses = Arc<Mutex<BTreeMap<String, TaskState>>>;
+
+/// Running connector tasks.
+pub struct Worker {
+    stop: Arc<AtomicBool>,
+    threads: Vec<(String, JoinHandle<()>)>,
+    status: Statuses,
+}
+
+fn set(status: &Statuses, task: &str, state: TaskState) {
+    status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(task.to_string(), state);
+}
+
+struct Ctx {
+    name: String,
+    task: String,
+    log: Log,
+    stop: Arc<AtomicBool>,
+    status: Statuses,
+    errors: ErrorPolicy,
+    key_format: Format,
+    value_format: Format,
+}
+
+impl Ctx {
+    fn fail(&self, e: impl std::fmt::Display) {
+        tracing::error!(connector = %self.name, task = %self.task, error = %e, "task failed");
+        eprintln!("connector {} task {} FAILED: {e}", self.name, self.task);
+        set(&self.status, &self.task, TaskState::Failed(e.to_string()));
+    }
+
+    /// Runs `op` until it succeeds, retrying retriable errors with exponential backoff up to
+    /// the policy's `retry_timeout`.
+    fn retry<T>(
+        &self,
+        what: &str,
+        mut op: impl FnMut() -> Result<T, ConnectorError>,
+    ) -> Result<T, ConnectorError> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match op() {
+                Err(e)
+                    if e.kind == ErrorKind::Retriable
+                        && started.elapsed() < self.errors.retry_timeout
+                        && !self.stop.load(Ordering::Acquire) =>
+                {
+                    tracing::warn!(connector = %self.name, task = %self.task, error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A record that failed at `stage`: with `tolerance: all` it goes to the dead-letter topic
+    /// (if one is set) and the task goes on; with `none` the task stops.
+    fn bad_record(
+        &self,
+        stage: &str,
+        message: &str,
+        original: Option<Vec<u8>>,
+        origin: Vec<(String, String)>,
+    ) -> bool {
+        if self.errors.log_errors {
+            tracing::warn!(connector = %self.name, task = %self.task, stage, error = message, "record failed");
+        }
+        if !self.errors.tolerate_all {
+            self.fail(format!("a record failed in {stage}: {message} (set `errors.tolerance: all` to route failing records to a dead-letter topic)"));
+            return false;
+        }
+        let Some(dlq) = &self.errors.dead_letter_topic else {
+            return true;
+        };
+        let mut headers: Vec<(String, Vec<u8>)> = vec![
+            (
+                "sluice.error.connector".into(),
+                self.name.clone().into_bytes(),
+            ),
+            ("sluice.error.stage".into(), stage.as_bytes().to_vec()),
+            ("sluice.error.message".into(), message.as_bytes().to_vec()),
+        ];
+        headers.extend(
+            origin
+                .into_iter()
+                .map(|(k, v)| (format!("sluice.error.{k}"), v.into_bytes())),
+        );
+        let now = sluice_log::now_ms();
+        let mut b = BatchBuilder::new();
+        b.push(&Record {
+            key: None,
+            value: original.as_deref(),
+            timestamp: now,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
+                .collect(),
+        });
+        match self
+            .log
+            .partition(dlq, 0)
+            .and_then(|p| p.append(&mut b.build(), now))
+        {
+            Ok(_) => true,
+            Err(e) => {
+                self.fail(format!(
+                    "cannot write to the dead-letter topic `{dlq}`: {e}"
+                ));
+                false
+            }
+        }
+    }
+}
+
+fn ensure_topic(
+    log: &Log,
+    name: &str,
+    partitions: u32,
+    config: TopicConfig,
+) -> Result<(), LogError> {
+    match log.topic(name) {
+        Ok(_) => Ok(()),
+        Err(LogError::UnknownTopic(_)) => match log.create_topic(name, partitions, config) {
+            Ok(_) | Err(LogError::TopicExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+fn raw(p: &Option<Payload>) -> Option<Vec<u8>> {
+    match p {
+        Some(Payload::Raw(b)) => Some(b.clone()),
+        Some(Payload::Typed { value, .. }) => Some(format!("{value:?}").into_bytes()),
+        None => None,
+    }
+}
+
+impl Worker {
+    /// Creates the topics the pipeline needs and starts every task.
+    pub fn start(
+        pipeline: &Pipeline,
+        registry: &ConnectorRegistry,
+        log: &Log,
+    ) -> Result<Worker, WorkerError> {
+        for plan in pipeline.sources.iter().chain(&pipeline.sinks) {
+            if plan.key_format == Format::Avro || plan.value_format == Format::Avro {
+                return Err(WorkerError::NotBuilt(format!(
+                    "the avro format (connector `{}`)",
+                    plan.name
+                )));
+            }
+        }
+        for (name, (partitions, config)) in &pipeline.topics {
+            ensure_topic(log, name, *partitions, config.clone())?;
+        }
+        for plan in pipeline.sources.iter().chain(&pipeline.sinks) {
+            for t in plan
+                .topics
+                .iter()
+                .chain(plan.errors.dead_letter_topic.iter())
+            {
+                ensure_topic(log, t, 1, TopicConfig::default())?;
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let status: Statuses = Arc::new(Mutex::new(BTreeMap::new()));
+        let offsets = Arc::new(SourceOffsets::open(log)?);
+        let mut threads = Vec::new();
+        let connector_err = |plan: &ConnectorPlan, e: ConnectorError| WorkerError::Connector {
+            connector: plan.name.clone(),
+            message: e.to_string(),
+        };
+        for plan in &pipeline.sources {
+            let t = registry
+                .source(&plan.type_name)
+                .map_err(|e| WorkerError::Connector {
+                    connector: plan.name.clone(),
+                    message: e.to_string(),
+                })?;
+            let Factory::Source(make) = &t.factory else {
+                continue;
+            };
+            let connector = make(plan.settings.clone()).map_err(|e| connector_err(plan, e))?;
+            let configs = connector
+                .task_configs(plan.tasks)
+                .map_err(|e| connector_err(plan, e))?;
+            let tasks = configs.len() as u32;
+            for (i, c) in configs.into_iter().enumerate() {
+                let info = TaskInfo {
+                    connector: plan.name.clone(),
+                    task: i as u32,
+                    tasks,
+                };
+                let task = connector
+                    .create_task(info, c)
+                    .map_err(|e| connector_err(plan, e))?;
+                let ctx = Ctx {
+                    name: plan.name.clone(),
+                    task: format!("{}/{i}", plan.name),
+                    log: log.clone(),
+                    stop: stop.clone(),
+                    status: status.clone(),
+                    errors: plan.errors.clone(),
+                    key_format: plan.key_format,
+                    value_format: plan.value_format,
+                };
+                set(&status, &ctx.task, TaskState::Running);
+                let (topic, offsets) = (plan.topics[0].clone(), offsets.clone());
+                let label = ctx.task.clone();
+                threads.push((
+                    label.clone(),
+                    std::thread::Builder::new()
+                        .name(format!("src-{label}"))
+                        .spawn(move || source_loop(ctx, task, topic, offsets))
+                        .map_err(|e| WorkerError::Connector {
+                            connector: label,
+                            message: e.to_string(),
+                        })?,
+                ));
+            }
+        }
+        for plan in &pipeline.sinks {
+            let t = registry
+                .sink(&plan.type_name)
+                .map_err(|e| WorkerError::Connector {
+                    connector: plan.name.clone(),
+                    message: e.to_string(),
+                })?;
+            let Factory::Sink(make) = &t.factory else {
+                continue;
+            };
+            let connector = make(plan.settings.clone()).map_err(|e| connector_err(plan, e))?;
+            let configs = connector
+                .task_configs(plan.tasks)
+                .map_err(|e| connector_err(plan, e))?;
+            let mut all = Vec::new();
+            for topic in &plan.topics {
+                let n = log.topic(topic)?.partitions.len();
+                all.extend((0..n as i32).map(|p| TopicPartition {
+                    topic: topic.clone(),
+                    partition: p,
+                }));
+            }
+            let tasks = configs.len().max(1);
+            for (i, c) in configs.into_iter().enumerate() {
+                let mine: Vec<TopicPartition> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| j % tasks == i)
+                    .map(|(_, tp)| tp.clone())
+                    .collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let info = TaskInfo {
+                    connector: plan.name.clone(),
+                    task: i as u32,
+                    tasks: tasks as u32,
+                };
+                let task = connector
+                    .create_task(info, c)
+                    .map_err(|e| connector_err(plan, e))?;
+                let ctx = Ctx {
+                    name: plan.name.clone(),
+                    task: format!("{}/{i}", plan.name),
+                    log: log.clone(),
+                    stop: stop.clone(),
+                    status: status.clone(),
+                    errors: plan.errors.clone(),
+                    key_format: plan.key_format,
+                    value_format: plan.value_format,
+                };
+                set(&status, &ctx.task, TaskState::Running);
+                let label = ctx.task.clone();
+                threads.push((
+                    label.clone(),
+                    std::thread::Builder::new()
+                        .name(format!("sink-{label}"))
+                        .spawn(move || sink_loop(ctx, task, mine))
+                        .map_err(|e| WorkerError::Connector {
+                            connector: label,
+                            message: e.to_string(),
+                        })?,
+                ));
+            }
+        }
+        Ok(Worker {
+            stop,
+            threads,
+            status,
+        })
+    }
+
+    pub fn status(&self) -> BTreeMap<String, TaskState> {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Asks every task to stop, waits up to `grace`, and returns the tasks still running then.
+    pub fn stop(self, grace: Duration) -> Vec<String> {
+        self.stop.store(true, Ordering::Release);
+        let deadline = Instant::now() + grace;
+        let mut left = Vec::new();
+        for (name, handle) in self.threads {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                left.push(name);
+            }
+        }
+        left
+    }
+}
+
+fn source_loop(
+    ctx: Ctx,
+    mut task: Box<dyn SourceTask>,
+    topic: String,
+    offsets: Arc<SourceOffsets>,
+) {
+    let committed = offsets.positions(&ctx.name);
+    if let Err(e) = ctx.retry("start", || task.start(committed.clone())) {
+        return ctx.fail(e);
+    }
+    let partitions = match ctx.log.topic(&topic) {
+        Ok(t) => t.partitions.clone(),
+        Err(e) => return ctx.fail(e),
+    };
+    let sticky = AtomicU32::new(0);
+    while !ctx.stop.load(Ordering::Acquire) {
+        let records: Vec<SourceRecord> =
+            match ctx.retry("poll", || task.poll(POLL_RECORDS, POLL_TIMEOUT)) {
+                Ok(r) => r,
+                Err(e) => return ctx.fail(e),
+            };
+        if records.is_empty() {
+            continue;
+        }
+        let now = sluice_log::now_ms();
+        let round = sticky.fetch_add(1, Ordering::Relaxed) as usize % partitions.len();
+        let mut builders: HashMap<usize, BatchBuilder> = HashMap::new();
+        let mut positions: HashMap<String, SourcePosition> = HashMap::new();
+        // A record the error policy does not tolerate stops the task, but only after the
+        // records before it are stored and their positions committed.
+        let mut stopped_at_bad_record = false;
+        for r in records {
+            let origin = vec![
+                ("source.stream".to_string(), r.position.stream.clone()),
+                ("source.offset".to_string(), r.position.offset.to_string()),
+            ];
+            let key = encode(ctx.key_format, r.key.clone());
+            let value = encode(ctx.value_format, r.value.clone());
+            let (key, value) = match (key, value) {
+                (Ok(k), Ok(v)) => (k, v),
+                (Err(e), _) | (_, Err(e)) => {
+                    if !ctx.bad_record("converter", &e, raw(&r.value), origin) {
+                        stopped_at_bad_record = true;
+                        break;
+                    }
+                    positions.insert(r.position.stream.clone(), r.position);
+                    continue;
+                }
+            };
+            let p = match (r.partition, &key) {
+                (Some(p), _) => (p.max(0) as usize) % partitions.len(),
+                (None, Some(k)) => partition_for_key(k, partitions.len() as u32) as usize,
+                (None, None) => round,
+            };
+            let headers: Vec<(&str, Option<&[u8]>)> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
+                .collect();
+            let builder = builders.entry(p).or_default();
+            builder.push(&Record {
+                key: key.as_deref(),
+                value: value.as_deref(),
+                timestamp: r.timestamp.unwrap_or(now),
+                headers,
+            });
+            if builder.size_estimate() >= MAX_BATCH_BYTES {
+                let full = std::mem::take(builder);
+                if let Err(e) = partitions[p].append(&mut full.build(), now) {
+                    return ctx.fail(format!("appending to {topic}-{p}: {e}"));
+                }
+            }
+            positions.insert(r.position.stream.clone(), r.position);
+        }
+        for (p, builder) in builders {
+            if builder.is_empty() {
+                continue;
+            }
+            if let Err(e) = partitions[p].append(&mut builder.build(), now) {
+                return ctx.fail(format!("appending to {topic}-{p}: {e}"));
+            }
+        }
+        // The records are in the log (durable per the topic's flush policy): now the positions.
+        let positions: Vec<SourcePosition> = positions.into_values().collect();
+        if let Err(e) = offsets.commit(&ctx.name, &positions) {
+            return ctx.fail(format!("committing source positions: {e}"));
+        }
+        if let Err(e) = task.committed(positions) {
+            tracing::warn!(connector = %ctx.name, error = %e, "source could not release committed records");
+        }
+        if stopped_at_bad_record {
+            let _ = task.stop();
+            return; // the status already says why
+        }
+    }
+    let _ = task.stop();
+    set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+fn group(name: &str) -> String {
+    format!("connect-{name}")
+}
+
+fn commit_sink(ctx: &Ctx, durable: &[(TopicPartition, i64)]) -> Result<(), LogError> {
+    let commits: Vec<OffsetCommit> = durable
+        .iter()
+        .map(|(tp, next)| OffsetCommit {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: *next,
+            leader_epoch: -1,
+            metadata: String::new(),
+        })
+        .collect();
+    ctx.log.commit_offsets(&group(&ctx.name), &commits)
+}
+
+fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartition>) {
+    let overrides = match ctx.retry("open", || task.open(partitions.clone())) {
+        Ok(o) => o,
+        Err(e) => return ctx.fail(e),
+    };
+    let mut positions: HashMap<TopicPartition, i64> = HashMap::new();
+    for tp in &partitions {
+        let Ok(p) = ctx.log.partition(&tp.topic, tp.partition) else {
+            continue;
+        };
+        let own = overrides
+            .iter()
+            .find(|(o, _)| o == tp)
+            .map(|(_, next)| *next);
+        let committed = ctx
+            .log
+            .committed_offset(&group(&ctx.name), &tp.topic, tp.partition)
+            .map(|c| c.offset);
+        positions.insert(
+            tp.clone(),
+            own.or(committed).unwrap_or(0).max(p.log_start_offset()),
+        );
+    }
+    let mut last_flush = Instant::now();
+    while !ctx.stop.load(Ordering::Acquire) {
+        let mut batch: Vec<SinkRecord> = Vec::new();
+        for tp in &partitions {
+            let Ok(p) = ctx.log.partition(&tp.topic, tp.partition) else {
+                continue;
+            };
+            let pos = positions.get(tp).copied().unwrap_or(0);
+            if pos >= p.end_offset() {
+                continue;
+            }
+            let read = match p.read(pos.max(p.log_start_offset()), SINK_READ_BYTES) {
+                Ok(r) => r,
+                Err(e) => return ctx.fail(e),
+            };
+            let records = match decode_batches(&read.records) {
+                Ok(r) => r,
+                Err(e) => return ctx.fail(format!("decoding {}-{}: {e}", tp.topic, tp.partition)),
+            };
+            let mut next = pos;
+            for r in records.into_iter().filter(|r| r.offset >= pos) {
+                next = r.offset + 1;
+                batch.push(SinkRecord {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key.map(Payload::Raw),
+                    value: r.value.map(Payload::Raw),
+                    headers: r
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| {
+                            (
+                                String::from_utf8_lossy(&k).into_owned(),
+                                v.unwrap_or_default(),
+                            )
+                        })
+                        .collect(),
+                });
+            }
+            if let Some((_, h)) = sluice_log::batch::split_record_set(&read.records)
+                .ok()
+                .and_then(|b| b.last().copied())
+            {
+                next = next.max(h.last_offset() + 1);
+            }
+            positions.insert(tp.clone(), next);
+        }
+        if batch.is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+        } else if let Err(e) = put_batch(&ctx, task.as_mut(), batch) {
+            return ctx.fail(e);
+        }
+        if last_flush.elapsed() >= SINK_FLUSH_EVERY {
+            last_flush = Instant::now();
+            match ctx.retry("flush", || task.flush()) {
+                Ok(durable) => {
+                    if let Err(e) = commit_sink(&ctx, &durable) {
+                        return ctx.fail(format!("committing sink positions: {e}"));
+                    }
+                }
+                Err(e) => return ctx.fail(e),
+            }
+        }
+    }
+    // Graceful stop: finish what was put, then commit it.
+    let _ = task.close(partitions.clone());
+    if let Ok(durable) = task.flush() {
+        let _ = commit_sink(&ctx, &durable);
+    }
+    let _ = task.stop();
+    set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+fn put_batch(ctx: &Ctx, task: &mut dyn SinkTask, batch: Vec<SinkRecord>) -> Result<(), String> {
+    match ctx.retry("put", || task.put(batch.clone())) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind == ErrorKind::BadRecord => {
+            // Find the failing records one by one; the others go through.
+            for r in batch {
+                if let Err(e) = ctx.retry("put", || task.put(vec![r.clone()])) {
+                    let origin = vec![
+                        ("topic".into(), r.topic.clone()),
+                        ("partition".into(), r.partition.to_string()),
+                        ("offset".into(), r.offset.to_string()),
+                    ];
+                    if e.kind != ErrorKind::BadRecord
+                        || !ctx.bad_record("sink", &e.message, raw(&r.value), origin)
+                    {
+                        return Err(e.to_string());
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
