@@ -21,6 +21,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Log(args) => log_bench(args),
         BenchCommand::Broker(args) => crate::bench_broker::run(args),
         BenchCommand::Registry(args) => crate::bench_registry::run(args),
+        BenchCommand::Pipeline(args) => crate::bench_pipeline::run(args),
     }
 }
 

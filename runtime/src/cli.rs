@@ -146,6 +146,18 @@ pub enum BenchCommand {
     Broker(BrokerBenchArgs),
     /// Schema registration cost, and look-up throughput and latency under load from `wrk`.
     Registry(RegistryBenchArgs),
+    /// File → topic → file through the pipeline runtime, beside `cp`, with peak memory.
+    Pipeline(PipelineBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineBenchArgs {
+    /// JSON lines of about 200 bytes.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: usize,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

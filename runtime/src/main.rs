@@ -20,6 +20,7 @@
 
 mod bench;
 mod bench_broker;
+mod bench_pipeline;
 mod bench_registry;
 mod broker;
 mod cli;

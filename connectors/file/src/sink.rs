@@ -177,12 +177,19 @@ impl SinkTask for FileSinkTask {
         Ok(resume)
     }
 
-    fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+    fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
+        let mut tp = TopicPartition {
+            topic: String::new(),
+            partition: -1,
+        };
         for r in records {
-            let tp = TopicPartition {
-                topic: r.topic.clone(),
-                partition: r.partition,
-            };
+            // Records come grouped by partition: a new key only when the partition changes.
+            if tp.partition != r.partition || tp.topic != r.topic {
+                tp = TopicPartition {
+                    topic: r.topic.clone(),
+                    partition: r.partition,
+                };
+            }
             if self.done.get(&tp).is_some_and(|next| r.offset < *next) {
                 continue; // already in a finished file
             }
@@ -319,8 +326,8 @@ mod tests {
         };
         let mut t = task(dir.path(), 20);
         assert!(t.open(vec![tp.clone()]).unwrap().is_empty());
-        t.put((0..6).map(|i| rec(i, &format!(r#"{{"n":{i}}}"#))).collect())
-            .unwrap();
+        let first: Vec<SinkRecord> = (0..6).map(|i| rec(i, &format!(r#"{{"n":{i}}}"#))).collect();
+        t.put(&first).unwrap();
         let done = t.flush().unwrap();
         assert!(!done.is_empty(), "rolled by size: {done:?}");
         let durable = done[0].1;
@@ -334,12 +341,10 @@ mod tests {
             "resumes after the last finished file"
         );
         // The runtime replays from there (and, at worst, a little before: those are skipped).
-        t.put(
-            (durable - 1..8)
-                .map(|i| rec(i, &format!(r#"{{"n":{i}}}"#)))
-                .collect(),
-        )
-        .unwrap();
+        let replay: Vec<SinkRecord> = (durable - 1..8)
+            .map(|i| rec(i, &format!(r#"{{"n":{i}}}"#)))
+            .collect();
+        t.put(&replay).unwrap();
         t.stop().unwrap();
         let lines = output(dir.path());
         let expected: Vec<String> = (0..8).map(|i| format!(r#"{{"n":{i}}}"#)).collect();

@@ -22,7 +22,7 @@ use sluice_connector_sdk::data::Payload;
 
 /// At most this much of the first line goes into the fingerprint.
 const FINGERPRINT_BYTES: usize = 256;
-const READ_CHUNK: usize = 1 << 20;
+const READ_CHUNK: usize = 4 << 20;
 
 pub fn spec() -> ConfigSpec {
     ConfigSpec::new(vec![

@@ -157,8 +157,9 @@ pub trait SinkTask: Send {
     /// sink stores itself, e.g. in the same database transaction as its rows for exactly-once
     /// delivery; those override the group's committed offsets. Most sinks return none.
     fn open(&mut self, partitions: Vec<TopicPartition>) -> Result<Vec<(TopicPartition, i64)>>;
-    /// A batch of records, in offset order per partition.
-    fn put(&mut self, records: Vec<SinkRecord>) -> Result<()>;
+    /// A batch of records, in offset order per partition. Lent for the call (a pointer and a
+    /// length across a C ABI); the runtime hands the same batch again after a retriable error.
+    fn put(&mut self, records: &[SinkRecord]) -> Result<()>;
     /// Makes everything put so far durable. Returns the positions (next offset) now durable;
     /// the runtime commits them as consumer-group offsets only after this returns.
     fn flush(&mut self) -> Result<Vec<(TopicPartition, i64)>>;

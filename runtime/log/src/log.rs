@@ -180,9 +180,17 @@ fn take_dir_lock(dir: &Path) -> Result<File> {
     // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
-        let holder = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
+        // The holder writes its pid just after taking the lock: give it a moment.
+        let mut holder = None;
+        for _ in 0..20 {
+            holder = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            if holder.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         return Err(LogError::DataDirLocked {
             dir: dir.to_path_buf(),
             holder,

@@ -34,21 +34,37 @@ fn value_to_json(v: &Value) -> serde_json::Value {
     }
 }
 
-/// The bytes to store for a payload, or why it cannot be stored in this format.
-pub fn encode(format: Format, payload: Option<Payload>) -> Result<Option<Vec<u8>>, String> {
+/// Why a payload cannot be stored, with the payload's bytes (for the dead-letter topic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError {
+    pub message: String,
+    pub original: Option<Vec<u8>>,
+}
+
+fn raw_of(p: &Payload) -> Option<Vec<u8>> {
+    match p {
+        Payload::Raw(b) => Some(b.clone()),
+        Payload::Typed { value, .. } => Some(value_to_json(value).to_string().into_bytes()),
+    }
+}
+
+/// The bytes to store for a payload, or why it cannot be stored in this format. Raw payloads
+/// are moved, never copied.
+pub fn encode(format: Format, payload: Option<Payload>) -> Result<Option<Vec<u8>>, EncodeError> {
     let Some(payload) = payload else {
         return Ok(None);
     };
+    let fail = |message: String, original: Option<Vec<u8>>| Err(EncodeError { message, original });
     match (format, payload) {
         (Format::Bytes, Payload::Raw(b)) => Ok(Some(b)),
-        (Format::String, Payload::Raw(b)) => match String::from_utf8(b) {
-            Ok(s) => Ok(Some(s.into_bytes())),
-            Err(e) => Err(format!("not valid UTF-8 text: {e}")),
+        (Format::String, Payload::Raw(b)) => match std::str::from_utf8(&b) {
+            Ok(_) => Ok(Some(b)),
+            Err(e) => fail(format!("not valid UTF-8 text: {e}"), Some(b)),
         },
         (Format::Json, Payload::Raw(b)) => {
             match serde_json::from_slice::<serde::de::IgnoredAny>(&b) {
                 Ok(_) => Ok(Some(b)),
-                Err(e) => Err(format!("not valid JSON: {e}")),
+                Err(e) => fail(format!("not valid JSON: {e}"), Some(b)),
             }
         }
         (Format::Json, Payload::Typed { value, .. }) => {
@@ -68,10 +84,11 @@ pub fn encode(format: Format, payload: Option<Payload>) -> Result<Option<Vec<u8>
                 ..
             },
         ) => Ok(Some(b)),
-        (Format::Avro, _) => Err("the avro format is not built yet".into()),
-        (f, Payload::Typed { .. }) => Err(format!(
-            "a typed value cannot be written in the {f:?} format; use json"
-        )),
+        (Format::Avro, p) => fail("the avro format is not built yet".into(), raw_of(&p)),
+        (f, p) => fail(
+            format!("a typed value cannot be written in the {f:?} format; use json"),
+            raw_of(&p),
+        ),
     }
 }
 
@@ -120,9 +137,13 @@ mod tests {
             Some(br#"{"a": 1}"#.to_vec()),
             "bytes kept as they came"
         );
-        assert!(encode(Format::Json, raw("{oops"))
-            .unwrap_err()
-            .starts_with("not valid JSON"));
+        let err = encode(Format::Json, raw("{oops")).unwrap_err();
+        assert!(err.message.starts_with("not valid JSON"));
+        assert_eq!(
+            err.original,
+            Some(b"{oops".to_vec()),
+            "the bytes come back for the dead-letter topic"
+        );
         assert!(encode(Format::String, Some(Payload::Raw(vec![0xff]))).is_err());
         assert_eq!(
             encode(Format::Bytes, Some(Payload::Raw(vec![0xff]))).unwrap(),

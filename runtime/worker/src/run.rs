@@ -29,9 +29,9 @@ use crate::convert::{decode_batches, encode};
 use crate::offsets::SourceOffsets;
 use crate::partitioner::partition_for_key;
 
-const POLL_RECORDS: usize = 2000;
+const POLL_RECORDS: usize = 20_000;
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
-const SINK_READ_BYTES: usize = 1 << 20;
+const SINK_READ_BYTES: usize = 4 << 20;
 const SINK_FLUSH_EVERY: Duration = Duration::from_millis(500);
 const MAX_BATCH_BYTES: usize = 512 * 1024;
 
@@ -409,21 +409,21 @@ fn source_loop(
         // A record the error policy does not tolerate stops the task, but only after the
         // records before it are stored and their positions committed.
         let mut stopped_at_bad_record = false;
-        for r in records {
-            let origin = vec![
-                ("source.stream".to_string(), r.position.stream.clone()),
-                ("source.offset".to_string(), r.position.offset.to_string()),
-            ];
-            let key = encode(ctx.key_format, r.key.clone());
-            let value = encode(ctx.value_format, r.value.clone());
+        for mut r in records {
+            let key = encode(ctx.key_format, r.key.take());
+            let value = encode(ctx.value_format, r.value.take());
             let (key, value) = match (key, value) {
                 (Ok(k), Ok(v)) => (k, v),
                 (Err(e), _) | (_, Err(e)) => {
-                    if !ctx.bad_record("converter", &e, raw(&r.value), origin) {
+                    let origin = vec![
+                        ("source.stream".to_string(), r.position.stream.clone()),
+                        ("source.offset".to_string(), r.position.offset.to_string()),
+                    ];
+                    if !ctx.bad_record("converter", &e.message, e.original, origin) {
                         stopped_at_bad_record = true;
                         break;
                     }
-                    positions.insert(r.position.stream.clone(), r.position);
+                    remember(&mut positions, r.position);
                     continue;
                 }
             };
@@ -450,7 +450,7 @@ fn source_loop(
                     return ctx.fail(format!("appending to {topic}-{p}: {e}"));
                 }
             }
-            positions.insert(r.position.stream.clone(), r.position);
+            remember(&mut positions, r.position);
         }
         for (p, builder) in builders {
             if builder.is_empty() {
@@ -475,6 +475,16 @@ fn source_loop(
     }
     let _ = task.stop();
     set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+/// Keeps the latest position per stream without a new key string for every record.
+fn remember(positions: &mut HashMap<String, SourcePosition>, p: SourcePosition) {
+    match positions.get_mut(&p.stream) {
+        Some(existing) => existing.offset = p.offset,
+        None => {
+            positions.insert(p.stream.clone(), p);
+        }
+    }
 }
 
 fn group(name: &str) -> String {
@@ -594,12 +604,12 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
 }
 
 fn put_batch(ctx: &Ctx, task: &mut dyn SinkTask, batch: Vec<SinkRecord>) -> Result<(), String> {
-    match ctx.retry("put", || task.put(batch.clone())) {
+    match ctx.retry("put", || task.put(&batch)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind == ErrorKind::BadRecord => {
             // Find the failing records one by one; the others go through.
             for r in batch {
-                if let Err(e) = ctx.retry("put", || task.put(vec![r.clone()])) {
+                if let Err(e) = ctx.retry("put", || task.put(std::slice::from_ref(&r))) {
                     let origin = vec![
                         ("topic".into(), r.topic.clone()),
                         ("partition".into(), r.partition.to_string()),

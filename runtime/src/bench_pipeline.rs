@@ -1,0 +1,153 @@
+//! `sluice bench pipeline`: file → topic → file through the real runtime (file source, log,
+//! exactly-once file sink), beside `cp` of the same input in the same run, with peak memory.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sluice_log::{Log, LogOptions};
+use sluice_worker::config::parse_pipeline;
+use sluice_worker::run::Worker;
+
+use crate::cli::PipelineBenchArgs;
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn count_output_lines(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".jsonl")
+                .and_then(|n| {
+                    let parts: Vec<&str> = n.rsplitn(3, '-').collect();
+                    Some(
+                        parts.first()?.parse::<i64>().ok()? - parts.get(1)?.parse::<i64>().ok()?
+                            + 1,
+                    )
+                })
+        })
+        .sum::<i64>() as usize
+}
+
+fn run_once(
+    work: &std::path::Path,
+    input: &std::path::Path,
+    format: &str,
+    records: usize,
+) -> Result<f64> {
+    let base = work.join(format!("run-{format}"));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(base.join("in"))?;
+    let yaml = format!(
+        "runtime: {{ data_dir: {b}/data }}\ntopics: {{ t: {{ config: {{ flush.messages: -1, flush.ms: 1000 }} }} }}\nsources:\n  s: {{ type: file, topic: t, value_format: {format}, path: {b}/in/*.jsonl, poll_interval: 10ms }}\nsinks:\n  k: {{ type: file, topics: [t], value_format: {format}, path: {b}/out, roll_bytes: 67108864, roll_interval: 100ms }}\n",
+        b = base.display()
+    );
+    let registry = crate::run::builtin_connectors()?;
+    let pipeline =
+        parse_pipeline(&yaml, &registry, &|_| None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let log = Log::open(
+        base.join("data"),
+        LogOptions {
+            read_only: false,
+            maintenance_interval: None,
+        },
+    )?;
+    let worker = Worker::start(&pipeline, &registry, &log)?;
+    let start = Instant::now();
+    // The source sees the file appear whole (a rename), as a finished log file would.
+    std::fs::hard_link(input, base.join("in/.staged"))
+        .or_else(|_| std::fs::copy(input, base.join("in/.staged")).map(|_| ()))?;
+    std::fs::rename(base.join("in/.staged"), base.join("in/input.jsonl"))?;
+    let deadline = start + Duration::from_secs(600);
+    while count_output_lines(&base.join("out")) < records {
+        if Instant::now() > deadline {
+            bail!("the pipeline did not finish within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let left = worker.stop(Duration::from_secs(10));
+    if !left.is_empty() {
+        bail!("tasks did not stop: {left:?}");
+    }
+    log.close()?;
+    Ok(secs)
+}
+
+pub fn run(args: PipelineBenchArgs) -> Result<()> {
+    let work = tempfile::Builder::new()
+        .prefix(".sluice-bench-pipeline-")
+        .tempdir_in(&args.dir)?;
+    let input = work.path().join("input.jsonl");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&input)?);
+        for i in 0..args.records {
+            // About 200 bytes of JSON per line.
+            writeln!(
+                f,
+                r#"{{"id":{i},"customer":"customer-{:06}","email":"user{i}@example.com","amount":{}.{:02},"currency":"EUR","status":"confirmed","note":"{}"}}"#,
+                i % 100_000,
+                i % 997,
+                i % 100,
+                "n".repeat(60)
+            )?;
+        }
+    }
+    let bytes = std::fs::metadata(&input)?.len() as f64;
+    let mb = bytes / 1e6;
+    println!(
+        "sluice bench pipeline: {} JSON lines, {:.1} MB, file -> topic -> file",
+        args.records, mb
+    );
+    let cp_start = Instant::now();
+    let status = Command::new("cp")
+        .arg(&input)
+        .arg(work.path().join("copy.jsonl"))
+        .status()
+        .context("running cp")?;
+    if !status.success() {
+        bail!("cp failed");
+    }
+    let cp = cp_start.elapsed().as_secs_f64();
+    let bytes_run = run_once(work.path(), &input, "bytes", args.records)?;
+    let json_run = run_once(work.path(), &input, "json", args.records)?;
+    let n = args.records as f64;
+    println!("{:<40} {:>12} {:>9}", "", "records/s", "MB/s");
+    println!("{:<40} {:>12.0} {:>9.1}", "cp", n / cp, mb / cp);
+    println!(
+        "{:<40} {:>12.0} {:>9.1}",
+        "pipeline, bytes pass-through",
+        n / bytes_run,
+        mb / bytes_run
+    );
+    println!(
+        "{:<40} {:>12.0} {:>9.1}",
+        "pipeline, json checked in and out",
+        n / json_run,
+        mb / json_run
+    );
+    println!();
+    println!("bytes pass-through / cp: {:.2}", cp / bytes_run);
+    println!(
+        "peak memory of this process (VmHWM): {:.0} MB",
+        peak_rss_mb()
+    );
+    Ok(())
+}
