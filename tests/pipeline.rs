@@ -276,3 +276,82 @@ fn every_example_config_validates() {
     }
     assert!(checked > 0, "no example configs found in {}", dir.display());
 }
+
+#[test]
+fn json_lines_travel_as_avro_and_an_incompatible_schema_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let yaml = |schema: &str| {
+        format!(
+            r#"
+runtime: {{ data_dir: {d}/data }}
+sources:
+  users_in:
+    type: file
+    topic: users
+    path: {d}/in/*.json
+    poll_interval: 50ms
+    value_format: avro
+    value_schema: '{schema}'
+    errors: {{ tolerance: all, dead_letter_topic: users-dlq }}
+sinks:
+  users_out: {{ type: file, topics: [users], value_format: avro, path: {d}/out, roll_interval: 200ms }}
+"#,
+            d = dir.display()
+        )
+    };
+    let v1 = r#"{"type":"record","name":"User","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"},{"name":"email","type":["null","string"],"default":null}]}"#;
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let file = dir.join("p.yaml");
+    std::fs::write(&file, yaml(v1)).unwrap();
+    std::fs::write(dir.join("in/u.json"), "{\"id\": 1, \"name\": \"ada\"}\n{\"id\": \"two\", \"name\": \"bob\"}\n{\"id\": 3, \"name\": \"cy\", \"email\": \"cy@x\"}\n").unwrap();
+    let run = start(&file);
+    let got = wait_for_lines(dir, 2, Duration::from_secs(30));
+    stop(run);
+    assert_eq!(
+        got,
+        vec![
+            r#"{"id":1,"name":"ada","email":null}"#.to_string(),
+            r#"{"id":3,"name":"cy","email":"cy@x"}"#.to_string()
+        ]
+    );
+    assert_eq!(
+        consume_topic(dir, "users-dlq"),
+        vec![r#"{"id": "two", "name": "bob"}"#.to_string()],
+        "the record that did not fit the schema"
+    );
+    // On the topic: Confluent wire format (magic byte 0, then the schema id).
+    let raw = Command::new(binary())
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args([
+            "consume",
+            "users",
+            "--from-beginning",
+            "--exit-at-end",
+            "--max-messages",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(raw.stdout[0], 0, "magic byte");
+
+    // A new field without a default cannot read old data: the registry refuses, and the
+    // connector says so before anything starts.
+    let v2 = r#"{"type":"record","name":"User","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"},{"name":"age","type":"int"}]}"#;
+    std::fs::write(&file, yaml(v2)).unwrap();
+    let out = Command::new(binary())
+        .arg("run")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("users_in")
+            && stderr.contains("users-value")
+            && stderr.contains("incompatible")
+            && stderr.contains("age"),
+        "{stderr}"
+    );
+}

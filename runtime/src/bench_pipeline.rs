@@ -46,17 +46,24 @@ fn count_output_lines(dir: &std::path::Path) -> usize {
         .sum::<i64>() as usize
 }
 
+const SCHEMA: &str = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"},{"name":"customer","type":"string"},{"name":"email","type":"string"},{"name":"amount","type":"double"},{"name":"currency","type":"string"},{"name":"status","type":"string"},{"name":"note","type":"string"}]}"#;
+
 fn run_once(
     work: &std::path::Path,
     input: &std::path::Path,
     format: &str,
     records: usize,
 ) -> Result<f64> {
+    let (source_format, schema) = if format == "avro" {
+        ("avro", format!(", value_schema: '{SCHEMA}'"))
+    } else {
+        (format, String::new())
+    };
     let base = work.join(format!("run-{format}"));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("in"))?;
     let yaml = format!(
-        "runtime: {{ data_dir: {b}/data }}\ntopics: {{ t: {{ config: {{ flush.messages: -1, flush.ms: 1000 }} }} }}\nsources:\n  s: {{ type: file, topic: t, value_format: {format}, path: {b}/in/*.jsonl, poll_interval: 10ms }}\nsinks:\n  k: {{ type: file, topics: [t], value_format: {format}, path: {b}/out, roll_bytes: 67108864, roll_interval: 100ms }}\n",
+        "runtime: {{ data_dir: {b}/data }}\ntopics: {{ t: {{ config: {{ flush.messages: -1, flush.ms: 1000 }} }} }}\nsources:\n  s: {{ type: file, topic: t, value_format: {source_format}, path: {b}/in/*.jsonl, poll_interval: 10ms{schema} }}\nsinks:\n  k: {{ type: file, topics: [t], value_format: {format}, path: {b}/out, roll_bytes: 67108864, roll_interval: 100ms }}\n",
         b = base.display()
     );
     let registry = crate::run::builtin_connectors()?;
@@ -69,7 +76,7 @@ fn run_once(
             maintenance_interval: None,
         },
     )?;
-    let worker = Worker::start(&pipeline, &registry, &log)?;
+    let worker = Worker::start(&pipeline, &registry, &log, None)?;
     let start = Instant::now();
     // The source sees the file appear whole (a rename), as a finished log file would.
     std::fs::hard_link(input, base.join("in/.staged"))
@@ -128,6 +135,7 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
     let cp = cp_start.elapsed().as_secs_f64();
     let bytes_run = run_once(work.path(), &input, "bytes", args.records)?;
     let json_run = run_once(work.path(), &input, "json", args.records)?;
+    let avro_run = run_once(work.path(), &input, "avro", args.records)?;
     let n = args.records as f64;
     println!("{:<40} {:>12} {:>9}", "", "records/s", "MB/s");
     println!("{:<40} {:>12.0} {:>9.1}", "cp", n / cp, mb / cp);
@@ -142,6 +150,12 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
         "pipeline, json checked in and out",
         n / json_run,
         mb / json_run
+    );
+    println!(
+        "{:<40} {:>12.0} {:>9.1}",
+        "pipeline, json -> avro topic -> json",
+        n / avro_run,
+        mb / avro_run
     );
     println!();
     println!("bytes pass-through / cp: {:.2}", cp / bytes_run);

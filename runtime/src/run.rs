@@ -52,16 +52,27 @@ pub fn run(file: &Path) -> Result<()> {
         println!("kafka listener on {}", broker.local_addr());
         runtime.spawn(broker.serve(listeners.clone()));
     }
-    if let Some(addr) = pipeline.registry {
+    // One registry for the HTTP API and the pipelines' `avro` format alike.
+    let schemas = if pipeline.registry.is_some()
+        || pipeline
+            .sources
+            .iter()
+            .chain(&pipeline.sinks)
+            .any(|p| p.value_format == sluice_worker::config::Format::Avro)
+    {
         let store = sluice_schema_registry::store::LogStore::open(&log)?;
-        let reg = Arc::new(sluice_schema_registry::registry::Registry::open(Arc::new(
-            store,
-        ))?);
+        Some(Arc::new(sluice_schema_registry::registry::Registry::open(
+            Arc::new(store),
+        )?))
+    } else {
+        None
+    };
+    if let (Some(addr), Some(reg)) = (pipeline.registry, &schemas) {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(addr))
             .with_context(|| format!("cannot listen on {addr}"))?;
         println!("schema registry on http://{}", listener.local_addr()?);
-        let app = sluice_schema_registry::api::router(reg);
+        let app = sluice_schema_registry::api::router(reg.clone());
         let stop = listeners.clone();
         runtime.spawn(async move {
             axum::serve(listener, app)
@@ -69,7 +80,7 @@ pub fn run(file: &Path) -> Result<()> {
                 .await
         });
     }
-    let worker = Worker::start(&pipeline, &registry, &log)?;
+    let worker = Worker::start(&pipeline, &registry, &log, schemas)?;
     for s in &pipeline.sources {
         println!(
             "source {} ({}) -> topic {}: started, {} task(s)",

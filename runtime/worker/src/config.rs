@@ -109,6 +109,8 @@ pub struct ConnectorPlan {
     pub errors: ErrorPolicy,
     /// The connector's own settings, validated against its spec.
     pub settings: ConfigValues,
+    /// The Avro schema (JSON text) of the values a source writes with `value_format: avro`.
+    pub value_schema: Option<String>,
 }
 
 /// A checked pipeline file.
@@ -338,6 +340,7 @@ impl Checker<'_> {
                 "tasks",
                 "errors",
                 "transforms",
+                "value_schema",
             ]
         } else {
             &[
@@ -358,6 +361,7 @@ impl Checker<'_> {
         let mut settings = Map::new();
         let mut setting_pos: BTreeMap<String, Pos> = BTreeMap::new();
         let mut topic_seen = false;
+        let mut value_schema: Option<(String, Pos)> = None;
         for (key, v, kpos) in &entries {
             match *key {
                 "type" => type_name = self.string(v, "`type`").map(|s| (s, v.pos)),
@@ -391,6 +395,19 @@ impl Checker<'_> {
                 "value_format" => value_format = self.format(v, "`value_format`"),
                 "tasks" => tasks = self.int(v, "`tasks`", 1, 1024).unwrap_or(1) as u32,
                 "errors" => errors = self.errors_policy(v, &format!("`errors` of {what}")),
+                "value_schema" if source => {
+                    let text = match &v.kind {
+                        Kind::Str(s) => s.clone(),
+                        _ => v.to_json().to_string(),
+                    };
+                    match apache_avro::Schema::parse_str(&text) {
+                        Ok(_) => value_schema = Some((text, v.pos)),
+                        Err(e) => self.err(
+                            v.pos,
+                            format!("`value_schema` is not a valid Avro schema: {e}"),
+                        ),
+                    }
+                }
                 "transforms" => self.err(
                     v.pos,
                     "transforms are not built in this version of Sluice yet",
@@ -451,6 +468,14 @@ impl Checker<'_> {
                 return None;
             }
         };
+        if source && value_format == Format::Avro && value_schema.is_none() {
+            self.err(at, format!("{what} writes `value_format: avro` and needs `value_schema` (the Avro schema of its values)"));
+            return None;
+        }
+        if key_format == Format::Avro {
+            self.err(at, format!("{what}: `key_format: avro` is not built yet; use bytes, string or json for keys"));
+            return None;
+        }
         let plan = ConnectorPlan {
             name: name.to_string(),
             type_name,
@@ -460,6 +485,7 @@ impl Checker<'_> {
             tasks,
             errors,
             settings,
+            value_schema: value_schema.map(|(t, _)| t),
         };
         Some((plan, topics))
     }

@@ -48,14 +48,50 @@ fn raw_of(p: &Payload) -> Option<Vec<u8>> {
     }
 }
 
+/// What the `avro` format writes with: the schema's id in the registry and its codec.
+pub struct AvroOut {
+    pub schema_id: u32,
+    pub codec: crate::avro::Compiled,
+}
+
+impl AvroOut {
+    fn encode(&self, json: &serde_json::Value) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(64);
+        sluice_schema_registry::wire::write_header(&mut out, self.schema_id);
+        self.codec.encode(json, &mut out)?;
+        Ok(out)
+    }
+}
+
 /// The bytes to store for a payload, or why it cannot be stored in this format. Raw payloads
-/// are moved, never copied.
-pub fn encode(format: Format, payload: Option<Payload>) -> Result<Option<Vec<u8>>, EncodeError> {
+/// are moved, never copied (except into Avro, which re-encodes them).
+pub fn encode(
+    format: Format,
+    payload: Option<Payload>,
+    avro: Option<&AvroOut>,
+) -> Result<Option<Vec<u8>>, EncodeError> {
     let Some(payload) = payload else {
         return Ok(None);
     };
     let fail = |message: String, original: Option<Vec<u8>>| Err(EncodeError { message, original });
     match (format, payload) {
+        (Format::Avro, payload) => {
+            let Some(avro) = avro else {
+                return fail("the avro format needs a schema".into(), raw_of(&payload));
+            };
+            let json = match &payload {
+                Payload::Raw(b) => serde_json::from_slice::<serde_json::Value>(b)
+                    .map_err(|e| format!("not valid JSON: {e}")),
+                Payload::Typed { value, .. } => Ok(value_to_json(value)),
+            };
+            match json.and_then(|j| avro.encode(&j)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(message) => fail(
+                    format!("does not fit the Avro schema: {message}"),
+                    raw_of(&payload),
+                ),
+            }
+        }
         (Format::Bytes, Payload::Raw(b)) => Ok(Some(b)),
         (Format::String, Payload::Raw(b)) => match std::str::from_utf8(&b) {
             Ok(_) => Ok(Some(b)),
@@ -84,11 +120,39 @@ pub fn encode(format: Format, payload: Option<Payload>) -> Result<Option<Vec<u8>
                 ..
             },
         ) => Ok(Some(b)),
-        (Format::Avro, p) => fail("the avro format is not built yet".into(), raw_of(&p)),
         (f, p) => fail(
             format!("a typed value cannot be written in the {f:?} format; use json"),
             raw_of(&p),
         ),
+    }
+}
+
+/// What the `avro` format reads with: schemas by id from the registry, compiled once.
+pub struct AvroIn {
+    pub registry: std::sync::Arc<sluice_schema_registry::registry::Registry>,
+    pub cache:
+        std::sync::Mutex<std::collections::HashMap<u32, std::sync::Arc<crate::avro::Compiled>>>,
+}
+
+impl AvroIn {
+    /// Confluent-framed Avro to JSON text.
+    pub fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let (id, datum) = sluice_schema_registry::wire::split(bytes).map_err(|e| e.to_string())?;
+        let codec = {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            match cache.get(&id) {
+                Some(c) => c.clone(),
+                None => {
+                    let (text, _, _) = self.registry.schema_by_id(id).map_err(|e| e.to_string())?;
+                    let schema = apache_avro::Schema::parse_str(&text)
+                        .map_err(|e| format!("schema {id}: {e}"))?;
+                    let c = std::sync::Arc::new(crate::avro::Compiled::new(schema));
+                    cache.insert(id, c.clone());
+                    c
+                }
+            }
+        };
+        Ok(codec.decode(datum)?.to_string().into_bytes())
     }
 }
 
@@ -133,22 +197,22 @@ mod tests {
     fn formats_check_without_reencoding() {
         let raw = |s: &str| Some(Payload::Raw(s.as_bytes().to_vec()));
         assert_eq!(
-            encode(Format::Json, raw(r#"{"a": 1}"#)).unwrap(),
+            encode(Format::Json, raw(r#"{"a": 1}"#), None).unwrap(),
             Some(br#"{"a": 1}"#.to_vec()),
             "bytes kept as they came"
         );
-        let err = encode(Format::Json, raw("{oops")).unwrap_err();
+        let err = encode(Format::Json, raw("{oops"), None).unwrap_err();
         assert!(err.message.starts_with("not valid JSON"));
         assert_eq!(
             err.original,
             Some(b"{oops".to_vec()),
             "the bytes come back for the dead-letter topic"
         );
-        assert!(encode(Format::String, Some(Payload::Raw(vec![0xff]))).is_err());
+        assert!(encode(Format::String, Some(Payload::Raw(vec![0xff])), None).is_err());
         assert_eq!(
-            encode(Format::Bytes, Some(Payload::Raw(vec![0xff]))).unwrap(),
+            encode(Format::Bytes, Some(Payload::Raw(vec![0xff])), None).unwrap(),
             Some(vec![0xff])
         );
-        assert_eq!(encode(Format::Json, None).unwrap(), None);
+        assert_eq!(encode(Format::Json, None, None).unwrap(), None);
     }
 }

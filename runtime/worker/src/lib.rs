@@ -17,6 +17,7 @@
 //! - [`yaml`]: a positioned YAML tree, substitutions.
 //! - [`config`]: the pipeline's shape and its checks; golden fixtures in `tests/fixtures`.
 
+pub mod avro;
 pub mod config;
 pub mod convert;
 pub mod offsets;

@@ -25,9 +25,10 @@ use sluice_connector_sdk::registry::{ConnectorRegistry, Factory};
 use sluice_log::{BatchBuilder, Log, LogError, OffsetCommit, Record, TopicConfig};
 
 use crate::config::{ConnectorPlan, ErrorPolicy, Format, Pipeline};
-use crate::convert::{decode_batches, encode};
+use crate::convert::{decode_batches, encode, AvroIn, AvroOut};
 use crate::offsets::SourceOffsets;
 use crate::partitioner::partition_for_key;
+use sluice_schema_registry::registry::{Registry, SchemaRequest};
 
 const POLL_RECORDS: usize = 20_000;
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
@@ -44,6 +45,8 @@ pub enum WorkerError {
     Connector { connector: String, message: String },
     #[error("{0} is not built in this version of Sluice yet")]
     NotBuilt(String),
+    #[error("schema registry: {0}")]
+    Schemas(String),
 }
 
 /// Where a task stands.
@@ -79,6 +82,10 @@ struct Ctx {
     errors: ErrorPolicy,
     key_format: Format,
     value_format: Format,
+    /// Sources writing `value_format: avro`.
+    avro_out: Option<Arc<AvroOut>>,
+    /// Sinks reading `value_format: avro` (decoded to JSON for the sink).
+    avro_in: Option<Arc<AvroIn>>,
 }
 
 impl Ctx {
@@ -198,19 +205,37 @@ fn raw(p: &Option<Payload>) -> Option<Vec<u8>> {
 
 impl Worker {
     /// Creates the topics the pipeline needs and starts every task.
+    /// `schemas` is the registry the `avro` format registers and looks up schemas in (opened
+    /// on the log's `__schemas` when `None` and a connector needs it).
     pub fn start(
         pipeline: &Pipeline,
         registry: &ConnectorRegistry,
         log: &Log,
+        schemas: Option<Arc<Registry>>,
     ) -> Result<Worker, WorkerError> {
-        for plan in pipeline.sources.iter().chain(&pipeline.sinks) {
-            if plan.key_format == Format::Avro || plan.value_format == Format::Avro {
-                return Err(WorkerError::NotBuilt(format!(
-                    "the avro format (connector `{}`)",
-                    plan.name
-                )));
+        let needs_schemas = pipeline
+            .sources
+            .iter()
+            .chain(&pipeline.sinks)
+            .any(|p| p.value_format == Format::Avro);
+        let schemas = match (schemas, needs_schemas) {
+            (Some(s), _) => Some(s),
+            (None, true) => {
+                let store = sluice_schema_registry::store::LogStore::open(log)
+                    .map_err(|e| WorkerError::Schemas(e.to_string()))?;
+                Some(Arc::new(
+                    Registry::open(Arc::new(store))
+                        .map_err(|e| WorkerError::Schemas(e.to_string()))?,
+                ))
             }
-        }
+            (None, false) => None,
+        };
+        let avro_in = schemas.as_ref().map(|r| {
+            Arc::new(AvroIn {
+                registry: r.clone(),
+                cache: Mutex::new(HashMap::new()),
+            })
+        });
         for (name, (partitions, config)) in &pipeline.topics {
             ensure_topic(log, name, *partitions, config.clone())?;
         }
@@ -246,6 +271,36 @@ impl Worker {
                 .task_configs(plan.tasks)
                 .map_err(|e| connector_err(plan, e))?;
             let tasks = configs.len() as u32;
+            let avro_out = match (&plan.value_schema, &schemas, plan.value_format) {
+                (Some(schema), Some(reg), Format::Avro) => {
+                    // TopicNameStrategy: the value schema lives under `<topic>-value`.
+                    let subject = format!("{}-value", plan.topics[0]);
+                    let req = SchemaRequest {
+                        schema: schema.clone(),
+                        ..Default::default()
+                    };
+                    let (id, version) =
+                        reg.register(&subject, &req)
+                            .map_err(|e| WorkerError::Connector {
+                                connector: plan.name.clone(),
+                                message: format!(
+                                    "registering its value schema under `{subject}`: {e}"
+                                ),
+                            })?;
+                    tracing::info!(connector = %plan.name, subject = %subject, id, version, "value schema registered");
+                    let parsed = apache_avro::Schema::parse_str(schema).map_err(|e| {
+                        WorkerError::Connector {
+                            connector: plan.name.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    Some(Arc::new(AvroOut {
+                        schema_id: id,
+                        codec: crate::avro::Compiled::new(parsed),
+                    }))
+                }
+                _ => None,
+            };
             for (i, c) in configs.into_iter().enumerate() {
                 let info = TaskInfo {
                     connector: plan.name.clone(),
@@ -264,6 +319,8 @@ impl Worker {
                     errors: plan.errors.clone(),
                     key_format: plan.key_format,
                     value_format: plan.value_format,
+                    avro_out: avro_out.clone(),
+                    avro_in: None,
                 };
                 set(&status, &ctx.task, TaskState::Running);
                 let (topic, offsets) = (plan.topics[0].clone(), offsets.clone());
@@ -330,6 +387,12 @@ impl Worker {
                     errors: plan.errors.clone(),
                     key_format: plan.key_format,
                     value_format: plan.value_format,
+                    avro_out: None,
+                    avro_in: if plan.value_format == Format::Avro {
+                        avro_in.clone()
+                    } else {
+                        None
+                    },
                 };
                 set(&status, &ctx.task, TaskState::Running);
                 let label = ctx.task.clone();
@@ -410,8 +473,8 @@ fn source_loop(
         // records before it are stored and their positions committed.
         let mut stopped_at_bad_record = false;
         for mut r in records {
-            let key = encode(ctx.key_format, r.key.take());
-            let value = encode(ctx.value_format, r.value.take());
+            let key = encode(ctx.key_format, r.key.take(), None);
+            let value = encode(ctx.value_format, r.value.take(), ctx.avro_out.as_deref());
             let (key, value) = match (key, value) {
                 (Ok(k), Ok(v)) => (k, v),
                 (Err(e), _) | (_, Err(e)) => {
@@ -550,13 +613,35 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
             let mut next = pos;
             for r in records.into_iter().filter(|r| r.offset >= pos) {
                 next = r.offset + 1;
+                let value = match (&ctx.avro_in, r.value) {
+                    (Some(avro), Some(v)) => match avro.to_json(&v) {
+                        Ok(json) => Some(json),
+                        Err(e) => {
+                            let origin = vec![
+                                ("topic".into(), tp.topic.clone()),
+                                ("partition".into(), tp.partition.to_string()),
+                                ("offset".into(), r.offset.to_string()),
+                            ];
+                            if !ctx.bad_record(
+                                "converter",
+                                &format!("not decodable as Avro: {e}"),
+                                Some(v),
+                                origin,
+                            ) {
+                                return;
+                            }
+                            continue;
+                        }
+                    },
+                    (_, v) => v,
+                };
                 batch.push(SinkRecord {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
                     offset: r.offset,
                     timestamp: r.timestamp,
                     key: r.key.map(Payload::Raw),
-                    value: r.value.map(Payload::Raw),
+                    value: value.map(Payload::Raw),
                     headers: r
                         .headers
                         .into_iter()
