@@ -355,3 +355,71 @@ sinks:
         "{stderr}"
     );
 }
+
+#[test]
+fn transforms_shape_records_on_both_sides_and_bad_settings_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let yaml = format!(
+        r#"
+runtime: {{ data_dir: {d}/data }}
+sources:
+  users_in:
+    type: file
+    topic: users
+    path: {d}/in/*.json
+    poll_interval: 50ms
+    value_format: json
+    transforms:
+      - {{ type: replace_field, exclude: [password], renames: ["uid:user_id"] }}
+      - {{ type: insert_field, static_field: origin, static_value: web }}
+sinks:
+  users_out:
+    type: file
+    topics: [users]
+    value_format: json
+    path: {d}/out
+    roll_interval: 200ms
+    transforms:
+      - {{ type: hoist_field, field: user }}
+"#,
+        d = dir.display()
+    );
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let file = dir.join("p.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    std::fs::write(
+        dir.join("in/u.json"),
+        "{\"uid\": 1, \"password\": \"hunter2\"}\n",
+    )
+    .unwrap();
+    let run = start(&file);
+    let got = wait_for_lines(dir, 1, Duration::from_secs(30));
+    stop(run);
+    assert_eq!(
+        got,
+        vec![r#"{"user":{"user_id":1,"origin":"web"}}"#.to_string()]
+    );
+    assert_eq!(
+        consume_topic(dir, "users"),
+        vec![r#"{"user_id":1,"origin":"web"}"#.to_string()],
+        "the topic holds the source-side shape"
+    );
+
+    let bad = yaml.replace(
+        "type: hoist_field, field: user",
+        "type: hoist_feild, field: user",
+    );
+    std::fs::write(&file, bad).unwrap();
+    let out = Command::new(binary())
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("unknown transform type `hoist_feild` (did you mean `hoist_field`?)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -111,6 +111,9 @@ pub struct ConnectorPlan {
     pub settings: ConfigValues,
     /// The Avro schema (JSON text) of the values a source writes with `value_format: avro`.
     pub value_schema: Option<String>,
+    /// Applied in order: on a source before its records are stored, on a sink after they
+    /// are read (and decoded).
+    pub transforms: Vec<crate::transforms::Transform>,
 }
 
 /// A checked pipeline file.
@@ -321,6 +324,153 @@ impl Checker<'_> {
         p
     }
 
+    fn transforms(
+        &mut self,
+        node: &Node,
+        what: &str,
+        source: bool,
+    ) -> Vec<crate::transforms::Transform> {
+        use crate::transforms::{spec, Transform, TYPES};
+        let Kind::Seq(items) = &node.kind else {
+            self.err(
+                node.pos,
+                format!(
+                    "`transforms` of {what} must be a list, found {}",
+                    node.type_name()
+                ),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let label = format!("transform {} of {what}", i + 1);
+            let entries = self.mapping(item, &label, None);
+            let mut type_name = None;
+            let (mut predicate, mut negate) = (None, false);
+            let mut settings = Map::new();
+            let mut positions: BTreeMap<String, Pos> = BTreeMap::new();
+            for (k, v, kpos) in entries {
+                match k {
+                    "type" => type_name = self.string(v, "`type`").map(|t| (t, v.pos)),
+                    "negate" => match v.kind {
+                        Kind::Bool(b) => negate = b,
+                        _ => self.err(
+                            v.pos,
+                            format!("`negate` must be true or false, found {}", v.shown()),
+                        ),
+                    },
+                    "predicate" => predicate = self.predicate(v),
+                    other => {
+                        settings.insert(other.to_string(), v.to_json());
+                        positions.insert(other.to_string(), kpos);
+                    }
+                }
+            }
+            let Some((t, tpos)) = type_name else {
+                self.err(
+                    item.pos,
+                    format!("{label} needs `type` (one of {})", TYPES.join(", ")),
+                );
+                continue;
+            };
+            let Some(spec) = spec(&t) else {
+                let hint = did_you_mean(&t, TYPES.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                self.err(
+                    tpos,
+                    format!(
+                        "unknown transform type `{t}`{hint}; known: {}",
+                        TYPES.join(", ")
+                    ),
+                );
+                continue;
+            };
+            if !source && (t == "timestamp_router" || t == "regex_router") {
+                self.err(tpos, format!("`{t}` changes topics and applies to sources only (a sink's positions follow the topics it reads)"));
+                continue;
+            }
+            match spec.validate(&settings) {
+                Ok(values) => {
+                    match Transform::build(&label, &t, &values, predicate.clone(), negate) {
+                        Ok(tr) => out.push(tr),
+                        Err(e) => self.err(item.pos, format!("{label}: {e}")),
+                    }
+                }
+                Err(issues) => {
+                    for issue in issues {
+                        let pos = issue
+                            .key
+                            .as_ref()
+                            .and_then(|k| positions.get(k))
+                            .copied()
+                            .unwrap_or(item.pos);
+                        self.err(pos, format!("{label} (`{t}`): {issue}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn predicate(&mut self, node: &Node) -> Option<crate::transforms::Predicate> {
+        use crate::transforms::Predicate;
+        let entries = self.mapping(node, "`predicate`", Some(&["type", "pattern", "name"]));
+        let get = |k: &str| {
+            entries
+                .iter()
+                .find(|(key, _, _)| *key == k)
+                .map(|(_, v, _)| *v)
+        };
+        let kinds = [
+            "topic_name_matches",
+            "has_header_key",
+            "record_is_tombstone",
+        ];
+        let Some(t) = get("type") else {
+            self.err(
+                node.pos,
+                format!("`predicate` needs `type`: one of {}", kinds.join(", ")),
+            );
+            return None;
+        };
+        match t.as_str() {
+            Some("record_is_tombstone") => Some(Predicate::RecordIsTombstone),
+            Some("has_header_key") => match get("name").and_then(Node::as_str) {
+                Some(n) => Some(Predicate::HasHeaderKey(n.to_string())),
+                None => {
+                    self.err(t.pos, "`has_header_key` needs `name`");
+                    None
+                }
+            },
+            Some("topic_name_matches") => match get("pattern")
+                .and_then(Node::as_str)
+                .map(|p| regex::Regex::new(&format!("^(?:{p})$")))
+            {
+                Some(Ok(re)) => Some(Predicate::TopicNameMatches(re)),
+                Some(Err(e)) => {
+                    self.err(t.pos, format!("invalid `pattern`: {e}"));
+                    None
+                }
+                None => {
+                    self.err(t.pos, "`topic_name_matches` needs `pattern`");
+                    None
+                }
+            },
+            _ => {
+                self.err(
+                    t.pos,
+                    format!(
+                        "unknown predicate {}: use one of {}",
+                        t.shown(),
+                        kinds.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// `at`: where the connector's name stands (missing keys are reported there).
     fn connector(
         &mut self,
@@ -362,6 +512,7 @@ impl Checker<'_> {
         let mut setting_pos: BTreeMap<String, Pos> = BTreeMap::new();
         let mut topic_seen = false;
         let mut value_schema: Option<(String, Pos)> = None;
+        let mut transforms = Vec::new();
         for (key, v, kpos) in &entries {
             match *key {
                 "type" => type_name = self.string(v, "`type`").map(|s| (s, v.pos)),
@@ -408,10 +559,7 @@ impl Checker<'_> {
                         ),
                     }
                 }
-                "transforms" => self.err(
-                    v.pos,
-                    "transforms are not built in this version of Sluice yet",
-                ),
+                "transforms" => transforms = self.transforms(v, &what, source),
                 other => {
                     settings.insert(other.to_string(), v.to_json());
                     setting_pos.insert(other.to_string(), *kpos);
@@ -486,6 +634,7 @@ impl Checker<'_> {
             errors,
             settings,
             value_schema: value_schema.map(|(t, _)| t),
+            transforms,
         };
         Some((plan, topics))
     }

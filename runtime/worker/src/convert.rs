@@ -9,7 +9,8 @@ use sluice_log::OwnedRecord;
 
 use crate::config::Format;
 
-fn value_to_json(v: &Value) -> serde_json::Value {
+/// A typed value as JSON.
+pub fn value_to_json(v: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     match v {
         Value::Null => J::Null,

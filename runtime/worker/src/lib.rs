@@ -23,4 +23,5 @@ pub mod convert;
 pub mod offsets;
 pub mod partitioner;
 pub mod run;
+pub mod transforms;
 pub mod yaml;

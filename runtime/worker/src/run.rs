@@ -28,6 +28,7 @@ use crate::config::{ConnectorPlan, ErrorPolicy, Format, Pipeline};
 use crate::convert::{decode_batches, encode, AvroIn, AvroOut};
 use crate::offsets::SourceOffsets;
 use crate::partitioner::partition_for_key;
+use crate::transforms::{apply_all, TRecord, Transform};
 use sluice_schema_registry::registry::{Registry, SchemaRequest};
 
 const POLL_RECORDS: usize = 20_000;
@@ -86,6 +87,7 @@ struct Ctx {
     avro_out: Option<Arc<AvroOut>>,
     /// Sinks reading `value_format: avro` (decoded to JSON for the sink).
     avro_in: Option<Arc<AvroIn>>,
+    transforms: Arc<Vec<Transform>>,
 }
 
 impl Ctx {
@@ -320,6 +322,7 @@ impl Worker {
                     key_format: plan.key_format,
                     value_format: plan.value_format,
                     avro_out: avro_out.clone(),
+                    transforms: Arc::new(plan.transforms.clone()),
                     avro_in: None,
                 };
                 set(&status, &ctx.task, TaskState::Running);
@@ -388,6 +391,7 @@ impl Worker {
                     key_format: plan.key_format,
                     value_format: plan.value_format,
                     avro_out: None,
+                    transforms: Arc::new(plan.transforms.clone()),
                     avro_in: if plan.value_format == Format::Avro {
                         avro_in.clone()
                     } else {
@@ -451,10 +455,10 @@ fn source_loop(
     if let Err(e) = ctx.retry("start", || task.start(committed.clone())) {
         return ctx.fail(e);
     }
-    let partitions = match ctx.log.topic(&topic) {
-        Ok(t) => t.partitions.clone(),
-        Err(e) => return ctx.fail(e),
-    };
+    let mut partitions: HashMap<String, Vec<Arc<sluice_log::Partition>>> = HashMap::new();
+    if let Err(e) = partitions_of(&ctx.log, &mut partitions, &topic) {
+        return ctx.fail(e);
+    }
     let sticky = AtomicU32::new(0);
     while !ctx.stop.load(Ordering::Acquire) {
         let records: Vec<SourceRecord> =
@@ -466,23 +470,46 @@ fn source_loop(
             continue;
         }
         let now = sluice_log::now_ms();
-        let round = sticky.fetch_add(1, Ordering::Relaxed) as usize % partitions.len();
-        let mut builders: HashMap<usize, BatchBuilder> = HashMap::new();
+        let round = sticky.fetch_add(1, Ordering::Relaxed) as usize;
+        // Per target topic (transforms may route records elsewhere), per partition.
+        let mut builders: HashMap<String, HashMap<usize, BatchBuilder>> = HashMap::new();
         let mut positions: HashMap<String, SourcePosition> = HashMap::new();
         // A record the error policy does not tolerate stops the task, but only after the
         // records before it are stored and their positions committed.
         let mut stopped_at_bad_record = false;
         for mut r in records {
+            let origin = |r: &SourceRecord| {
+                vec![
+                    ("source.stream".to_string(), r.position.stream.clone()),
+                    ("source.offset".to_string(), r.position.offset.to_string()),
+                ]
+            };
+            let mut target: Option<String> = None;
+            if !ctx.transforms.is_empty() {
+                match transform_source_record(&ctx.transforms, &topic, &mut r, now) {
+                    Ok(Some(t)) => target = (t != topic).then_some(t),
+                    Ok(None) => {
+                        remember(&mut positions, r.position);
+                        continue; // filtered out
+                    }
+                    Err((message, original)) => {
+                        let o = origin(&r);
+                        if !ctx.bad_record("transform", &message, original, o) {
+                            stopped_at_bad_record = true;
+                            break;
+                        }
+                        remember(&mut positions, r.position);
+                        continue;
+                    }
+                }
+            }
             let key = encode(ctx.key_format, r.key.take(), None);
             let value = encode(ctx.value_format, r.value.take(), ctx.avro_out.as_deref());
             let (key, value) = match (key, value) {
                 (Ok(k), Ok(v)) => (k, v),
                 (Err(e), _) | (_, Err(e)) => {
-                    let origin = vec![
-                        ("source.stream".to_string(), r.position.stream.clone()),
-                        ("source.offset".to_string(), r.position.offset.to_string()),
-                    ];
-                    if !ctx.bad_record("converter", &e.message, e.original, origin) {
+                    let o = origin(&r);
+                    if !ctx.bad_record("converter", &e.message, e.original, o) {
                         stopped_at_bad_record = true;
                         break;
                     }
@@ -490,17 +517,26 @@ fn source_loop(
                     continue;
                 }
             };
+            let target_topic = target.as_deref().unwrap_or(&topic);
+            let parts = match partitions_of(&ctx.log, &mut partitions, target_topic) {
+                Ok(p) => p,
+                Err(e) => return ctx.fail(format!("topic `{target_topic}`: {e}")),
+            };
             let p = match (r.partition, &key) {
-                (Some(p), _) => (p.max(0) as usize) % partitions.len(),
-                (None, Some(k)) => partition_for_key(k, partitions.len() as u32) as usize,
-                (None, None) => round,
+                (Some(p), _) => (p.max(0) as usize) % parts.len(),
+                (None, Some(k)) => partition_for_key(k, parts.len() as u32) as usize,
+                (None, None) => round % parts.len(),
             };
             let headers: Vec<(&str, Option<&[u8]>)> = r
                 .headers
                 .iter()
                 .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
                 .collect();
-            let builder = builders.entry(p).or_default();
+            if !builders.contains_key(target_topic) {
+                builders.insert(target_topic.to_string(), HashMap::new());
+            }
+            let per_topic = builders.get_mut(target_topic).expect("inserted above");
+            let builder = per_topic.entry(p).or_default();
             builder.push(&Record {
                 key: key.as_deref(),
                 value: value.as_deref(),
@@ -509,18 +545,27 @@ fn source_loop(
             });
             if builder.size_estimate() >= MAX_BATCH_BYTES {
                 let full = std::mem::take(builder);
-                if let Err(e) = partitions[p].append(&mut full.build(), now) {
-                    return ctx.fail(format!("appending to {topic}-{p}: {e}"));
+                if let Err(e) = parts[p].append(&mut full.build(), now) {
+                    return ctx.fail(format!("appending to {target_topic}-{p}: {e}"));
                 }
             }
             remember(&mut positions, r.position);
         }
-        for (p, builder) in builders {
-            if builder.is_empty() {
-                continue;
-            }
-            if let Err(e) = partitions[p].append(&mut builder.build(), now) {
-                return ctx.fail(format!("appending to {topic}-{p}: {e}"));
+        for (t, per_topic) in builders {
+            for (p, builder) in per_topic {
+                if builder.is_empty() {
+                    continue;
+                }
+                let append = partitions_of(&ctx.log, &mut partitions, &t)
+                    .map_err(|e| e.to_string())
+                    .and_then(|parts| {
+                        parts[p]
+                            .append(&mut builder.build(), now)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = append {
+                    return ctx.fail(format!("appending to {t}-{p}: {e}"));
+                }
             }
         }
         // The records are in the log (durable per the topic's flush policy): now the positions.
@@ -538,6 +583,99 @@ fn source_loop(
     }
     let _ = task.stop();
     set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+/// The partitions of a topic, created with defaults on first use (a router's target).
+fn partitions_of<'a>(
+    log: &Log,
+    cache: &'a mut HashMap<String, Vec<Arc<sluice_log::Partition>>>,
+    topic: &str,
+) -> Result<&'a Vec<Arc<sluice_log::Partition>>, LogError> {
+    if !cache.contains_key(topic) {
+        ensure_topic(log, topic, 1, TopicConfig::default())?;
+        cache.insert(topic.to_string(), log.topic(topic)?.partitions.clone());
+    }
+    Ok(&cache[topic])
+}
+
+/// Runs the source's transforms on a record (as JSON). `Ok(None)`: filtered out;
+/// `Ok(Some(topic))`: the topic to write to; `Err`: why, with the original bytes.
+fn transform_source_record(
+    chain: &[Transform],
+    topic: &str,
+    r: &mut SourceRecord,
+    now: i64,
+) -> Result<Option<String>, (String, Option<Vec<u8>>)> {
+    let value = match &r.value {
+        Some(Payload::Raw(b)) => Some(
+            serde_json::from_slice::<serde_json::Value>(b)
+                .map_err(|e| (format!("transforms need JSON values: {e}"), Some(b.clone())))?,
+        ),
+        Some(Payload::Typed { value, .. }) => Some(crate::convert::value_to_json(value)),
+        None => None,
+    };
+    let key = match &r.key {
+        Some(Payload::Raw(b)) => Some(serde_json::from_slice(b).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
+        })),
+        Some(Payload::Typed { value, .. }) => Some(crate::convert::value_to_json(value)),
+        None => None,
+    };
+    let original = match &r.value {
+        Some(Payload::Raw(b)) => Some(b.clone()),
+        _ => None,
+    };
+    let t = TRecord {
+        topic: topic.to_string(),
+        key,
+        value,
+        headers: std::mem::take(&mut r.headers),
+        timestamp: r.timestamp.unwrap_or(now),
+    };
+    match apply_all(chain, t) {
+        Ok(Some(t)) => {
+            r.value = t.value.map(|v| Payload::Raw(v.to_string().into_bytes()));
+            r.key = t.key.map(|k| match k {
+                serde_json::Value::String(s) => Payload::Raw(s.into_bytes()),
+                other => Payload::Raw(other.to_string().into_bytes()),
+            });
+            r.headers = t.headers;
+            r.timestamp = Some(t.timestamp);
+            Ok(Some(t.topic))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err((e, original)),
+    }
+}
+
+/// Runs a sink's transforms on a record's key and value (as JSON); `false`: filtered out.
+fn transform_sink_record(chain: &[Transform], r: &mut SinkRecord) -> Result<bool, String> {
+    let json = |p: &Option<Payload>| -> Result<Option<serde_json::Value>, String> {
+        match p {
+            Some(Payload::Raw(b)) => serde_json::from_slice(b)
+                .map(Some)
+                .map_err(|e| format!("transforms need JSON values: {e}")),
+            Some(Payload::Typed { value, .. }) => Ok(Some(crate::convert::value_to_json(value))),
+            None => Ok(None),
+        }
+    };
+    let t = TRecord {
+        topic: r.topic.clone(),
+        key: json(&r.key).ok().flatten(),
+        value: json(&r.value)?,
+        headers: std::mem::take(&mut r.headers),
+        timestamp: r.timestamp,
+    };
+    match apply_all(chain, t)? {
+        Some(t) => {
+            r.value = t.value.map(|v| Payload::Raw(v.to_string().into_bytes()));
+            r.key = t.key.map(|k| Payload::Raw(k.to_string().into_bytes()));
+            r.headers = t.headers;
+            r.timestamp = t.timestamp;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// Keeps the latest position per stream without a new key string for every record.
@@ -635,7 +773,7 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
                     },
                     (_, v) => v,
                 };
-                batch.push(SinkRecord {
+                let mut record = SinkRecord {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
                     offset: r.offset,
@@ -652,7 +790,29 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
                             )
                         })
                         .collect(),
-                });
+                };
+                if !ctx.transforms.is_empty() {
+                    match transform_sink_record(&ctx.transforms, &mut record) {
+                        Ok(true) => {}
+                        Ok(false) => continue, // filtered out
+                        Err(e) => {
+                            let origin = vec![
+                                ("topic".into(), tp.topic.clone()),
+                                ("partition".into(), tp.partition.to_string()),
+                                ("offset".into(), record.offset.to_string()),
+                            ];
+                            let original = match &record.value {
+                                Some(Payload::Raw(b)) => Some(b.clone()),
+                                _ => None,
+                            };
+                            if !ctx.bad_record("transform", &e, original, origin) {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                batch.push(record);
             }
             if let Some((_, h)) = sluice_log::batch::split_record_set(&read.records)
                 .ok()
