@@ -106,6 +106,7 @@ impl Ctx {
     ) -> Result<T, ConnectorError> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(100);
+        let mut failures = 0u32;
         loop {
             match op() {
                 Err(e)
@@ -113,9 +114,25 @@ impl Ctx {
                         && started.elapsed() < self.errors.retry_timeout
                         && !self.stop.load(Ordering::Acquire) =>
                 {
+                    if failures == 0 {
+                        eprintln!(
+                            "connector {} task {}: {what} failed, retrying for up to {} s: {e}",
+                            self.name,
+                            self.task,
+                            self.errors.retry_timeout.as_secs()
+                        );
+                    }
+                    failures += 1;
                     tracing::warn!(connector = %self.name, task = %self.task, error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed; retrying");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Ok(v) => {
+                    if failures > 0 {
+                        eprintln!("connector {} task {} recovered: {what} succeeded after {failures} retries", self.name, self.task);
+                        tracing::info!(connector = %self.name, task = %self.task, failures, "{what} recovered");
+                    }
+                    return Ok(v);
                 }
                 other => return other,
             }
