@@ -423,3 +423,45 @@ sinks:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn csv_files_become_json_records_and_malformed_lines_go_to_the_dead_letter_topic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let yaml = format!(
+        r#"
+runtime: {{ data_dir: {d}/data }}
+sources:
+  csv_in:
+    type: file
+    topic: people
+    path: {d}/in/*.csv
+    format: csv
+    poll_interval: 50ms
+    value_format: json
+    errors: {{ tolerance: all, dead_letter_topic: people-dlq }}
+sinks:
+  people_out: {{ type: file, topics: [people], value_format: json, path: {d}/out, roll_interval: 200ms }}
+"#,
+        d = dir.display()
+    );
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let file = dir.join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    std::fs::write(
+        dir.join("in/people.csv"),
+        "id,name\n1,ada\n2\n3,\"grace, h\"\n",
+    )
+    .unwrap();
+    let run = start(&file);
+    let got = wait_for_lines(dir, 2, Duration::from_secs(30));
+    stop(run);
+    assert_eq!(
+        got,
+        vec![
+            r#"{"id":"1","name":"ada"}"#.to_string(),
+            r#"{"id":"3","name":"grace, h"}"#.to_string()
+        ]
+    );
+    assert_eq!(consume_topic(dir, "people-dlq"), vec!["2".to_string()]);
+}

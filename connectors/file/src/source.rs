@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sluice_connector_sdk::config::{ConfigSpec, ConfigValues, FieldKind, FieldSpec};
+use sluice_connector_sdk::connector::SOURCE_ERROR_HEADER;
 use sluice_connector_sdk::connector::{
     ConnectorError, Result, SourceConnector, SourcePosition, SourceRecord, SourceTask, TaskInfo,
 };
@@ -27,7 +28,7 @@ const READ_CHUNK: usize = 4 << 20;
 pub fn spec() -> ConfigSpec {
     ConfigSpec::new(vec![
         FieldSpec::required("path", FieldKind::String, "files to follow: a path whose file name may use `*` and `?`, e.g. /var/log/app/*.log"),
-        FieldSpec::optional("format", FieldKind::OneOf(vec!["lines".into(), "json".into()]), Some(json!("lines")), "`lines`: each line is a record; `json`: each line is one JSON document (checked by the value format)"),
+        FieldSpec::optional("format", FieldKind::OneOf(vec!["lines".into(), "json".into(), "csv".into()]), Some(json!("lines")), "`lines`: each line is a record; `json`: each line is one JSON document (checked by the value format); `csv`: the first line names the columns, each other line becomes a JSON object"),
         FieldSpec::optional("poll_interval", FieldKind::Duration, Some(json!("250ms")), "how often to look for new files and new lines when idle"),
     ])
 }
@@ -128,6 +129,8 @@ impl SourceConnector for FileSource {
                 .duration("poll_interval")
                 .unwrap_or(Duration::from_millis(250)),
             positions: HashMap::new(),
+            csv: config.str("format") == Some("csv"),
+            columns: HashMap::new(),
         }))
     }
 }
@@ -137,11 +140,29 @@ struct FileSourceTask {
     poll_interval: Duration,
     /// Fingerprint → next byte to read.
     positions: HashMap<String, u64>,
+    /// `format: csv`: lines become JSON objects keyed by the header row's column names.
+    csv: bool,
+    /// Column names per file (fingerprint).
+    columns: HashMap<String, Vec<String>>,
+}
+
+/// Fields of one CSV line (RFC 4180 quoting), or why it cannot be read.
+fn csv_fields(line: &[u8]) -> std::result::Result<Vec<String>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line);
+    let mut record = csv::StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(true) => Ok(record.iter().map(str::to_string).collect()),
+        Ok(false) => Ok(Vec::new()),
+        Err(e) => Err(format!("malformed CSV line: {e}")),
+    }
 }
 
 impl FileSourceTask {
-    /// The fingerprint of a file, once its first line is complete (or 256 bytes long).
-    fn identify(file: &mut File) -> std::io::Result<Option<String>> {
+    /// The fingerprint of a file, once its first line is complete (or 256 bytes long), and
+    /// that first line.
+    fn identify(file: &mut File) -> std::io::Result<Option<(String, Vec<u8>)>> {
         use std::os::unix::fs::MetadataExt;
         let meta = file.metadata()?;
         let mut head = vec![0u8; FINGERPRINT_BYTES];
@@ -159,7 +180,10 @@ impl FileSourceTask {
             None if n == FINGERPRINT_BYTES => &head[..],
             None => return Ok(None),
         };
-        Ok(Some(fingerprint(meta.dev(), meta.ino(), first_line)))
+        Ok(Some((
+            fingerprint(meta.dev(), meta.ino(), first_line),
+            first_line.to_vec(),
+        )))
     }
 
     fn read_file(
@@ -173,9 +197,19 @@ impl FileSourceTask {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // rotated away meanwhile
             Err(e) => return Err(e),
         };
-        let Some(stream) = Self::identify(&mut file)? else {
+        let Some((stream, first_line)) = Self::identify(&mut file)? else {
             return Ok(());
         };
+        if self.csv && !self.columns.contains_key(&stream) {
+            let header = first_line.strip_suffix(b"\n").unwrap_or(&first_line);
+            let header = header.strip_suffix(b"\r").unwrap_or(header);
+            match csv_fields(header) {
+                Ok(names) if !names.is_empty() => {
+                    self.columns.insert(stream.clone(), names);
+                }
+                _ => return Ok(()), // not a header row yet (a long first line still being written)
+            }
+        }
         let len = file.metadata()?.len();
         // Shorter than where we were: truncated in place, start over.
         let start = self
@@ -208,17 +242,48 @@ impl FileSourceTask {
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }
+            let line_start = offset;
             offset += nl as u64 + 1;
             at += nl + 1;
+            let (value, headers) = match self.columns.get(&stream).filter(|_| self.csv) {
+                None => (line.to_vec(), Vec::new()),
+                Some(_) if line_start == 0 => continue, // the header row itself
+                Some(names) => match csv_fields(line) {
+                    Ok(fields) if fields.len() == names.len() => {
+                        let obj: serde_json::Map<String, serde_json::Value> = names
+                            .iter()
+                            .cloned()
+                            .zip(fields.into_iter().map(serde_json::Value::String))
+                            .collect();
+                        (
+                            serde_json::Value::Object(obj).to_string().into_bytes(),
+                            Vec::new(),
+                        )
+                    }
+                    Ok(fields) => (
+                        line.to_vec(),
+                        vec![(
+                            SOURCE_ERROR_HEADER.to_string(),
+                            format!(
+                                "CSV line has {} fields, the header has {}",
+                                fields.len(),
+                                names.len()
+                            )
+                            .into_bytes(),
+                        )],
+                    ),
+                    Err(e) => (
+                        line.to_vec(),
+                        vec![(SOURCE_ERROR_HEADER.to_string(), e.into_bytes())],
+                    ),
+                },
+            };
             out.push(SourceRecord {
                 topic: None,
                 partition: None,
                 key: None,
-                value: Some(Payload::Raw(line.to_vec())),
-                headers: vec![(
-                    "file.path".into(),
-                    path.to_string_lossy().into_owned().into_bytes(),
-                )],
+                value: Some(Payload::Raw(value)),
+                headers,
                 timestamp: None,
                 position: SourcePosition {
                     stream: stream.clone(),
@@ -282,7 +347,44 @@ mod tests {
             pattern: pattern.to_path_buf(),
             poll_interval: Duration::from_millis(10),
             positions: HashMap::new(),
+            csv: false,
+            columns: HashMap::new(),
         }
+    }
+
+    #[test]
+    fn csv_lines_become_json_objects_and_bad_lines_carry_their_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.csv"),
+            "id,name\n1,ada\n2,\"lovelace, a\"\n3\n",
+        )
+        .unwrap();
+        let mut t = task(&dir.path().join("*.csv"));
+        t.csv = true;
+        let got = t.poll(10, Duration::ZERO).unwrap();
+        assert_eq!(
+            values(&got[..2]),
+            vec![
+                r#"{"id":"1","name":"ada"}"#.to_string(),
+                r#"{"id":"2","name":"lovelace, a"}"#.into()
+            ]
+        );
+        assert!(got[0].headers.is_empty());
+        assert_eq!(
+            values(&got[2..]),
+            vec!["3".to_string()],
+            "the raw line, for the dead-letter topic"
+        );
+        assert_eq!(got[2].headers[0].0, SOURCE_ERROR_HEADER);
+        // Resuming mid-file still knows the columns.
+        let mut t2 = task(&dir.path().join("*.csv"));
+        t2.csv = true;
+        t2.start(vec![got[0].position.clone()]).unwrap();
+        assert_eq!(
+            values(&t2.poll(1, Duration::ZERO).unwrap()),
+            vec![r#"{"id":"2","name":"lovelace, a"}"#.to_string()]
+        );
     }
 
     fn values(records: &[SourceRecord]) -> Vec<String> {

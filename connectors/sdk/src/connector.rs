@@ -23,6 +23,12 @@ pub struct SourcePosition {
     pub offset: Json,
 }
 
+/// A source that cannot make a record out of some input (a malformed line, say) hands it over
+/// anyway, with the input as its raw value and the reason in this header: the runtime then
+/// applies the connector's error policy (stop, or the dead-letter topic), so bad input is
+/// never dropped silently.
+pub const SOURCE_ERROR_HEADER: &str = "sluice.source.error";
+
 /// A record a source produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceRecord {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sluice_connector_sdk::connector::{
     ConnectorError, ErrorKind, SinkRecord, SinkTask, SourcePosition, SourceRecord, SourceTask,
-    TaskInfo, TopicPartition,
+    TaskInfo, TopicPartition, SOURCE_ERROR_HEADER,
 };
 use sluice_connector_sdk::data::Payload;
 use sluice_connector_sdk::registry::{ConnectorRegistry, Factory};
@@ -501,6 +501,20 @@ fn source_loop(
                     ("source.offset".to_string(), r.position.offset.to_string()),
                 ]
             };
+            if let Some(i) = r.headers.iter().position(|(k, _)| k == SOURCE_ERROR_HEADER) {
+                let message = String::from_utf8_lossy(&r.headers[i].1).into_owned();
+                let original = match r.value.take() {
+                    Some(Payload::Raw(b)) => Some(b),
+                    _ => None,
+                };
+                let o = origin(&r);
+                if !ctx.bad_record("source", &message, original, o) {
+                    stopped_at_bad_record = true;
+                    break;
+                }
+                remember(&mut positions, r.position);
+                continue;
+            }
             let mut target: Option<String> = None;
             if !ctx.transforms.is_empty() {
                 match transform_source_record(&ctx.transforms, &topic, &mut r, now) {
