@@ -442,6 +442,7 @@ sources:
     errors: {{ tolerance: all, dead_letter_topic: people-dlq }}
 sinks:
   people_out: {{ type: file, topics: [people], value_format: json, path: {d}/out, roll_interval: 200ms }}
+  people_csv: {{ type: file, topics: [people], value_format: json, format: csv, path: {d}/csv_out }}
 "#,
         d = dir.display()
     );
@@ -464,4 +465,12 @@ sinks:
         ]
     );
     assert_eq!(consume_topic(dir, "people-dlq"), vec!["2".to_string()]);
+    // The second sink wrote the same records back as CSV (its file finished at shutdown).
+    let csv: Vec<String> = std::fs::read_dir(dir.join("csv_out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(csv, vec!["id,name\n1,ada\n3,\"grace, h\"\n".to_string()]);
 }

@@ -1,8 +1,8 @@
 //! # sluice-connector-file: the built-in file source and sink
 //!
-//! **Owns:** reading files into records ([`source`]: follow a glob, lines or JSON lines,
-//! resume per file by fingerprint) and writing records into files ([`sink`]: JSON lines,
-//! exactly once across crashes through atomic renames).
+//! **Owns:** reading files into records ([`source`]: follow a glob, lines, JSON lines or
+//! CSV, resume per file by fingerprint) and writing records into files ([`sink`]: JSON lines
+//! or CSV, exactly once across crashes through atomic renames).
 //!
 //! **Must not touch:** topics, offsets storage, converters: the runtime does those through
 //! the SDK traits.

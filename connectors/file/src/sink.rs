@@ -1,9 +1,9 @@
-//! The file sink: JSON lines (one record value per line), exactly once with respect to the
-//! topic, across crashes.
+//! The file sink: JSON lines (one record value per line) or CSV (a header row, then one row
+//! per record), exactly once with respect to the topic, across crashes.
 //!
 //! Each partition is written to a hidden in-progress file; when it rolls (by size, by age, or
 //! at shutdown) the file is fsynced and renamed, all at once, to
-//! `<topic>-<partition>-<first offset>-<last offset>.jsonl`. The names of the finished files
+//! `<topic>-<partition>-<first offset>-<last offset>.jsonl` (or `.csv`). The names of the finished files
 //! are the sink's own record of its position: on start it resumes after the highest last
 //! offset and deletes in-progress files, whose records are read again. So no record appears
 //! twice in the output and none is missing, whatever the moment of a crash.
@@ -43,6 +43,12 @@ pub fn spec() -> ConfigSpec {
             Some(json!("10s")),
             "finish a file once it is this old (its records become visible then)",
         ),
+        FieldSpec::optional(
+            "format",
+            FieldKind::OneOf(vec!["json".into(), "csv".into()]),
+            Some(json!("json")),
+            "`json`: each record's value on a line (`.jsonl` files); `csv`: values that are JSON objects become rows under a header row of their field names (`.csv` files; a record with other fields starts a new file; nested values are written as JSON)",
+        ),
     ])
 }
 
@@ -75,6 +81,7 @@ impl SinkConnector for FileSink {
             roll_interval: config
                 .duration("roll_interval")
                 .unwrap_or(Duration::from_secs(10)),
+            csv: config.str("format") == Some("csv"),
             open: HashMap::new(),
             done: HashMap::new(),
         }))
@@ -88,12 +95,16 @@ struct InProgress {
     last: i64,
     bytes: u64,
     started: Instant,
+    /// `format: csv`: the header row of this file.
+    columns: Vec<String>,
 }
 
 struct FileSinkTask {
     dir: PathBuf,
     roll_bytes: u64,
     roll_interval: Duration,
+    /// `format: csv` (else JSON lines).
+    csv: bool,
     open: HashMap<TopicPartition, InProgress>,
     /// Next offset after the last finished file, per partition.
     done: HashMap<TopicPartition, i64>,
@@ -104,8 +115,21 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> ConnectorError {
     ConnectorError::retriable(format!("{what} {}: {e}", path.display()))
 }
 
-fn final_name(tp: &TopicPartition, first: i64, last: i64) -> String {
-    format!("{}-{}-{first:020}-{last:020}.jsonl", tp.topic, tp.partition)
+fn extension(csv: bool) -> &'static str {
+    if csv {
+        ".csv"
+    } else {
+        ".jsonl"
+    }
+}
+
+fn final_name(tp: &TopicPartition, first: i64, last: i64, csv: bool) -> String {
+    format!(
+        "{}-{}-{first:020}-{last:020}{}",
+        tp.topic,
+        tp.partition,
+        extension(csv)
+    )
 }
 
 fn temp_prefix(tp: &TopicPartition) -> String {
@@ -114,9 +138,11 @@ fn temp_prefix(tp: &TopicPartition) -> String {
 
 /// `(first, last)` of a finished file of this partition.
 fn parse_final(tp: &TopicPartition, name: &str) -> Option<(i64, i64)> {
-    let rest = name
-        .strip_prefix(&format!("{}-{}-", tp.topic, tp.partition))?
-        .strip_suffix(".jsonl")?;
+    // Either extension: a sink switched from json to csv resumes where it stopped.
+    let rest = name.strip_prefix(&format!("{}-{}-", tp.topic, tp.partition))?;
+    let rest = rest
+        .strip_suffix(".jsonl")
+        .or_else(|| rest.strip_suffix(".csv"))?;
     let (first, last) = rest.split_once('-')?;
     if first.len() != 20 || last.len() != 20 {
         return None;
@@ -125,16 +151,53 @@ fn parse_final(tp: &TopicPartition, name: &str) -> Option<(i64, i64)> {
 }
 
 impl FileSinkTask {
+    /// A new hidden in-progress file whose first record will be `first` (with the header row
+    /// when writing CSV).
+    fn create(&self, tp: &TopicPartition, first: i64, columns: Vec<String>) -> Result<InProgress> {
+        let path = self
+            .dir
+            .join(format!("{}{:020}.inprogress", temp_prefix(tp), first));
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| io("creating", &path, e))?;
+        let mut writer = BufWriter::with_capacity(1 << 20, file);
+        let mut bytes = 0;
+        if self.csv {
+            let header = csv_line(columns.iter().map(String::as_str))?;
+            writer
+                .write_all(&header)
+                .map_err(|e| io("writing", &path, e))?;
+            bytes = header.len() as u64;
+        }
+        Ok(InProgress {
+            path,
+            writer,
+            first,
+            last: first - 1, // nothing written yet
+            bytes,
+            started: Instant::now(),
+            columns,
+        })
+    }
+
     fn finish(&mut self, tp: &TopicPartition) -> Result<()> {
         let Some(mut f) = self.open.remove(tp) else {
             return Ok(());
         };
+        if f.last < f.first {
+            // Created, but its first record never got written: nothing to publish.
+            drop(f.writer);
+            return std::fs::remove_file(&f.path).map_err(|e| io("removing", &f.path, e));
+        }
         f.writer.flush().map_err(|e| io("writing", &f.path, e))?;
         f.writer
             .get_ref()
             .sync_data()
             .map_err(|e| io("fsync of", &f.path, e))?;
-        let dest = self.dir.join(final_name(tp, f.first, f.last));
+        let dest = self.dir.join(final_name(tp, f.first, f.last, self.csv));
         std::fs::rename(&f.path, &dest).map_err(|e| io("publishing", &dest, e))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -193,49 +256,32 @@ impl SinkTask for FileSinkTask {
             if self.done.get(&tp).is_some_and(|next| r.offset < *next) {
                 continue; // already in a finished file
             }
+            if self.open.get(&tp).is_some_and(|f| r.offset <= f.last) {
+                // Already written: the runtime replays a batch one record at a time after a
+                // bad record, and the records before it must not appear twice.
+                continue;
+            }
+            let (line, columns) = if self.csv {
+                csv_row(r)?
+            } else {
+                (json_line(r)?, Vec::new())
+            };
+            if self.open.get(&tp).is_some_and(|f| f.columns != columns) {
+                self.finish(&tp)?; // other fields: a new file with its own header row
+            }
             if !self.open.contains_key(&tp) {
-                let path =
-                    self.dir
-                        .join(format!("{}{:020}.inprogress", temp_prefix(&tp), r.offset));
-                let file = OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .truncate(true)
-                    .open(&path)
-                    .map_err(|e| io("creating", &path, e))?;
-                let started = Instant::now();
-                self.open.insert(
-                    tp.clone(),
-                    InProgress {
-                        path,
-                        writer: BufWriter::with_capacity(1 << 20, file),
-                        first: r.offset,
-                        last: r.offset,
-                        bytes: 0,
-                        started,
-                    },
-                );
+                let f = self.create(&tp, r.offset, columns)?;
+                self.open.insert(tp.clone(), f);
             }
             let f = self
                 .open
                 .get_mut(&tp)
                 .ok_or_else(|| ConnectorError::fatal("lost an open file"))?;
-            let written = match &r.value {
-                Some(Payload::Raw(bytes)) => f
-                    .writer
-                    .write_all(bytes)
-                    .and_then(|_| f.writer.write_all(b"\n"))
-                    .map(|_| bytes.len() + 1),
-                Some(Payload::Typed { .. }) => {
-                    return Err(ConnectorError::bad_record(
-                        "the file sink writes encoded values; set a value_format",
-                    ))
-                }
-                None => f.writer.write_all(b"null\n").map(|_| 5),
-            }
-            .map_err(|e| io("writing", &f.path, e))?;
+            f.writer
+                .write_all(&line)
+                .map_err(|e| io("writing", &f.path, e))?;
             f.last = r.offset;
-            f.bytes += written as u64;
+            f.bytes += line.len() as u64;
             if f.bytes >= self.roll_bytes {
                 self.finish(&tp)?;
             }
@@ -272,6 +318,90 @@ impl SinkTask for FileSinkTask {
     }
 }
 
+/// A record's value as a JSON line.
+fn json_line(r: &SinkRecord) -> Result<Vec<u8>> {
+    match &r.value {
+        Some(Payload::Raw(bytes)) => {
+            let mut line = Vec::with_capacity(bytes.len() + 1);
+            line.extend_from_slice(bytes);
+            line.push(b'\n');
+            Ok(line)
+        }
+        Some(Payload::Typed { .. }) => Err(ConnectorError::bad_record(
+            "the file sink writes encoded values; set a value_format",
+        )),
+        None => Ok(b"null\n".to_vec()),
+    }
+}
+
+/// One CSV line (RFC 4180 quoting, `\n` ending).
+fn csv_line<'a>(cells: impl IntoIterator<Item = &'a str>) -> Result<Vec<u8>> {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    writer
+        .write_record(cells)
+        .map_err(|e| ConnectorError::fatal(format!("encoding a CSV row: {e}")))?;
+    writer
+        .into_inner()
+        .map_err(|e| ConnectorError::fatal(format!("encoding a CSV row: {e}")))
+}
+
+/// A record whose value is a JSON object as a CSV row, with its field names (the header).
+fn csv_row(r: &SinkRecord) -> Result<(Vec<u8>, Vec<String>)> {
+    let where_ = || format!("{}-{} offset {}", r.topic, r.partition, r.offset);
+    let object = match &r.value {
+        Some(Payload::Raw(bytes)) => match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(serde_json::Value::Object(o)) => o,
+            Ok(other) => {
+                return Err(ConnectorError::bad_record(format!(
+                    "`format: csv` writes JSON objects as rows; the value at {} is {}",
+                    where_(),
+                    kind(&other)
+                )))
+            }
+            Err(e) => {
+                return Err(ConnectorError::bad_record(format!(
+                    "`format: csv` writes JSON objects as rows; the value at {} is not JSON: {e}",
+                    where_()
+                )))
+            }
+        },
+        Some(Payload::Typed { .. }) => {
+            return Err(ConnectorError::bad_record(
+                "the file sink writes encoded values; set a value_format",
+            ))
+        }
+        None => {
+            return Err(ConnectorError::bad_record(format!(
+                "`format: csv` has no row for a tombstone (null value) at {}; drop tombstones with a `filter` transform and the `record_is_tombstone` predicate",
+                where_()
+            )))
+        }
+    };
+    let columns: Vec<String> = object.keys().cloned().collect();
+    let cells: Vec<String> = object
+        .values()
+        .map(|v| match v {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    Ok((csv_line(cells.iter().map(String::as_str))?, columns))
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +423,7 @@ mod tests {
             dir: dir.to_path_buf(),
             roll_bytes,
             roll_interval: Duration::from_secs(3600),
+            csv: false,
             open: HashMap::new(),
             done: HashMap::new(),
         }
@@ -354,5 +485,95 @@ mod tests {
             .file_name()
             .to_string_lossy()
             .ends_with(".inprogress")));
+    }
+
+    fn csv_output(dir: &Path) -> Vec<(String, String)> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".csv"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| {
+                let text = std::fs::read_to_string(dir.join(&n)).unwrap();
+                (n, text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn csv_rows_under_a_header_with_quoting_and_a_new_file_when_fields_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let mut t = task(dir.path(), 1 << 20);
+        t.csv = true;
+        t.open(vec![tp]).unwrap();
+        t.put(&[
+            rec(
+                0,
+                r#"{"id":1,"name":"Ada, Countess","note":"said \"hi\"","tags":["a"],"gone":null}"#,
+            ),
+            rec(
+                1,
+                r#"{"id":2,"name":"Bob","note":"two\nlines","tags":[],"gone":true}"#,
+            ),
+            rec(2, r#"{"id":3,"email":"c@example.com"}"#),
+        ])
+        .unwrap();
+        t.stop().unwrap();
+        let files = csv_output(dir.path());
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files[0]
+            .0
+            .ends_with("-00000000000000000000-00000000000000000001.csv"));
+        assert_eq!(
+            files[0].1,
+            "id,name,note,tags,gone\n1,\"Ada, Countess\",\"said \"\"hi\"\"\",\"[\"\"a\"\"]\",\n2,Bob,\"two\nlines\",[],true\n"
+        );
+        assert!(files[1]
+            .0
+            .ends_with("-00000000000000000002-00000000000000000002.csv"));
+        assert_eq!(files[1].1, "id,email\n3,c@example.com\n");
+    }
+
+    #[test]
+    fn csv_refuses_values_that_are_not_objects_and_a_replay_writes_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let mut t = task(dir.path(), 1 << 20);
+        t.csv = true;
+        t.open(vec![tp]).unwrap();
+        let batch = [rec(0, r#"{"n":0}"#), rec(1, "[1,2]"), rec(2, r#"{"n":2}"#)];
+        let e = t.put(&batch).unwrap_err();
+        assert_eq!(
+            e.kind,
+            sluice_connector_sdk::connector::ErrorKind::BadRecord
+        );
+        assert!(
+            e.message.contains("t-0 offset 1 is an array"),
+            "{}",
+            e.message
+        );
+        // What the runtime does next: the batch again, one record at a time.
+        for r in &batch {
+            let result = t.put(std::slice::from_ref(r));
+            assert_eq!(result.is_err(), r.offset == 1, "offset {}", r.offset);
+        }
+        let mut tomb = rec(3, "");
+        tomb.value = None;
+        let e = t.put(&[tomb]).unwrap_err();
+        assert!(e.message.contains("tombstone"), "{}", e.message);
+        t.stop().unwrap();
+        let files = csv_output(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(files[0].1, "n\n0\n2\n", "each good record once");
     }
 }
