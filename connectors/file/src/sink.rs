@@ -261,10 +261,14 @@ impl SinkTask for FileSinkTask {
                 // bad record, and the records before it must not appear twice.
                 continue;
             }
+            // JSON values go to the file as they are (the pass-through path copies nothing
+            // extra); CSV rows are encoded first. Either way a bad record is refused before
+            // anything of it is written.
             let (line, columns) = if self.csv {
-                csv_row(r)?
+                let (row, columns) = csv_row(r)?;
+                (Line::Csv(row), columns)
             } else {
-                (json_line(r)?, Vec::new())
+                (Line::Json(json_value(r)?), Vec::new())
             };
             if self.open.get(&tp).is_some_and(|f| f.columns != columns) {
                 self.finish(&tp)?; // other fields: a new file with its own header row
@@ -277,11 +281,17 @@ impl SinkTask for FileSinkTask {
                 .open
                 .get_mut(&tp)
                 .ok_or_else(|| ConnectorError::fatal("lost an open file"))?;
-            f.writer
-                .write_all(&line)
-                .map_err(|e| io("writing", &f.path, e))?;
+            let written = match line {
+                Line::Csv(row) => f.writer.write_all(&row).map(|_| row.len()),
+                Line::Json(value) => f
+                    .writer
+                    .write_all(value)
+                    .and_then(|_| f.writer.write_all(b"\n"))
+                    .map(|_| value.len() + 1),
+            }
+            .map_err(|e| io("writing", &f.path, e))?;
             f.last = r.offset;
-            f.bytes += line.len() as u64;
+            f.bytes += written as u64;
             if f.bytes >= self.roll_bytes {
                 self.finish(&tp)?;
             }
@@ -318,20 +328,25 @@ impl SinkTask for FileSinkTask {
     }
 }
 
-/// A record's value as a JSON line.
-fn json_line(r: &SinkRecord) -> Result<Vec<u8>> {
+/// What one record becomes in the file.
+enum Line<'a> {
+    /// The value's bytes (a newline follows).
+    Json(&'a [u8]),
+    /// A whole CSV row, newline included.
+    Csv(Vec<u8>),
+}
+
+/// A record's value as written on a JSON line (a tombstone is `null`).
+fn json_value(r: &SinkRecord) -> Result<&[u8]> {
     match &r.value {
-        Some(Payload::Raw(bytes)) => {
-            let mut line = Vec::with_capacity(bytes.len() + 1);
-            line.extend_from_slice(bytes);
-            line.push(b'\n');
-            Ok(line)
-        }
-        Some(Payload::Typed { .. }) => Err(ConnectorError::bad_record(
-            "the file sink writes encoded values; set a value_format",
-        )),
-        None => Ok(b"null\n".to_vec()),
+        Some(Payload::Raw(bytes)) => Ok(bytes),
+        Some(Payload::Typed { .. }) => Err(typed_value()),
+        None => Ok(b"null"),
     }
+}
+
+fn typed_value() -> ConnectorError {
+    ConnectorError::bad_record("the file sink writes encoded values; set a value_format")
 }
 
 /// One CSV line (RFC 4180 quoting, `\n` ending).
@@ -367,11 +382,7 @@ fn csv_row(r: &SinkRecord) -> Result<(Vec<u8>, Vec<String>)> {
                 )))
             }
         },
-        Some(Payload::Typed { .. }) => {
-            return Err(ConnectorError::bad_record(
-                "the file sink writes encoded values; set a value_format",
-            ))
-        }
+        Some(Payload::Typed { .. }) => return Err(typed_value()),
         None => {
             return Err(ConnectorError::bad_record(format!(
                 "`format: csv` has no row for a tombstone (null value) at {}; drop tombstones with a `filter` transform and the `record_is_tombstone` predicate",
@@ -503,16 +514,22 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn csv_rows_under_a_header_with_quoting_and_a_new_file_when_fields_change() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A CSV sink task on `t-0`, ready for records.
+    fn csv_task(dir: &Path) -> FileSinkTask {
+        let mut t = task(dir, 1 << 20);
+        t.csv = true;
         let tp = TopicPartition {
             topic: "t".into(),
             partition: 0,
         };
-        let mut t = task(dir.path(), 1 << 20);
-        t.csv = true;
         t.open(vec![tp]).unwrap();
+        t
+    }
+
+    #[test]
+    fn csv_rows_under_a_header_with_quoting_and_a_new_file_when_fields_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = csv_task(dir.path());
         t.put(&[
             rec(
                 0,
@@ -544,13 +561,7 @@ mod tests {
     #[test]
     fn csv_refuses_values_that_are_not_objects_and_a_replay_writes_nothing_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let tp = TopicPartition {
-            topic: "t".into(),
-            partition: 0,
-        };
-        let mut t = task(dir.path(), 1 << 20);
-        t.csv = true;
-        t.open(vec![tp]).unwrap();
+        let mut t = csv_task(dir.path());
         let batch = [rec(0, r#"{"n":0}"#), rec(1, "[1,2]"), rec(2, r#"{"n":2}"#)];
         let e = t.put(&batch).unwrap_err();
         assert_eq!(

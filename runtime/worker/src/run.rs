@@ -214,6 +214,14 @@ fn ensure_topic(
     }
 }
 
+/// A connector that cannot be set up, and why.
+fn connector_err(plan: &ConnectorPlan, e: impl std::fmt::Display) -> WorkerError {
+    WorkerError::Connector {
+        connector: plan.name.clone(),
+        message: e.to_string(),
+    }
+}
+
 fn raw(p: &Option<Payload>) -> Option<Vec<u8>> {
     match p {
         Some(Payload::Raw(b)) => Some(b.clone()),
@@ -271,17 +279,10 @@ impl Worker {
         let status: Statuses = Arc::new(Mutex::new(BTreeMap::new()));
         let offsets = Arc::new(SourceOffsets::open(log)?);
         let mut threads = Vec::new();
-        let connector_err = |plan: &ConnectorPlan, e: ConnectorError| WorkerError::Connector {
-            connector: plan.name.clone(),
-            message: e.to_string(),
-        };
         for plan in &pipeline.sources {
             let t = registry
                 .source(&plan.type_name)
-                .map_err(|e| WorkerError::Connector {
-                    connector: plan.name.clone(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| connector_err(plan, e))?;
             let Factory::Source(make) = &t.factory else {
                 continue;
             };
@@ -307,12 +308,8 @@ impl Worker {
                                 ),
                             })?;
                     tracing::info!(connector = %plan.name, subject = %subject, id, version, "value schema registered");
-                    let parsed = apache_avro::Schema::parse_str(schema).map_err(|e| {
-                        WorkerError::Connector {
-                            connector: plan.name.clone(),
-                            message: e.to_string(),
-                        }
-                    })?;
+                    let parsed = apache_avro::Schema::parse_str(schema)
+                        .map_err(|e| connector_err(plan, e))?;
                     Some(Arc::new(AvroOut {
                         schema_id: id,
                         codec: crate::avro::Compiled::new(parsed),
@@ -360,10 +357,7 @@ impl Worker {
         for plan in &pipeline.sinks {
             let t = registry
                 .sink(&plan.type_name)
-                .map_err(|e| WorkerError::Connector {
-                    connector: plan.name.clone(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| connector_err(plan, e))?;
             let Factory::Sink(make) = &t.factory else {
                 continue;
             };
