@@ -5,10 +5,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{binary, KillOnDrop};
+use support::{binary, consume_topic, start, stop, KillOnDrop};
 
 fn pipeline(dir: &Path, extra_source: &str) -> std::path::PathBuf {
     let yaml = format!(
@@ -38,18 +38,6 @@ sinks:
     std::fs::write(&path, yaml).unwrap();
     std::fs::create_dir_all(dir.join("in")).unwrap();
     path
-}
-
-fn start(file: &Path) -> KillOnDrop {
-    let child: Child = Command::new(binary())
-        .args(["run"])
-        .arg(file)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    KillOnDrop(child)
 }
 
 fn output_lines(dir: &Path) -> Vec<String> {
@@ -83,44 +71,6 @@ fn wait_for_lines(dir: &Path, n: usize, timeout: Duration) -> Vec<String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn stop(mut p: KillOnDrop) {
-    unsafe_sigint(p.0.id());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while p.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        p.0.try_wait().unwrap().is_some(),
-        "sluice run did not stop on SIGINT"
-    );
-}
-
-fn unsafe_sigint(pid: u32) {
-    Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-}
-
-fn consume_topic(dir: &Path, topic: &str) -> Vec<String> {
-    let out = Command::new(binary())
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["consume", topic, "--from-beginning", "--exit-at-end"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 #[test]
@@ -171,7 +121,7 @@ fn a_bad_line_stops_the_task_without_tolerance() {
     let mut run = KillOnDrop(out);
     let got = wait_for_lines(dir, 1, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
-    unsafe_sigint(run.0.id());
+    support::sigint(run.0.id());
     let output = std::mem::replace(&mut run.0, Command::new("true").spawn().unwrap())
         .wait_with_output()
         .unwrap();

@@ -88,3 +88,55 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+// `sluice run` helpers.
+
+pub fn start(file: &Path) -> KillOnDrop {
+    let child: Child = Command::new(binary())
+        .args(["run"])
+        .arg(file)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+pub fn stop(mut p: KillOnDrop) {
+    sigint(p.0.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        p.0.try_wait().unwrap().is_some(),
+        "sluice run did not stop on SIGINT"
+    );
+}
+
+pub fn sigint(pid: u32) {
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+pub fn consume_topic(dir: &Path, topic: &str) -> Vec<String> {
+    let out = Command::new(binary())
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["consume", topic, "--from-beginning", "--exit-at-end"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

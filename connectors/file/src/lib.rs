@@ -11,6 +11,7 @@ use sluice_connector_sdk::registry::{
     ConnectorRegistry, ConnectorType, Factory, Origin, RegistryError,
 };
 
+pub mod avro_file;
 pub mod sink;
 pub mod source;
 
@@ -25,7 +26,7 @@ pub fn register(registry: &mut ConnectorRegistry) -> Result<(), RegistryError> {
     })?;
     registry.register(ConnectorType {
         name: "file".into(),
-        description: "writes JSON lines files, exactly once".into(),
+        description: "writes JSON lines, CSV or Avro container files, exactly once".into(),
         config: sink::spec(),
         origin: Origin::BuiltIn,
         factory: Factory::Sink(Box::new(|c| Ok(Box::new(sink::FileSink::new(c))))),

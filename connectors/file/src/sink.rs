@@ -1,9 +1,10 @@
-//! The file sink: JSON lines (one record value per line) or CSV (a header row, then one row
-//! per record), exactly once with respect to the topic, across crashes.
+//! The file sink: JSON lines (one record value per line), CSV (a header row, then one row
+//! per record) or Avro object container files, exactly once with respect to the topic,
+//! across crashes.
 //!
 //! Each partition is written to a hidden in-progress file; when it rolls (by size, by age, or
 //! at shutdown) the file is fsynced and renamed, all at once, to
-//! `<topic>-<partition>-<first offset>-<last offset>.jsonl` (or `.csv`). The names of the finished files
+//! `<topic>-<partition>-<first offset>-<last offset>.jsonl` (or `.csv`, `.avro`). The names of the finished files
 //! are the sink's own record of its position: on start it resumes after the highest last
 //! offset and deletes in-progress files, whose records are read again. So no record appears
 //! twice in the output and none is missing, whatever the moment of a crash.
@@ -14,12 +15,16 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use serde_json::json;
 use sluice_connector_sdk::config::{ConfigSpec, ConfigValues, FieldKind, FieldSpec};
 use sluice_connector_sdk::connector::{
     ConnectorError, Result, SinkConnector, SinkRecord, SinkTask, TaskInfo, TopicPartition,
 };
 use sluice_connector_sdk::data::Payload;
+
+use crate::avro_file::{ContainerWriter, BLOCK_BYTES};
 
 pub fn spec() -> ConfigSpec {
     ConfigSpec::new(vec![
@@ -45,9 +50,9 @@ pub fn spec() -> ConfigSpec {
         ),
         FieldSpec::optional(
             "format",
-            FieldKind::OneOf(vec!["json".into(), "csv".into()]),
+            FieldKind::OneOf(vec!["json".into(), "csv".into(), "avro".into()]),
             Some(json!("json")),
-            "`json`: each record's value on a line (`.jsonl` files); `csv`: values that are JSON objects become rows under a header row of their field names (`.csv` files; a record with other fields starts a new file; nested values are written as JSON)",
+            "`json`: each record's value on a line (`.jsonl` files); `csv`: values that are JSON objects become rows under a header row of their field names (`.csv` files; a record with other fields starts a new file; nested values are written as JSON); `avro`: Avro object container files (`.avro`) with the records' schema, which the topic's converter supplies (`value_format: avro`, `json` with `value_schemas_enable`, or the sink's `value_schema`); a record with another schema starts a new file",
         ),
     ])
 }
@@ -81,7 +86,11 @@ impl SinkConnector for FileSink {
             roll_interval: config
                 .duration("roll_interval")
                 .unwrap_or(Duration::from_secs(10)),
-            csv: config.str("format") == Some("csv"),
+            format: match config.str("format") {
+                Some("csv") => OutFormat::Csv,
+                Some("avro") => OutFormat::Avro,
+                _ => OutFormat::Json,
+            },
             open: HashMap::new(),
             done: HashMap::new(),
         }))
@@ -97,14 +106,23 @@ struct InProgress {
     started: Instant,
     /// `format: csv`: the header row of this file.
     columns: Vec<String>,
+    /// `format: avro`: the schema of this file and its block writer.
+    avro: Option<(Arc<str>, ContainerWriter)>,
+}
+
+/// What the files hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutFormat {
+    Json,
+    Csv,
+    Avro,
 }
 
 struct FileSinkTask {
     dir: PathBuf,
     roll_bytes: u64,
     roll_interval: Duration,
-    /// `format: csv` (else JSON lines).
-    csv: bool,
+    format: OutFormat,
     open: HashMap<TopicPartition, InProgress>,
     /// Next offset after the last finished file, per partition.
     done: HashMap<TopicPartition, i64>,
@@ -115,20 +133,20 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> ConnectorError {
     ConnectorError::retriable(format!("{what} {}: {e}", path.display()))
 }
 
-fn extension(csv: bool) -> &'static str {
-    if csv {
-        ".csv"
-    } else {
-        ".jsonl"
+fn extension(format: OutFormat) -> &'static str {
+    match format {
+        OutFormat::Json => ".jsonl",
+        OutFormat::Csv => ".csv",
+        OutFormat::Avro => ".avro",
     }
 }
 
-fn final_name(tp: &TopicPartition, first: i64, last: i64, csv: bool) -> String {
+fn final_name(tp: &TopicPartition, first: i64, last: i64, format: OutFormat) -> String {
     format!(
         "{}-{}-{first:020}-{last:020}{}",
         tp.topic,
         tp.partition,
-        extension(csv)
+        extension(format)
     )
 }
 
@@ -138,11 +156,12 @@ fn temp_prefix(tp: &TopicPartition) -> String {
 
 /// `(first, last)` of a finished file of this partition.
 fn parse_final(tp: &TopicPartition, name: &str) -> Option<(i64, i64)> {
-    // Either extension: a sink switched from json to csv resumes where it stopped.
+    // Any extension: a sink switched from json to csv resumes where it stopped.
     let rest = name.strip_prefix(&format!("{}-{}-", tp.topic, tp.partition))?;
     let rest = rest
         .strip_suffix(".jsonl")
-        .or_else(|| rest.strip_suffix(".csv"))?;
+        .or_else(|| rest.strip_suffix(".csv"))
+        .or_else(|| rest.strip_suffix(".avro"))?;
     let (first, last) = rest.split_once('-')?;
     if first.len() != 20 || last.len() != 20 {
         return None;
@@ -152,8 +171,14 @@ fn parse_final(tp: &TopicPartition, name: &str) -> Option<(i64, i64)> {
 
 impl FileSinkTask {
     /// A new hidden in-progress file whose first record will be `first` (with the header row
-    /// when writing CSV).
-    fn create(&self, tp: &TopicPartition, first: i64, columns: Vec<String>) -> Result<InProgress> {
+    /// when writing CSV, the container header when writing Avro).
+    fn create(
+        &self,
+        tp: &TopicPartition,
+        first: i64,
+        columns: Vec<String>,
+        schema: Option<Arc<str>>,
+    ) -> Result<InProgress> {
         let path = self
             .dir
             .join(format!("{}{:020}.inprogress", temp_prefix(tp), first));
@@ -165,8 +190,19 @@ impl FileSinkTask {
             .map_err(|e| io("creating", &path, e))?;
         let mut writer = BufWriter::with_capacity(1 << 20, file);
         let mut bytes = 0;
-        if self.csv {
-            let header = csv_line(columns.iter().map(String::as_str))?;
+        let mut avro = None;
+        let header = match (self.format, schema) {
+            (OutFormat::Csv, _) => Some(csv_line(columns.iter().map(String::as_str))?),
+            (OutFormat::Avro, Some(schema)) => {
+                let (w, header) = ContainerWriter::new(&schema).map_err(|e| {
+                    ConnectorError::bad_record(format!("the records' Avro schema: {e}"))
+                })?;
+                avro = Some((schema, w));
+                Some(header)
+            }
+            _ => None,
+        };
+        if let Some(header) = header {
             writer
                 .write_all(&header)
                 .map_err(|e| io("writing", &path, e))?;
@@ -180,6 +216,7 @@ impl FileSinkTask {
             bytes,
             started: Instant::now(),
             columns,
+            avro,
         })
     }
 
@@ -192,12 +229,17 @@ impl FileSinkTask {
             drop(f.writer);
             return std::fs::remove_file(&f.path).map_err(|e| io("removing", &f.path, e));
         }
+        if let Some(block) = f.avro.as_mut().and_then(|(_, w)| w.take_block()) {
+            f.writer
+                .write_all(&block)
+                .map_err(|e| io("writing", &f.path, e))?;
+        }
         f.writer.flush().map_err(|e| io("writing", &f.path, e))?;
         f.writer
             .get_ref()
             .sync_data()
             .map_err(|e| io("fsync of", &f.path, e))?;
-        let dest = self.dir.join(final_name(tp, f.first, f.last, self.csv));
+        let dest = self.dir.join(final_name(tp, f.first, f.last, self.format));
         std::fs::rename(&f.path, &dest).map_err(|e| io("publishing", &dest, e))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -264,17 +306,31 @@ impl SinkTask for FileSinkTask {
             // JSON values go to the file as they are (the pass-through path copies nothing
             // extra); CSV rows are encoded first. Either way a bad record is refused before
             // anything of it is written.
-            let (line, columns) = if self.csv {
-                let (row, columns) = csv_row(r)?;
-                (Line::Csv(row), columns)
-            } else {
-                (Line::Json(json_value(r)?), Vec::new())
+            let (line, columns, schema) = match self.format {
+                OutFormat::Csv => {
+                    let (row, columns) = csv_row(r)?;
+                    (Line::Csv(row), columns, None)
+                }
+                OutFormat::Json => (Line::Json(json_value(r)?), Vec::new(), None),
+                OutFormat::Avro => {
+                    let (value, schema) = avro_value(r)?;
+                    (Line::Avro(value), Vec::new(), Some(schema))
+                }
             };
-            if self.open.get(&tp).is_some_and(|f| f.columns != columns) {
-                self.finish(&tp)?; // other fields: a new file with its own header row
+            let same_schema = |f: &InProgress| match (&f.avro, &schema) {
+                (Some((a, _)), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
+                _ => true,
+            };
+            if self
+                .open
+                .get(&tp)
+                .is_some_and(|f| f.columns != columns || !same_schema(f))
+            {
+                // Other fields or another schema: a new file with its own header.
+                self.finish(&tp)?;
             }
             if !self.open.contains_key(&tp) {
-                let f = self.create(&tp, r.offset, columns)?;
+                let f = self.create(&tp, r.offset, columns, schema)?;
                 self.open.insert(tp.clone(), f);
             }
             let f = self
@@ -288,6 +344,28 @@ impl SinkTask for FileSinkTask {
                     .write_all(value)
                     .and_then(|_| f.writer.write_all(b"\n"))
                     .map(|_| value.len() + 1),
+                Line::Avro(value) => {
+                    let Some((_, w)) = f.avro.as_mut() else {
+                        return Err(ConnectorError::fatal("an Avro file without its writer"));
+                    };
+                    let before = w.pending();
+                    w.append(&value).map_err(|e| {
+                        ConnectorError::bad_record(format!(
+                            "{}-{} offset {}: the value does not fit its Avro schema: {e}",
+                            r.topic, r.partition, r.offset
+                        ))
+                    })?;
+                    let added = w.pending() - before;
+                    if w.pending() >= BLOCK_BYTES {
+                        if let Some(block) = w.take_block() {
+                            f.writer.write_all(&block).map(|_| added)
+                        } else {
+                            Ok(added)
+                        }
+                    } else {
+                        Ok(added)
+                    }
+                }
             }
             .map_err(|e| io("writing", &f.path, e))?;
             f.last = r.offset;
@@ -334,6 +412,31 @@ enum Line<'a> {
     Json(&'a [u8]),
     /// A whole CSV row, newline included.
     Csv(Vec<u8>),
+    /// A value to encode into the current Avro block.
+    Avro(serde_json::Value),
+}
+
+/// A record's value (JSON text of its schema) and the schema, for `format: avro`.
+fn avro_value(r: &SinkRecord) -> Result<(serde_json::Value, Arc<str>)> {
+    let where_ = || format!("{}-{} offset {}", r.topic, r.partition, r.offset);
+    let Some(schema) = r.value_schema.clone() else {
+        return Err(ConnectorError::bad_record(format!(
+            "`format: avro` needs the Avro schema of the value at {}: read the topic with `value_format: avro`, `json` with `value_schemas_enable: true`, or declare the sink's `value_schema`",
+            where_()
+        )));
+    };
+    match &r.value {
+        Some(Payload::Raw(bytes)) => serde_json::from_slice(bytes)
+            .map(|v| (v, schema))
+            .map_err(|e| {
+                ConnectorError::bad_record(format!("the value at {} is not JSON: {e}", where_()))
+            }),
+        Some(Payload::Typed { .. }) => Err(typed_value()),
+        None => Err(ConnectorError::bad_record(format!(
+            "`format: avro` has no record for a tombstone (null value) at {}; drop tombstones with a `filter` transform and the `record_is_tombstone` predicate",
+            where_()
+        ))),
+    }
 }
 
 /// A record's value as written on a JSON line (a tombstone is `null`).
@@ -426,6 +529,8 @@ mod tests {
             key: None,
             value: Some(Payload::Raw(v.as_bytes().to_vec())),
             headers: vec![],
+            key_schema: None,
+            value_schema: None,
         }
     }
 
@@ -434,7 +539,7 @@ mod tests {
             dir: dir.to_path_buf(),
             roll_bytes,
             roll_interval: Duration::from_secs(3600),
-            csv: false,
+            format: OutFormat::Json,
             open: HashMap::new(),
             done: HashMap::new(),
         }
@@ -517,7 +622,7 @@ mod tests {
     /// A CSV sink task on `t-0`, ready for records.
     fn csv_task(dir: &Path) -> FileSinkTask {
         let mut t = task(dir, 1 << 20);
-        t.csv = true;
+        t.format = OutFormat::Csv;
         let tp = TopicPartition {
             topic: "t".into(),
             partition: 0,

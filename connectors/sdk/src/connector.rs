@@ -7,6 +7,7 @@
 //! small runtime inside its task and blocks on it in `poll`/`put`.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -61,6 +62,14 @@ pub struct SinkRecord {
     pub key: Option<Payload>,
     pub value: Option<Payload>,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The Avro schema (JSON text) that `key` conforms to, when the topic is read with a
+    /// converter that knows one (`avro`, `json` with an embedded schema, or a reader schema
+    /// the sink declares); raw keys are then JSON text of that schema. Shared by the records
+    /// of one schema.
+    pub key_schema: Option<Arc<str>>,
+    /// The same for `value`: a sink that writes typed output (Avro files, database rows)
+    /// takes its types from here.
+    pub value_schema: Option<Arc<str>>,
 }
 
 /// Whether trying again can help.

@@ -4,14 +4,16 @@
 //! plugin: the source and sink traits ([`connector`]), the records and typed data that cross
 //! them ([`data`]: schemas that map one to one onto Avro, so the registry can govern every
 //! topic), connector settings declared once for validation and docs ([`config`]), and the one
-//! registry of connector types shared by built-ins and plugins ([`registry`]).
+//! registry of connector types shared by built-ins and plugins ([`registry`]), and a fast
+//! JSON ↔ Avro binary codec for records in flight ([`avro`]), which the runtime's converters
+//! and connectors that write Avro files share.
 //!
 //! **Must not touch:** the log, the broker, converters, transforms, threads or async
 //! runtimes: the runtime drives connectors; connectors only produce and consume records.
 //!
 //! ## Status
-//! The contract is built and tested here. The runtime that drives it (`sluice run`), the
-//! converters, transforms, error policies and the file connectors are not built yet.
+//! The contract is built and driven by the runtime (`sluice-worker`, `sluice run`); the
+//! built-in file connectors implement it. The C ABI export for plugins is the next step.
 //!
 //! ## Designed to cross a C ABI
 //! Every trait method is synchronous, takes and returns owned data, and reports failure as
@@ -42,6 +44,7 @@
 //! assert_eq!(issues[0].to_string(), "`pth`: unknown setting (did you mean `path`?)");
 //! ```
 
+pub mod avro;
 pub mod config;
 pub mod connector;
 pub mod data;

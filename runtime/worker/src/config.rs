@@ -75,6 +75,16 @@ const FORMATS: [(&str, Format); 4] = [
     ("avro", Format::Avro),
 ];
 
+impl Format {
+    pub fn name(self) -> &'static str {
+        FORMATS
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("bytes")
+    }
+}
+
 /// What happens when a record fails.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorPolicy {
@@ -109,8 +119,17 @@ pub struct ConnectorPlan {
     pub errors: ErrorPolicy,
     /// The connector's own settings, validated against its spec.
     pub settings: ConfigValues,
-    /// The Avro schema (JSON text) of the values a source writes with `value_format: avro`.
+    /// The Avro schema (JSON text) of the keys: on a source, what `avro` writes and `json`
+    /// checks; on a sink, the reader schema that keys are resolved to.
+    pub key_schema: Option<String>,
+    /// The same for values.
     pub value_schema: Option<String>,
+    /// Where `value_schema` stands in the file (for errors found across connectors).
+    pub value_schema_pos: Option<Pos>,
+    /// `json` with Kafka Connect's `{"schema": …, "payload": …}` envelope
+    /// (`schemas.enable=true`).
+    pub key_schemas_enable: bool,
+    pub value_schemas_enable: bool,
     /// Applied in order: on a source before its records are stored, on a sink after they
     /// are read (and decoded).
     pub transforms: Vec<crate::transforms::Transform>,
@@ -212,6 +231,19 @@ impl Checker<'_> {
                         "{what} must be an integer from {min} to {max}, found {}",
                         node.shown()
                     ),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+        match node.kind {
+            Kind::Bool(b) => Some(b),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("{what} must be true or false, found {}", node.shown()),
                 );
                 None
             }
@@ -490,7 +522,10 @@ impl Checker<'_> {
                 "tasks",
                 "errors",
                 "transforms",
+                "key_schema",
                 "value_schema",
+                "key_schemas_enable",
+                "value_schemas_enable",
             ]
         } else {
             &[
@@ -501,6 +536,10 @@ impl Checker<'_> {
                 "tasks",
                 "errors",
                 "transforms",
+                "key_schema",
+                "value_schema",
+                "key_schemas_enable",
+                "value_schemas_enable",
             ]
         };
         let entries = self.mapping(node, &what, None);
@@ -511,7 +550,8 @@ impl Checker<'_> {
         let mut settings = Map::new();
         let mut setting_pos: BTreeMap<String, Pos> = BTreeMap::new();
         let mut topic_seen = false;
-        let mut value_schema: Option<(String, Pos)> = None;
+        let mut schemas: [Option<(String, Pos)>; 2] = [None, None];
+        let mut schemas_enable = [false, false];
         let mut transforms = Vec::new();
         for (key, v, kpos) in &entries {
             match *key {
@@ -546,18 +586,21 @@ impl Checker<'_> {
                 "value_format" => value_format = self.format(v, "`value_format`"),
                 "tasks" => tasks = self.int(v, "`tasks`", 1, 1024).unwrap_or(1) as u32,
                 "errors" => errors = self.errors_policy(v, &format!("`errors` of {what}")),
-                "value_schema" if source => {
+                "key_schema" | "value_schema" => {
                     let text = match &v.kind {
                         Kind::Str(s) => s.clone(),
                         _ => v.to_json().to_string(),
                     };
                     match apache_avro::Schema::parse_str(&text) {
-                        Ok(_) => value_schema = Some((text, v.pos)),
-                        Err(e) => self.err(
-                            v.pos,
-                            format!("`value_schema` is not a valid Avro schema: {e}"),
-                        ),
+                        Ok(_) => schemas[usize::from(*key == "value_schema")] = Some((text, v.pos)),
+                        Err(e) => {
+                            self.err(v.pos, format!("`{key}` is not a valid Avro schema: {e}"))
+                        }
                     }
+                }
+                "key_schemas_enable" | "value_schemas_enable" => {
+                    schemas_enable[usize::from(*key == "value_schemas_enable")] =
+                        self.boolean(v, &format!("`{key}`")).unwrap_or(false)
                 }
                 "transforms" => transforms = self.transforms(v, &what, source),
                 other => {
@@ -616,14 +659,36 @@ impl Checker<'_> {
                 return None;
             }
         };
-        if source && value_format == Format::Avro && value_schema.is_none() {
-            self.err(at, format!("{what} writes `value_format: avro` and needs `value_schema` (the Avro schema of its values)"));
+        let mut converters_ok = true;
+        for (i, (side, format)) in [("key", key_format), ("value", value_format)]
+            .into_iter()
+            .enumerate()
+        {
+            if source && format == Format::Avro && schemas[i].is_none() {
+                self.err(at, format!("{what} writes `{side}_format: avro` and needs `{side}_schema` (the Avro schema of its {side}s)"));
+                converters_ok = false;
+            }
+            if let Some((_, pos)) = &schemas[i] {
+                if !matches!(format, Format::Avro | Format::Json) {
+                    self.err(
+                        *pos,
+                        format!(
+                            "`{side}_schema` needs `{side}_format: avro` or `json` ({what} has {})",
+                            format.name()
+                        ),
+                    );
+                    converters_ok = false;
+                }
+            }
+            if schemas_enable[i] && format != Format::Json {
+                self.err(at, format!("{what}: `{side}_schemas_enable` is an option of `{side}_format: json` (it has {})", format.name()));
+                converters_ok = false;
+            }
+        }
+        if !converters_ok {
             return None;
         }
-        if key_format == Format::Avro {
-            self.err(at, format!("{what}: `key_format: avro` is not built yet; use bytes, string or json for keys"));
-            return None;
-        }
+        let [key_schema, value_schema] = schemas;
         let plan = ConnectorPlan {
             name: name.to_string(),
             type_name,
@@ -633,7 +698,11 @@ impl Checker<'_> {
             tasks,
             errors,
             settings,
-            value_schema: value_schema.map(|(t, _)| t),
+            key_schema: key_schema.map(|(t, _)| t),
+            value_schema: value_schema.clone().map(|(t, _)| t),
+            value_schema_pos: value_schema.map(|(_, p)| p),
+            key_schemas_enable: schemas_enable[0],
+            value_schemas_enable: schemas_enable[1],
             transforms,
         };
         Some((plan, topics))
@@ -823,6 +892,7 @@ pub fn parse_pipeline(
             c.err(pos, format!("sink `{sink}` reads topic `{topic}`, which no source writes and `topics` does not declare{hint}"));
         }
     }
+    check_reader_schemas(&mut c, &pipeline);
     if pipeline.sources.is_empty() && pipeline.sinks.is_empty() && c.errors.is_empty() {
         c.err(
             root.pos,
@@ -834,6 +904,44 @@ pub fn parse_pipeline(
     } else {
         c.errors.sort_by_key(|e| (e.pos.line, e.pos.col));
         Err(c.errors)
+    }
+}
+
+/// A sink's reader schema against the schema of each source in the file that writes a topic
+/// it reads: a pair Avro cannot resolve fails now, not at the first record.
+fn check_reader_schemas(c: &mut Checker<'_>, pipeline: &Pipeline) {
+    for sink in &pipeline.sinks {
+        let (Some(reader_text), Some(pos)) = (&sink.value_schema, sink.value_schema_pos) else {
+            continue;
+        };
+        let Ok(reader) = apache_avro::Schema::parse_str(reader_text) else {
+            continue; // reported where it stands
+        };
+        for source in &pipeline.sources {
+            let Some(writer_text) = &source.value_schema else {
+                continue;
+            };
+            if !sink.topics.contains(&source.topics[0]) {
+                continue;
+            }
+            let Ok(writer) = apache_avro::Schema::parse_str(writer_text) else {
+                continue;
+            };
+            let problems = sluice_schema_registry::compat::incompatibilities(&reader, &writer);
+            if !problems.is_empty() {
+                let why: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                c.err(
+                    pos,
+                    format!(
+                        "sink `{}`: its `value_schema` cannot read the values source `{}` writes to `{}`: {}",
+                        sink.name,
+                        source.name,
+                        source.topics[0],
+                        why.join("; ")
+                    ),
+                );
+            }
+        }
     }
 }
 

@@ -1,8 +1,14 @@
-//! Converters: a connector's payloads to the bytes stored on a topic (`bytes`, `string`,
-//! `json`), and stored bytes back to payloads for sinks. Raw payloads are checked, never
-//! re-encoded: `bytes` passes them through untouched (the fast path), `string` checks UTF-8,
-//! `json` checks that they parse. The `avro` format is not built yet.
+//! Converters: a source's payloads to the bytes stored on a topic ([`Encoder`]), and stored
+//! bytes to what a sink receives ([`Decoder`]). `bytes` passes them through untouched (the
+//! fast path), `string` checks UTF-8, `json` checks that they parse (and, with a declared
+//! schema or `schemas_enable`, conforms them and writes Kafka Connect's schema envelope),
+//! `avro` writes and reads the Confluent wire format with schemas from the registry.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value as Json;
+use sluice_connector_sdk::avro::Compiled;
 use sluice_connector_sdk::data::{Payload, Value};
 use sluice_log::batch::{split_record_set, Compression};
 use sluice_log::OwnedRecord;
@@ -52,11 +58,11 @@ fn raw_of(p: &Payload) -> Option<Vec<u8>> {
 /// What the `avro` format writes with: the schema's id in the registry and its codec.
 pub struct AvroOut {
     pub schema_id: u32,
-    pub codec: crate::avro::Compiled,
+    pub codec: Compiled,
 }
 
 impl AvroOut {
-    fn encode(&self, json: &serde_json::Value) -> Result<Vec<u8>, String> {
+    fn encode(&self, json: &Json) -> Result<Vec<u8>, String> {
         let mut out = Vec::with_capacity(64);
         sluice_schema_registry::wire::write_header(&mut out, self.schema_id);
         self.codec.encode(json, &mut out)?;
@@ -64,82 +70,160 @@ impl AvroOut {
     }
 }
 
-/// The bytes to store for a payload, or why it cannot be stored in this format. Raw payloads
-/// are moved, never copied (except into Avro, which re-encodes them).
-pub fn encode(
+/// How a source's keys or values become the bytes stored on the topic.
+pub struct Encoder {
     format: Format,
-    payload: Option<Payload>,
-    avro: Option<&AvroOut>,
-) -> Result<Option<Vec<u8>>, EncodeError> {
-    let Some(payload) = payload else {
-        return Ok(None);
-    };
-    let fail = |message: String, original: Option<Vec<u8>>| Err(EncodeError { message, original });
-    match (format, payload) {
-        (Format::Avro, payload) => {
-            let Some(avro) = avro else {
-                return fail("the avro format needs a schema".into(), raw_of(&payload));
-            };
-            let json = match &payload {
-                Payload::Raw(b) => serde_json::from_slice::<serde_json::Value>(b)
-                    .map_err(|e| format!("not valid JSON: {e}")),
-                Payload::Typed { value, .. } => Ok(value_to_json(value)),
-            };
-            match json.and_then(|j| avro.encode(&j)) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(message) => fail(
-                    format!("does not fit the Avro schema: {message}"),
-                    raw_of(&payload),
-                ),
-            }
+    /// `avro`: the registered schema and its codec.
+    avro: Option<AvroOut>,
+    /// `json` with a declared schema: each value is checked against it (and conformed).
+    declared: Option<Compiled>,
+    /// `json` with `schemas_enable`: the Connect schema written beside each payload
+    /// (`null` when the connector declares none).
+    envelope: Option<Json>,
+}
+
+impl Encoder {
+    /// `bytes`, `string`, or `json` without a schema.
+    pub fn plain(format: Format) -> Self {
+        Encoder {
+            format,
+            avro: None,
+            declared: None,
+            envelope: None,
         }
-        (Format::Bytes, Payload::Raw(b)) => Ok(Some(b)),
-        (Format::String, Payload::Raw(b)) => match std::str::from_utf8(&b) {
-            Ok(_) => Ok(Some(b)),
-            Err(e) => fail(format!("not valid UTF-8 text: {e}"), Some(b)),
-        },
-        (Format::Json, Payload::Raw(b)) => {
-            match serde_json::from_slice::<serde::de::IgnoredAny>(&b) {
+    }
+
+    /// `avro`, with the schema registered under the topic's subject.
+    pub fn avro(out: AvroOut) -> Self {
+        Encoder {
+            avro: Some(out),
+            ..Encoder::plain(Format::Avro)
+        }
+    }
+
+    /// `json` with a declared Avro schema and/or Connect's schema envelope.
+    pub fn json(
+        declared: Option<apache_avro::Schema>,
+        schemas_enable: bool,
+    ) -> Result<Self, String> {
+        let envelope = match (&declared, schemas_enable) {
+            (_, false) => None,
+            (Some(s), true) => Some(crate::connect_schema::from_avro(s)?),
+            (None, true) => Some(Json::Null),
+        };
+        Ok(Encoder {
+            declared: declared.map(Compiled::new),
+            envelope,
+            ..Encoder::plain(Format::Json)
+        })
+    }
+
+    /// The bytes to store for a payload, or why it cannot be stored in this format. Raw
+    /// payloads are moved, never copied, unless a schema makes them change.
+    pub fn encode(&self, payload: Option<Payload>) -> Result<Option<Vec<u8>>, EncodeError> {
+        let Some(payload) = payload else {
+            return Ok(None);
+        };
+        let fail =
+            |message: String, original: Option<Vec<u8>>| Err(EncodeError { message, original });
+        let as_json = |p: &Payload| match p {
+            Payload::Raw(b) => {
+                serde_json::from_slice::<Json>(b).map_err(|e| format!("not valid JSON: {e}"))
+            }
+            Payload::Typed { value, .. } => Ok(value_to_json(value)),
+        };
+        match (self.format, payload) {
+            (Format::Avro, payload) => {
+                let Some(avro) = &self.avro else {
+                    return fail("the avro format needs a schema".into(), raw_of(&payload));
+                };
+                match as_json(&payload).and_then(|j| avro.encode(&j)) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(message) => fail(
+                        format!("does not fit the Avro schema: {message}"),
+                        raw_of(&payload),
+                    ),
+                }
+            }
+            (Format::Json, payload) if self.declared.is_some() || self.envelope.is_some() => {
+                let mut json = match as_json(&payload) {
+                    Ok(j) => j,
+                    Err(message) => return fail(message, raw_of(&payload)),
+                };
+                if let Some(schema) = &self.declared {
+                    json = match schema.conform(&json) {
+                        Ok(j) => j,
+                        Err(message) => {
+                            return fail(
+                                format!("does not fit the declared schema: {message}"),
+                                raw_of(&payload),
+                            )
+                        }
+                    };
+                }
+                let out = match &self.envelope {
+                    Some(schema) => serde_json::json!({"schema": schema, "payload": json}),
+                    None => json,
+                };
+                Ok(Some(out.to_string().into_bytes()))
+            }
+            (Format::Bytes, Payload::Raw(b)) => Ok(Some(b)),
+            (Format::String, Payload::Raw(b)) => match std::str::from_utf8(&b) {
                 Ok(_) => Ok(Some(b)),
-                Err(e) => fail(format!("not valid JSON: {e}"), Some(b)),
+                Err(e) => fail(format!("not valid UTF-8 text: {e}"), Some(b)),
+            },
+            (Format::Json, Payload::Raw(b)) => {
+                match serde_json::from_slice::<serde::de::IgnoredAny>(&b) {
+                    Ok(_) => Ok(Some(b)),
+                    Err(e) => fail(format!("not valid JSON: {e}"), Some(b)),
+                }
             }
+            (Format::Json, Payload::Typed { value, .. }) => {
+                Ok(Some(value_to_json(&value).to_string().into_bytes()))
+            }
+            (
+                Format::String,
+                Payload::Typed {
+                    value: Value::String(s),
+                    ..
+                },
+            ) => Ok(Some(s.into_bytes())),
+            (
+                Format::Bytes,
+                Payload::Typed {
+                    value: Value::Bytes(b),
+                    ..
+                },
+            ) => Ok(Some(b)),
+            (f, p) => fail(
+                format!("a typed value cannot be written in the {f:?} format; use json"),
+                raw_of(&p),
+            ),
         }
-        (Format::Json, Payload::Typed { value, .. }) => {
-            Ok(Some(value_to_json(&value).to_string().into_bytes()))
-        }
-        (
-            Format::String,
-            Payload::Typed {
-                value: Value::String(s),
-                ..
-            },
-        ) => Ok(Some(s.into_bytes())),
-        (
-            Format::Bytes,
-            Payload::Typed {
-                value: Value::Bytes(b),
-                ..
-            },
-        ) => Ok(Some(b)),
-        (f, p) => fail(
-            format!("a typed value cannot be written in the {f:?} format; use json"),
-            raw_of(&p),
-        ),
     }
 }
 
+/// A writer's schema as decoding needs it: compiled, and as text for the sink.
+type WriterSchema = (Arc<Compiled>, Arc<str>);
+
 /// What the `avro` format reads with: schemas by id from the registry, compiled once.
 pub struct AvroIn {
-    pub registry: std::sync::Arc<sluice_schema_registry::registry::Registry>,
-    pub cache:
-        std::sync::Mutex<std::collections::HashMap<u32, std::sync::Arc<crate::avro::Compiled>>>,
+    pub registry: Arc<sluice_schema_registry::registry::Registry>,
+    pub cache: Mutex<HashMap<u32, WriterSchema>>,
 }
 
 impl AvroIn {
-    /// Confluent-framed Avro to JSON text.
-    pub fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn new(registry: Arc<sluice_schema_registry::registry::Registry>) -> Self {
+        AvroIn {
+            registry,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Confluent-framed Avro to JSON, with the writer's schema text.
+    pub fn decode(&self, bytes: &[u8]) -> Result<(Json, Arc<str>), String> {
         let (id, datum) = sluice_schema_registry::wire::split(bytes).map_err(|e| e.to_string())?;
-        let codec = {
+        let (codec, text) = {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             match cache.get(&id) {
                 Some(c) => c.clone(),
@@ -147,14 +231,123 @@ impl AvroIn {
                     let (text, _, _) = self.registry.schema_by_id(id).map_err(|e| e.to_string())?;
                     let schema = apache_avro::Schema::parse_str(&text)
                         .map_err(|e| format!("schema {id}: {e}"))?;
-                    let c = std::sync::Arc::new(crate::avro::Compiled::new(schema));
-                    cache.insert(id, c.clone());
-                    c
+                    let entry = (Arc::new(Compiled::new(schema)), Arc::<str>::from(text));
+                    cache.insert(id, entry.clone());
+                    entry
                 }
             }
         };
-        Ok(codec.decode(datum)?.to_string().into_bytes())
+        Ok((codec.decode(datum)?, text))
     }
+}
+
+/// How a sink's keys or values are read from the stored bytes: decoded (`avro`), unwrapped
+/// (`json` with `schemas_enable`), resolved to the reader schema the sink declares, or
+/// passed through as they are.
+pub struct Decoder {
+    format: Format,
+    avro: Option<Arc<AvroIn>>,
+    schemas_enable: bool,
+    /// The sink's reader schema: its text and codec.
+    reader: Option<(Arc<str>, Compiled)>,
+    /// The last envelope schema seen and its Avro form: a topic's records mostly share one.
+    last_envelope: Mutex<Option<(Json, Arc<str>)>>,
+}
+
+impl Decoder {
+    pub fn new(
+        format: Format,
+        avro: Option<Arc<AvroIn>>,
+        schemas_enable: bool,
+        reader: Option<(String, apache_avro::Schema)>,
+    ) -> Self {
+        Decoder {
+            format,
+            avro,
+            schemas_enable,
+            reader: reader.map(|(text, s)| (Arc::from(text), Compiled::new(s))),
+            last_envelope: Mutex::new(None),
+        }
+    }
+
+    /// Whether bytes pass through untouched.
+    pub fn is_pass_through(&self) -> bool {
+        self.format != Format::Avro && !self.schemas_enable && self.reader.is_none()
+    }
+
+    /// The bytes the sink receives and the Avro schema they conform to, if known; or why
+    /// not, with the stored bytes back (for the dead-letter topic).
+    #[allow(clippy::type_complexity)]
+    pub fn decode(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, Option<Arc<str>>), (String, Vec<u8>)> {
+        if self.is_pass_through() {
+            return Ok((bytes, None));
+        }
+        match self.decode_ref(&bytes) {
+            Ok(out) => Ok(out),
+            Err(e) => Err((e, bytes)),
+        }
+    }
+
+    fn decode_ref(&self, bytes: &[u8]) -> Result<(Vec<u8>, Option<Arc<str>>), String> {
+        let (json, schema) = match (self.format, &self.avro) {
+            (Format::Avro, Some(avro)) => {
+                let (json, text) = avro
+                    .decode(bytes)
+                    .map_err(|e| format!("not decodable as Avro: {e}"))?;
+                (json, Some(text))
+            }
+            (Format::Avro, None) => return Err("the avro format has no registry".into()),
+            _ => {
+                let json: Json =
+                    serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+                if self.schemas_enable {
+                    self.unwrap_envelope(json)?
+                } else {
+                    (json, None)
+                }
+            }
+        };
+        match &self.reader {
+            Some((text, codec)) => {
+                let json = codec
+                    .conform(&json)
+                    .map_err(|e| format!("does not fit the sink's reader schema: {e}"))?;
+                Ok((json.to_string().into_bytes(), Some(text.clone())))
+            }
+            None => Ok((json.to_string().into_bytes(), schema)),
+        }
+    }
+
+    fn unwrap_envelope(&self, json: Json) -> Result<(Json, Option<Arc<str>>), String> {
+        let Json::Object(mut o) = json else {
+            return Err(envelope_error());
+        };
+        if o.len() != 2 || !o.contains_key("schema") || !o.contains_key("payload") {
+            return Err(envelope_error());
+        }
+        let payload = o.remove("payload").unwrap_or(Json::Null);
+        let schema = o.remove("schema").unwrap_or(Json::Null);
+        if schema.is_null() {
+            return Ok((payload, None));
+        }
+        let mut last = self.last_envelope.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, text)) = &*last {
+            if *seen == schema {
+                return Ok((payload, Some(text.clone())));
+            }
+        }
+        let avro = crate::connect_schema::to_avro(&schema)
+            .map_err(|e| format!("the embedded schema: {e}"))?;
+        crate::connect_schema::parse(&avro).map_err(|e| format!("the embedded schema: {e}"))?;
+        let text: Arc<str> = Arc::from(avro.to_string());
+        *last = Some((schema, text.clone()));
+        Ok((payload, Some(text)))
+    }
+}
+
+fn envelope_error() -> String {
+    // Kafka Connect's JsonConverter says the same, so users find the same fix.
+    "with `schemas_enable: true` a JSON value must be an object with exactly the fields \"schema\" and \"payload\"; for plain JSON set `schemas_enable: false`".into()
 }
 
 /// Decodes stored batches, compressed ones too, skipping control batches.
@@ -198,22 +391,104 @@ mod tests {
     fn formats_check_without_reencoding() {
         let raw = |s: &str| Some(Payload::Raw(s.as_bytes().to_vec()));
         assert_eq!(
-            encode(Format::Json, raw(r#"{"a": 1}"#), None).unwrap(),
+            Encoder::plain(Format::Json)
+                .encode(raw(r#"{"a": 1}"#))
+                .unwrap(),
             Some(br#"{"a": 1}"#.to_vec()),
             "bytes kept as they came"
         );
-        let err = encode(Format::Json, raw("{oops"), None).unwrap_err();
+        let err = Encoder::plain(Format::Json)
+            .encode(raw("{oops"))
+            .unwrap_err();
         assert!(err.message.starts_with("not valid JSON"));
         assert_eq!(
             err.original,
             Some(b"{oops".to_vec()),
             "the bytes come back for the dead-letter topic"
         );
-        assert!(encode(Format::String, Some(Payload::Raw(vec![0xff])), None).is_err());
+        assert!(Encoder::plain(Format::String)
+            .encode(Some(Payload::Raw(vec![0xff])))
+            .is_err());
         assert_eq!(
-            encode(Format::Bytes, Some(Payload::Raw(vec![0xff])), None).unwrap(),
+            Encoder::plain(Format::Bytes)
+                .encode(Some(Payload::Raw(vec![0xff])))
+                .unwrap(),
             Some(vec![0xff])
         );
-        assert_eq!(encode(Format::Json, None, None).unwrap(), None);
+        assert_eq!(Encoder::plain(Format::Json).encode(None).unwrap(), None);
+    }
+
+    fn order_schema() -> apache_avro::Schema {
+        apache_avro::Schema::parse_str(
+            r#"{"type": "record", "name": "Order", "fields": [
+                {"name": "id", "type": "long"}, {"name": "note", "type": ["null", "string"], "default": null}]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn json_with_schemas_enable_round_trips_connects_envelope() {
+        let enc = Encoder::json(Some(order_schema()), true).unwrap();
+        let bytes = enc
+            .encode(Some(Payload::Raw(br#"{"id": 7, "extra": true}"#.to_vec())))
+            .unwrap()
+            .unwrap();
+        let written: Json = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            written["payload"],
+            serde_json::json!({"id": 7, "note": null})
+        );
+        assert_eq!(written["schema"]["type"], "struct");
+        assert_eq!(written["schema"]["fields"][0]["type"], "int64");
+        assert_eq!(written["schema"]["fields"][1]["optional"], true);
+        let err = enc
+            .encode(Some(Payload::Raw(br#"{"id": "seven"}"#.to_vec())))
+            .unwrap_err();
+        assert!(
+            err.message.contains("/id: expected long"),
+            "{}",
+            err.message
+        );
+
+        let dec = Decoder::new(Format::Json, None, true, None);
+        let (payload, schema) = dec.decode(bytes.clone()).unwrap();
+        assert_eq!(payload, br#"{"id":7,"note":null}"#.to_vec());
+        let schema = apache_avro::Schema::parse_str(&schema.unwrap()).unwrap();
+        assert!(sluice_schema_registry::compat::can_read(
+            &schema,
+            &order_schema()
+        ));
+        let (_, again) = dec.decode(bytes).unwrap();
+        assert!(again.is_some(), "the cached schema is handed out again");
+
+        let (e, original) = dec.decode(br#"{"id": 7}"#.to_vec()).unwrap_err();
+        assert!(e.contains("\"schema\" and \"payload\""), "{e}");
+        assert_eq!(original, br#"{"id": 7}"#.to_vec());
+    }
+
+    #[test]
+    fn a_sink_reader_schema_resolves_values_or_refuses_them() {
+        let reader = r#"{"type": "record", "name": "Order", "fields": [
+            {"name": "id", "type": "double"}, {"name": "qty", "type": "int", "default": 1}]}"#;
+        let dec = Decoder::new(
+            Format::Json,
+            None,
+            false,
+            Some((
+                reader.to_string(),
+                apache_avro::Schema::parse_str(reader).unwrap(),
+            )),
+        );
+        assert!(!dec.is_pass_through());
+        let (v, schema) = dec.decode(br#"{"id": 3, "note": "x"}"#.to_vec()).unwrap();
+        assert_eq!(
+            v,
+            br#"{"id":3.0,"qty":1}"#.to_vec(),
+            "promoted, defaulted, projected"
+        );
+        assert_eq!(schema.as_deref(), Some(reader));
+        let (e, _) = dec.decode(br#"{"qty": 2}"#.to_vec()).unwrap_err();
+        assert!(e.contains("/id: missing"), "{e}");
+        assert!(Decoder::new(Format::Json, None, false, None).is_pass_through());
     }
 }

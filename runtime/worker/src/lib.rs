@@ -2,23 +2,25 @@
 //!
 //! **Owns:** the pipeline file (`sluice run pipelines.yaml`): loading it with positions,
 //! `${env:…}`/`${file:…}` substitution (values kept secret), and strict validation into a
-//! checked [`config::Pipeline`] that the runtime will build from — config, then pure
+//! checked [`config::Pipeline`] that the runtime builds from — config, then pure
 //! validation, then build.
 //!
 //! **Must not touch:** bytes on disk (the log), the wire protocol (the broker), connector
 //! internals (they sit behind `sluice-connector-sdk`'s traits).
 //!
-//! ## Status
-//! Built: the file format and its validation, with errors that name file, line and column
-//! and suggest near-miss names. Not built yet: the connector runtime (tasks, converters,
-//! transforms, error policies, offsets), the built-in connectors, `sluice run`.
-//!
-//! ## Layout
+//! ## Layout (the data path: source → converter/transforms → log → sink)
 //! - [`yaml`]: a positioned YAML tree, substitutions.
 //! - [`config`]: the pipeline's shape and its checks; golden fixtures in `tests/fixtures`.
+//! - [`run`]: the tasks: source loops append to the log, sink loops read it; error policy,
+//!   dead-letter topic, retries, offsets.
+//! - [`convert`]: converters (`bytes`, `string`, `json` with or without an embedded schema,
+//!   `avro` through the registry) and reader-schema resolution for sinks.
+//! - [`transforms`]: single-message transforms and predicates.
+//! - [`offsets`]: source positions in the compacted `__connect_offsets` topic.
+//! - [`partitioner`]: Kafka's murmur2 key partitioner.
 
-pub mod avro;
 pub mod config;
+pub mod connect_schema;
 pub mod convert;
 pub mod offsets;
 pub mod partitioner;

@@ -25,7 +25,7 @@ use sluice_connector_sdk::registry::{ConnectorRegistry, Factory};
 use sluice_log::{BatchBuilder, Log, LogError, OffsetCommit, Record, TopicConfig};
 
 use crate::config::{ConnectorPlan, ErrorPolicy, Format, Pipeline};
-use crate::convert::{decode_batches, encode, AvroIn, AvroOut};
+use crate::convert::{decode_batches, AvroIn, AvroOut, Decoder, Encoder};
 use crate::offsets::SourceOffsets;
 use crate::partitioner::partition_for_key;
 use crate::transforms::{apply_all, TRecord, Transform};
@@ -74,6 +74,13 @@ fn set(status: &Statuses, task: &str, state: TaskState) {
         .insert(task.to_string(), state);
 }
 
+/// Held once per connector behind an `Arc`; the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Converters {
+    Source { key: Encoder, value: Encoder },
+    Sink { key: Decoder, value: Decoder },
+}
+
 struct Ctx {
     name: String,
     task: String,
@@ -81,12 +88,8 @@ struct Ctx {
     stop: Arc<AtomicBool>,
     status: Statuses,
     errors: ErrorPolicy,
-    key_format: Format,
-    value_format: Format,
-    /// Sources writing `value_format: avro`.
-    avro_out: Option<Arc<AvroOut>>,
-    /// Sinks reading `value_format: avro` (decoded to JSON for the sink).
-    avro_in: Option<Arc<AvroIn>>,
+    /// Converters: a source's encoders, a sink's decoders.
+    converters: Arc<Converters>,
     transforms: Arc<Vec<Transform>>,
 }
 
@@ -244,7 +247,7 @@ impl Worker {
             .sources
             .iter()
             .chain(&pipeline.sinks)
-            .any(|p| p.value_format == Format::Avro);
+            .any(|p| p.value_format == Format::Avro || p.key_format == Format::Avro);
         let schemas = match (schemas, needs_schemas) {
             (Some(s), _) => Some(s),
             (None, true) => {
@@ -257,12 +260,7 @@ impl Worker {
             }
             (None, false) => None,
         };
-        let avro_in = schemas.as_ref().map(|r| {
-            Arc::new(AvroIn {
-                registry: r.clone(),
-                cache: Mutex::new(HashMap::new()),
-            })
-        });
+        let avro_in = schemas.as_ref().map(|r| Arc::new(AvroIn::new(r.clone())));
         for (name, (partitions, config)) in &pipeline.topics {
             ensure_topic(log, name, *partitions, config.clone())?;
         }
@@ -291,32 +289,10 @@ impl Worker {
                 .task_configs(plan.tasks)
                 .map_err(|e| connector_err(plan, e))?;
             let tasks = configs.len() as u32;
-            let avro_out = match (&plan.value_schema, &schemas, plan.value_format) {
-                (Some(schema), Some(reg), Format::Avro) => {
-                    // TopicNameStrategy: the value schema lives under `<topic>-value`.
-                    let subject = format!("{}-value", plan.topics[0]);
-                    let req = SchemaRequest {
-                        schema: schema.clone(),
-                        ..Default::default()
-                    };
-                    let (id, version) =
-                        reg.register(&subject, &req)
-                            .map_err(|e| WorkerError::Connector {
-                                connector: plan.name.clone(),
-                                message: format!(
-                                    "registering its value schema under `{subject}`: {e}"
-                                ),
-                            })?;
-                    tracing::info!(connector = %plan.name, subject = %subject, id, version, "value schema registered");
-                    let parsed = apache_avro::Schema::parse_str(schema)
-                        .map_err(|e| connector_err(plan, e))?;
-                    Some(Arc::new(AvroOut {
-                        schema_id: id,
-                        codec: crate::avro::Compiled::new(parsed),
-                    }))
-                }
-                _ => None,
-            };
+            let converters = Arc::new(Converters::Source {
+                key: source_encoder(plan, "key", schemas.as_deref())?,
+                value: source_encoder(plan, "value", schemas.as_deref())?,
+            });
             for (i, c) in configs.into_iter().enumerate() {
                 let info = TaskInfo {
                     connector: plan.name.clone(),
@@ -333,11 +309,8 @@ impl Worker {
                     stop: stop.clone(),
                     status: status.clone(),
                     errors: plan.errors.clone(),
-                    key_format: plan.key_format,
-                    value_format: plan.value_format,
-                    avro_out: avro_out.clone(),
+                    converters: converters.clone(),
                     transforms: Arc::new(plan.transforms.clone()),
-                    avro_in: None,
                 };
                 set(&status, &ctx.task, TaskState::Running);
                 let (topic, offsets) = (plan.topics[0].clone(), offsets.clone());
@@ -374,6 +347,10 @@ impl Worker {
                 }));
             }
             let tasks = configs.len().max(1);
+            let converters = Arc::new(Converters::Sink {
+                key: sink_decoder(plan, "key", &avro_in)?,
+                value: sink_decoder(plan, "value", &avro_in)?,
+            });
             for (i, c) in configs.into_iter().enumerate() {
                 let mine: Vec<TopicPartition> = all
                     .iter()
@@ -399,15 +376,8 @@ impl Worker {
                     stop: stop.clone(),
                     status: status.clone(),
                     errors: plan.errors.clone(),
-                    key_format: plan.key_format,
-                    value_format: plan.value_format,
-                    avro_out: None,
+                    converters: converters.clone(),
                     transforms: Arc::new(plan.transforms.clone()),
-                    avro_in: if plan.value_format == Format::Avro {
-                        avro_in.clone()
-                    } else {
-                        None
-                    },
                 };
                 set(&status, &ctx.task, TaskState::Running);
                 let label = ctx.task.clone();
@@ -454,6 +424,87 @@ impl Worker {
         }
         left
     }
+}
+
+/// A source's encoder for its keys or values (`side`), registering the schema under
+/// `<topic>-<side>` (TopicNameStrategy) when the format is `avro`.
+fn source_encoder(
+    plan: &ConnectorPlan,
+    side: &str,
+    schemas: Option<&Registry>,
+) -> Result<Encoder, WorkerError> {
+    let (format, schema, schemas_enable) = if side == "key" {
+        (plan.key_format, &plan.key_schema, plan.key_schemas_enable)
+    } else {
+        (
+            plan.value_format,
+            &plan.value_schema,
+            plan.value_schemas_enable,
+        )
+    };
+    let parsed = match schema {
+        Some(text) => {
+            Some(apache_avro::Schema::parse_str(text).map_err(|e| connector_err(plan, e))?)
+        }
+        None => None,
+    };
+    match (format, parsed, schemas) {
+        (Format::Avro, Some(parsed), Some(reg)) => {
+            let subject = format!("{}-{side}", plan.topics[0]);
+            let req = SchemaRequest {
+                schema: schema.clone().unwrap_or_default(),
+                ..Default::default()
+            };
+            let (id, version) =
+                reg.register(&subject, &req)
+                    .map_err(|e| WorkerError::Connector {
+                        connector: plan.name.clone(),
+                        message: format!("registering its {side} schema under `{subject}`: {e}"),
+                    })?;
+            tracing::info!(connector = %plan.name, subject = %subject, id, version, "{side} schema registered");
+            Ok(Encoder::avro(AvroOut {
+                schema_id: id,
+                codec: sluice_connector_sdk::avro::Compiled::new(parsed),
+            }))
+        }
+        (Format::Avro, _, _) => Err(connector_err(
+            plan,
+            format!("`{side}_format: avro` needs `{side}_schema` and the schema registry"),
+        )),
+        (Format::Json, parsed, _) => Encoder::json(parsed, schemas_enable)
+            .map_err(|e| connector_err(plan, format!("`{side}_schema`: {e}"))),
+        (format, _, _) => Ok(Encoder::plain(format)),
+    }
+}
+
+/// A sink's decoder for its keys or values (`side`).
+fn sink_decoder(
+    plan: &ConnectorPlan,
+    side: &str,
+    avro_in: &Option<Arc<AvroIn>>,
+) -> Result<Decoder, WorkerError> {
+    let (format, schema, schemas_enable) = if side == "key" {
+        (plan.key_format, &plan.key_schema, plan.key_schemas_enable)
+    } else {
+        (
+            plan.value_format,
+            &plan.value_schema,
+            plan.value_schemas_enable,
+        )
+    };
+    let reader = match schema {
+        Some(text) => Some((
+            text.clone(),
+            apache_avro::Schema::parse_str(text).map_err(|e| connector_err(plan, e))?,
+        )),
+        None => None,
+    };
+    let avro = if format == Format::Avro {
+        avro_in.clone()
+    } else {
+        None
+    };
+    Ok(Decoder::new(format, avro, schemas_enable, reader))
 }
 
 fn source_loop(
@@ -528,8 +579,15 @@ fn source_loop(
                     }
                 }
             }
-            let key = encode(ctx.key_format, r.key.take(), None);
-            let value = encode(ctx.value_format, r.value.take(), ctx.avro_out.as_deref());
+            let Converters::Source {
+                key: key_encoder,
+                value: value_encoder,
+            } = &*ctx.converters
+            else {
+                return ctx.fail("a source task was given a sink's converters");
+            };
+            let key = key_encoder.encode(r.key.take());
+            let value = value_encoder.encode(r.value.take());
             let (key, value) = match (key, value) {
                 (Ok(k), Ok(v)) => (k, v),
                 (Err(e), _) | (_, Err(e)) => {
@@ -776,35 +834,50 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
             let mut next = pos;
             for r in records.into_iter().filter(|r| r.offset >= pos) {
                 next = r.offset + 1;
-                let value = match (&ctx.avro_in, r.value) {
-                    (Some(avro), Some(v)) => match avro.to_json(&v) {
-                        Ok(json) => Some(json),
-                        Err(e) => {
-                            let origin = vec![
-                                ("topic".into(), tp.topic.clone()),
-                                ("partition".into(), tp.partition.to_string()),
-                                ("offset".into(), r.offset.to_string()),
-                            ];
-                            if !ctx.bad_record(
-                                "converter",
-                                &format!("not decodable as Avro: {e}"),
-                                Some(v),
-                                origin,
-                            ) {
-                                return;
-                            }
-                            continue;
+                let Converters::Sink {
+                    key: key_decoder,
+                    value: value_decoder,
+                } = &*ctx.converters
+                else {
+                    return ctx.fail("a sink task was given a source's converters");
+                };
+                let origin = || {
+                    vec![
+                        ("topic".to_string(), tp.topic.clone()),
+                        ("partition".to_string(), tp.partition.to_string()),
+                        ("offset".to_string(), r.offset.to_string()),
+                    ]
+                };
+                let (key, key_schema) = match r.key.map(|k| key_decoder.decode(k)) {
+                    None => (None, None),
+                    Some(Ok((k, schema))) => (Some(k), schema),
+                    Some(Err((e, _))) => {
+                        let e = format!("key: {e}");
+                        if !ctx.bad_record("converter", &e, r.value, origin()) {
+                            return;
                         }
-                    },
-                    (_, v) => v,
+                        continue;
+                    }
+                };
+                let (value, value_schema) = match r.value.map(|v| value_decoder.decode(v)) {
+                    None => (None, None),
+                    Some(Ok((v, schema))) => (Some(v), schema),
+                    Some(Err((e, original))) => {
+                        if !ctx.bad_record("converter", &e, Some(original), origin()) {
+                            return;
+                        }
+                        continue;
+                    }
                 };
                 let mut record = SinkRecord {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
                     offset: r.offset,
                     timestamp: r.timestamp,
-                    key: r.key.map(Payload::Raw),
+                    key: key.map(Payload::Raw),
                     value: value.map(Payload::Raw),
+                    key_schema,
+                    value_schema,
                     headers: r
                         .headers
                         .into_iter()

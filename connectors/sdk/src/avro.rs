@@ -63,6 +63,17 @@ impl Compiled {
         self.enc(&self.schema, v, out, "")
     }
 
+    /// `v` resolved to this schema, as Avro resolves a writer's datum to a reader schema:
+    /// fields this schema lacks are dropped, fields it adds take their defaults, numbers
+    /// are promoted, union branches re-chosen. Done by encoding with this schema and decoding
+    /// the result, so exactly what this schema can hold comes out, or an error saying where
+    /// the value does not fit. (Field aliases and enum defaults are not applied.)
+    pub fn conform(&self, v: &Json) -> Result<Json, String> {
+        let mut datum = Vec::with_capacity(64);
+        self.encode(v, &mut datum)?;
+        self.decode(&datum)
+    }
+
     /// Decodes one datum into JSON.
     pub fn decode(&self, bytes: &[u8]) -> Result<Json, String> {
         let mut r = Reader { b: bytes, at: 0 };
@@ -346,9 +357,7 @@ fn kind(s: &Schema) -> String {
     match s {
         Schema::Record(r) => format!("record {}", full(&r.name)),
         Schema::Union(_) => "one of the union's types".into(),
-        other => format!("{:?}", std::mem::discriminant(other))
-            .replace("Discriminant", "")
-            .to_lowercase(),
+        other => format!("{:?}", apache_avro::schema::SchemaKind::from(other)).to_lowercase(),
     }
 }
 
@@ -364,7 +373,9 @@ fn short(v: &Json) -> String {
     }
 }
 
-fn put_long(out: &mut Vec<u8>, v: i64) {
+/// Appends an Avro `long` (zig-zag varint), as object container files need for their
+/// block headers too.
+pub fn put_long(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
