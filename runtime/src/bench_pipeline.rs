@@ -90,6 +90,7 @@ fn run_once(
         std::thread::sleep(Duration::from_millis(5));
     }
     let secs = start.elapsed().as_secs_f64();
+
     let left = worker.stop(Duration::from_secs(10));
     if !left.is_empty() {
         bail!("tasks did not stop: {left:?}");
@@ -123,42 +124,63 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
         "sluice bench pipeline: {} JSON lines, {:.1} MB, file -> topic -> file",
         args.records, mb
     );
-    let cp_start = Instant::now();
-    let status = Command::new("cp")
-        .arg(&input)
-        .arg(work.path().join("copy.jsonl"))
-        .status()
-        .context("running cp")?;
-    if !status.success() {
-        bail!("cp failed");
+    for r in &args.runs {
+        if !["bytes", "json", "avro"].contains(&r.as_str()) {
+            bail!("unknown run `{r}`: use bytes, json or avro");
+        }
     }
-    let cp = cp_start.elapsed().as_secs_f64();
-    let bytes_run = run_once(work.path(), &input, "bytes", args.records)?;
-    let json_run = run_once(work.path(), &input, "json", args.records)?;
-    let avro_run = run_once(work.path(), &input, "avro", args.records)?;
+    let runs: Vec<(&str, &str)> = [
+        ("bytes", "pipeline, bytes pass-through"),
+        ("json", "pipeline, json checked in and out"),
+        ("avro", "pipeline, json -> avro topic -> json"),
+    ]
+    .into_iter()
+    .filter(|(format, _)| args.runs.iter().any(|r| r == format))
+    .collect();
+    // Rounds interleave `cp` and the runs, so that each sees the same machine; every run's
+    // files are removed before the next, so page-cache pressure stays alike.
+    let mut cp_times = Vec::new();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    for _ in 0..args.rounds.max(1) {
+        let copy = work.path().join("copy.jsonl");
+        let cp_start = Instant::now();
+        let status = Command::new("cp")
+            .arg(&input)
+            .arg(&copy)
+            .status()
+            .context("running cp")?;
+        if !status.success() {
+            bail!("cp failed");
+        }
+        cp_times.push(cp_start.elapsed().as_secs_f64());
+        std::fs::remove_file(&copy)?;
+        for (i, (format, _)) in runs.iter().enumerate() {
+            times[i].push(run_once(work.path(), &input, format, args.records)?);
+            std::fs::remove_dir_all(work.path().join(format!("run-{format}")))?;
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let cp = median(&mut cp_times);
     let n = args.records as f64;
-    println!("{:<40} {:>12} {:>9}", "", "records/s", "MB/s");
+    println!(
+        "medians of {} rounds              records/s      MB/s",
+        args.rounds.max(1)
+    );
     println!("{:<40} {:>12.0} {:>9.1}", "cp", n / cp, mb / cp);
-    println!(
-        "{:<40} {:>12.0} {:>9.1}",
-        "pipeline, bytes pass-through",
-        n / bytes_run,
-        mb / bytes_run
-    );
-    println!(
-        "{:<40} {:>12.0} {:>9.1}",
-        "pipeline, json checked in and out",
-        n / json_run,
-        mb / json_run
-    );
-    println!(
-        "{:<40} {:>12.0} {:>9.1}",
-        "pipeline, json -> avro topic -> json",
-        n / avro_run,
-        mb / avro_run
-    );
-    println!();
-    println!("bytes pass-through / cp: {:.2}", cp / bytes_run);
+    let mut bytes_run = None;
+    for (i, (format, label)) in runs.iter().enumerate() {
+        let secs = median(&mut times[i]);
+        if *format == "bytes" {
+            bytes_run = Some(secs);
+        }
+        println!("{label:<40} {:>12.0} {:>9.1}", n / secs, mb / secs);
+    }
+    if let Some(bytes_run) = bytes_run {
+        println!("bytes pass-through / cp: {:.2}", cp / bytes_run);
+    }
     println!(
         "peak memory of this process (VmHWM): {:.0} MB",
         peak_rss_mb()

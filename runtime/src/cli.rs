@@ -158,6 +158,12 @@ pub struct PipelineBenchArgs {
     /// Folder to write in (a temporary folder inside it is removed afterwards).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
+    /// Rounds of every run (and of `cp`); medians are printed, as the machine is shared.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Which runs: any of bytes, json, avro (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "bytes,json,avro")]
+    pub runs: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -81,10 +81,11 @@ fn consume(data_dir: &Path, args: &ConsumeArgs) -> Result<()> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let records = sluice_worker::convert::decode_batches(&read.records)
+            let read_buffer = sluice_connector_sdk::Bytes::from(read.records);
+            let records = sluice_worker::convert::decode_batches(&read_buffer)
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("decoding {}-{} at offset {}", args.topic, p.id(), pos))?;
-            if let Some(last) = sluice_log::batch::split_record_set(&read.records)
+            if let Some(last) = sluice_log::batch::split_verified(&read_buffer)
                 .ok()
                 .and_then(|b| b.last().map(|(_, h)| h.last_offset()))
             {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -131,6 +132,7 @@ impl SourceConnector for FileSource {
             positions: HashMap::new(),
             csv: config.str("format") == Some("csv"),
             columns: HashMap::new(),
+            buffer: bytes::BytesMut::new(),
         }))
     }
 }
@@ -144,6 +146,9 @@ struct FileSourceTask {
     csv: bool,
     /// Column names per file (fingerprint).
     columns: HashMap<String, Vec<String>>,
+    /// The read buffer. Records hand out slices of it; once they are all dropped (the runtime
+    /// has appended them), the next read reuses the same memory instead of fresh pages.
+    buffer: bytes::BytesMut,
 }
 
 /// Fields of one CSV line (RFC 4180 quoting), or why it cannot be read.
@@ -222,31 +227,40 @@ impl FileSourceTask {
             return Ok(());
         }
         file.seek(SeekFrom::Start(start))?;
-        let mut buf = vec![0u8; ((len - start) as usize).min(READ_CHUNK)];
+        let want = ((len - start) as usize).min(READ_CHUNK);
+        // `reserve` takes the old allocation back when no record still holds a slice of it.
+        self.buffer.clear();
+        self.buffer.reserve(want);
+        self.buffer.resize(want, 0);
         let mut filled = 0;
-        while filled < buf.len() {
-            let got = file.read(&mut buf[filled..])?;
+        while filled < want {
+            let got = file.read(&mut self.buffer[filled..])?;
             if got == 0 {
                 break;
             }
             filled += got;
         }
-        buf.truncate(filled);
+        self.buffer.truncate(filled);
+        // One shared buffer: each line's value is a slice of it, not a copy.
+        let buf = self.buffer.split().freeze();
+        let shared_stream: Arc<str> = Arc::from(stream.as_str());
         let mut offset = start;
         let mut at = 0;
         while out.len() < max_records {
-            let Some(nl) = buf[at..].iter().position(|b| *b == b'\n') else {
+            let Some(nl) = memchr::memchr(b'\n', &buf[at..]) else {
                 break;
             };
-            let mut line = &buf[at..at + nl];
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
+            let mut end = at + nl;
+            if end > at && buf[end - 1] == b'\r' {
+                end -= 1;
             }
+            let line = &buf[at..end];
+            let line_slice = (at, end);
             let line_start = offset;
             offset += nl as u64 + 1;
             at += nl + 1;
             let (value, headers) = match self.columns.get(&stream).filter(|_| self.csv) {
-                None => (line.to_vec(), Vec::new()),
+                None => (buf.slice(line_slice.0..line_slice.1), Vec::new()),
                 Some(_) if line_start == 0 => continue, // the header row itself
                 Some(names) => match csv_fields(line) {
                     Ok(fields) if fields.len() == names.len() => {
@@ -256,12 +270,12 @@ impl FileSourceTask {
                             .zip(fields.into_iter().map(serde_json::Value::String))
                             .collect();
                         (
-                            serde_json::Value::Object(obj).to_string().into_bytes(),
+                            serde_json::Value::Object(obj).to_string().into(),
                             Vec::new(),
                         )
                     }
                     Ok(fields) => (
-                        line.to_vec(),
+                        buf.slice(line_slice.0..line_slice.1),
                         vec![(
                             SOURCE_ERROR_HEADER.to_string(),
                             format!(
@@ -273,7 +287,7 @@ impl FileSourceTask {
                         )],
                     ),
                     Err(e) => (
-                        line.to_vec(),
+                        buf.slice(line_slice.0..line_slice.1),
                         vec![(SOURCE_ERROR_HEADER.to_string(), e.into_bytes())],
                     ),
                 },
@@ -286,7 +300,7 @@ impl FileSourceTask {
                 headers,
                 timestamp: None,
                 position: SourcePosition {
-                    stream: stream.clone(),
+                    stream: shared_stream.clone(),
                     offset: json!(offset),
                 },
             });
@@ -300,7 +314,7 @@ impl SourceTask for FileSourceTask {
     fn start(&mut self, committed: Vec<SourcePosition>) -> Result<()> {
         for p in committed {
             if let Some(offset) = p.offset.as_u64() {
-                self.positions.insert(p.stream, offset);
+                self.positions.insert(p.stream.to_string(), offset);
             }
         }
         Ok(())
@@ -349,6 +363,7 @@ mod tests {
             positions: HashMap::new(),
             csv: false,
             columns: HashMap::new(),
+            buffer: bytes::BytesMut::new(),
         }
     }
 
@@ -391,7 +406,7 @@ mod tests {
         records
             .iter()
             .map(|r| match &r.value {
-                Some(Payload::Raw(b)) => String::from_utf8(b.clone()).unwrap(),
+                Some(Payload::Raw(b)) => String::from_utf8(b.to_vec()).unwrap(),
                 _ => String::new(),
             })
             .collect()
@@ -439,7 +454,7 @@ mod tests {
             .positions
             .iter()
             .map(|(s, o)| SourcePosition {
-                stream: s.clone(),
+                stream: s.as_str().into(),
                 offset: json!(o),
             })
             .collect();

@@ -20,7 +20,8 @@ use crate::data::Payload;
 /// in it (a byte offset, an LSN), both stored in the runtime's offsets topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourcePosition {
-    pub stream: String,
+    /// Shared: the records of one stream carry the same name without a copy each.
+    pub stream: Arc<str>,
     pub offset: Json,
 }
 
@@ -55,7 +56,8 @@ pub struct TopicPartition {
 /// A record handed to a sink.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkRecord {
-    pub topic: String,
+    /// Shared by the records of a partition.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub timestamp: i64,

@@ -183,8 +183,10 @@ impl Value {
 /// A key or value as a connector hands it over or receives it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
-    /// Bytes the runtime passes through without decoding (the `bytes` converter).
-    Raw(Vec<u8>),
+    /// Bytes the runtime passes through without decoding (the `bytes` converter). A shared
+    /// buffer: `Bytes::from(vec)` takes a `Vec` without copying, and slices of one read
+    /// buffer cost no allocation per record.
+    Raw(bytes::Bytes),
     /// A value with its schema (shared: a batch usually has one schema).
     Typed { schema: Arc<Schema>, value: Value },
 }

@@ -49,3 +49,7 @@ pub mod config;
 pub mod connector;
 pub mod data;
 pub mod registry;
+
+/// Raw keys and values are shared byte buffers: a source can hand out slices of what it
+/// read, and a sink gets slices of what the log returned, without a copy per record.
+pub use bytes::Bytes;

@@ -221,7 +221,7 @@ mod tests {
                     topic: None,
                     partition: None,
                     key: None,
-                    value: Some(Payload::Raw(self.next.to_string().into_bytes())),
+                    value: Some(Payload::Raw(self.next.to_string().into())),
                     headers: vec![],
                     timestamp: None,
                     position: SourcePosition {
@@ -317,9 +317,9 @@ mod tests {
         assert_eq!(
             values,
             vec![
-                &Payload::Raw(b"7".to_vec()),
-                &Payload::Raw(b"8".to_vec()),
-                &Payload::Raw(b"9".to_vec())
+                &Payload::Raw(bytes::Bytes::from_static(b"7")),
+                &Payload::Raw(bytes::Bytes::from_static(b"8")),
+                &Payload::Raw(bytes::Bytes::from_static(b"9"))
             ]
         );
         task.committed(batch.into_iter().map(|r| r.position).collect())

@@ -207,6 +207,33 @@ pub fn split_record_set(bytes: &[u8]) -> Result<Vec<(usize, BatchHeader)>, Batch
     Ok(batches)
 }
 
+/// Splits a record set the log has already verified (what [`crate::Partition::read`] returns:
+/// every batch's CRC was checked on the way out) into batches, parsing headers only. Bytes
+/// from anywhere else go through [`split_record_set`], which checks every CRC.
+pub fn split_verified(bytes: &[u8]) -> Result<Vec<(usize, BatchHeader)>, BatchError> {
+    let mut batches = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        if rest.len() < LOG_OVERHEAD {
+            return Err(BatchError::Truncated {
+                needed: LOG_OVERHEAD,
+                available: rest.len(),
+            });
+        }
+        let header = BatchHeader::parse(rest)?;
+        if header.size > rest.len() {
+            return Err(BatchError::Truncated {
+                needed: header.size,
+                available: rest.len(),
+            });
+        }
+        batches.push((pos, header));
+        pos += header.size;
+    }
+    Ok(batches)
+}
+
 /// Overwrites `baseOffset`, which the CRC does not cover.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value as Json;
 use sluice_connector_sdk::avro::Compiled;
 use sluice_connector_sdk::data::{Payload, Value};
-use sluice_log::batch::{split_record_set, Compression};
-use sluice_log::OwnedRecord;
+use sluice_connector_sdk::Bytes;
+use sluice_log::batch::{split_verified, Compression};
 
 use crate::config::Format;
 
@@ -50,7 +50,7 @@ pub struct EncodeError {
 
 fn raw_of(p: &Payload) -> Option<Vec<u8>> {
     match p {
-        Payload::Raw(b) => Some(b.clone()),
+        Payload::Raw(b) => Some(b.to_vec()),
         Payload::Typed { value, .. } => Some(value_to_json(value).to_string().into_bytes()),
     }
 }
@@ -120,7 +120,7 @@ impl Encoder {
 
     /// The bytes to store for a payload, or why it cannot be stored in this format. Raw
     /// payloads are moved, never copied, unless a schema makes them change.
-    pub fn encode(&self, payload: Option<Payload>) -> Result<Option<Vec<u8>>, EncodeError> {
+    pub fn encode(&self, payload: Option<Payload>) -> Result<Option<Bytes>, EncodeError> {
         let Some(payload) = payload else {
             return Ok(None);
         };
@@ -138,7 +138,7 @@ impl Encoder {
                     return fail("the avro format needs a schema".into(), raw_of(&payload));
                 };
                 match as_json(&payload).and_then(|j| avro.encode(&j)) {
-                    Ok(bytes) => Ok(Some(bytes)),
+                    Ok(bytes) => Ok(Some(bytes.into())),
                     Err(message) => fail(
                         format!("does not fit the Avro schema: {message}"),
                         raw_of(&payload),
@@ -165,21 +165,21 @@ impl Encoder {
                     Some(schema) => serde_json::json!({"schema": schema, "payload": json}),
                     None => json,
                 };
-                Ok(Some(out.to_string().into_bytes()))
+                Ok(Some(out.to_string().into()))
             }
             (Format::Bytes, Payload::Raw(b)) => Ok(Some(b)),
             (Format::String, Payload::Raw(b)) => match std::str::from_utf8(&b) {
                 Ok(_) => Ok(Some(b)),
-                Err(e) => fail(format!("not valid UTF-8 text: {e}"), Some(b)),
+                Err(e) => fail(format!("not valid UTF-8 text: {e}"), Some(b.to_vec())),
             },
             (Format::Json, Payload::Raw(b)) => {
                 match serde_json::from_slice::<serde::de::IgnoredAny>(&b) {
                     Ok(_) => Ok(Some(b)),
-                    Err(e) => fail(format!("not valid JSON: {e}"), Some(b)),
+                    Err(e) => fail(format!("not valid JSON: {e}"), Some(b.to_vec())),
                 }
             }
             (Format::Json, Payload::Typed { value, .. }) => {
-                Ok(Some(value_to_json(&value).to_string().into_bytes()))
+                Ok(Some(value_to_json(&value).to_string().into()))
             }
             (
                 Format::String,
@@ -187,14 +187,14 @@ impl Encoder {
                     value: Value::String(s),
                     ..
                 },
-            ) => Ok(Some(s.into_bytes())),
+            ) => Ok(Some(s.into())),
             (
                 Format::Bytes,
                 Payload::Typed {
                     value: Value::Bytes(b),
                     ..
                 },
-            ) => Ok(Some(b)),
+            ) => Ok(Some(b.into())),
             (f, p) => fail(
                 format!("a typed value cannot be written in the {f:?} format; use json"),
                 raw_of(&p),
@@ -278,7 +278,7 @@ impl Decoder {
     /// The bytes the sink receives and the Avro schema they conform to, if known; or why
     /// not, with the stored bytes back (for the dead-letter topic).
     #[allow(clippy::type_complexity)]
-    pub fn decode(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, Option<Arc<str>>), (String, Vec<u8>)> {
+    pub fn decode(&self, bytes: Bytes) -> Result<(Bytes, Option<Arc<str>>), (String, Bytes)> {
         if self.is_pass_through() {
             return Ok((bytes, None));
         }
@@ -288,7 +288,7 @@ impl Decoder {
         }
     }
 
-    fn decode_ref(&self, bytes: &[u8]) -> Result<(Vec<u8>, Option<Arc<str>>), String> {
+    fn decode_ref(&self, bytes: &[u8]) -> Result<(Bytes, Option<Arc<str>>), String> {
         let (json, schema) = match (self.format, &self.avro) {
             (Format::Avro, Some(avro)) => {
                 let (json, text) = avro
@@ -312,9 +312,9 @@ impl Decoder {
                 let json = codec
                     .conform(&json)
                     .map_err(|e| format!("does not fit the sink's reader schema: {e}"))?;
-                Ok((json.to_string().into_bytes(), Some(text.clone())))
+                Ok((json.to_string().into(), Some(text.clone())))
             }
-            None => Ok((json.to_string().into_bytes(), schema)),
+            None => Ok((json.to_string().into(), schema)),
         }
     }
 
@@ -350,28 +350,57 @@ fn envelope_error() -> String {
     "with `schemas_enable: true` a JSON value must be an object with exactly the fields \"schema\" and \"payload\"; for plain JSON set `schemas_enable: false`".into()
 }
 
-/// Decodes stored batches, compressed ones too, skipping control batches.
-pub fn decode_batches(bytes: &[u8]) -> Result<Vec<OwnedRecord>, String> {
+/// A record read from the log for a sink: key and value are slices of the read buffer.
+pub struct ReadRecord {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Decodes batches read from the log (CRCs already checked by the read), compressed ones
+/// too, skipping control batches. Keys and values of uncompressed batches share `bytes` (no
+/// copy per record).
+pub fn decode_batches(bytes: &Bytes) -> Result<Vec<ReadRecord>, String> {
     let mut out = Vec::new();
     if bytes.is_empty() {
         return Ok(out);
     }
-    for (start, h) in split_record_set(bytes).map_err(|e| e.to_string())? {
+    for (start, h) in split_verified(bytes).map_err(|e| e.to_string())? {
+        if h.is_control() {
+            continue;
+        }
         let batch = &bytes[start..start + h.size];
         let codec = h.compression().map_err(|e| e.to_string())?;
         if codec == Compression::None {
-            out.extend(sluice_log::decode_record_set(batch).map_err(|e| e.to_string())?);
+            let records =
+                sluice_log::record::decode_records(batch, &h).map_err(|e| e.to_string())?;
+            out.reserve(records.len());
+            out.extend(records.into_iter().map(|r| {
+                ReadRecord {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key.map(|k| bytes.slice_ref(k)),
+                    value: r.value.map(|v| bytes.slice_ref(v)),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                        .collect(),
+                }
+            }));
             continue;
         }
-        let mut buf = bytes::Bytes::copy_from_slice(batch);
+        let mut buf = bytes.slice(start..start + h.size);
         let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
             .map_err(|e| format!("cannot decompress a {} batch: {e}", codec.name()))?;
         out.extend(set.records.into_iter().filter(|r| !r.control).map(|r| {
-            OwnedRecord {
+            ReadRecord {
                 offset: r.offset,
                 timestamp: r.timestamp,
-                key: r.key.map(|k| k.to_vec()),
-                value: r.value.map(|v| v.to_vec()),
+                key: r.key,
+                value: r.value,
                 headers: r
                     .headers
                     .into_iter()
@@ -389,12 +418,12 @@ mod tests {
 
     #[test]
     fn formats_check_without_reencoding() {
-        let raw = |s: &str| Some(Payload::Raw(s.as_bytes().to_vec()));
+        let raw = |s: &str| Some(Payload::Raw(Bytes::copy_from_slice(s.as_bytes())));
         assert_eq!(
             Encoder::plain(Format::Json)
                 .encode(raw(r#"{"a": 1}"#))
                 .unwrap(),
-            Some(br#"{"a": 1}"#.to_vec()),
+            Some(Bytes::from_static(br#"{"a": 1}"#)),
             "bytes kept as they came"
         );
         let err = Encoder::plain(Format::Json)
@@ -407,13 +436,13 @@ mod tests {
             "the bytes come back for the dead-letter topic"
         );
         assert!(Encoder::plain(Format::String)
-            .encode(Some(Payload::Raw(vec![0xff])))
+            .encode(Some(Payload::Raw(Bytes::from_static(&[0xff]))))
             .is_err());
         assert_eq!(
             Encoder::plain(Format::Bytes)
-                .encode(Some(Payload::Raw(vec![0xff])))
+                .encode(Some(Payload::Raw(Bytes::from_static(&[0xff]))))
                 .unwrap(),
-            Some(vec![0xff])
+            Some(Bytes::from_static(&[0xff]))
         );
         assert_eq!(Encoder::plain(Format::Json).encode(None).unwrap(), None);
     }
@@ -430,7 +459,9 @@ mod tests {
     fn json_with_schemas_enable_round_trips_connects_envelope() {
         let enc = Encoder::json(Some(order_schema()), true).unwrap();
         let bytes = enc
-            .encode(Some(Payload::Raw(br#"{"id": 7, "extra": true}"#.to_vec())))
+            .encode(Some(Payload::Raw(Bytes::from_static(
+                br#"{"id": 7, "extra": true}"#,
+            ))))
             .unwrap()
             .unwrap();
         let written: Json = serde_json::from_slice(&bytes).unwrap();
@@ -442,7 +473,9 @@ mod tests {
         assert_eq!(written["schema"]["fields"][0]["type"], "int64");
         assert_eq!(written["schema"]["fields"][1]["optional"], true);
         let err = enc
-            .encode(Some(Payload::Raw(br#"{"id": "seven"}"#.to_vec())))
+            .encode(Some(Payload::Raw(Bytes::from_static(
+                br#"{"id": "seven"}"#,
+            ))))
             .unwrap_err();
         assert!(
             err.message.contains("/id: expected long"),
@@ -461,7 +494,7 @@ mod tests {
         let (_, again) = dec.decode(bytes).unwrap();
         assert!(again.is_some(), "the cached schema is handed out again");
 
-        let (e, original) = dec.decode(br#"{"id": 7}"#.to_vec()).unwrap_err();
+        let (e, original) = dec.decode(Bytes::from_static(br#"{"id": 7}"#)).unwrap_err();
         assert!(e.contains("\"schema\" and \"payload\""), "{e}");
         assert_eq!(original, br#"{"id": 7}"#.to_vec());
     }
@@ -480,14 +513,18 @@ mod tests {
             )),
         );
         assert!(!dec.is_pass_through());
-        let (v, schema) = dec.decode(br#"{"id": 3, "note": "x"}"#.to_vec()).unwrap();
+        let (v, schema) = dec
+            .decode(Bytes::from_static(br#"{"id": 3, "note": "x"}"#))
+            .unwrap();
         assert_eq!(
             v,
             br#"{"id":3.0,"qty":1}"#.to_vec(),
             "promoted, defaulted, projected"
         );
         assert_eq!(schema.as_deref(), Some(reader));
-        let (e, _) = dec.decode(br#"{"qty": 2}"#.to_vec()).unwrap_err();
+        let (e, _) = dec
+            .decode(Bytes::from_static(br#"{"qty": 2}"#))
+            .unwrap_err();
         assert!(e.contains("/id: missing"), "{e}");
         assert!(Decoder::new(Format::Json, None, false, None).is_pass_through());
     }

@@ -84,7 +84,7 @@ impl SourceOffsets {
             .iter()
             .filter(|((c, _), _)| c == connector)
             .map(|((_, s), o)| SourcePosition {
-                stream: s.clone(),
+                stream: s.as_str().into(),
                 offset: o.clone(),
             })
             .collect()
@@ -112,7 +112,10 @@ impl SourceOffsets {
         self.partition.append(&mut batch.build(), now)?;
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         for p in positions {
-            table.insert((connector.to_string(), p.stream.clone()), p.offset.clone());
+            table.insert(
+                (connector.to_string(), p.stream.to_string()),
+                p.offset.clone(),
+            );
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ use sluice_connector_sdk::connector::{
 };
 use sluice_connector_sdk::data::Payload;
 use sluice_connector_sdk::registry::{ConnectorRegistry, Factory};
+use sluice_connector_sdk::Bytes;
 use sluice_log::{BatchBuilder, Log, LogError, OffsetCommit, Record, TopicConfig};
 
 use crate::config::{ConnectorPlan, ErrorPolicy, Format, Pipeline};
@@ -34,8 +35,13 @@ use sluice_schema_registry::registry::{Registry, SchemaRequest};
 const POLL_RECORDS: usize = 20_000;
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 const SINK_READ_BYTES: usize = 4 << 20;
-const SINK_FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// A sink is asked to flush at least this often (it decides what is due: the file sink
+/// finishes files older than its `roll_interval`), and at once when it has caught up with
+/// its partitions after a put, so the tail of a burst does not wait for the clock.
+const SINK_FLUSH_EVERY: Duration = Duration::from_millis(100);
 const MAX_BATCH_BYTES: usize = 512 * 1024;
+/// While a source keeps returning full polls, its positions are committed this often.
+const SOURCE_COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -148,7 +154,7 @@ impl Ctx {
         &self,
         stage: &str,
         message: &str,
-        original: Option<Vec<u8>>,
+        original: Option<&[u8]>,
         origin: Vec<(String, String)>,
     ) -> bool {
         if self.errors.log_errors {
@@ -178,7 +184,7 @@ impl Ctx {
         let mut b = BatchBuilder::new();
         b.push(&Record {
             key: None,
-            value: original.as_deref(),
+            value: original,
             timestamp: now,
             headers: headers
                 .iter()
@@ -227,7 +233,7 @@ fn connector_err(plan: &ConnectorPlan, e: impl std::fmt::Display) -> WorkerError
 
 fn raw(p: &Option<Payload>) -> Option<Vec<u8>> {
     match p {
-        Some(Payload::Raw(b)) => Some(b.clone()),
+        Some(Payload::Raw(b)) => Some(b.to_vec()),
         Some(Payload::Typed { value, .. }) => Some(format!("{value:?}").into_bytes()),
         None => None,
     }
@@ -521,7 +527,11 @@ fn source_loop(
     if let Err(e) = partitions_of(&ctx.log, &mut partitions, &topic) {
         return ctx.fail(e);
     }
+    let main_parts = partitions[&topic].clone();
     let sticky = AtomicU32::new(0);
+    // Positions of records already in the log, not yet committed.
+    let mut positions = Positions::default();
+    let mut last_commit = Instant::now();
     while !ctx.stop.load(Ordering::Acquire) {
         let records: Vec<SourceRecord> =
             match ctx.retry("poll", || task.poll(POLL_RECORDS, POLL_TIMEOUT)) {
@@ -529,20 +539,27 @@ fn source_loop(
                 Err(e) => return ctx.fail(e),
             };
         if records.is_empty() {
+            if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
+                return ctx.fail(e);
+            }
+            last_commit = Instant::now();
             continue;
         }
+        let caught_up = records.len() < POLL_RECORDS;
         let now = sluice_log::now_ms();
         let round = sticky.fetch_add(1, Ordering::Relaxed) as usize;
-        // Per target topic (transforms may route records elsewhere), per partition.
-        let mut builders: HashMap<String, HashMap<usize, BatchBuilder>> = HashMap::new();
-        let mut positions: HashMap<String, SourcePosition> = HashMap::new();
+        // Per partition of the connector's topic (indexed: no hashing per record), and per
+        // topic a router sent records to.
+        let mut main_builders: Vec<BatchBuilder> =
+            (0..main_parts.len()).map(|_| BatchBuilder::new()).collect();
+        let mut routed: HashMap<String, HashMap<usize, BatchBuilder>> = HashMap::new();
         // A record the error policy does not tolerate stops the task, but only after the
         // records before it are stored and their positions committed.
         let mut stopped_at_bad_record = false;
         for mut r in records {
             let origin = |r: &SourceRecord| {
                 vec![
-                    ("source.stream".to_string(), r.position.stream.clone()),
+                    ("source.stream".to_string(), r.position.stream.to_string()),
                     ("source.offset".to_string(), r.position.offset.to_string()),
                 ]
             };
@@ -553,11 +570,11 @@ fn source_loop(
                     _ => None,
                 };
                 let o = origin(&r);
-                if !ctx.bad_record("source", &message, original, o) {
+                if !ctx.bad_record("source", &message, original.as_deref(), o) {
                     stopped_at_bad_record = true;
                     break;
                 }
-                remember(&mut positions, r.position);
+                positions.remember(r.position);
                 continue;
             }
             let mut target: Option<String> = None;
@@ -565,16 +582,16 @@ fn source_loop(
                 match transform_source_record(&ctx.transforms, &topic, &mut r, now) {
                     Ok(Some(t)) => target = (t != topic).then_some(t),
                     Ok(None) => {
-                        remember(&mut positions, r.position);
+                        positions.remember(r.position);
                         continue; // filtered out
                     }
                     Err((message, original)) => {
                         let o = origin(&r);
-                        if !ctx.bad_record("transform", &message, original, o) {
+                        if !ctx.bad_record("transform", &message, original.as_deref(), o) {
                             stopped_at_bad_record = true;
                             break;
                         }
-                        remember(&mut positions, r.position);
+                        positions.remember(r.position);
                         continue;
                     }
                 }
@@ -592,18 +609,21 @@ fn source_loop(
                 (Ok(k), Ok(v)) => (k, v),
                 (Err(e), _) | (_, Err(e)) => {
                     let o = origin(&r);
-                    if !ctx.bad_record("converter", &e.message, e.original, o) {
+                    if !ctx.bad_record("converter", &e.message, e.original.as_deref(), o) {
                         stopped_at_bad_record = true;
                         break;
                     }
-                    remember(&mut positions, r.position);
+                    positions.remember(r.position);
                     continue;
                 }
             };
             let target_topic = target.as_deref().unwrap_or(&topic);
-            let parts = match partitions_of(&ctx.log, &mut partitions, target_topic) {
-                Ok(p) => p,
-                Err(e) => return ctx.fail(format!("topic `{target_topic}`: {e}")),
+            let parts = match &target {
+                None => &main_parts,
+                Some(t) => match partitions_of(&ctx.log, &mut partitions, t) {
+                    Ok(p) => p,
+                    Err(e) => return ctx.fail(format!("topic `{t}`: {e}")),
+                },
             };
             let p = match (r.partition, &key) {
                 (Some(p), _) => (p.max(0) as usize) % parts.len(),
@@ -615,11 +635,16 @@ fn source_loop(
                 .iter()
                 .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
                 .collect();
-            if !builders.contains_key(target_topic) {
-                builders.insert(target_topic.to_string(), HashMap::new());
-            }
-            let per_topic = builders.get_mut(target_topic).expect("inserted above");
-            let builder = per_topic.entry(p).or_default();
+            let builder = match &target {
+                None => &mut main_builders[p],
+                Some(t) => {
+                    if !routed.contains_key(t) {
+                        routed.insert(t.clone(), HashMap::new());
+                    }
+                    let per_topic = routed.get_mut(t).expect("inserted above");
+                    per_topic.entry(p).or_default()
+                }
+            };
             builder.push(&Record {
                 key: key.as_deref(),
                 value: value.as_deref(),
@@ -632,9 +657,16 @@ fn source_loop(
                     return ctx.fail(format!("appending to {target_topic}-{p}: {e}"));
                 }
             }
-            remember(&mut positions, r.position);
+            positions.remember(r.position);
         }
-        for (t, per_topic) in builders {
+        for (p, builder) in main_builders.into_iter().enumerate() {
+            if !builder.is_empty() {
+                if let Err(e) = main_parts[p].append(&mut builder.build(), now) {
+                    return ctx.fail(format!("appending to {topic}-{p}: {e}"));
+                }
+            }
+        }
+        for (t, per_topic) in routed {
             for (p, builder) in per_topic {
                 if builder.is_empty() {
                     continue;
@@ -651,21 +683,45 @@ fn source_loop(
                 }
             }
         }
-        // The records are in the log (durable per the topic's flush policy): now the positions.
-        let positions: Vec<SourcePosition> = positions.into_values().collect();
-        if let Err(e) = offsets.commit(&ctx.name, &positions) {
-            return ctx.fail(format!("committing source positions: {e}"));
-        }
-        if let Err(e) = task.committed(positions) {
-            tracing::warn!(connector = %ctx.name, error = %e, "source could not release committed records");
+        // The records are in the log (durable per the topic's flush policy): now their
+        // positions, at once when the source has caught up (a webhook's callers are waiting),
+        // else at most every SOURCE_COMMIT_EVERY (each commit is an fsync).
+        if caught_up || stopped_at_bad_record || last_commit.elapsed() >= SOURCE_COMMIT_EVERY {
+            if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
+                return ctx.fail(e);
+            }
+            last_commit = Instant::now();
         }
         if stopped_at_bad_record {
             let _ = task.stop();
             return; // the status already says why
         }
     }
+    if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
+        return ctx.fail(e);
+    }
     let _ = task.stop();
     set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+/// Commits the positions of records already in the log, then tells the source.
+fn commit_source(
+    ctx: &Ctx,
+    task: &mut dyn SourceTask,
+    offsets: &SourceOffsets,
+    positions: &mut Positions,
+) -> Result<(), String> {
+    let positions = std::mem::take(positions).into_vec();
+    if positions.is_empty() {
+        return Ok(());
+    }
+    offsets
+        .commit(&ctx.name, &positions)
+        .map_err(|e| format!("committing source positions: {e}"))?;
+    if let Err(e) = task.committed(positions) {
+        tracing::warn!(connector = %ctx.name, error = %e, "source could not release committed records");
+    }
+    Ok(())
 }
 
 /// The partitions of a topic, created with defaults on first use (a router's target).
@@ -688,7 +744,7 @@ fn transform_source_record(
     topic: &str,
     r: &mut SourceRecord,
     now: i64,
-) -> Result<Option<String>, (String, Option<Vec<u8>>)> {
+) -> Result<Option<String>, (String, Option<Bytes>)> {
     let value = match &r.value {
         Some(Payload::Raw(b)) => Some(
             serde_json::from_slice::<serde_json::Value>(b)
@@ -717,10 +773,10 @@ fn transform_source_record(
     };
     match apply_all(chain, t) {
         Ok(Some(t)) => {
-            r.value = t.value.map(|v| Payload::Raw(v.to_string().into_bytes()));
+            r.value = t.value.map(|v| Payload::Raw(v.to_string().into()));
             r.key = t.key.map(|k| match k {
-                serde_json::Value::String(s) => Payload::Raw(s.into_bytes()),
-                other => Payload::Raw(other.to_string().into_bytes()),
+                serde_json::Value::String(s) => Payload::Raw(s.into()),
+                other => Payload::Raw(other.to_string().into()),
             });
             r.headers = t.headers;
             r.timestamp = Some(t.timestamp);
@@ -743,7 +799,7 @@ fn transform_sink_record(chain: &[Transform], r: &mut SinkRecord) -> Result<bool
         }
     };
     let t = TRecord {
-        topic: r.topic.clone(),
+        topic: r.topic.to_string(),
         key: json(&r.key).ok().flatten(),
         value: json(&r.value)?,
         headers: std::mem::take(&mut r.headers),
@@ -751,8 +807,8 @@ fn transform_sink_record(chain: &[Transform], r: &mut SinkRecord) -> Result<bool
     };
     match apply_all(chain, t)? {
         Some(t) => {
-            r.value = t.value.map(|v| Payload::Raw(v.to_string().into_bytes()));
-            r.key = t.key.map(|k| Payload::Raw(k.to_string().into_bytes()));
+            r.value = t.value.map(|v| Payload::Raw(v.to_string().into()));
+            r.key = t.key.map(|k| Payload::Raw(k.to_string().into()));
             r.headers = t.headers;
             r.timestamp = t.timestamp;
             Ok(true)
@@ -761,13 +817,32 @@ fn transform_sink_record(chain: &[Transform], r: &mut SinkRecord) -> Result<bool
     }
 }
 
-/// Keeps the latest position per stream without a new key string for every record.
-fn remember(positions: &mut HashMap<String, SourcePosition>, p: SourcePosition) {
-    match positions.get_mut(&p.stream) {
-        Some(existing) => existing.offset = p.offset,
-        None => {
-            positions.insert(p.stream.clone(), p);
+/// The latest position per stream of a poll's records. Records mostly come stream by
+/// stream, so the current stream is compared first (a pointer, when the source shares its
+/// name) and the map is touched only when the stream changes.
+#[derive(Default)]
+struct Positions {
+    current: Option<SourcePosition>,
+    others: HashMap<Arc<str>, SourcePosition>,
+}
+
+impl Positions {
+    fn remember(&mut self, p: SourcePosition) {
+        if let Some(c) = &mut self.current {
+            if Arc::ptr_eq(&c.stream, &p.stream) || c.stream == p.stream {
+                c.offset = p.offset;
+                return;
+            }
         }
+        let earlier = self.others.remove(&p.stream);
+        drop(earlier); // superseded by `p`
+        if let Some(previous) = self.current.replace(p) {
+            self.others.insert(previous.stream.clone(), previous);
+        }
+    }
+
+    fn into_vec(self) -> Vec<SourcePosition> {
+        self.others.into_values().chain(self.current).collect()
     }
 }
 
@@ -813,6 +888,8 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
         );
     }
     let mut last_flush = Instant::now();
+    let mut put_since_flush = false;
+    let mut last_committed: Vec<(TopicPartition, i64)> = Vec::new();
     while !ctx.stop.load(Ordering::Acquire) {
         let mut batch: Vec<SinkRecord> = Vec::new();
         for tp in &partitions {
@@ -827,11 +904,13 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
                 Ok(r) => r,
                 Err(e) => return ctx.fail(e),
             };
-            let records = match decode_batches(&read.records) {
+            let read_buffer = Bytes::from(read.records);
+            let records = match decode_batches(&read_buffer) {
                 Ok(r) => r,
                 Err(e) => return ctx.fail(format!("decoding {}-{}: {e}", tp.topic, tp.partition)),
             };
             let mut next = pos;
+            let shared_topic: Arc<str> = Arc::from(tp.topic.as_str());
             for r in records.into_iter().filter(|r| r.offset >= pos) {
                 next = r.offset + 1;
                 let Converters::Sink {
@@ -853,7 +932,7 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
                     Some(Ok((k, schema))) => (Some(k), schema),
                     Some(Err((e, _))) => {
                         let e = format!("key: {e}");
-                        if !ctx.bad_record("converter", &e, r.value, origin()) {
+                        if !ctx.bad_record("converter", &e, r.value.as_deref(), origin()) {
                             return;
                         }
                         continue;
@@ -863,14 +942,14 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
                     None => (None, None),
                     Some(Ok((v, schema))) => (Some(v), schema),
                     Some(Err((e, original))) => {
-                        if !ctx.bad_record("converter", &e, Some(original), origin()) {
+                        if !ctx.bad_record("converter", &e, Some(&original), origin()) {
                             return;
                         }
                         continue;
                     }
                 };
                 let mut record = SinkRecord {
-                    topic: tp.topic.clone(),
+                    topic: shared_topic.clone(),
                     partition: tp.partition,
                     offset: r.offset,
                     timestamp: r.timestamp,
@@ -903,7 +982,7 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
                                 Some(Payload::Raw(b)) => Some(b.clone()),
                                 _ => None,
                             };
-                            if !ctx.bad_record("transform", &e, original, origin) {
+                            if !ctx.bad_record("transform", &e, original.as_deref(), origin) {
                                 return;
                             }
                             continue;
@@ -912,7 +991,7 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
                 }
                 batch.push(record);
             }
-            if let Some((_, h)) = sluice_log::batch::split_record_set(&read.records)
+            if let Some((_, h)) = sluice_log::batch::split_verified(&read_buffer)
                 .ok()
                 .and_then(|b| b.last().copied())
             {
@@ -920,17 +999,28 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
             }
             positions.insert(tp.clone(), next);
         }
-        if batch.is_empty() {
-            std::thread::sleep(Duration::from_millis(20));
-        } else if let Err(e) = put_batch(&ctx, task.as_mut(), batch) {
-            return ctx.fail(e);
+        let caught_up = batch.is_empty();
+        if caught_up {
+            if !put_since_flush {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        } else {
+            if let Err(e) = put_batch(&ctx, task.as_mut(), batch) {
+                return ctx.fail(e);
+            }
+            put_since_flush = true;
         }
-        if last_flush.elapsed() >= SINK_FLUSH_EVERY {
+        if last_flush.elapsed() >= SINK_FLUSH_EVERY || (caught_up && put_since_flush) {
             last_flush = Instant::now();
+            put_since_flush = false;
             match ctx.retry("flush", || task.flush()) {
                 Ok(durable) => {
-                    if let Err(e) = commit_sink(&ctx, &durable) {
-                        return ctx.fail(format!("committing sink positions: {e}"));
+                    // Committing costs an fsync: only when a position moved.
+                    if durable != last_committed {
+                        if let Err(e) = commit_sink(&ctx, &durable) {
+                            return ctx.fail(format!("committing sink positions: {e}"));
+                        }
+                        last_committed = durable;
                     }
                 }
                 Err(e) => return ctx.fail(e),
@@ -954,12 +1044,12 @@ fn put_batch(ctx: &Ctx, task: &mut dyn SinkTask, batch: Vec<SinkRecord>) -> Resu
             for r in batch {
                 if let Err(e) = ctx.retry("put", || task.put(std::slice::from_ref(&r))) {
                     let origin = vec![
-                        ("topic".into(), r.topic.clone()),
+                        ("topic".into(), r.topic.to_string()),
                         ("partition".into(), r.partition.to_string()),
                         ("offset".into(), r.offset.to_string()),
                     ];
                     if e.kind != ErrorKind::BadRecord
-                        || !ctx.bad_record("sink", &e.message, raw(&r.value), origin)
+                        || !ctx.bad_record("sink", &e.message, raw(&r.value).as_deref(), origin)
                     {
                         return Err(e.to_string());
                     }
