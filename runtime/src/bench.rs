@@ -22,6 +22,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Broker(args) => crate::bench_broker::run(args),
         BenchCommand::Registry(args) => crate::bench_registry::run(args),
         BenchCommand::Pipeline(args) => crate::bench_pipeline::run(args),
+        BenchCommand::Plugin(args) => crate::bench_plugin::run(args),
     }
 }
 

@@ -55,6 +55,11 @@ pub enum Command {
     Run { file: PathBuf },
     /// Check a pipeline file without running it: every error with its line and column.
     Validate { file: PathBuf },
+    /// Connector plugins: dynamic libraries in plugin folders.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
     /// Measure Sluice against the machine's own limits.
     Bench {
         #[command(subcommand)]
@@ -148,6 +153,42 @@ pub enum BenchCommand {
     Registry(RegistryBenchArgs),
     /// File → topic → file through the pipeline runtime, beside `cp`, with peak memory.
     Pipeline(PipelineBenchArgs),
+    /// The cost of the plugin boundary: the same connectors built in and loaded as a plugin.
+    Plugin(PluginBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginBenchArgs {
+    /// Records through each pipeline.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    /// The example plugin library (default: libsluice_example_plugin.so beside this binary,
+    /// as `cargo build --release -p sluice-example-plugin` leaves it).
+    #[arg(long)]
+    pub library: Option<PathBuf>,
+    /// Rounds of each; medians are printed.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Every plugin in the plugin folders: version, connector types and their settings, and
+    /// any library that failed to load, with the reason.
+    List(PluginsListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginsListArgs {
+    /// A plugin folder (repeat for several); `SLUICE_PLUGIN_PATH` adds more (colon-separated).
+    #[arg(long = "plugin-path")]
+    pub plugin_path: Vec<PathBuf>,
+    /// Also the folders a pipeline file names in `plugin_path`.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -2,14 +2,15 @@
 //!
 //! **Owns:** the command line (clap), logging set-up, and the commands that work on a local
 //! data directory: `topics`, `produce`, `consume`, `groups`, `broker` (the Kafka protocol
-//! listener) and `bench`. Later: `run` (pipelines from YAML).
+//! listener), `registry`, `run` and `validate` (pipelines from YAML), `plugins` and `bench`.
 //!
 //! **Must not touch:** the bytes on disk (that is `sluice-log`'s job): commands go through
 //! the log's API and never open segment files themselves.
 //!
 //! ## Layout
-//! - `cli`: argument definitions; `topics`, `produce`, `consume`, `groups`: one file per
-//!   command; `partitioner`: Kafka's key → partition mapping; `bench`: `sluice bench log`.
+//! - `cli`: argument definitions; `topics`, `produce`, `consume`, `groups`, `broker`,
+//!   `registry`, `run`, `plugins`: one file per command; `bench*`: the `sluice bench`
+//!   subcommands.
 //!
 //! ## Example
 //! ```text
@@ -21,12 +22,14 @@
 mod bench;
 mod bench_broker;
 mod bench_pipeline;
+mod bench_plugin;
 mod bench_registry;
 mod broker;
 mod cli;
 mod consume;
 mod groups;
 
+mod plugins;
 mod produce;
 mod registry;
 mod run;
@@ -55,7 +58,7 @@ fn init_tracing(format: LogFormat) {
 
 /// `sluice validate FILE`: the same checks `sluice run` will make before starting anything.
 fn validate(file: &std::path::Path) -> anyhow::Result<()> {
-    let registry = run::builtin_connectors()?;
+    let registry = run::connectors_for(file)?;
     let env = |name: &str| std::env::var(name).ok();
     match sluice_worker::config::load_pipeline(file, &registry, &env) {
         Ok(p) => {
@@ -95,6 +98,9 @@ fn main() -> ExitCode {
         Command::Broker(args) => broker::run(&data_dir, args),
         Command::Registry(args) => registry::run(&data_dir, args),
         Command::Validate { file } => validate(&file),
+        Command::Plugins { command } => match command {
+            cli::PluginsCommand::List(args) => plugins::list(args),
+        },
         Command::Run { file } => run::run(&file),
         Command::Bench { command } => bench::run(command),
     };

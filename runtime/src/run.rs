@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use sluice_connector_sdk::registry::ConnectorRegistry;
 use sluice_log::{Log, LogOptions};
 use sluice_worker::config::load_pipeline;
+use sluice_worker::plugins;
 use sluice_worker::run::Worker;
 use tokio_util::sync::CancellationToken;
 
@@ -22,8 +23,37 @@ pub fn builtin_connectors() -> Result<ConnectorRegistry> {
     Ok(registry)
 }
 
+/// The built-in connectors plus the plugins in the folders `file` names in `plugin_path`
+/// and in `SLUICE_PLUGIN_PATH`. A library that fails to load is reported on stderr and
+/// skipped: the pipelines that do not need it still run.
+pub fn connectors_for(file: &Path) -> Result<ConnectorRegistry> {
+    let mut registry = builtin_connectors()?;
+    let env = |name: &str| std::env::var(name).ok();
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let dirs = plugins::plugin_dirs(
+        &plugins::plugin_path_in(&text, &env),
+        std::env::var(plugins::PLUGIN_PATH_ENV).ok(),
+    );
+    let report = plugins::load_dirs(&dirs, &mut registry);
+    for p in &report.loaded {
+        let types: Vec<&str> = p.connectors.iter().map(|c| c.name.as_str()).collect();
+        eprintln!(
+            "plugin {} {} ({}): {}",
+            p.name,
+            p.version,
+            p.path.display(),
+            types.join(", ")
+        );
+    }
+    for e in &report.failed {
+        eprintln!("plugin not loaded: {e}");
+        tracing::warn!(error = %e, "plugin not loaded");
+    }
+    Ok(registry)
+}
+
 pub fn run(file: &Path) -> Result<()> {
-    let registry = builtin_connectors()?;
+    let registry = connectors_for(file)?;
     let env = |name: &str| std::env::var(name).ok();
     let pipeline = match load_pipeline(file, &registry, &env) {
         Ok(p) => p,
@@ -54,12 +84,10 @@ pub fn run(file: &Path) -> Result<()> {
     }
     // One registry for the HTTP API and the pipelines' `avro` format alike.
     let schemas = if pipeline.registry.is_some()
-        || pipeline
-            .sources
-            .iter()
-            .chain(&pipeline.sinks)
-            .any(|p| p.value_format == sluice_worker::config::Format::Avro)
-    {
+        || pipeline.sources.iter().chain(&pipeline.sinks).any(|p| {
+            p.value_format == sluice_worker::config::Format::Avro
+                || p.key_format == sluice_worker::config::Format::Avro
+        }) {
         let store = sluice_schema_registry::store::LogStore::open(&log)?;
         Some(Arc::new(sluice_schema_registry::registry::Registry::open(
             Arc::new(store),

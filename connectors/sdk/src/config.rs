@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
-/// The type of a setting.
-#[derive(Debug, Clone, PartialEq)]
+/// The type of a setting. Serialized (for a plugin's description) as `"string"`,
+/// `"secret"`, `{"integer": {"min": 1, "max": 10}}`, `"boolean"`, `"duration"`,
+/// `{"one_of": ["a", "b"]}`, `{"list": <kind>}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FieldKind {
     String,
     /// A string never printed, logged or returned (shown as `[hidden]`).
@@ -49,7 +52,7 @@ impl fmt::Display for FieldKind {
 }
 
 /// One setting of a connector.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FieldSpec {
     pub name: String,
     pub kind: FieldKind,
@@ -82,7 +85,7 @@ impl FieldSpec {
 }
 
 /// Every setting a connector accepts.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigSpec {
     pub fields: Vec<FieldSpec>,
 }
@@ -238,6 +241,29 @@ impl fmt::Debug for ConfigValues {
 }
 
 impl ConfigValues {
+    /// Every value, secrets included: for handing the settings to a connector across the
+    /// plugin boundary, where they are validated again. Never for display.
+    pub fn to_map_with_secrets(&self) -> Map<String, Json> {
+        self.values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The names of the secret settings.
+    pub fn secret_keys(&self) -> &[String] {
+        &self.secrets
+    }
+
+    /// Settings as a connector produced them (its task configs) or as they cross the plugin
+    /// boundary, with the names of the secret ones.
+    pub fn from_parts(values: Map<String, Json>, secrets: Vec<String>) -> ConfigValues {
+        ConfigValues {
+            values: values.into_iter().collect(),
+            secrets,
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Json> {
         self.values.get(key)
     }

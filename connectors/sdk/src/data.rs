@@ -171,6 +171,34 @@ impl Value {
         }
     }
 
+    /// The value as JSON: records and maps become objects, bytes and fixed become strings
+    /// of code points 0–255 (the mapping Sluice's Avro codec reads back), enums strings.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Boolean(b) => Json::Bool(*b),
+            Value::Int(i) => Json::from(*i),
+            Value::Long(l) => Json::from(*l),
+            Value::Float(f) => serde_json::Number::from_f64(*f as f64)
+                .map(Json::Number)
+                .unwrap_or(Json::Null),
+            Value::Double(d) => serde_json::Number::from_f64(*d)
+                .map(Json::Number)
+                .unwrap_or(Json::Null),
+            Value::Bytes(b) | Value::Fixed(b) => {
+                Json::String(b.iter().map(|c| *c as char).collect())
+            }
+            Value::String(s) | Value::Enum(s) => Json::String(s.clone()),
+            Value::Array(items) => Json::Array(items.iter().map(Value::to_json).collect()),
+            Value::Map(entries) | Value::Record(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// A record field by name.
     pub fn field(&self, name: &str) -> Option<&Value> {
         match self {

@@ -44,10 +44,12 @@
 //! assert_eq!(issues[0].to_string(), "`pth`: unknown setting (did you mean `path`?)");
 //! ```
 
+#[cfg(feature = "avro")]
 pub mod avro;
 pub mod config;
 pub mod connector;
 pub mod data;
+pub mod plugin;
 pub mod registry;
 
 /// Raw keys and values are shared byte buffers: a source can hand out slices of what it

@@ -17,28 +17,7 @@ use crate::config::Format;
 
 /// A typed value as JSON.
 pub fn value_to_json(v: &Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        Value::Null => J::Null,
-        Value::Boolean(b) => J::Bool(*b),
-        Value::Int(i) => J::from(*i),
-        Value::Long(l) => J::from(*l),
-        Value::Float(f) => serde_json::Number::from_f64(*f as f64)
-            .map(J::Number)
-            .unwrap_or(J::Null),
-        Value::Double(d) => serde_json::Number::from_f64(*d)
-            .map(J::Number)
-            .unwrap_or(J::Null),
-        Value::Bytes(b) | Value::Fixed(b) => J::String(String::from_utf8_lossy(b).into_owned()),
-        Value::String(s) | Value::Enum(s) => J::String(s.clone()),
-        Value::Array(items) => J::Array(items.iter().map(value_to_json).collect()),
-        Value::Map(entries) | Value::Record(entries) => J::Object(
-            entries
-                .iter()
-                .map(|(k, v)| (k.clone(), value_to_json(v)))
-                .collect(),
-        ),
-    }
+    v.to_json()
 }
 
 /// Why a payload cannot be stored, with the payload's bytes (for the dead-letter topic).

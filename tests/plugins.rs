@@ -1,0 +1,304 @@
+//! Connector plugins end to end: the example plugin and a panicking fixture are built as
+//! real `cdylib`s, libraries that must be refused are made too (another ABI version, a
+//! missing symbol, a file that is not a library, a type another plugin already provides),
+//! and the real `sluice` binary lists them, validates pipeline files against the settings
+//! plugins export, and runs pipelines through them.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use support::{binary, consume_topic, stop, KillOnDrop};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn lib_name(crate_name: &str) -> String {
+    format!(
+        "{}{crate_name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Builds the example plugin and the panicking fixture once, in a target folder of their own
+/// (the outer `cargo test` may hold the main one).
+fn built_plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = workspace().join("target").join("plugin-tests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace())
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "sluice-example-plugin",
+                "-p",
+                "sluice-test-plugin-panicky",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .status()
+            .expect("run cargo build for the plugins");
+        assert!(status.success(), "building the plugins failed");
+        target.join("debug")
+    })
+}
+
+/// A library made by rustc straight from `source` (no SDK): for the libraries the loader
+/// must refuse.
+fn rustc_cdylib(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.rs"));
+    std::fs::write(&src, source).unwrap();
+    let out = dir.join(lib_name(name));
+    let status = Command::new("rustc")
+        .args(["--crate-type", "cdylib", "--edition", "2021", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("run rustc");
+    assert!(status.success(), "rustc failed for {name}");
+    std::fs::remove_file(src).unwrap();
+    out
+}
+
+fn plugin_dir(root: &Path, libs: &[&str]) -> PathBuf {
+    let dir = root.join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    for lib in libs {
+        std::fs::copy(built_plugins().join(lib_name(lib)), dir.join(lib_name(lib))).unwrap();
+    }
+    dir
+}
+
+fn start_logged(file: &Path, log: &Path, plugin_env: Option<&Path>) -> KillOnDrop {
+    let mut cmd = Command::new(binary());
+    cmd.arg("run")
+        .arg(file)
+        .env("RUST_LOG", "error")
+        .env_remove("SLUICE_PLUGIN_PATH")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    if let Some(dir) = plugin_env {
+        cmd.env("SLUICE_PLUGIN_PATH", dir);
+    }
+    KillOnDrop(cmd.spawn().unwrap())
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn plugins_list_shows_types_and_settings_and_names_every_library_it_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = plugin_dir(tmp.path(), &["sluice_example_plugin"]);
+    // The same plugin again under another name: its types are taken.
+    std::fs::copy(
+        dir.join(lib_name("sluice_example_plugin")),
+        dir.join(lib_name("zz_copy_of_example")),
+    )
+    .unwrap();
+    rustc_cdylib(
+        &dir,
+        "wrong_abi",
+        "#[no_mangle] pub extern \"C\" fn sluice_plugin_abi_version() -> u32 { 999 }",
+    );
+    rustc_cdylib(
+        &dir,
+        "no_symbols",
+        "#[no_mangle] pub extern \"C\" fn something_else() -> u32 { 1 }",
+    );
+    std::fs::write(dir.join(lib_name("not_a_library")), "just text").unwrap();
+    std::fs::write(dir.join("README.txt"), "not a library name: ignored").unwrap();
+
+    let out = Command::new(binary())
+        .args(["plugins", "list", "--plugin-path"])
+        .arg(&dir)
+        .env_remove("SLUICE_PLUGIN_PATH")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "sluice-example-plugin 0.1.0",
+        "source `sequence`",
+        "sink `jsonl`",
+        "count: an integer from 0",
+        "file: a string (required)",
+        "wrong_abi",
+        "built for plugin ABI version 999, this Sluice speaks version 1",
+        "does not export `sluice_plugin_abi_version`",
+        "not a loadable library",
+        "zz_copy_of_example",
+        "is already provided by plugin sluice-example-plugin 0.1.0",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert_eq!(text.matches("NOT LOADED").count(), 4, "{text}");
+    assert!(!text.contains("README"), "{text}");
+}
+
+#[test]
+fn a_pipeline_runs_through_plugin_connectors_and_resumes_from_committed_positions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let dir = plugin_dir(root, &["sluice_example_plugin"]);
+    let yaml = |count: &str| {
+        format!(
+            r#"
+runtime: {{ data_dir: {r}/data }}
+plugin_path: [{dir}]
+sources:
+  numbers:
+    type: sequence          # from the plugin
+    topic: numbers
+    count: {count}
+    message: hi
+    value_format: json
+    transforms:
+      - {{ type: insert_field, static_field: origin, static_value: plugin }}
+sinks:
+  plugin_out:
+    type: jsonl             # from the plugin
+    topics: [numbers]
+    file: {r}/out.jsonl
+  builtin_out:
+    type: file              # built in, reading the same topic
+    topics: [numbers]
+    path: {r}/files
+    roll_interval: 200ms
+"#,
+            r = root.display(),
+            dir = dir.display()
+        )
+    };
+    let file = root.join("p.yaml");
+
+    // The plugin's own settings are validated like a built-in's, with line and column.
+    std::fs::write(&file, yaml("-3")).unwrap();
+    let out = Command::new(binary())
+        .arg("validate")
+        .arg(&file)
+        .env_remove("SLUICE_PLUGIN_PATH")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":8:") && stderr.contains("`count`") && stderr.contains("sequence"),
+        "{stderr}"
+    );
+
+    std::fs::write(&file, yaml("500")).unwrap();
+    let log = root.join("run.log");
+    let run = start_logged(&file, &log, None);
+    wait_until(
+        "500 lines from the plugin sink",
+        Duration::from_secs(60),
+        || lines(&root.join("out.jsonl")).len() >= 500,
+    );
+    stop(run);
+    let got = lines(&root.join("out.jsonl"));
+    assert_eq!(got.len(), 500);
+    for (i, line) in got.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["n"], i as u64, "in order, none missing");
+        assert_eq!(v["origin"], "plugin", "the source's transform ran");
+    }
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        stderr.contains("plugin sluice-example-plugin 0.1.0"),
+        "{stderr}"
+    );
+
+    // Restarted: the source resumes after its committed position, the sink after its
+    // committed offset; nothing is produced or written again.
+    let run = start_logged(&file, &log, None);
+    std::thread::sleep(Duration::from_secs(2));
+    stop(run);
+    assert_eq!(consume_topic(root, "numbers").len(), 500);
+    assert_eq!(lines(&root.join("out.jsonl")).len(), 500);
+}
+
+#[test]
+fn a_panic_in_a_plugin_fails_only_its_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let dir = plugin_dir(
+        root,
+        &["sluice_example_plugin", "sluice_test_plugin_panicky"],
+    );
+    let yaml = format!(
+        r#"
+runtime: {{ data_dir: {r}/data }}
+sources:
+  fragile:
+    type: panicky
+    topic: fragile
+    good_polls: 2
+  numbers:
+    type: sequence
+    topic: numbers
+    count: 300
+sinks:
+  plugin_out:
+    type: jsonl
+    topics: [numbers]
+    file: {r}/out.jsonl
+"#,
+        r = root.display()
+    );
+    let file = root.join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let log = root.join("run.log");
+    // The folder comes from the environment this time.
+    let mut run = start_logged(&file, &log, Some(&dir));
+    wait_until("the panic to be reported", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("deliberate panic in poll")
+    });
+    wait_until(
+        "the other pipeline to finish",
+        Duration::from_secs(60),
+        || lines(&root.join("out.jsonl")).len() >= 300,
+    );
+    assert!(
+        run.0.try_wait().unwrap().is_none(),
+        "sluice run is still running after the panic"
+    );
+    stop(run);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        stderr.contains("connector fragile task fragile/0 FAILED")
+            && stderr.contains("the plugin panicked: deliberate panic in poll"),
+        "{stderr}"
+    );
+    assert_eq!(
+        consume_topic(root, "fragile").len(),
+        2,
+        "what it produced before the panic is kept"
+    );
+}
