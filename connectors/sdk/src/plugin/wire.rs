@@ -460,7 +460,9 @@ mod tests {
         SourceRecord {
             topic: i.is_multiple_of(3).then(|| format!("t{i}")),
             partition: i.is_multiple_of(2).then_some(i as i32),
-            key: i.is_multiple_of(4).then(|| Payload::Raw(Bytes::from(format!("k{i}")))),
+            key: i
+                .is_multiple_of(4)
+                .then(|| Payload::Raw(Bytes::from(format!("k{i}")))),
             value: value.map(|v| Payload::Raw(Bytes::from(v))),
             headers: vec![("h".into(), vec![i as u8])],
             timestamp: (!i.is_multiple_of(5)).then_some(i as i64 * 1000),
