@@ -251,7 +251,9 @@ fn one_writer_per_data_directory() {
     let pid = guard.0.id();
     // Wait until it holds the lock (it has opened the log once it is blocked on stdin).
     let mut refused = String::new();
-    for _ in 0..100 {
+    // Generous: on a loaded machine (other tests build plugins) the producer may start slowly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         let out = sluice(&data)
             .args(["topics", "create", "u"])
             .output()

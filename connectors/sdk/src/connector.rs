@@ -46,6 +46,15 @@ pub struct SourceRecord {
     pub position: SourcePosition,
 }
 
+/// What a poll hands over: records, or — from a plugin — the same records still in the
+/// plugin ABI's binary encoding ([`crate::plugin::wire`]), which the runtime reads in place
+/// instead of building a [`SourceRecord`] per record a second time.
+#[derive(Debug)]
+pub enum Polled {
+    Records(Vec<SourceRecord>),
+    Encoded(bytes::Bytes),
+}
+
 /// A topic partition a sink reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -155,6 +164,11 @@ pub trait SourceTask: Send {
     fn start(&mut self, committed: Vec<SourcePosition>) -> Result<()>;
     /// Up to `max_records` records, waiting at most `timeout` for the first; may be empty.
     fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<SourceRecord>>;
+    /// What the runtime calls: `poll`, unless the records already exist in an encoded batch
+    /// (plugins). Connectors leave the default.
+    fn poll_batch(&mut self, max_records: usize, timeout: Duration) -> Result<Polled> {
+        self.poll(max_records, timeout).map(Polled::Records)
+    }
     /// These positions are durable in the log and committed: the source may now release what
     /// they cover (answer webhook callers, delete or rename processed files, confirm an LSN).
     fn committed(&mut self, positions: Vec<SourcePosition>) -> Result<()>;

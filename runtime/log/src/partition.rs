@@ -569,6 +569,12 @@ impl Partition {
     /// Reads whole batches starting with the one that holds `offset`: up to `max_bytes`, but at
     /// least one batch even if it is larger (as Kafka's Fetch does).
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        self.read_into(offset, max_bytes, Vec::new())
+    }
+
+    /// [`Partition::read`] into `buf`, a buffer to reuse (a consumer that reads in a loop
+    /// hands back the last result's `records`).
+    pub fn read_into(&self, offset: i64, max_bytes: usize, buf: Vec<u8>) -> Result<ReadResult> {
         let end = self.end_offset();
         let start = self.log_start_offset();
         if offset < start || offset > end {
@@ -595,7 +601,7 @@ impl Partition {
         for seg in &segs[first..] {
             let io = |e| LogError::io(format!("reading {}", seg.log_path.display()), e);
             if let Some((pos, h)) = seg.locate(offset).map_err(io)? {
-                out.records = seg.read_batches(pos, h.size, max_bytes)?;
+                out.records = seg.read_batches_into(pos, h.size, max_bytes, buf)?;
                 return Ok(out);
             }
         }

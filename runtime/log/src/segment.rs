@@ -322,10 +322,44 @@ impl Segment {
 
     /// Whole batches from `pos`: as many as fit in `max_bytes`, and at least the first.
     pub fn read_batches(&self, pos: u64, first_size: usize, max_bytes: usize) -> Result<Vec<u8>> {
+        self.read_batches_into(pos, first_size, max_bytes, Vec::new())
+    }
+
+    /// [`Segment::read_batches`] into `buf`, a buffer to reuse: memory that was read into
+    /// before is not zeroed or faulted in again.
+    pub fn read_batches_into(
+        &self,
+        pos: u64,
+        first_size: usize,
+        max_bytes: usize,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>> {
         let limit = self.len();
         let want = (max_bytes.max(first_size) as u64).min(limit.saturating_sub(pos)) as usize;
         let io = |e| LogError::io(format!("reading {}", self.log_path.display()), e);
-        let mut buf = self.file.read_exact_at(pos, want).map_err(io)?;
+        if buf.len() < want {
+            buf.resize(want, 0);
+        } else {
+            buf.truncate(want);
+        }
+        let mut done = 0;
+        while done < want {
+            let n = self
+                .file
+                .read_at(&mut buf[done..], pos + done as u64)
+                .map_err(io)?;
+            if n == 0 {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{} bytes missing at byte {}",
+                        want - done,
+                        pos + done as u64
+                    ),
+                )));
+            }
+            done += n;
+        }
         let mut end = 0usize;
         while end + LOG_OVERHEAD <= buf.len() {
             let len =

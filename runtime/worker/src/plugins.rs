@@ -20,8 +20,8 @@ use std::time::Duration;
 use serde_json::{json, Value as Json};
 use sluice_connector_sdk::config::{ConfigSpec, ConfigValues};
 use sluice_connector_sdk::connector::{
-    ConnectorError, Result, SinkConnector, SinkRecord, SinkTask, SourceConnector, SourcePosition,
-    SourceRecord, SourceTask, TaskInfo, TopicPartition,
+    ConnectorError, Polled, Result, SinkConnector, SinkRecord, SinkTask, SourceConnector,
+    SourcePosition, SourceRecord, SourceTask, TaskInfo, TopicPartition,
 };
 use sluice_connector_sdk::plugin::export::settings_json;
 use sluice_connector_sdk::plugin::{
@@ -448,6 +448,7 @@ impl PluginConnector {
             plugin: self.plugin.clone(),
             handle,
             failed: None,
+            encoded: Vec::new(),
         })
     }
 }
@@ -481,6 +482,8 @@ pub struct PluginTask {
     plugin: Arc<LoadedPlugin>,
     handle: Handle,
     failed: Option<String>,
+    /// `put`'s encoding buffer, kept between calls.
+    encoded: Vec<u8>,
 }
 
 // SAFETY: as for PluginConnector; `&mut self` on every call keeps one call at a time.
@@ -540,11 +543,18 @@ impl SourceTask for PluginTask {
     }
 
     fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<SourceRecord>> {
+        match self.poll_batch(max_records, timeout)? {
+            Polled::Records(r) => Ok(r),
+            Polled::Encoded(batch) => wire::decode_source(&batch).map_err(control_err),
+        }
+    }
+
+    /// The plugin's batch as it came: the runtime reads it in place.
+    fn poll_batch(&mut self, max_records: usize, timeout: Duration) -> Result<Polled> {
         let out = self.call_out("poll", |t, h, out, err| {
             (t.source_poll)(h, max_records as u32, timeout.as_millis() as u64, out, err)
         })?;
-        let batch = self.plugin.share(out);
-        wire::decode_source(&batch).map_err(control_err)
+        Ok(Polled::Encoded(self.plugin.share(out)))
     }
 
     fn committed(&mut self, positions: Vec<SourcePosition>) -> Result<()> {
@@ -569,8 +579,12 @@ impl SinkTask for PluginTask {
     }
 
     fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
-        let batch = wire::encode_sink(records);
-        self.call("put", |t, h, err| (t.sink_put)(h, Slice::of(&batch), err))
+        // One encoding buffer per task, reused: no fresh pages per batch.
+        let mut batch = std::mem::take(&mut self.encoded);
+        wire::encode_sink_into(records, &mut batch);
+        let result = self.call("put", |t, h, err| (t.sink_put)(h, Slice::of(&batch), err));
+        self.encoded = batch;
+        result
     }
 
     fn flush(&mut self) -> Result<Vec<(TopicPartition, i64)>> {

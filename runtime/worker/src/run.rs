@@ -17,10 +17,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sluice_connector_sdk::connector::{
-    ConnectorError, ErrorKind, SinkRecord, SinkTask, SourcePosition, SourceRecord, SourceTask,
-    TaskInfo, TopicPartition, SOURCE_ERROR_HEADER,
+    ConnectorError, ErrorKind, Polled, SinkRecord, SinkTask, SourcePosition, SourceRecord,
+    SourceTask, TaskInfo, TopicPartition, SOURCE_ERROR_HEADER,
 };
 use sluice_connector_sdk::data::Payload;
+use sluice_connector_sdk::plugin::wire;
 use sluice_connector_sdk::registry::{ConnectorRegistry, Factory};
 use sluice_connector_sdk::Bytes;
 use sluice_log::{BatchBuilder, Log, LogError, OffsetCommit, Record, TopicConfig};
@@ -533,26 +534,39 @@ fn source_loop(
     let mut positions = Positions::default();
     let mut last_commit = Instant::now();
     while !ctx.stop.load(Ordering::Acquire) {
-        let records: Vec<SourceRecord> =
-            match ctx.retry("poll", || task.poll(POLL_RECORDS, POLL_TIMEOUT)) {
-                Ok(r) => r,
-                Err(e) => return ctx.fail(e),
-            };
-        if records.is_empty() {
+        let polled = match ctx.retry("poll", || task.poll_batch(POLL_RECORDS, POLL_TIMEOUT)) {
+            Ok(p) => p,
+            Err(e) => return ctx.fail(e),
+        };
+        // An encoded batch (from a plugin) is read in place unless transforms need records.
+        let (records, encoded) = match polled {
+            Polled::Records(r) => (r, None),
+            Polled::Encoded(b) if ctx.transforms.is_empty() => (Vec::new(), Some(b)),
+            Polled::Encoded(b) => match wire::decode_source(&b) {
+                Ok(r) => (r, None),
+                Err(e) => return ctx.fail(format!("the source's records: {e}")),
+            },
+        };
+        let views = match encoded.as_deref().map(wire::source_views) {
+            None => Vec::new(),
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return ctx.fail(format!("the source's records: {e}")),
+        };
+        let count = records.len() + views.len();
+        if count == 0 {
             if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
                 return ctx.fail(e);
             }
             last_commit = Instant::now();
             continue;
         }
-        let caught_up = records.len() < POLL_RECORDS;
-        let now = sluice_log::now_ms();
-        let round = sticky.fetch_add(1, Ordering::Relaxed) as usize;
-        // Per partition of the connector's topic (indexed: no hashing per record), and per
-        // topic a router sent records to.
-        let mut main_builders: Vec<BatchBuilder> =
-            (0..main_parts.len()).map(|_| BatchBuilder::new()).collect();
-        let mut routed: HashMap<String, HashMap<usize, BatchBuilder>> = HashMap::new();
+        let caught_up = count < POLL_RECORDS;
+        let mut out = Batching {
+            now: sluice_log::now_ms(),
+            round: sticky.fetch_add(1, Ordering::Relaxed) as usize,
+            main_builders: (0..main_parts.len()).map(|_| BatchBuilder::new()).collect(),
+            routed: HashMap::new(),
+        };
         // A record the error policy does not tolerate stops the task, but only after the
         // records before it are stored and their positions committed.
         let mut stopped_at_bad_record = false;
@@ -579,7 +593,7 @@ fn source_loop(
             }
             let mut target: Option<String> = None;
             if !ctx.transforms.is_empty() {
-                match transform_source_record(&ctx.transforms, &topic, &mut r, now) {
+                match transform_source_record(&ctx.transforms, &topic, &mut r, out.now) {
                     Ok(Some(t)) => target = (t != topic).then_some(t),
                     Ok(None) => {
                         positions.remember(r.position);
@@ -596,18 +610,9 @@ fn source_loop(
                     }
                 }
             }
-            let Converters::Source {
-                key: key_encoder,
-                value: value_encoder,
-            } = &*ctx.converters
-            else {
-                return ctx.fail("a source task was given a sink's converters");
-            };
-            let key = key_encoder.encode(r.key.take());
-            let value = value_encoder.encode(r.value.take());
-            let (key, value) = match (key, value) {
-                (Ok(k), Ok(v)) => (k, v),
-                (Err(e), _) | (_, Err(e)) => {
+            let (key, value) = match convert(&ctx, r.key.take(), r.value.take()) {
+                Ok(kv) => kv,
+                Err(e) => {
                     let o = origin(&r);
                     if !ctx.bad_record("converter", &e.message, e.original.as_deref(), o) {
                         stopped_at_bad_record = true;
@@ -617,71 +622,93 @@ fn source_loop(
                     continue;
                 }
             };
-            let target_topic = target.as_deref().unwrap_or(&topic);
-            let parts = match &target {
-                None => &main_parts,
-                Some(t) => match partitions_of(&ctx.log, &mut partitions, t) {
-                    Ok(p) => p,
-                    Err(e) => return ctx.fail(format!("topic `{t}`: {e}")),
-                },
-            };
-            let p = match (r.partition, &key) {
-                (Some(p), _) => (p.max(0) as usize) % parts.len(),
-                (None, Some(k)) => partition_for_key(k, parts.len() as u32) as usize,
-                (None, None) => round % parts.len(),
-            };
             let headers: Vec<(&str, Option<&[u8]>)> = r
                 .headers
                 .iter()
                 .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
                 .collect();
-            let builder = match &target {
-                None => &mut main_builders[p],
-                Some(t) => {
-                    if !routed.contains_key(t) {
-                        routed.insert(t.clone(), HashMap::new());
-                    }
-                    let per_topic = routed.get_mut(t).expect("inserted above");
-                    per_topic.entry(p).or_default()
-                }
-            };
-            builder.push(&Record {
-                key: key.as_deref(),
-                value: value.as_deref(),
-                timestamp: r.timestamp.unwrap_or(now),
-                headers,
-            });
-            if builder.size_estimate() >= MAX_BATCH_BYTES {
-                let full = std::mem::take(builder);
-                if let Err(e) = parts[p].append(&mut full.build(), now) {
-                    return ctx.fail(format!("appending to {target_topic}-{p}: {e}"));
-                }
+            let stored = out.push(
+                &ctx,
+                (&topic, &main_parts, &mut partitions),
+                target.as_deref(),
+                OutRecord {
+                    key: key.as_deref(),
+                    value: value.as_deref(),
+                    partition: r.partition,
+                    timestamp: r.timestamp,
+                    headers,
+                },
+            );
+            if let Err(e) = stored {
+                return ctx.fail(e);
             }
             positions.remember(r.position);
         }
-        for (p, builder) in main_builders.into_iter().enumerate() {
-            if !builder.is_empty() {
-                if let Err(e) = main_parts[p].append(&mut builder.build(), now) {
-                    return ctx.fail(format!("appending to {topic}-{p}: {e}"));
+        if let Some(buf) = &encoded {
+            // The records of a plugin, read in place; a position is kept per run of records
+            // of one stream, parsed once.
+            let mut run: Option<wire::SourceView<'_>> = None;
+            for v in &views {
+                if run.is_some_and(|r| r.stream != v.stream) {
+                    if let Err(e) = remember_view(&mut positions, run.take()) {
+                        return ctx.fail(e);
+                    }
                 }
+                let failed = v
+                    .headers()
+                    .find(|(k, _)| *k == SOURCE_ERROR_HEADER)
+                    .map(|(_, m)| ("source", String::from_utf8_lossy(m).into_owned(), v.value));
+                let converted = match failed {
+                    Some(f) => Err(f),
+                    None => convert(
+                        &ctx,
+                        v.key.map(|k| Payload::Raw(buf.slice_ref(k))),
+                        v.value.map(|b| Payload::Raw(buf.slice_ref(b))),
+                    )
+                    .map_err(|e| ("converter", e.message, v.value)),
+                };
+                let (key, value) = match converted {
+                    Ok(kv) => kv,
+                    Err((stage, message, original)) => {
+                        let o = vec![
+                            ("source.stream".to_string(), v.stream.to_string()),
+                            (
+                                "source.offset".to_string(),
+                                String::from_utf8_lossy(v.offset).into_owned(),
+                            ),
+                        ];
+                        if !ctx.bad_record(stage, &message, original, o) {
+                            // Not remembered: after a restart this record is read again.
+                            stopped_at_bad_record = true;
+                            break;
+                        }
+                        run = Some(*v);
+                        continue;
+                    }
+                };
+                let stored = out.push(
+                    &ctx,
+                    (&topic, &main_parts, &mut partitions),
+                    v.topic.filter(|t| *t != topic),
+                    OutRecord {
+                        key: key.as_deref(),
+                        value: value.as_deref(),
+                        partition: v.partition,
+                        timestamp: v.timestamp,
+                        headers: v.headers().map(|(k, h)| (k, Some(h))).collect(),
+                    },
+                );
+                if let Err(e) = stored {
+                    return ctx.fail(e);
+                }
+                run = Some(*v);
+            }
+            if let Err(e) = remember_view(&mut positions, run) {
+                return ctx.fail(e);
             }
         }
-        for (t, per_topic) in routed {
-            for (p, builder) in per_topic {
-                if builder.is_empty() {
-                    continue;
-                }
-                let append = partitions_of(&ctx.log, &mut partitions, &t)
-                    .map_err(|e| e.to_string())
-                    .and_then(|parts| {
-                        parts[p]
-                            .append(&mut builder.build(), now)
-                            .map_err(|e| e.to_string())
-                    });
-                if let Err(e) = append {
-                    return ctx.fail(format!("appending to {t}-{p}: {e}"));
-                }
-            }
+        if let Err(e) = out.finish((&topic, &main_parts, &mut partitions)) {
+            return ctx.fail(e);
         }
         // The records are in the log (durable per the topic's flush policy): now their
         // positions, at once when the source has caught up (a webhook's callers are waiting),
@@ -702,6 +729,138 @@ fn source_loop(
     }
     let _ = task.stop();
     set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+/// Remembers the position of the last record of a run of one stream's records.
+fn remember_view(
+    positions: &mut Positions,
+    run: Option<wire::SourceView<'_>>,
+) -> Result<(), String> {
+    let Some(v) = run else {
+        return Ok(());
+    };
+    let offset = v
+        .offset()
+        .map_err(|e| format!("the source's records: {e}"))?;
+    positions.remember(SourcePosition {
+        stream: Arc::from(v.stream),
+        offset,
+    });
+    Ok(())
+}
+
+/// Key and value through the connector's converters.
+fn convert(
+    ctx: &Ctx,
+    key: Option<Payload>,
+    value: Option<Payload>,
+) -> Result<(Option<Bytes>, Option<Bytes>), crate::convert::EncodeError> {
+    let Converters::Source {
+        key: key_encoder,
+        value: value_encoder,
+    } = &*ctx.converters
+    else {
+        return Err(crate::convert::EncodeError {
+            message: "a source task was given a sink's converters".into(),
+            original: None,
+        });
+    };
+    Ok((key_encoder.encode(key)?, value_encoder.encode(value)?))
+}
+
+/// A converted record on its way into a batch.
+struct OutRecord<'a> {
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    partition: Option<i32>,
+    timestamp: Option<i64>,
+    headers: Vec<(&'a str, Option<&'a [u8]>)>,
+}
+
+/// The connector's topic, its partitions, and the partitions of topics routed to.
+type Topics<'a> = (
+    &'a str,
+    &'a [Arc<sluice_log::Partition>],
+    &'a mut HashMap<String, Vec<Arc<sluice_log::Partition>>>,
+);
+
+/// The batches of one poll: per partition of the connector's topic (indexed: no hashing per
+/// record), and per topic a router sent records to. Full batches are appended as they fill.
+struct Batching {
+    now: i64,
+    round: usize,
+    main_builders: Vec<BatchBuilder>,
+    routed: HashMap<String, HashMap<usize, BatchBuilder>>,
+}
+
+impl Batching {
+    fn push(
+        &mut self,
+        ctx: &Ctx,
+        (topic, main_parts, partitions): Topics<'_>,
+        target: Option<&str>,
+        r: OutRecord<'_>,
+    ) -> Result<(), String> {
+        let parts: &[Arc<sluice_log::Partition>] = match target {
+            None => main_parts,
+            Some(t) => {
+                partitions_of(&ctx.log, partitions, t).map_err(|e| format!("topic `{t}`: {e}"))?
+            }
+        };
+        let p = match (r.partition, r.key) {
+            (Some(p), _) => (p.max(0) as usize) % parts.len(),
+            (None, Some(k)) => partition_for_key(k, parts.len() as u32) as usize,
+            (None, None) => self.round % parts.len(),
+        };
+        let builder = match target {
+            None => &mut self.main_builders[p],
+            Some(t) => {
+                if !self.routed.contains_key(t) {
+                    self.routed.insert(t.to_string(), HashMap::new());
+                }
+                let per_topic = self.routed.get_mut(t).expect("inserted above");
+                per_topic.entry(p).or_default()
+            }
+        };
+        builder.push(&Record {
+            key: r.key,
+            value: r.value,
+            timestamp: r.timestamp.unwrap_or(self.now),
+            headers: r.headers,
+        });
+        if builder.size_estimate() >= MAX_BATCH_BYTES {
+            let full = std::mem::take(builder);
+            parts[p]
+                .append(&mut full.build(), self.now)
+                .map_err(|e| format!("appending to {}-{p}: {e}", target.unwrap_or(topic)))?;
+        }
+        Ok(())
+    }
+
+    /// Appends what is left in every batch.
+    fn finish(self, (topic, main_parts, partitions): Topics<'_>) -> Result<(), String> {
+        for (p, builder) in self.main_builders.into_iter().enumerate() {
+            if !builder.is_empty() {
+                main_parts[p]
+                    .append(&mut builder.build(), self.now)
+                    .map_err(|e| format!("appending to {topic}-{p}: {e}"))?;
+            }
+        }
+        for (t, per_topic) in self.routed {
+            for (p, builder) in per_topic {
+                if builder.is_empty() {
+                    continue;
+                }
+                let parts = partitions
+                    .get(&t)
+                    .ok_or_else(|| format!("topic `{t}` vanished"))?;
+                parts[p]
+                    .append(&mut builder.build(), self.now)
+                    .map_err(|e| format!("appending to {t}-{p}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Commits the positions of records already in the log, then tells the source.
@@ -889,9 +1048,11 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
     }
     let mut last_flush = Instant::now();
     let mut put_since_flush = false;
+    let mut spare_buffers: Vec<Vec<u8>> = Vec::new();
     let mut last_committed: Vec<(TopicPartition, i64)> = Vec::new();
     while !ctx.stop.load(Ordering::Acquire) {
         let mut batch: Vec<SinkRecord> = Vec::new();
+        let mut read_buffers: Vec<Bytes> = Vec::new();
         for tp in &partitions {
             let Ok(p) = ctx.log.partition(&tp.topic, tp.partition) else {
                 continue;
@@ -900,11 +1061,13 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
             if pos >= p.end_offset() {
                 continue;
             }
-            let read = match p.read(pos.max(p.log_start_offset()), SINK_READ_BYTES) {
+            let reuse = spare_buffers.pop().unwrap_or_default();
+            let read = match p.read_into(pos.max(p.log_start_offset()), SINK_READ_BYTES, reuse) {
                 Ok(r) => r,
                 Err(e) => return ctx.fail(e),
             };
             let read_buffer = Bytes::from(read.records);
+            read_buffers.push(read_buffer.clone());
             let records = match decode_batches(&read_buffer) {
                 Ok(r) => r,
                 Err(e) => return ctx.fail(format!("decoding {}-{}: {e}", tp.topic, tp.partition)),
@@ -1009,6 +1172,13 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
                 return ctx.fail(e);
             }
             put_since_flush = true;
+        }
+        // Read buffers no record holds any more are read into again: fresh 4 MB buffers
+        // would cost page faults and zeroing on every read.
+        for b in read_buffers.drain(..) {
+            if let Ok(unique) = b.try_into_mut() {
+                spare_buffers.push(Vec::from(unique));
+            }
         }
         if last_flush.elapsed() >= SINK_FLUSH_EVERY || (caught_up && put_since_flush) {
             last_flush = Instant::now();

@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use serde_json::{json, Map, Value as Json};
 
 use super::wire;
@@ -104,7 +104,9 @@ enum ConnectorBox {
 
 enum TaskBox {
     Source(Box<dyn SourceTask>),
-    Sink(Box<dyn SinkTask>),
+    /// With the buffer `put` copies batches into, reused once the sink has dropped the
+    /// records of the batch before (no fresh pages per batch).
+    Sink(Box<dyn SinkTask>, BytesMut),
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -201,13 +203,13 @@ fn task_of<'a>(h: Handle) -> Result<&'a mut TaskBox, ConnectorError> {
 fn source_task<'a>(h: Handle) -> Result<&'a mut Box<dyn SourceTask>, ConnectorError> {
     match task_of(h)? {
         TaskBox::Source(t) => Ok(t),
-        TaskBox::Sink(_) => Err(ConnectorError::fatal("a sink task called as a source")),
+        TaskBox::Sink(..) => Err(ConnectorError::fatal("a sink task called as a source")),
     }
 }
 
 fn sink_task<'a>(h: Handle) -> Result<&'a mut Box<dyn SinkTask>, ConnectorError> {
     match task_of(h)? {
-        TaskBox::Sink(t) => Ok(t),
+        TaskBox::Sink(t, _) => Ok(t),
         TaskBox::Source(_) => Err(ConnectorError::fatal("a source task called as a sink")),
     }
 }
@@ -224,9 +226,31 @@ extern "C" fn describe() -> Buf {
     }
 }
 
+/// Large record buffers the host gave back, for the next polls: memory already faulted in
+/// instead of fresh pages for every batch.
+static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+const SPARE_MIN: usize = 64 * 1024;
+const SPARE_MAX: usize = 4;
+
+fn spare_buffer() -> Vec<u8> {
+    SPARE
+        .lock()
+        .map(|mut s| s.pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 extern "C" fn free_buf(buf: Buf) {
     // SAFETY: every Buf this library hands out comes from Buf::from_vec (ABI contract).
-    drop(unsafe { buf.into_vec() });
+    let v = unsafe { buf.into_vec() };
+    if v.capacity() >= SPARE_MIN {
+        if let Ok(mut spare) = SPARE.lock() {
+            if spare.len() < SPARE_MAX {
+                spare.push(v);
+            }
+        }
+    }
 }
 
 extern "C" fn connector_new(
@@ -310,7 +334,7 @@ extern "C" fn task_new(
         let values = settings(input(config))?;
         let task = match connector_of(connector)? {
             ConnectorBox::Source(c) => TaskBox::Source(c.create_task(info, values)?),
-            ConnectorBox::Sink(c) => TaskBox::Sink(c.create_task(info, values)?),
+            ConnectorBox::Sink(c) => TaskBox::Sink(c.create_task(info, values)?, BytesMut::new()),
         };
         if out.is_null() {
             return Err(ConnectorError::fatal("the host passed no output handle"));
@@ -324,7 +348,7 @@ extern "C" fn task_new(
 extern "C" fn task_stop(task: Handle, err: *mut Buf) -> i32 {
     guarded(err, || match task_of(task)? {
         TaskBox::Source(t) => t.stop(),
-        TaskBox::Sink(t) => t.stop(),
+        TaskBox::Sink(t, _) => t.stop(),
     })
 }
 
@@ -355,7 +379,9 @@ extern "C" fn source_poll(
     guarded(err, || {
         let records =
             source_task(task)?.poll(max_records as usize, Duration::from_millis(timeout_ms))?;
-        put_out(out, wire::encode_source(&records))
+        let mut batch = spare_buffer();
+        wire::encode_source_into(&records, &mut batch);
+        put_out(out, batch)
     })
 }
 
@@ -376,11 +402,18 @@ extern "C" fn sink_open(task: Handle, partitions: Slice, out: *mut Buf, err: *mu
 
 extern "C" fn sink_put(task: Handle, records: Slice, err: *mut Buf) -> i32 {
     guarded(err, || {
+        let TaskBox::Sink(sink, buffer) = task_of(task)? else {
+            return Err(ConnectorError::fatal("a source task called as a sink"));
+        };
         // Lent for the call only: one copy of the batch, then the records are slices of it.
-        let batch = Bytes::copy_from_slice(input(records));
+        let input = input(records);
+        buffer.clear();
+        buffer.reserve(input.len());
+        buffer.extend_from_slice(input);
+        let batch = buffer.split().freeze();
         let records =
             wire::decode_sink(&batch).map_err(|e| ConnectorError::fatal(e.to_string()))?;
-        sink_task(task)?.put(&records)
+        sink.put(&records)
     })
 }
 

@@ -118,6 +118,14 @@ fn put_headers(out: &mut Vec<u8>, headers: &[(String, Vec<u8>)]) {
 
 /// Encodes source records (the plugin's side of `source_poll`).
 pub fn encode_source(records: &[SourceRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_source_into(records, &mut out);
+    out
+}
+
+/// [`encode_source`] into `out` (cleared first), a buffer to reuse.
+pub fn encode_source_into(records: &[SourceRecord], out: &mut Vec<u8>) {
+    out.clear();
     let size: usize = records
         .iter()
         .map(|r| {
@@ -128,23 +136,30 @@ pub fn encode_source(records: &[SourceRecord]) -> Vec<u8> {
                 }
         })
         .sum();
-    let mut out = Vec::with_capacity(4 + size);
+    out.reserve(4 + size);
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
     for r in records {
-        put_opt(&mut out, r.topic.as_deref().map(str::as_bytes));
+        put_opt(out, r.topic.as_deref().map(str::as_bytes));
         out.extend_from_slice(&r.partition.unwrap_or(-1).to_le_bytes());
         out.extend_from_slice(&r.timestamp.unwrap_or(i64::MIN).to_le_bytes());
-        put_opt(&mut out, payload_bytes(&r.key).as_deref());
-        put_opt(&mut out, payload_bytes(&r.value).as_deref());
-        put_headers(&mut out, &r.headers);
-        put_bytes(&mut out, r.position.stream.as_bytes());
-        put_json(&mut out, &r.position.offset);
+        put_opt(out, payload_bytes(&r.key).as_deref());
+        put_opt(out, payload_bytes(&r.value).as_deref());
+        put_headers(out, &r.headers);
+        put_bytes(out, r.position.stream.as_bytes());
+        put_json(out, &r.position.offset);
     }
-    out
 }
 
 /// Encodes sink records (the host's side of `sink_put`).
 pub fn encode_sink(records: &[SinkRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_sink_into(records, &mut out);
+    out
+}
+
+/// [`encode_sink`] into `out` (cleared first), a buffer to reuse.
+pub fn encode_sink_into(records: &[SinkRecord], out: &mut Vec<u8>) {
+    out.clear();
     let size: usize = records
         .iter()
         .map(|r| {
@@ -155,30 +170,29 @@ pub fn encode_sink(records: &[SinkRecord]) -> Vec<u8> {
                 }
         })
         .sum();
-    let mut out = Vec::with_capacity(4 + size);
+    out.reserve(4 + size);
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
     for r in records {
-        put_bytes(&mut out, r.topic.as_bytes());
+        put_bytes(out, r.topic.as_bytes());
         out.extend_from_slice(&r.partition.to_le_bytes());
         out.extend_from_slice(&r.offset.to_le_bytes());
         out.extend_from_slice(&r.timestamp.to_le_bytes());
-        put_opt(&mut out, payload_bytes(&r.key).as_deref());
-        put_opt(&mut out, payload_bytes(&r.value).as_deref());
-        put_headers(&mut out, &r.headers);
-        put_opt(&mut out, r.key_schema.as_deref().map(str::as_bytes));
-        put_opt(&mut out, r.value_schema.as_deref().map(str::as_bytes));
+        put_opt(out, payload_bytes(&r.key).as_deref());
+        put_opt(out, payload_bytes(&r.value).as_deref());
+        put_headers(out, &r.headers);
+        put_opt(out, r.key_schema.as_deref().map(str::as_bytes));
+        put_opt(out, r.value_schema.as_deref().map(str::as_bytes));
     }
-    out
 }
 
-/// Reads a batch; values become slices of `buf` (no copy per record).
+/// Reads a batch in place.
 struct Reader<'a> {
-    buf: &'a Bytes,
+    buf: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], WireError> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self.at.checked_add(n).filter(|e| *e <= self.buf.len());
         let Some(end) = end else {
             return Err(WireError::Truncated {
@@ -203,38 +217,23 @@ impl Reader<'_> {
         a.copy_from_slice(b);
         Ok(i64::from_le_bytes(a))
     }
-    fn shared(&mut self, n: usize) -> Result<Bytes, WireError> {
-        let start = self.at;
-        self.take(n)?;
-        Ok(self.buf.slice(start..start + n))
-    }
-    fn bytes(&mut self) -> Result<Bytes, WireError> {
-        let n = self.u32()? as usize;
-        self.shared(n)
-    }
-    /// A `bytes` field borrowed, not shared (no reference count touched).
-    fn borrowed(&mut self) -> Result<&[u8], WireError> {
+    fn borrowed(&mut self) -> Result<&'a [u8], WireError> {
         let n = self.u32()? as usize;
         self.take(n)
     }
-    fn opt(&mut self) -> Result<Option<Bytes>, WireError> {
+    fn opt(&mut self) -> Result<Option<&'a [u8]>, WireError> {
         let n = self.i32()?;
         if n < 0 {
             return Ok(None);
         }
-        self.shared(n as usize).map(Some)
+        self.take(n as usize).map(Some)
     }
-    fn string(&mut self, what: &'static str) -> Result<String, WireError> {
-        let at = self.at;
-        let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| WireError::NotUtf8 { at, what })
-    }
-    fn opt_str(&mut self, what: &'static str) -> Result<Option<Arc<str>>, WireError> {
+    fn opt_str_ref(&mut self, what: &'static str) -> Result<Option<&'a str>, WireError> {
         let at = self.at;
         match self.opt()? {
             None => Ok(None),
-            Some(b) => std::str::from_utf8(&b)
-                .map(|s| Some(Arc::from(s)))
+            Some(b) => std::str::from_utf8(b)
+                .map(Some)
                 .map_err(|_| WireError::NotUtf8 { at, what }),
         }
     }
@@ -244,9 +243,13 @@ impl Reader<'_> {
         // reserve memory.
         let mut out = Vec::with_capacity(n.min((self.buf.len() - self.at) / 8));
         for _ in 0..n {
-            let k = self.string("header name")?;
-            let v = self.bytes()?.to_vec();
-            out.push((k, v));
+            let at = self.at;
+            let k = std::str::from_utf8(self.borrowed()?).map_err(|_| WireError::NotUtf8 {
+                at,
+                what: "header name",
+            })?;
+            let v = self.borrowed()?.to_vec();
+            out.push((k.to_string(), v));
         }
         Ok(out)
     }
@@ -255,57 +258,117 @@ impl Reader<'_> {
     }
 }
 
-/// Decodes a source batch; values are slices of `buf`.
-pub fn decode_source(buf: &Bytes) -> Result<Vec<SourceRecord>, WireError> {
+/// One record of a source batch, read in place: nothing copied, nothing counted.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceView<'a> {
+    pub topic: Option<&'a str>,
+    pub partition: Option<i32>,
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    headers: &'a [u8],
+    header_count: u32,
+    pub stream: &'a str,
+    /// The source offset's JSON text.
+    pub offset: &'a [u8],
+    /// Where the record starts in the batch (for error messages).
+    pub at: usize,
+}
+
+impl<'a> SourceView<'a> {
+    /// The headers, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        let mut at = 0;
+        let bytes = self.headers;
+        (0..self.header_count).map(move |_| {
+            // Checked when the view was read.
+            let field = |at: &mut usize| {
+                let n = u32::from_le_bytes([
+                    bytes[*at],
+                    bytes[*at + 1],
+                    bytes[*at + 2],
+                    bytes[*at + 3],
+                ]) as usize;
+                let s = &bytes[*at + 4..*at + 4 + n];
+                *at += 4 + n;
+                s
+            };
+            let k = field(&mut at);
+            let v = field(&mut at);
+            (std::str::from_utf8(k).unwrap_or(""), v)
+        })
+    }
+
+    /// The source offset, parsed.
+    pub fn offset(&self) -> Result<Json, WireError> {
+        parse_offset(self.offset).map_err(|e| WireError::BadOffset {
+            at: self.at,
+            message: e.to_string(),
+        })
+    }
+
+    /// An owned record; keys and values are slices of `buf`, the batch this view reads.
+    pub fn to_record(&self, buf: &Bytes, stream: Arc<str>) -> Result<SourceRecord, WireError> {
+        Ok(SourceRecord {
+            topic: self.topic.map(str::to_string),
+            partition: self.partition,
+            key: self.key.map(|k| Payload::Raw(buf.slice_ref(k))),
+            value: self.value.map(|v| Payload::Raw(buf.slice_ref(v))),
+            headers: self
+                .headers()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect(),
+            timestamp: self.timestamp,
+            position: SourcePosition {
+                stream,
+                offset: self.offset()?,
+            },
+        })
+    }
+}
+
+/// Reads every record of a source batch in place, checking every length and string.
+pub fn source_views(buf: &[u8]) -> Result<Vec<SourceView<'_>>, WireError> {
     let mut r = Reader { buf, at: 0 };
     let n = r.count()?;
-    let mut out = Vec::with_capacity(n.min(buf.len() / 32));
-    let mut last_stream: Option<Arc<str>> = None;
+    // At least 26 bytes per record: a count beyond that is a lie, not a reason to reserve.
+    let mut out = Vec::with_capacity(n.min(buf.len() / 26 + 1));
     for _ in 0..n {
-        let topic_at = r.at;
-        let topic = match r.opt()? {
-            None => None,
-            Some(b) => Some(
-                String::from_utf8(b.to_vec()).map_err(|_| WireError::NotUtf8 {
-                    at: topic_at,
-                    what: "topic",
-                })?,
-            ),
-        };
+        let at = r.at;
+        let topic = r.opt_str_ref("topic")?;
         let partition = r.i32()?;
         let timestamp = r.i64()?;
-        let key = r.opt()?.map(Payload::Raw);
-        let value = r.opt()?.map(Payload::Raw);
-        let headers = r.headers()?;
+        let key = r.opt()?;
+        let value = r.opt()?;
+        let header_count = r.u32()?;
+        let headers_start = r.at;
+        for _ in 0..header_count {
+            let name_at = r.at;
+            let name = r.borrowed()?;
+            std::str::from_utf8(name).map_err(|_| WireError::NotUtf8 {
+                at: name_at,
+                what: "header name",
+            })?;
+            r.borrowed()?;
+        }
+        let headers = &buf[headers_start..r.at];
         let stream_at = r.at;
-        let stream_bytes = r.borrowed()?;
-        // Records of one stream share its name.
-        let stream = match &last_stream {
-            Some(s) if s.as_bytes() == stream_bytes => s.clone(),
-            _ => {
-                let name = std::str::from_utf8(stream_bytes).map_err(|_| WireError::NotUtf8 {
-                    at: stream_at,
-                    what: "source stream",
-                })?;
-                let s: Arc<str> = Arc::from(name);
-                last_stream = Some(s.clone());
-                s
-            }
-        };
-        let offset_at = r.at;
-        let offset_bytes = r.borrowed()?;
-        let offset: Json = parse_offset(offset_bytes).map_err(|e| WireError::BadOffset {
-            at: offset_at,
-            message: e.to_string(),
+        let stream = std::str::from_utf8(r.borrowed()?).map_err(|_| WireError::NotUtf8 {
+            at: stream_at,
+            what: "source stream",
         })?;
-        out.push(SourceRecord {
+        let offset = r.borrowed()?;
+        out.push(SourceView {
             topic,
             partition: (partition >= 0).then_some(partition),
+            timestamp: (timestamp != i64::MIN).then_some(timestamp),
             key,
             value,
             headers,
-            timestamp: (timestamp != i64::MIN).then_some(timestamp),
-            position: SourcePosition { stream, offset },
+            header_count,
+            stream,
+            offset,
+            at,
         });
     }
     if r.at != buf.len() {
@@ -314,12 +377,47 @@ pub fn decode_source(buf: &Bytes) -> Result<Vec<SourceRecord>, WireError> {
     Ok(out)
 }
 
+/// Decodes a source batch; values are slices of `buf`.
+pub fn decode_source(buf: &Bytes) -> Result<Vec<SourceRecord>, WireError> {
+    let views = source_views(buf)?;
+    let mut out = Vec::with_capacity(views.len());
+    let mut last_stream: Option<Arc<str>> = None;
+    for v in &views {
+        // Records of one stream share its name.
+        let stream = match &last_stream {
+            Some(s) if **s == *v.stream => s.clone(),
+            _ => {
+                let s: Arc<str> = Arc::from(v.stream);
+                last_stream = Some(s.clone());
+                s
+            }
+        };
+        out.push(v.to_record(buf, stream)?);
+    }
+    Ok(out)
+}
+
+/// `s` as an `Arc`, the one of the record before when it is the same text.
+fn shared_str(last: &mut Option<Arc<str>>, s: Option<&str>) -> Option<Arc<str>> {
+    let s = s?;
+    match last {
+        Some(l) if **l == *s => Some(l.clone()),
+        _ => {
+            let a: Arc<str> = Arc::from(s);
+            *last = Some(a.clone());
+            Some(a)
+        }
+    }
+}
+
 /// Decodes a sink batch; values are slices of `buf`.
 pub fn decode_sink(buf: &Bytes) -> Result<Vec<SinkRecord>, WireError> {
     let mut r = Reader { buf, at: 0 };
     let n = r.count()?;
-    let mut out = Vec::with_capacity(n.min(buf.len() / 40));
+    // At least 40 bytes per record: a count beyond that is a lie, not a reason to reserve.
+    let mut out = Vec::with_capacity(n.min(buf.len() / 40 + 1));
     let mut last_topic: Option<Arc<str>> = None;
+    let (mut last_key_schema, mut last_value_schema) = (None, None);
     for _ in 0..n {
         let topic_at = r.at;
         let topic_bytes = r.borrowed()?;
@@ -338,11 +436,12 @@ pub fn decode_sink(buf: &Bytes) -> Result<Vec<SinkRecord>, WireError> {
         let partition = r.i32()?;
         let offset = r.i64()?;
         let timestamp = r.i64()?;
-        let key = r.opt()?.map(Payload::Raw);
-        let value = r.opt()?.map(Payload::Raw);
+        let key = r.opt()?.map(|k| Payload::Raw(buf.slice_ref(k)));
+        let value = r.opt()?.map(|v| Payload::Raw(buf.slice_ref(v)));
         let headers = r.headers()?;
-        let key_schema = r.opt_str("key schema")?;
-        let value_schema = r.opt_str("value schema")?;
+        // Records of one schema share it.
+        let key_schema = shared_str(&mut last_key_schema, r.opt_str_ref("key schema")?);
+        let value_schema = shared_str(&mut last_value_schema, r.opt_str_ref("value schema")?);
         out.push(SinkRecord {
             topic,
             partition,
