@@ -166,8 +166,8 @@ pub struct PluginBenchArgs {
     /// as `cargo build --release -p sluice-example-plugin` leaves it).
     #[arg(long)]
     pub library: Option<PathBuf>,
-    /// Rounds of each; medians are printed.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds of each, interleaved; medians are printed.
+    #[arg(long, default_value_t = 7)]
     pub rounds: usize,
     /// Folder to write in (a temporary folder inside it is removed afterwards).
     #[arg(long, default_value = ".")]

@@ -191,6 +191,18 @@ pub trait SinkTask: Send {
     /// A batch of records, in offset order per partition. Lent for the call (a pointer and a
     /// length across a C ABI); the runtime hands the same batch again after a retriable error.
     fn put(&mut self, records: &[SinkRecord]) -> Result<()>;
+    /// Whether [`SinkTask::put_encoded`] is implemented (plugins): the runtime then hands
+    /// over batches already in the plugin ABI's encoding when no transform or converter
+    /// changes the records, instead of building a [`SinkRecord`] per record only to encode it.
+    fn accepts_encoded(&self) -> bool {
+        false
+    }
+    /// A batch in [`crate::plugin::wire`]'s sink layout; the same contract as `put`.
+    fn put_encoded(&mut self, _batch: &[u8]) -> Result<()> {
+        Err(ConnectorError::fatal(
+            "this sink takes records, not encoded batches",
+        ))
+    }
     /// Makes everything put so far durable. Returns the positions (next offset) now durable;
     /// the runtime commits them as consumer-group offsets only after this returns.
     fn flush(&mut self) -> Result<Vec<(TopicPartition, i64)>>;

@@ -72,6 +72,11 @@ impl Encoder {
         }
     }
 
+    /// Whether raw bytes are stored as they are (`bytes`): nothing to check or convert.
+    pub fn passes_through(&self) -> bool {
+        self.format == Format::Bytes
+    }
+
     /// `avro`, with the schema registered under the topic's subject.
     pub fn avro(out: AvroOut) -> Self {
         Encoder {

@@ -587,6 +587,14 @@ impl SinkTask for PluginTask {
         result
     }
 
+    fn accepts_encoded(&self) -> bool {
+        true
+    }
+
+    fn put_encoded(&mut self, batch: &[u8]) -> Result<()> {
+        self.call("put", |t, h, err| (t.sink_put)(h, Slice::of(batch), err))
+    }
+
     fn flush(&mut self) -> Result<Vec<(TopicPartition, i64)>> {
         let out = self.call_out("flush", |t, h, out, err| (t.sink_flush)(h, out, err))?;
         wire::offsets_from_json(&self.plugin.take(out)).map_err(control_err)

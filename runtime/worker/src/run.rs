@@ -648,6 +648,10 @@ fn source_loop(
             // The records of a plugin, read in place; a position is kept per run of records
             // of one stream, parsed once.
             let mut run: Option<wire::SourceView<'_>> = None;
+            let pass_through = matches!(
+                &*ctx.converters,
+                Converters::Source { key, value } if key.passes_through() && value.passes_through()
+            );
             for v in &views {
                 if run.is_some_and(|r| r.stream != v.stream) {
                     if let Err(e) = remember_view(&mut positions, run.take()) {
@@ -660,6 +664,8 @@ fn source_loop(
                     .map(|(_, m)| ("source", String::from_utf8_lossy(m).into_owned(), v.value));
                 let converted = match failed {
                     Some(f) => Err(f),
+                    // `bytes` keys and values go into the batch straight from the plugin's.
+                    None if pass_through => Ok((None, None)),
                     None => convert(
                         &ctx,
                         v.key.map(|k| Payload::Raw(buf.slice_ref(k))),
@@ -691,8 +697,12 @@ fn source_loop(
                     (&topic, &main_parts, &mut partitions),
                     v.topic.filter(|t| *t != topic),
                     OutRecord {
-                        key: key.as_deref(),
-                        value: value.as_deref(),
+                        key: if pass_through { v.key } else { key.as_deref() },
+                        value: if pass_through {
+                            v.value
+                        } else {
+                            value.as_deref()
+                        },
                         partition: v.partition,
                         timestamp: v.timestamp,
                         headers: v.headers().map(|(k, h)| (k, Some(h))).collect(),
@@ -1048,11 +1058,18 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
     }
     let mut last_flush = Instant::now();
     let mut put_since_flush = false;
+    let mut encoded_batch: Vec<u8> = Vec::new();
+    let encoded_path = task.accepts_encoded()
+        && ctx.transforms.is_empty()
+        && matches!(&*ctx.converters, Converters::Sink { key, value } if key.is_pass_through() && value.is_pass_through());
     let mut spare_buffers: Vec<Vec<u8>> = Vec::new();
     let mut last_committed: Vec<(TopicPartition, i64)> = Vec::new();
     while !ctx.stop.load(Ordering::Acquire) {
         let mut batch: Vec<SinkRecord> = Vec::new();
         let mut read_buffers: Vec<Bytes> = Vec::new();
+        // A sink that takes encoded batches (a plugin) gets one written straight from what
+        // was read, when nothing changes the records on the way.
+        let mut encoded = (encoded_path).then(|| wire::SinkBatchWriter::new(&mut encoded_batch));
         for tp in &partitions {
             let Ok(p) = ctx.log.partition(&tp.topic, tp.partition) else {
                 continue;
@@ -1076,6 +1093,30 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
             let shared_topic: Arc<str> = Arc::from(tp.topic.as_str());
             for r in records.into_iter().filter(|r| r.offset >= pos) {
                 next = r.offset + 1;
+                if let Some(w) = &mut encoded {
+                    let headers: Vec<(String, Vec<u8>)> = r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                String::from_utf8_lossy(k).into_owned(),
+                                v.clone().unwrap_or_default(),
+                            )
+                        })
+                        .collect();
+                    w.push(wire::SinkFields {
+                        topic: &tp.topic,
+                        partition: tp.partition,
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                        key: r.key.as_deref(),
+                        value: r.value.as_deref(),
+                        headers: &headers,
+                        key_schema: None,
+                        value_schema: None,
+                    });
+                    continue;
+                }
                 let Converters::Sink {
                     key: key_decoder,
                     value: value_decoder,
@@ -1162,14 +1203,22 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
             }
             positions.insert(tp.clone(), next);
         }
-        let caught_up = batch.is_empty();
+        let encoded_count = encoded.map(|w| w.finish()).unwrap_or(0);
+        if encoded_count > 0 {
+            if let Err(e) = put_encoded(&ctx, task.as_mut(), &encoded_batch) {
+                return ctx.fail(e);
+            }
+        }
+        let caught_up = batch.is_empty() && encoded_count == 0;
         if caught_up {
             if !put_since_flush {
                 std::thread::sleep(Duration::from_millis(20));
             }
         } else {
-            if let Err(e) = put_batch(&ctx, task.as_mut(), batch) {
-                return ctx.fail(e);
+            if !batch.is_empty() {
+                if let Err(e) = put_batch(&ctx, task.as_mut(), batch) {
+                    return ctx.fail(e);
+                }
             }
             put_since_flush = true;
         }
@@ -1204,6 +1253,20 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
     }
     let _ = task.stop();
     set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+/// An encoded batch to a sink that takes them; after a bad record, the batch goes again as
+/// records, one at a time, so that only the bad one meets the error policy.
+fn put_encoded(ctx: &Ctx, task: &mut dyn SinkTask, batch: &[u8]) -> Result<(), String> {
+    match ctx.retry("put", || task.put_encoded(batch)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind == ErrorKind::BadRecord => {
+            let records = wire::decode_sink(&Bytes::copy_from_slice(batch))
+                .map_err(|e| format!("re-reading a batch: {e}"))?;
+            put_batch(ctx, task, records)
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn put_batch(ctx: &Ctx, task: &mut dyn SinkTask, batch: Vec<SinkRecord>) -> Result<(), String> {

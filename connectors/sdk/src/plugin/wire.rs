@@ -159,7 +159,6 @@ pub fn encode_sink(records: &[SinkRecord]) -> Vec<u8> {
 
 /// [`encode_sink`] into `out` (cleared first), a buffer to reuse.
 pub fn encode_sink_into(records: &[SinkRecord], out: &mut Vec<u8>) {
-    out.clear();
     let size: usize = records
         .iter()
         .map(|r| {
@@ -170,18 +169,78 @@ pub fn encode_sink_into(records: &[SinkRecord], out: &mut Vec<u8>) {
                 }
         })
         .sum();
-    out.reserve(4 + size);
-    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    let mut w = SinkBatchWriter::new(out);
+    w.out.reserve(size);
     for r in records {
+        w.push(SinkFields {
+            topic: &r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: payload_bytes(&r.key).as_deref(),
+            value: payload_bytes(&r.value).as_deref(),
+            headers: &r.headers,
+            key_schema: r.key_schema.as_deref(),
+            value_schema: r.value_schema.as_deref(),
+        });
+    }
+    w.finish();
+}
+
+/// The fields of one sink record, borrowed.
+pub struct SinkFields<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(String, Vec<u8>)],
+    pub key_schema: Option<&'a str>,
+    pub value_schema: Option<&'a str>,
+}
+
+/// Writes a sink batch record by record, from whatever holds the fields (the runtime writes
+/// straight from what it read from the log, without building [`SinkRecord`]s).
+pub struct SinkBatchWriter<'a> {
+    out: &'a mut Vec<u8>,
+    count: u32,
+}
+
+impl<'a> SinkBatchWriter<'a> {
+    /// Starts a batch in `out` (cleared first).
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        out.clear();
+        out.extend_from_slice(&[0; 4]);
+        SinkBatchWriter { out, count: 0 }
+    }
+
+    pub fn push(&mut self, r: SinkFields<'_>) {
+        let out = &mut *self.out;
         put_bytes(out, r.topic.as_bytes());
         out.extend_from_slice(&r.partition.to_le_bytes());
         out.extend_from_slice(&r.offset.to_le_bytes());
         out.extend_from_slice(&r.timestamp.to_le_bytes());
-        put_opt(out, payload_bytes(&r.key).as_deref());
-        put_opt(out, payload_bytes(&r.value).as_deref());
-        put_headers(out, &r.headers);
-        put_opt(out, r.key_schema.as_deref().map(str::as_bytes));
-        put_opt(out, r.value_schema.as_deref().map(str::as_bytes));
+        put_opt(out, r.key);
+        put_opt(out, r.value);
+        put_headers(out, r.headers);
+        put_opt(out, r.key_schema.map(str::as_bytes));
+        put_opt(out, r.value_schema.map(str::as_bytes));
+        self.count += 1;
+    }
+
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Writes the record count; the batch is complete.
+    pub fn finish(self) -> u32 {
+        self.out[..4].copy_from_slice(&self.count.to_le_bytes());
+        self.count
     }
 }
 
