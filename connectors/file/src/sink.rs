@@ -437,7 +437,7 @@ impl SinkTask for FileSinkTask {
 }
 
 /// Writeback of an in-progress file starts every this many bytes.
-const WRITEBACK_EVERY: u64 = 8 << 20;
+const WRITEBACK_EVERY: u64 = 2 << 20;
 
 /// Asks the kernel to start writing what the file holds so far to disk, without waiting,
 /// so that the fsync that publishes the file finds little left to do: the disk works while

@@ -279,6 +279,8 @@ fn finish(out: &mut [u8]) {
 /// id -1, offsets relative to 0 (the log assigns the real base offset on append).
 #[derive(Debug, Default)]
 pub struct BatchBuilder {
+    /// Room for the batch header (written at `build`), then the encoded records: building
+    /// fills in the header where it stands instead of copying the records behind a new one.
     records: Vec<u8>,
     count: i32,
     base_timestamp: Option<i64>,
@@ -296,8 +298,10 @@ impl BatchBuilder {
     }
 
     pub fn with_capacity(bytes: usize) -> Self {
+        let mut records = Vec::with_capacity(BATCH_HEADER_LEN + bytes);
+        records.resize(BATCH_HEADER_LEN, 0);
         BatchBuilder {
-            records: Vec::with_capacity(bytes),
+            records,
             ..Self::new()
         }
     }
@@ -312,10 +316,13 @@ impl BatchBuilder {
 
     /// Bytes the batch will take once built.
     pub fn size_estimate(&self) -> usize {
-        BATCH_HEADER_LEN + self.records.len()
+        self.records.len().max(BATCH_HEADER_LEN)
     }
 
     pub fn push(&mut self, record: &Record<'_>) {
+        if self.records.is_empty() {
+            self.records.resize(BATCH_HEADER_LEN, 0);
+        }
         let base = *self.base_timestamp.get_or_insert(record.timestamp);
         self.max_timestamp = self.max_timestamp.max(record.timestamp);
         encode_record(
@@ -342,9 +349,13 @@ impl BatchBuilder {
             base_sequence: -1,
             records_count: self.count,
         };
-        let mut out = Vec::with_capacity(BATCH_HEADER_LEN + self.records.len());
-        write_header(&mut out, &header, self.count);
-        out.extend_from_slice(&self.records);
+        let mut out = self.records;
+        if out.is_empty() {
+            out.resize(BATCH_HEADER_LEN, 0);
+        }
+        let mut head = Vec::with_capacity(BATCH_HEADER_LEN);
+        write_header(&mut head, &header, self.count);
+        out[..BATCH_HEADER_LEN].copy_from_slice(&head);
         finish(&mut out);
         out
     }

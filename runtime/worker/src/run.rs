@@ -41,6 +41,8 @@ const SINK_READ_BYTES: usize = 4 << 20;
 /// its partitions after a put, so the tail of a burst does not wait for the clock.
 const SINK_FLUSH_EVERY: Duration = Duration::from_millis(100);
 const MAX_BATCH_BYTES: usize = 512 * 1024;
+/// How long a caught-up sink waits before looking for new records again.
+const SINK_IDLE_WAIT: Duration = Duration::from_millis(2);
 /// While a source keeps returning full polls, its positions are committed this often.
 const SOURCE_COMMIT_EVERY: Duration = Duration::from_millis(100);
 
@@ -841,7 +843,7 @@ impl Batching {
         if builder.size_estimate() >= MAX_BATCH_BYTES {
             let full = std::mem::take(builder);
             parts[p]
-                .append(&mut full.build(), self.now)
+                .append_built(&mut full.build(), self.now)
                 .map_err(|e| format!("appending to {}-{p}: {e}", target.unwrap_or(topic)))?;
         }
         Ok(())
@@ -852,7 +854,7 @@ impl Batching {
         for (p, builder) in self.main_builders.into_iter().enumerate() {
             if !builder.is_empty() {
                 main_parts[p]
-                    .append(&mut builder.build(), self.now)
+                    .append_built(&mut builder.build(), self.now)
                     .map_err(|e| format!("appending to {topic}-{p}: {e}"))?;
             }
         }
@@ -865,7 +867,7 @@ impl Batching {
                     .get(&t)
                     .ok_or_else(|| format!("topic `{t}` vanished"))?;
                 parts[p]
-                    .append(&mut builder.build(), self.now)
+                    .append_built(&mut builder.build(), self.now)
                     .map_err(|e| format!("appending to {t}-{p}: {e}"))?;
             }
         }
@@ -1212,7 +1214,9 @@ fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartiti
         let caught_up = batch.is_empty() && encoded_count == 0;
         if caught_up {
             if !put_since_flush {
-                std::thread::sleep(Duration::from_millis(20));
+                // Checking for new records costs an atomic load per partition: look often,
+                // so that records are delivered milliseconds after they are appended.
+                std::thread::sleep(SINK_IDLE_WAIT);
             }
         } else {
             if !batch.is_empty() {
