@@ -1,0 +1,330 @@
+//! A sink task's loop: read its partitions from the log, decode and transform, `put` in
+//! batches, `flush` at least every SINK_FLUSH_EVERY, and commit what the sink made durable.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_connector_sdk::connector::{ErrorKind, SinkRecord, SinkTask, TopicPartition};
+use sluice_connector_sdk::data::Payload;
+use sluice_connector_sdk::plugin::wire;
+use sluice_connector_sdk::Bytes;
+use sluice_log::{LogError, OffsetCommit};
+
+use super::{
+    raw, set, Converters, Ctx, TaskState, SINK_FLUSH_EVERY, SINK_IDLE_WAIT, SINK_READ_BYTES,
+};
+use crate::convert::decode_batches;
+use crate::transforms::{apply_all, TRecord, Transform};
+
+/// Runs a sink's transforms on a record's key and value (as JSON); `false`: filtered out.
+fn transform_sink_record(chain: &[Transform], r: &mut SinkRecord) -> Result<bool, String> {
+    let json = |p: &Option<Payload>| -> Result<Option<serde_json::Value>, String> {
+        match p {
+            Some(Payload::Raw(b)) => serde_json::from_slice(b)
+                .map(Some)
+                .map_err(|e| format!("transforms need JSON values: {e}")),
+            Some(Payload::Typed { value, .. }) => Ok(Some(crate::convert::value_to_json(value))),
+            None => Ok(None),
+        }
+    };
+    let t = TRecord {
+        topic: r.topic.to_string(),
+        key: json(&r.key).ok().flatten(),
+        value: json(&r.value)?,
+        headers: std::mem::take(&mut r.headers),
+        timestamp: r.timestamp,
+    };
+    match apply_all(chain, t)? {
+        Some(t) => {
+            r.value = t.value.map(|v| Payload::Raw(v.to_string().into()));
+            r.key = t.key.map(|k| Payload::Raw(k.to_string().into()));
+            r.headers = t.headers;
+            r.timestamp = t.timestamp;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+fn group(name: &str) -> String {
+    format!("connect-{name}")
+}
+
+fn commit_sink(ctx: &Ctx, durable: &[(TopicPartition, i64)]) -> Result<(), LogError> {
+    let commits: Vec<OffsetCommit> = durable
+        .iter()
+        .map(|(tp, next)| OffsetCommit {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: *next,
+            leader_epoch: -1,
+            metadata: String::new(),
+        })
+        .collect();
+    ctx.log.commit_offsets(&group(&ctx.name), &commits)
+}
+
+pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartition>) {
+    let overrides = match ctx.retry("open", || task.open(partitions.clone())) {
+        Ok(o) => o,
+        Err(e) => return ctx.fail(e),
+    };
+    let mut positions: HashMap<TopicPartition, i64> = HashMap::new();
+    for tp in &partitions {
+        let Ok(p) = ctx.log.partition(&tp.topic, tp.partition) else {
+            continue;
+        };
+        let own = overrides
+            .iter()
+            .find(|(o, _)| o == tp)
+            .map(|(_, next)| *next);
+        let committed = ctx
+            .log
+            .committed_offset(&group(&ctx.name), &tp.topic, tp.partition)
+            .map(|c| c.offset);
+        positions.insert(
+            tp.clone(),
+            own.or(committed).unwrap_or(0).max(p.log_start_offset()),
+        );
+    }
+    let mut last_flush = Instant::now();
+    let mut put_since_flush = false;
+    let mut encoded_batch: Vec<u8> = Vec::new();
+    let encoded_path = task.accepts_encoded()
+        && ctx.transforms.is_empty()
+        && matches!(&*ctx.converters, Converters::Sink { key, value } if key.is_pass_through() && value.is_pass_through());
+    let mut spare_buffers: Vec<Vec<u8>> = Vec::new();
+    let mut last_committed: Vec<(TopicPartition, i64)> = Vec::new();
+    while !ctx.stop.load(Ordering::Acquire) {
+        let mut batch: Vec<SinkRecord> = Vec::new();
+        let mut read_buffers: Vec<Bytes> = Vec::new();
+        // A sink that takes encoded batches (a plugin) gets one written straight from what
+        // was read, when nothing changes the records on the way.
+        let mut encoded = (encoded_path).then(|| wire::SinkBatchWriter::new(&mut encoded_batch));
+        for tp in &partitions {
+            let Ok(p) = ctx.log.partition(&tp.topic, tp.partition) else {
+                continue;
+            };
+            let pos = positions.get(tp).copied().unwrap_or(0);
+            if pos >= p.end_offset() {
+                continue;
+            }
+            let reuse = spare_buffers.pop().unwrap_or_default();
+            let read = match p.read_into(pos.max(p.log_start_offset()), SINK_READ_BYTES, reuse) {
+                Ok(r) => r,
+                Err(e) => return ctx.fail(e),
+            };
+            let read_buffer = Bytes::from(read.records);
+            read_buffers.push(read_buffer.clone());
+            let records = match decode_batches(&read_buffer) {
+                Ok(r) => r,
+                Err(e) => return ctx.fail(format!("decoding {}-{}: {e}", tp.topic, tp.partition)),
+            };
+            let mut next = pos;
+            let shared_topic: Arc<str> = Arc::from(tp.topic.as_str());
+            for r in records.into_iter().filter(|r| r.offset >= pos) {
+                next = r.offset + 1;
+                if let Some(w) = &mut encoded {
+                    let headers: Vec<(String, Vec<u8>)> = r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                String::from_utf8_lossy(k).into_owned(),
+                                v.clone().unwrap_or_default(),
+                            )
+                        })
+                        .collect();
+                    w.push(wire::SinkFields {
+                        topic: &tp.topic,
+                        partition: tp.partition,
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                        key: r.key.as_deref(),
+                        value: r.value.as_deref(),
+                        headers: &headers,
+                        key_schema: None,
+                        value_schema: None,
+                    });
+                    continue;
+                }
+                let Converters::Sink {
+                    key: key_decoder,
+                    value: value_decoder,
+                } = &*ctx.converters
+                else {
+                    return ctx.fail("a sink task was given a source's converters");
+                };
+                let origin = || {
+                    vec![
+                        ("topic".to_string(), tp.topic.clone()),
+                        ("partition".to_string(), tp.partition.to_string()),
+                        ("offset".to_string(), r.offset.to_string()),
+                    ]
+                };
+                let (key, key_schema) = match r.key.map(|k| key_decoder.decode(k)) {
+                    None => (None, None),
+                    Some(Ok((k, schema))) => (Some(k), schema),
+                    Some(Err((e, _))) => {
+                        let e = format!("key: {e}");
+                        if !ctx.bad_record("converter", &e, r.value.as_deref(), origin()) {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let (value, value_schema) = match r.value.map(|v| value_decoder.decode(v)) {
+                    None => (None, None),
+                    Some(Ok((v, schema))) => (Some(v), schema),
+                    Some(Err((e, original))) => {
+                        if !ctx.bad_record("converter", &e, Some(&original), origin()) {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let mut record = SinkRecord {
+                    topic: shared_topic.clone(),
+                    partition: tp.partition,
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: key.map(Payload::Raw),
+                    value: value.map(Payload::Raw),
+                    key_schema,
+                    value_schema,
+                    headers: r
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| {
+                            (
+                                String::from_utf8_lossy(&k).into_owned(),
+                                v.unwrap_or_default(),
+                            )
+                        })
+                        .collect(),
+                };
+                if !ctx.transforms.is_empty() {
+                    match transform_sink_record(&ctx.transforms, &mut record) {
+                        Ok(true) => {}
+                        Ok(false) => continue, // filtered out
+                        Err(e) => {
+                            let origin = vec![
+                                ("topic".into(), tp.topic.clone()),
+                                ("partition".into(), tp.partition.to_string()),
+                                ("offset".into(), record.offset.to_string()),
+                            ];
+                            let original = match &record.value {
+                                Some(Payload::Raw(b)) => Some(b.clone()),
+                                _ => None,
+                            };
+                            if !ctx.bad_record("transform", &e, original.as_deref(), origin) {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                batch.push(record);
+            }
+            if let Some((_, h)) = sluice_log::batch::split_verified(&read_buffer)
+                .ok()
+                .and_then(|b| b.last().copied())
+            {
+                next = next.max(h.last_offset() + 1);
+            }
+            positions.insert(tp.clone(), next);
+        }
+        let encoded_count = encoded.map(|w| w.finish()).unwrap_or(0);
+        if encoded_count > 0 {
+            if let Err(e) = put_encoded(&ctx, task.as_mut(), &encoded_batch) {
+                return ctx.fail(e);
+            }
+        }
+        let caught_up = batch.is_empty() && encoded_count == 0;
+        if caught_up {
+            if !put_since_flush {
+                // Checking for new records costs an atomic load per partition: look often,
+                // so that records are delivered milliseconds after they are appended.
+                std::thread::sleep(SINK_IDLE_WAIT);
+            }
+        } else {
+            if !batch.is_empty() {
+                if let Err(e) = put_batch(&ctx, task.as_mut(), batch) {
+                    return ctx.fail(e);
+                }
+            }
+            put_since_flush = true;
+        }
+        // Read buffers no record holds any more are read into again: fresh 4 MB buffers
+        // would cost page faults and zeroing on every read.
+        for b in read_buffers.drain(..) {
+            if let Ok(unique) = b.try_into_mut() {
+                spare_buffers.push(Vec::from(unique));
+            }
+        }
+        if last_flush.elapsed() >= SINK_FLUSH_EVERY || (caught_up && put_since_flush) {
+            last_flush = Instant::now();
+            put_since_flush = false;
+            match ctx.retry("flush", || task.flush()) {
+                Ok(durable) => {
+                    // Committing costs an fsync: only when a position moved.
+                    if durable != last_committed {
+                        if let Err(e) = commit_sink(&ctx, &durable) {
+                            return ctx.fail(format!("committing sink positions: {e}"));
+                        }
+                        last_committed = durable;
+                    }
+                }
+                Err(e) => return ctx.fail(e),
+            }
+        }
+    }
+    // Graceful stop: finish what was put, then commit it.
+    let _ = task.close(partitions.clone());
+    if let Ok(durable) = task.flush() {
+        let _ = commit_sink(&ctx, &durable);
+    }
+    let _ = task.stop();
+    set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+/// An encoded batch to a sink that takes them; after a bad record, the batch goes again as
+/// records, one at a time, so that only the bad one meets the error policy.
+fn put_encoded(ctx: &Ctx, task: &mut dyn SinkTask, batch: &[u8]) -> Result<(), String> {
+    match ctx.retry("put", || task.put_encoded(batch)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind == ErrorKind::BadRecord => {
+            let records = wire::decode_sink(&Bytes::copy_from_slice(batch))
+                .map_err(|e| format!("re-reading a batch: {e}"))?;
+            put_batch(ctx, task, records)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn put_batch(ctx: &Ctx, task: &mut dyn SinkTask, batch: Vec<SinkRecord>) -> Result<(), String> {
+    match ctx.retry("put", || task.put(&batch)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind == ErrorKind::BadRecord => {
+            // Find the failing records one by one; the others go through.
+            for r in batch {
+                if let Err(e) = ctx.retry("put", || task.put(std::slice::from_ref(&r))) {
+                    let origin = vec![
+                        ("topic".into(), r.topic.to_string()),
+                        ("partition".into(), r.partition.to_string()),
+                        ("offset".into(), r.offset.to_string()),
+                    ];
+                    if e.kind != ErrorKind::BadRecord
+                        || !ctx.bad_record("sink", &e.message, raw(&r.value).as_deref(), origin)
+                    {
+                        return Err(e.to_string());
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}

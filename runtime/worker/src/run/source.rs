@@ -1,0 +1,494 @@
+//! A source task's loop: poll, run transforms and converters, append to the log in batches
+//! per partition, then commit the positions of what is durable.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_connector_sdk::connector::{
+    Polled, SourcePosition, SourceRecord, SourceTask, SOURCE_ERROR_HEADER,
+};
+use sluice_connector_sdk::data::Payload;
+use sluice_connector_sdk::plugin::wire;
+use sluice_connector_sdk::Bytes;
+use sluice_log::{BatchBuilder, Log, LogError, Record, TopicConfig};
+
+use super::{
+    ensure_topic, set, Converters, Ctx, TaskState, MAX_BATCH_BYTES, POLL_RECORDS, POLL_TIMEOUT,
+    SOURCE_COMMIT_EVERY,
+};
+use crate::offsets::SourceOffsets;
+use crate::partitioner::partition_for_key;
+use crate::transforms::{apply_all, TRecord, Transform};
+
+pub(super) fn source_loop(
+    ctx: Ctx,
+    mut task: Box<dyn SourceTask>,
+    topic: String,
+    offsets: Arc<SourceOffsets>,
+) {
+    let committed = offsets.positions(&ctx.name);
+    if let Err(e) = ctx.retry("start", || task.start(committed.clone())) {
+        return ctx.fail(e);
+    }
+    let mut partitions: HashMap<String, Vec<Arc<sluice_log::Partition>>> = HashMap::new();
+    if let Err(e) = partitions_of(&ctx.log, &mut partitions, &topic) {
+        return ctx.fail(e);
+    }
+    let main_parts = partitions[&topic].clone();
+    let sticky = AtomicU32::new(0);
+    // Positions of records already in the log, not yet committed.
+    let mut positions = Positions::default();
+    let mut last_commit = Instant::now();
+    while !ctx.stop.load(Ordering::Acquire) {
+        let polled = match ctx.retry("poll", || task.poll_batch(POLL_RECORDS, POLL_TIMEOUT)) {
+            Ok(p) => p,
+            Err(e) => return ctx.fail(e),
+        };
+        // An encoded batch (from a plugin) is read in place unless transforms need records.
+        let (records, encoded) = match polled {
+            Polled::Records(r) => (r, None),
+            Polled::Encoded(b) if ctx.transforms.is_empty() => (Vec::new(), Some(b)),
+            Polled::Encoded(b) => match wire::decode_source(&b) {
+                Ok(r) => (r, None),
+                Err(e) => return ctx.fail(format!("the source's records: {e}")),
+            },
+        };
+        let views = match encoded.as_deref().map(wire::source_views) {
+            None => Vec::new(),
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return ctx.fail(format!("the source's records: {e}")),
+        };
+        let count = records.len() + views.len();
+        if count == 0 {
+            if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
+                return ctx.fail(e);
+            }
+            last_commit = Instant::now();
+            continue;
+        }
+        let caught_up = count < POLL_RECORDS;
+        let mut out = Batching {
+            now: sluice_log::now_ms(),
+            round: sticky.fetch_add(1, Ordering::Relaxed) as usize,
+            main_builders: (0..main_parts.len()).map(|_| BatchBuilder::new()).collect(),
+            routed: HashMap::new(),
+        };
+        // A record the error policy does not tolerate stops the task, but only after the
+        // records before it are stored and their positions committed.
+        let mut stopped_at_bad_record = false;
+        for mut r in records {
+            let origin = |r: &SourceRecord| {
+                vec![
+                    ("source.stream".to_string(), r.position.stream.to_string()),
+                    ("source.offset".to_string(), r.position.offset.to_string()),
+                ]
+            };
+            if let Some(i) = r.headers.iter().position(|(k, _)| k == SOURCE_ERROR_HEADER) {
+                let message = String::from_utf8_lossy(&r.headers[i].1).into_owned();
+                let original = match r.value.take() {
+                    Some(Payload::Raw(b)) => Some(b),
+                    _ => None,
+                };
+                let o = origin(&r);
+                if !ctx.bad_record("source", &message, original.as_deref(), o) {
+                    stopped_at_bad_record = true;
+                    break;
+                }
+                positions.remember(r.position);
+                continue;
+            }
+            let mut target: Option<String> = None;
+            if !ctx.transforms.is_empty() {
+                match transform_source_record(&ctx.transforms, &topic, &mut r, out.now) {
+                    Ok(Some(t)) => target = (t != topic).then_some(t),
+                    Ok(None) => {
+                        positions.remember(r.position);
+                        continue; // filtered out
+                    }
+                    Err((message, original)) => {
+                        let o = origin(&r);
+                        if !ctx.bad_record("transform", &message, original.as_deref(), o) {
+                            stopped_at_bad_record = true;
+                            break;
+                        }
+                        positions.remember(r.position);
+                        continue;
+                    }
+                }
+            }
+            let (key, value) = match convert(&ctx, r.key.take(), r.value.take()) {
+                Ok(kv) => kv,
+                Err(e) => {
+                    let o = origin(&r);
+                    if !ctx.bad_record("converter", &e.message, e.original.as_deref(), o) {
+                        stopped_at_bad_record = true;
+                        break;
+                    }
+                    positions.remember(r.position);
+                    continue;
+                }
+            };
+            let headers: Vec<(&str, Option<&[u8]>)> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
+                .collect();
+            let stored = out.push(
+                &ctx,
+                (&topic, &main_parts, &mut partitions),
+                target.as_deref(),
+                OutRecord {
+                    key: key.as_deref(),
+                    value: value.as_deref(),
+                    partition: r.partition,
+                    timestamp: r.timestamp,
+                    headers,
+                },
+            );
+            if let Err(e) = stored {
+                return ctx.fail(e);
+            }
+            positions.remember(r.position);
+        }
+        if let Some(buf) = &encoded {
+            // The records of a plugin, read in place; a position is kept per run of records
+            // of one stream, parsed once.
+            let mut run: Option<wire::SourceView<'_>> = None;
+            let pass_through = matches!(
+                &*ctx.converters,
+                Converters::Source { key, value } if key.passes_through() && value.passes_through()
+            );
+            for v in &views {
+                if run.is_some_and(|r| r.stream != v.stream) {
+                    if let Err(e) = remember_view(&mut positions, run.take()) {
+                        return ctx.fail(e);
+                    }
+                }
+                let failed = v
+                    .headers()
+                    .find(|(k, _)| *k == SOURCE_ERROR_HEADER)
+                    .map(|(_, m)| ("source", String::from_utf8_lossy(m).into_owned(), v.value));
+                let converted = match failed {
+                    Some(f) => Err(f),
+                    // `bytes` keys and values go into the batch straight from the plugin's.
+                    None if pass_through => Ok((None, None)),
+                    None => convert(
+                        &ctx,
+                        v.key.map(|k| Payload::Raw(buf.slice_ref(k))),
+                        v.value.map(|b| Payload::Raw(buf.slice_ref(b))),
+                    )
+                    .map_err(|e| ("converter", e.message, v.value)),
+                };
+                let (key, value) = match converted {
+                    Ok(kv) => kv,
+                    Err((stage, message, original)) => {
+                        let o = vec![
+                            ("source.stream".to_string(), v.stream.to_string()),
+                            (
+                                "source.offset".to_string(),
+                                String::from_utf8_lossy(v.offset).into_owned(),
+                            ),
+                        ];
+                        if !ctx.bad_record(stage, &message, original, o) {
+                            // Not remembered: after a restart this record is read again.
+                            stopped_at_bad_record = true;
+                            break;
+                        }
+                        run = Some(*v);
+                        continue;
+                    }
+                };
+                let stored = out.push(
+                    &ctx,
+                    (&topic, &main_parts, &mut partitions),
+                    v.topic.filter(|t| *t != topic),
+                    OutRecord {
+                        key: if pass_through { v.key } else { key.as_deref() },
+                        value: if pass_through {
+                            v.value
+                        } else {
+                            value.as_deref()
+                        },
+                        partition: v.partition,
+                        timestamp: v.timestamp,
+                        headers: v.headers().map(|(k, h)| (k, Some(h))).collect(),
+                    },
+                );
+                if let Err(e) = stored {
+                    return ctx.fail(e);
+                }
+                run = Some(*v);
+            }
+            if let Err(e) = remember_view(&mut positions, run) {
+                return ctx.fail(e);
+            }
+        }
+        if let Err(e) = out.finish((&topic, &main_parts, &mut partitions)) {
+            return ctx.fail(e);
+        }
+        // The records are in the log (durable per the topic's flush policy): now their
+        // positions, at once when the source has caught up (a webhook's callers are waiting),
+        // else at most every SOURCE_COMMIT_EVERY (each commit is an fsync).
+        if caught_up || stopped_at_bad_record || last_commit.elapsed() >= SOURCE_COMMIT_EVERY {
+            if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
+                return ctx.fail(e);
+            }
+            last_commit = Instant::now();
+        }
+        if stopped_at_bad_record {
+            let _ = task.stop();
+            return; // the status already says why
+        }
+    }
+    if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
+        return ctx.fail(e);
+    }
+    let _ = task.stop();
+    set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+/// Remembers the position of the last record of a run of one stream's records.
+fn remember_view(
+    positions: &mut Positions,
+    run: Option<wire::SourceView<'_>>,
+) -> Result<(), String> {
+    let Some(v) = run else {
+        return Ok(());
+    };
+    let offset = v
+        .offset()
+        .map_err(|e| format!("the source's records: {e}"))?;
+    positions.remember(SourcePosition {
+        stream: Arc::from(v.stream),
+        offset,
+    });
+    Ok(())
+}
+
+/// Key and value through the connector's converters.
+fn convert(
+    ctx: &Ctx,
+    key: Option<Payload>,
+    value: Option<Payload>,
+) -> Result<(Option<Bytes>, Option<Bytes>), crate::convert::EncodeError> {
+    let Converters::Source {
+        key: key_encoder,
+        value: value_encoder,
+    } = &*ctx.converters
+    else {
+        return Err(crate::convert::EncodeError {
+            message: "a source task was given a sink's converters".into(),
+            original: None,
+        });
+    };
+    Ok((key_encoder.encode(key)?, value_encoder.encode(value)?))
+}
+
+/// A converted record on its way into a batch.
+struct OutRecord<'a> {
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    partition: Option<i32>,
+    timestamp: Option<i64>,
+    headers: Vec<(&'a str, Option<&'a [u8]>)>,
+}
+
+/// The connector's topic, its partitions, and the partitions of topics routed to.
+type Topics<'a> = (
+    &'a str,
+    &'a [Arc<sluice_log::Partition>],
+    &'a mut HashMap<String, Vec<Arc<sluice_log::Partition>>>,
+);
+
+/// The batches of one poll: per partition of the connector's topic (indexed: no hashing per
+/// record), and per topic a router sent records to. Full batches are appended as they fill.
+struct Batching {
+    now: i64,
+    round: usize,
+    main_builders: Vec<BatchBuilder>,
+    routed: HashMap<String, HashMap<usize, BatchBuilder>>,
+}
+
+impl Batching {
+    fn push(
+        &mut self,
+        ctx: &Ctx,
+        (topic, main_parts, partitions): Topics<'_>,
+        target: Option<&str>,
+        r: OutRecord<'_>,
+    ) -> Result<(), String> {
+        let parts: &[Arc<sluice_log::Partition>] = match target {
+            None => main_parts,
+            Some(t) => {
+                partitions_of(&ctx.log, partitions, t).map_err(|e| format!("topic `{t}`: {e}"))?
+            }
+        };
+        let p = match (r.partition, r.key) {
+            (Some(p), _) => (p.max(0) as usize) % parts.len(),
+            (None, Some(k)) => partition_for_key(k, parts.len() as u32) as usize,
+            (None, None) => self.round % parts.len(),
+        };
+        let builder = match target {
+            None => &mut self.main_builders[p],
+            Some(t) => {
+                if !self.routed.contains_key(t) {
+                    self.routed.insert(t.to_string(), HashMap::new());
+                }
+                let per_topic = self.routed.get_mut(t).expect("inserted above");
+                per_topic.entry(p).or_default()
+            }
+        };
+        builder.push(&Record {
+            key: r.key,
+            value: r.value,
+            timestamp: r.timestamp.unwrap_or(self.now),
+            headers: r.headers,
+        });
+        if builder.size_estimate() >= MAX_BATCH_BYTES {
+            let full = std::mem::take(builder);
+            parts[p]
+                .append_built(&mut full.build(), self.now)
+                .map_err(|e| format!("appending to {}-{p}: {e}", target.unwrap_or(topic)))?;
+        }
+        Ok(())
+    }
+
+    /// Appends what is left in every batch.
+    fn finish(self, (topic, main_parts, partitions): Topics<'_>) -> Result<(), String> {
+        for (p, builder) in self.main_builders.into_iter().enumerate() {
+            if !builder.is_empty() {
+                main_parts[p]
+                    .append_built(&mut builder.build(), self.now)
+                    .map_err(|e| format!("appending to {topic}-{p}: {e}"))?;
+            }
+        }
+        for (t, per_topic) in self.routed {
+            for (p, builder) in per_topic {
+                if builder.is_empty() {
+                    continue;
+                }
+                let parts = partitions
+                    .get(&t)
+                    .ok_or_else(|| format!("topic `{t}` vanished"))?;
+                parts[p]
+                    .append_built(&mut builder.build(), self.now)
+                    .map_err(|e| format!("appending to {t}-{p}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Commits the positions of records already in the log, then tells the source.
+fn commit_source(
+    ctx: &Ctx,
+    task: &mut dyn SourceTask,
+    offsets: &SourceOffsets,
+    positions: &mut Positions,
+) -> Result<(), String> {
+    let positions = std::mem::take(positions).into_vec();
+    if positions.is_empty() {
+        return Ok(());
+    }
+    offsets
+        .commit(&ctx.name, &positions)
+        .map_err(|e| format!("committing source positions: {e}"))?;
+    if let Err(e) = task.committed(positions) {
+        tracing::warn!(connector = %ctx.name, error = %e, "source could not release committed records");
+    }
+    Ok(())
+}
+
+/// The partitions of a topic, created with defaults on first use (a router's target).
+fn partitions_of<'a>(
+    log: &Log,
+    cache: &'a mut HashMap<String, Vec<Arc<sluice_log::Partition>>>,
+    topic: &str,
+) -> Result<&'a Vec<Arc<sluice_log::Partition>>, LogError> {
+    if !cache.contains_key(topic) {
+        ensure_topic(log, topic, 1, TopicConfig::default())?;
+        cache.insert(topic.to_string(), log.topic(topic)?.partitions.clone());
+    }
+    Ok(&cache[topic])
+}
+
+/// Runs the source's transforms on a record (as JSON). `Ok(None)`: filtered out;
+/// `Ok(Some(topic))`: the topic to write to; `Err`: why, with the original bytes.
+fn transform_source_record(
+    chain: &[Transform],
+    topic: &str,
+    r: &mut SourceRecord,
+    now: i64,
+) -> Result<Option<String>, (String, Option<Bytes>)> {
+    let value = match &r.value {
+        Some(Payload::Raw(b)) => Some(
+            serde_json::from_slice::<serde_json::Value>(b)
+                .map_err(|e| (format!("transforms need JSON values: {e}"), Some(b.clone())))?,
+        ),
+        Some(Payload::Typed { value, .. }) => Some(crate::convert::value_to_json(value)),
+        None => None,
+    };
+    let key = match &r.key {
+        Some(Payload::Raw(b)) => Some(serde_json::from_slice(b).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
+        })),
+        Some(Payload::Typed { value, .. }) => Some(crate::convert::value_to_json(value)),
+        None => None,
+    };
+    let original = match &r.value {
+        Some(Payload::Raw(b)) => Some(b.clone()),
+        _ => None,
+    };
+    let t = TRecord {
+        topic: topic.to_string(),
+        key,
+        value,
+        headers: std::mem::take(&mut r.headers),
+        timestamp: r.timestamp.unwrap_or(now),
+    };
+    match apply_all(chain, t) {
+        Ok(Some(t)) => {
+            r.value = t.value.map(|v| Payload::Raw(v.to_string().into()));
+            r.key = t.key.map(|k| match k {
+                serde_json::Value::String(s) => Payload::Raw(s.into()),
+                other => Payload::Raw(other.to_string().into()),
+            });
+            r.headers = t.headers;
+            r.timestamp = Some(t.timestamp);
+            Ok(Some(t.topic))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err((e, original)),
+    }
+}
+
+/// The latest position per stream of a poll's records. Records mostly come stream by
+/// stream, so the current stream is compared first (a pointer, when the source shares its
+/// name) and the map is touched only when the stream changes.
+#[derive(Default)]
+struct Positions {
+    current: Option<SourcePosition>,
+    others: HashMap<Arc<str>, SourcePosition>,
+}
+
+impl Positions {
+    fn remember(&mut self, p: SourcePosition) {
+        if let Some(c) = &mut self.current {
+            if Arc::ptr_eq(&c.stream, &p.stream) || c.stream == p.stream {
+                c.offset = p.offset;
+                return;
+            }
+        }
+        let earlier = self.others.remove(&p.stream);
+        drop(earlier); // superseded by `p`
+        if let Some(previous) = self.current.replace(p) {
+            self.others.insert(previous.stream.clone(), previous);
+        }
+    }
+
+    fn into_vec(self) -> Vec<SourcePosition> {
+        self.others.into_values().chain(self.current).collect()
+    }
+}
