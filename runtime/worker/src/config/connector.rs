@@ -1,0 +1,250 @@
+//! One connector's entry (`sources:` or `sinks:`): its common keys (type, topics, converters,
+//! schemas, tasks, errors, transforms), its own settings checked against the spec its type
+//! declares, and the reader schemas of sinks checked against what sources write.
+
+use super::*;
+
+impl Checker<'_> {
+    /// `at`: where the connector's name stands (missing keys are reported there).
+    pub(super) fn connector(
+        &mut self,
+        name: &str,
+        node: &Node,
+        source: bool,
+        at: Pos,
+    ) -> Option<(ConnectorPlan, Vec<(String, Pos)>)> {
+        let kind = if source { "source" } else { "sink" };
+        let what = format!("{kind} `{name}`");
+        let common: &[&str] = if source {
+            &[
+                "type",
+                "topic",
+                "key_format",
+                "value_format",
+                "tasks",
+                "errors",
+                "transforms",
+                "key_schema",
+                "value_schema",
+                "key_schemas_enable",
+                "value_schemas_enable",
+            ]
+        } else {
+            &[
+                "type",
+                "topics",
+                "key_format",
+                "value_format",
+                "tasks",
+                "errors",
+                "transforms",
+                "key_schema",
+                "value_schema",
+                "key_schemas_enable",
+                "value_schemas_enable",
+            ]
+        };
+        let entries = self.mapping(node, &what, None);
+        node.as_map()?;
+        let (mut type_name, mut topics, mut tasks) = (None, Vec::new(), 1u32);
+        let (mut key_format, mut value_format) = (Format::Bytes, Format::Bytes);
+        let mut errors = ErrorPolicy::default();
+        let mut settings = Map::new();
+        let mut setting_pos: BTreeMap<String, Pos> = BTreeMap::new();
+        let mut topic_seen = false;
+        let mut schemas: [Option<(String, Pos)>; 2] = [None, None];
+        let mut schemas_enable = [false, false];
+        let mut transforms = Vec::new();
+        for (key, v, kpos) in &entries {
+            match *key {
+                "type" => type_name = self.string(v, "`type`").map(|s| (s, v.pos)),
+                "topic" if source => {
+                    topic_seen = true;
+                    if let Some(t) = self.topic_name(v, "`topic`") {
+                        self.written.insert(t.clone());
+                        topics.push((t, v.pos));
+                    }
+                }
+                "topics" if !source => {
+                    topic_seen = true;
+                    match &v.kind {
+                        Kind::Seq(items) if !items.is_empty() => {
+                            for item in items {
+                                if let Some(t) = self.topic_name(item, "each of `topics`") {
+                                    topics.push((t, item.pos));
+                                }
+                            }
+                        }
+                        _ => self.err(
+                            v.pos,
+                            format!(
+                                "`topics` must be a non-empty list of topic names, found {}",
+                                v.shown()
+                            ),
+                        ),
+                    }
+                }
+                "key_format" => key_format = self.format(v, "`key_format`"),
+                "value_format" => value_format = self.format(v, "`value_format`"),
+                "tasks" => tasks = self.int(v, "`tasks`", 1, 1024).unwrap_or(1) as u32,
+                "errors" => errors = self.errors_policy(v, &format!("`errors` of {what}")),
+                "key_schema" | "value_schema" => {
+                    let text = match &v.kind {
+                        Kind::Str(s) => s.clone(),
+                        _ => v.to_json().to_string(),
+                    };
+                    match apache_avro::Schema::parse_str(&text) {
+                        Ok(_) => schemas[usize::from(*key == "value_schema")] = Some((text, v.pos)),
+                        Err(e) => {
+                            self.err(v.pos, format!("`{key}` is not a valid Avro schema: {e}"))
+                        }
+                    }
+                }
+                "key_schemas_enable" | "value_schemas_enable" => {
+                    schemas_enable[usize::from(*key == "value_schemas_enable")] =
+                        self.boolean(v, &format!("`{key}`")).unwrap_or(false)
+                }
+                "transforms" => transforms = self.transforms(v, &what, source),
+                other => {
+                    settings.insert(other.to_string(), v.to_json());
+                    setting_pos.insert(other.to_string(), *kpos);
+                }
+            }
+        }
+        if !topic_seen {
+            self.err(
+                at,
+                format!("{what} needs `{}`", if source { "topic" } else { "topics" }),
+            );
+        }
+        let Some((type_name, type_pos)) = type_name else {
+            self.err(at, format!("{what} needs `type`"));
+            return None;
+        };
+        let found = if source {
+            self.registry.source(&type_name)
+        } else {
+            self.registry.sink(&type_name)
+        };
+        let connector_type = match found {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(type_pos, e.to_string());
+                return None;
+            }
+        };
+        let settings = match ConnectorRegistry::validate(connector_type, &settings) {
+            Ok(values) => values,
+            Err(issues) => {
+                for issue in issues {
+                    let pos = issue
+                        .key
+                        .as_ref()
+                        .and_then(|k| setting_pos.get(k))
+                        .copied()
+                        .unwrap_or(at);
+                    let known: Vec<&str> = common.to_vec();
+                    let mut message = format!("{what} (type `{type_name}`): {issue}");
+                    if issue.message.starts_with("unknown setting")
+                        && !message.contains("did you mean")
+                    {
+                        if let Some(s) = issue
+                            .key
+                            .as_deref()
+                            .and_then(|k| did_you_mean(k, known.iter().copied()))
+                        {
+                            message.push_str(&format!(" (did you mean `{s}`?)"));
+                        }
+                    }
+                    self.err(pos, message);
+                }
+                return None;
+            }
+        };
+        let mut converters_ok = true;
+        for (i, (side, format)) in [("key", key_format), ("value", value_format)]
+            .into_iter()
+            .enumerate()
+        {
+            if source && format == Format::Avro && schemas[i].is_none() {
+                self.err(at, format!("{what} writes `{side}_format: avro` and needs `{side}_schema` (the Avro schema of its {side}s)"));
+                converters_ok = false;
+            }
+            if let Some((_, pos)) = &schemas[i] {
+                if !matches!(format, Format::Avro | Format::Json) {
+                    self.err(
+                        *pos,
+                        format!(
+                            "`{side}_schema` needs `{side}_format: avro` or `json` ({what} has {})",
+                            format.name()
+                        ),
+                    );
+                    converters_ok = false;
+                }
+            }
+            if schemas_enable[i] && format != Format::Json {
+                self.err(at, format!("{what}: `{side}_schemas_enable` is an option of `{side}_format: json` (it has {})", format.name()));
+                converters_ok = false;
+            }
+        }
+        if !converters_ok {
+            return None;
+        }
+        let [key_schema, value_schema] = schemas;
+        let plan = ConnectorPlan {
+            name: name.to_string(),
+            type_name,
+            topics: topics.iter().map(|(t, _)| t.clone()).collect(),
+            key_format,
+            value_format,
+            tasks,
+            errors,
+            settings,
+            key_schema: key_schema.map(|(t, _)| t),
+            value_schema: value_schema.clone().map(|(t, _)| t),
+            value_schema_pos: value_schema.map(|(_, p)| p),
+            key_schemas_enable: schemas_enable[0],
+            value_schemas_enable: schemas_enable[1],
+            transforms,
+        };
+        Some((plan, topics))
+    }
+}
+
+/// A sink's reader schema against the schema of each source in the file that writes a topic
+/// it reads: a pair Avro cannot resolve fails now, not at the first record.
+pub(super) fn check_reader_schemas(c: &mut Checker<'_>, pipeline: &Pipeline) {
+    for sink in &pipeline.sinks {
+        let (Some(reader_text), Some(pos)) = (&sink.value_schema, sink.value_schema_pos) else {
+            continue;
+        };
+        let Ok(reader) = apache_avro::Schema::parse_str(reader_text) else {
+            continue; // reported where it stands
+        };
+        for source in &pipeline.sources {
+            let Some(writer_text) = &source.value_schema else {
+                continue;
+            };
+            if !sink.topics.contains(&source.topics[0]) {
+                continue;
+            }
+            let Ok(writer) = apache_avro::Schema::parse_str(writer_text) else {
+                continue;
+            };
+            let problems = sluice_schema_registry::compat::incompatibilities(&reader, &writer);
+            if !problems.is_empty() {
+                let why: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                c.err(
+                    pos,
+                    format!(
+                        "sink `{}`: its `value_schema` cannot read the values source `{}` writes to `{}`: {}",
+                        sink.name,
+                        source.name,
+                        source.topics[0],
+                        why.join("; ")
+                    ),
+                );
+            }
+        }
+    }
+}
