@@ -13,16 +13,20 @@
 //!
 //! ## Status
 //! The contract is built and driven by the runtime (`sluice-worker`, `sluice run`); the
-//! built-in file connectors implement it. The C ABI export for plugins is the next step.
+//! built-in file connectors implement it, and [`plugin`] exports it from dynamic libraries.
 //!
-//! ## Designed to cross a C ABI
+//! ## Across a C ABI
 //! Every trait method is synchronous, takes and returns owned data, and reports failure as
 //! a [`connector::ConnectorError`] value (retriable, bad record, fatal). Nothing borrowed and
-//! nothing async crosses the interface, so a plugin can export the same calls as
-//! `extern "C"` functions over `#[repr(C)]` handles and byte buffers holding records in one
-//! encoding: the runtime owns the threads and calls `poll`/`put` on a blocking thread. A
-//! connector that needs async I/O keeps its own small runtime inside its task and blocks on
-//! it; a panic is caught on the plugin's side and returned as a fatal error.
+//! nothing async crosses the interface, so [`export_plugin!`] exports the same calls as
+//! `extern "C"` functions over opaque handles, with records in one binary encoding
+//! ([`plugin::wire`]): the runtime owns the threads and calls `poll`/`put` on a blocking
+//! thread. A connector that needs async I/O keeps its own small runtime inside its task and
+//! blocks on it; a panic is caught on the plugin's side and returned as an error that fails
+//! only its task. Records cross in batches, encoded once: the runtime reads a plugin source's
+//! batch in place ([`connector::Polled::Encoded`]) and hands a plugin sink batches encoded
+//! straight from the log ([`connector::SinkTask::put_encoded`]). The [`plugin`] module
+//! documents the ABI for authors in other languages.
 //!
 //! Made for what comes next: a Postgres CDC source (snapshot then stream; positions are
 //! LSNs; schema changes mid-stream are new [`data::Schema`]s), a webhook source (records
