@@ -5,7 +5,7 @@
 //! them ([`data`]: schemas that map one to one onto Avro, so the registry can govern every
 //! topic), connector settings declared once for validation and docs ([`config`]), and the one
 //! registry of connector types shared by built-ins and plugins ([`registry`]), and a fast
-//! JSON ↔ Avro binary codec for records in flight ([`avro`]), which the runtime's converters
+//! JSON ↔ Avro binary codec for records in flight (`avro`, behind the `avro` feature), which the runtime's converters
 //! and connectors that write Avro files share.
 //!
 //! **Must not touch:** the log, the broker, converters, transforms, threads or async
