@@ -380,3 +380,82 @@ sinks:
         "the sink wrote every topic record once, in order"
     );
 }
+
+#[test]
+fn bad_records_from_and_to_plugins_meet_the_error_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let dir = plugin_dir(root, &["sluice_test_plugin_panicky"]);
+    std::fs::create_dir_all(root.join("in")).unwrap();
+    let yaml = format!(
+        r#"
+runtime: {{ data_dir: {r}/data }}
+plugin_path: [{dir}]
+sources:
+  mixed_in:                 # a plugin source whose every third record is unreadable
+    type: mixed
+    topic: mixed
+    count: 30
+    errors: {{ tolerance: all, dead_letter_topic: mixed-dlq }}
+  words_in:
+    type: file
+    path: {r}/in/*.txt
+    topic: words
+    poll_interval: 50ms
+sinks:
+  picky_out:                # a plugin sink that refuses values containing "bad"
+    type: picky
+    topics: [words]
+    file: {r}/picky.out
+    errors: {{ tolerance: all, dead_letter_topic: words-dlq }}
+"#,
+        r = root.display(),
+        dir = dir.display()
+    );
+    let file = root.join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let words: Vec<String> = (0..40)
+        .map(|i| {
+            if i % 7 == 3 {
+                format!("bad {i}")
+            } else {
+                format!("good {i}")
+            }
+        })
+        .collect();
+    std::fs::write(root.join("in/w.txt"), words.join("\n") + "\n").unwrap();
+    let log = root.join("run.log");
+    let run = start_logged(&file, &log, None);
+    let good: Vec<String> = words
+        .iter()
+        .filter(|w| !w.contains("bad"))
+        .cloned()
+        .collect();
+    wait_until("the picky sink's output", Duration::from_secs(30), || {
+        lines(&root.join("picky.out")).len() >= good.len()
+    });
+    wait_until("the source's records", Duration::from_secs(30), || {
+        consume_topic(root, "mixed").len() >= 20
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop(run);
+    assert_eq!(
+        lines(&root.join("picky.out")),
+        good,
+        "every good record, once, in order"
+    );
+    let refused: Vec<String> = words
+        .iter()
+        .filter(|w| w.contains("bad"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        consume_topic(root, "words-dlq"),
+        refused,
+        "only the bad ones"
+    );
+    assert_eq!(consume_topic(root, "mixed").len(), 20);
+    let dlq = consume_topic(root, "mixed-dlq");
+    assert_eq!(dlq.len(), 10, "{dlq:?}");
+    assert!(dlq.iter().all(|v| v.starts_with("not json")), "{dlq:?}");
+}

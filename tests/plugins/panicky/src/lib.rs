@@ -1,5 +1,11 @@
-//! Test fixture: source `panicky` hands out `good_polls` batches of one record, then panics
-//! in `poll`. The end-to-end tests check that the panic fails only this task.
+//! Test fixtures for the plugin boundary's error paths:
+//! - source `panicky` hands out `good_polls` batches of one record, then panics in `poll`
+//!   (a panic fails only its task);
+//! - source `mixed` emits `count` records `{"n": i}`, every third one marked bad with the
+//!   SDK's `SOURCE_ERROR_HEADER` (bad input goes to the error policy, not dropped);
+//! - sink `picky` appends values to `file` but refuses any value containing `bad` as a bad
+//!   record (the runtime must retry the batch record by record so only those meet the
+//!   error policy).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +13,8 @@ use std::time::Duration;
 use serde_json::json;
 use sluice_connector_sdk::config::{ConfigSpec, ConfigValues, FieldKind, FieldSpec};
 use sluice_connector_sdk::connector::{
-    Result, SourceConnector, SourcePosition, SourceRecord, SourceTask, TaskInfo,
+    ConnectorError, Result, SinkConnector, SinkRecord, SinkTask, SourceConnector, SourcePosition,
+    SourceRecord, SourceTask, TaskInfo, TopicPartition, SOURCE_ERROR_HEADER,
 };
 use sluice_connector_sdk::data::Payload;
 use sluice_connector_sdk::registry::{
@@ -16,6 +23,7 @@ use sluice_connector_sdk::registry::{
 use sluice_connector_sdk::Bytes;
 
 fn register(registry: &mut ConnectorRegistry) -> std::result::Result<(), RegistryError> {
+    register_more(registry)?;
     registry.register(ConnectorType {
         name: "panicky".into(),
         description: "panics in poll after `good_polls` polls".into(),
@@ -33,6 +41,175 @@ fn register(registry: &mut ConnectorRegistry) -> std::result::Result<(), Registr
 }
 
 sluice_connector_sdk::export_plugin!(name: "panicky", version: "0.0.1", register: register);
+
+fn register_more(registry: &mut ConnectorRegistry) -> std::result::Result<(), RegistryError> {
+    registry.register(ConnectorType {
+        name: "mixed".into(),
+        description: "every third record is marked bad".into(),
+        config: ConfigSpec::new(vec![FieldSpec::required(
+            "count",
+            FieldKind::Integer {
+                min: 1,
+                max: 1_000_000,
+            },
+            "records in all",
+        )]),
+        origin: Origin::BuiltIn,
+        factory: Factory::Source(Box::new(|c| {
+            Ok(Box::new(Mixed(c)) as Box<dyn SourceConnector>)
+        })),
+    })?;
+    registry.register(ConnectorType {
+        name: "picky".into(),
+        description: "refuses values containing `bad`".into(),
+        config: ConfigSpec::new(vec![FieldSpec::required(
+            "file",
+            FieldKind::String,
+            "where accepted values go",
+        )]),
+        origin: Origin::BuiltIn,
+        factory: Factory::Sink(Box::new(|c| {
+            Ok(Box::new(Picky(c)) as Box<dyn SinkConnector>)
+        })),
+    })
+}
+
+struct Mixed(ConfigValues);
+
+impl SourceConnector for Mixed {
+    fn task_configs(&self, _max_tasks: u32) -> Result<Vec<ConfigValues>> {
+        Ok(vec![self.0.clone()])
+    }
+    fn create_task(&self, _info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SourceTask>> {
+        Ok(Box::new(MixedTask {
+            next: 0,
+            count: config.int("count").unwrap_or(1) as u64,
+        }))
+    }
+}
+
+struct MixedTask {
+    next: u64,
+    count: u64,
+}
+
+impl SourceTask for MixedTask {
+    fn start(&mut self, committed: Vec<SourcePosition>) -> Result<()> {
+        if let Some(n) = committed.iter().find_map(|p| p.offset.as_u64()) {
+            self.next = n;
+        }
+        Ok(())
+    }
+    fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<SourceRecord>> {
+        let end = self.count.min(self.next + max as u64);
+        if self.next >= end {
+            std::thread::sleep(timeout.min(Duration::from_millis(20)));
+            return Ok(Vec::new());
+        }
+        let stream: Arc<str> = Arc::from("mixed");
+        let records = (self.next..end)
+            .map(|n| {
+                let bad = n % 3 == 2;
+                SourceRecord {
+                    topic: None,
+                    partition: None,
+                    key: None,
+                    value: Some(Payload::Raw(Bytes::from(if bad {
+                        format!("not json {n}")
+                    } else {
+                        format!("{{\"n\": {n}}}")
+                    }))),
+                    headers: if bad {
+                        vec![(
+                            SOURCE_ERROR_HEADER.to_string(),
+                            b"unreadable input".to_vec(),
+                        )]
+                    } else {
+                        Vec::new()
+                    },
+                    timestamp: None,
+                    position: SourcePosition {
+                        stream: stream.clone(),
+                        offset: json!(n + 1),
+                    },
+                }
+            })
+            .collect();
+        self.next = end;
+        Ok(records)
+    }
+    fn committed(&mut self, _positions: Vec<SourcePosition>) -> Result<()> {
+        Ok(())
+    }
+    fn stop(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct Picky(ConfigValues);
+
+impl SinkConnector for Picky {
+    fn task_configs(&self, _max_tasks: u32) -> Result<Vec<ConfigValues>> {
+        Ok(vec![self.0.clone()])
+    }
+    fn create_task(&self, _info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SinkTask>> {
+        Ok(Box::new(PickyTask {
+            file: config.str("file").unwrap_or("picky.out").to_string(),
+            written: Vec::new(),
+        }))
+    }
+}
+
+struct PickyTask {
+    file: String,
+    written: Vec<(TopicPartition, i64)>,
+}
+
+impl SinkTask for PickyTask {
+    fn open(&mut self, _partitions: Vec<TopicPartition>) -> Result<Vec<(TopicPartition, i64)>> {
+        Ok(Vec::new())
+    }
+    fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
+        // All or nothing per call: the runtime retries record by record after a bad one.
+        let mut lines = String::new();
+        for r in records {
+            let Some(Payload::Raw(v)) = &r.value else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(v);
+            if text.contains("bad") {
+                return Err(ConnectorError::bad_record(format!("refused: {text}")));
+            }
+            lines.push_str(&text);
+            lines.push('\n');
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.file)
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        std::io::Write::write_all(&mut f, lines.as_bytes())
+            .map_err(|e| ConnectorError::retriable(e.to_string()))?;
+        if let Some(r) = records.last() {
+            let tp = TopicPartition {
+                topic: r.topic.to_string(),
+                partition: r.partition,
+            };
+            self.written.retain(|(t, _)| *t != tp);
+            self.written.push((tp, r.offset + 1));
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<Vec<(TopicPartition, i64)>> {
+        Ok(self.written.clone())
+    }
+    fn close(&mut self, _partitions: Vec<TopicPartition>) -> Result<()> {
+        Ok(())
+    }
+    fn stop(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
 
 struct Panicky(ConfigValues);
 
