@@ -63,7 +63,7 @@ fn run_once(
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("in"))?;
     let yaml = format!(
-        "runtime: {{ data_dir: {b}/data }}\ntopics: {{ t: {{ config: {{ flush.messages: -1, flush.ms: 1000 }} }} }}\nsources:\n  s: {{ type: file, topic: t, value_format: {source_format}, path: {b}/in/*.jsonl, poll_interval: 10ms{schema} }}\nsinks:\n  k: {{ type: file, topics: [t], value_format: {format}, path: {b}/out, roll_bytes: 67108864, roll_interval: 100ms }}\n",
+        "runtime: {{ data_dir: {b}/data }}\ntopics: {{ t: {{ config: {{ flush.messages: -1, flush.ms: 1000 }} }} }}\nsources:\n  s: {{ type: file, topic: t, value_format: {source_format}, path: {b}/in/*.jsonl, poll_interval: 10ms{schema} }}\nsinks:\n  k: {{ type: file, topics: [t], value_format: {format}, path: {b}/out, roll_bytes: 67108864, roll_interval: 20ms }}\n",
         b = base.display()
     );
     let registry = crate::run::builtin_connectors()?;

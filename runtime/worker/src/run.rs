@@ -43,7 +43,7 @@ const SINK_READ_BYTES: usize = 4 << 20;
 /// A sink is asked to flush at least this often (it decides what is due: the file sink
 /// finishes files older than its `roll_interval`), and at once when it has caught up with
 /// its partitions after a put, so the tail of a burst does not wait for the clock.
-const SINK_FLUSH_EVERY: Duration = Duration::from_millis(100);
+const SINK_FLUSH_EVERY: Duration = Duration::from_millis(20);
 const MAX_BATCH_BYTES: usize = 512 * 1024;
 /// How long a caught-up sink waits before looking for new records again.
 const SINK_IDLE_WAIT: Duration = Duration::from_millis(2);
