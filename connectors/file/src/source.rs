@@ -132,7 +132,7 @@ impl SourceConnector for FileSource {
             positions: HashMap::new(),
             csv: config.str("format") == Some("csv"),
             columns: HashMap::new(),
-            buffer: bytes::BytesMut::new(),
+            last_read: None,
         }))
     }
 }
@@ -146,9 +146,9 @@ struct FileSourceTask {
     csv: bool,
     /// Column names per file (fingerprint).
     columns: HashMap<String, Vec<String>>,
-    /// The read buffer. Records hand out slices of it; once they are all dropped (the runtime
-    /// has appended them), the next read reuses the same memory instead of fresh pages.
-    buffer: bytes::BytesMut,
+    /// The last read buffer. Records are slices of it; once they are all dropped (the
+    /// runtime has appended them), the next read reuses its memory instead of fresh pages.
+    last_read: Option<bytes::Bytes>,
 }
 
 /// Fields of one CSV line (RFC 4180 quoting), or why it cannot be read.
@@ -228,21 +228,18 @@ impl FileSourceTask {
         }
         file.seek(SeekFrom::Start(start))?;
         let want = ((len - start) as usize).min(READ_CHUNK);
-        // `reserve` takes the old allocation back when no record still holds a slice of it.
-        self.buffer.clear();
-        self.buffer.reserve(want);
-        self.buffer.resize(want, 0);
-        let mut filled = 0;
-        while filled < want {
-            let got = file.read(&mut self.buffer[filled..])?;
-            if got == 0 {
-                break;
-            }
-            filled += got;
-        }
-        self.buffer.truncate(filled);
+        // The last read's buffer is taken back once no record holds a slice of it (the
+        // runtime has appended them), and read into without zeroing it first.
+        let mut vec = match self.last_read.take().map(bytes::Bytes::try_into_mut) {
+            Some(Ok(unique)) => Vec::from(unique),
+            _ => Vec::new(),
+        };
+        vec.clear();
+        vec.reserve(want);
+        (&mut file).take(want as u64).read_to_end(&mut vec)?;
         // One shared buffer: each line's value is a slice of it, not a copy.
-        let buf = self.buffer.split().freeze();
+        let buf = bytes::Bytes::from(vec);
+        self.last_read = Some(buf.clone());
         let shared_stream: Arc<str> = Arc::from(stream.as_str());
         let mut offset = start;
         let mut at = 0;
@@ -363,7 +360,7 @@ mod tests {
             positions: HashMap::new(),
             csv: false,
             columns: HashMap::new(),
-            buffer: bytes::BytesMut::new(),
+            last_read: None,
         }
     }
 
