@@ -746,4 +746,66 @@ mod tests {
         assert_eq!(files.len(), 1, "{files:?}");
         assert_eq!(files[0].1, "n\n0\n2\n", "each good record once");
     }
+
+    #[test]
+    fn avro_files_take_the_records_schema_and_a_new_schema_starts_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = task(dir.path(), 1 << 20);
+        t.format = OutFormat::Avro;
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        t.open(vec![tp.clone()]).unwrap();
+        let v1: Arc<str> =
+            Arc::from(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#);
+        let v2: Arc<str> = Arc::from(
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"},{"name":"b","type":"string","default":""}]}"#,
+        );
+        let with = |offset: i64, v: &str, schema: &Arc<str>| {
+            let mut r = rec(offset, v);
+            r.value_schema = Some(schema.clone());
+            r
+        };
+        t.put(&[with(0, r#"{"a":1}"#, &v1), with(1, r#"{"a":2}"#, &v1)])
+            .unwrap();
+        // A value that does not fit its schema is refused, and nothing of it is written.
+        let err = t.put(&[with(2, r#"{"a":"x"}"#, &v1)]).unwrap_err();
+        assert_eq!(
+            err.kind,
+            sluice_connector_sdk::connector::ErrorKind::BadRecord
+        );
+        // No schema at all: refused, saying where schemas come from.
+        let err = t.put(&[rec(2, r#"{"a":3}"#)]).unwrap_err();
+        assert!(
+            err.message.contains("value_format: avro"),
+            "{}",
+            err.message
+        );
+        t.put(&[with(3, r#"{"a":4,"b":"x"}"#, &v2)]).unwrap();
+        t.close(vec![tp]).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                "t-0-00000000000000000000-00000000000000000001.avro",
+                "t-0-00000000000000000003-00000000000000000003.avro",
+            ]
+        );
+        let read = |name: &str| {
+            let bytes = std::fs::read(dir.path().join(name)).unwrap();
+            let reader = apache_avro::Reader::new(&bytes[..]).unwrap();
+            let fields = match reader.writer_schema() {
+                apache_avro::Schema::Record(r) => r.fields.len(),
+                _ => 0,
+            };
+            (fields, reader.count())
+        };
+        assert_eq!(read(&names[0]), (1, 2));
+        assert_eq!(read(&names[1]), (2, 1));
+    }
 }
