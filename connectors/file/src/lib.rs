@@ -1,11 +1,21 @@
 //! # sluice-connector-file: the built-in file source and sink
 //!
 //! **Owns:** reading files into records ([`source`]: follow a glob, lines, JSON lines or
-//! CSV, resume per file by fingerprint) and writing records into files ([`sink`]: JSON lines
-//! or CSV, exactly once across crashes through atomic renames).
+//! CSV, resume per file by fingerprint) and writing records into files ([`sink`]: JSON lines,
+//! CSV or Avro object container files ([`avro_file`]), exactly once across crashes through
+//! atomic renames).
 //!
 //! **Must not touch:** topics, offsets storage, converters: the runtime does those through
 //! the SDK traits.
+//!
+//! ```
+//! use sluice_connector_sdk::registry::ConnectorRegistry;
+//!
+//! let mut registry = ConnectorRegistry::new();
+//! sluice_connector_file::register(&mut registry).unwrap();
+//! let sink = registry.sink("file").unwrap();
+//! assert!(sink.config.describe().contains("roll_interval"));
+//! ```
 
 use sluice_connector_sdk::registry::{
     ConnectorRegistry, ConnectorType, Factory, Origin, RegistryError,

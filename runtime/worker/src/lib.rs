@@ -8,6 +8,25 @@
 //! **Must not touch:** bytes on disk (the log), the wire protocol (the broker), connector
 //! internals (they sit behind `sluice-connector-sdk`'s traits).
 //!
+//! ## Example
+//! ```
+//! use sluice_connector_sdk::registry::ConnectorRegistry;
+//!
+//! let mut registry = ConnectorRegistry::new();
+//! sluice_connector_file::register(&mut registry).unwrap();
+//! let yaml = "sources:\n  logs_in: { type: file, path: /in/*.log, topic: logs }\n\
+//!             sinks:\n  logs_out: { type: file, path: /out, topics: [logs], format: csv }\n";
+//! let pipeline = sluice_worker::config::parse_pipeline(yaml, &registry, &|_| None).unwrap();
+//! assert_eq!(pipeline.sinks[0].topics, ["logs"]);
+//!
+//! // Mistakes are reported with line and column, all at once.
+//! let errors = sluice_worker::config::parse_pipeline("sources: { s: { type: fiel } }", &registry, &|_| None)
+//!     .unwrap_err();
+//! assert_eq!(errors[0].message, "source `s` needs `topic`");
+//! assert_eq!((errors[1].pos.line, errors[1].pos.col), (1, 23));
+//! assert!(errors[1].message.ends_with("(did you mean `file`?)"));
+//! ```
+//!
 //! ## Layout (the data path: source → converter/transforms → log → sink)
 //! - [`yaml`]: a positioned YAML tree, substitutions.
 //! - [`config`]: the pipeline's shape and its checks; golden fixtures in `tests/fixtures`.
