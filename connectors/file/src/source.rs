@@ -18,7 +18,8 @@ use serde_json::json;
 use sluice_connector_sdk::config::{ConfigSpec, ConfigValues, FieldKind, FieldSpec};
 use sluice_connector_sdk::connector::SOURCE_ERROR_HEADER;
 use sluice_connector_sdk::connector::{
-    ConnectorError, Result, SourceConnector, SourcePosition, SourceRecord, SourceTask, TaskInfo,
+    ConnectorError, Polled, Result, SourceConnector, SourcePosition, SourceRecord, SourceTask,
+    TaskInfo, ValueRun,
 };
 use sluice_connector_sdk::data::Payload;
 
@@ -191,11 +192,15 @@ impl FileSourceTask {
         )))
     }
 
+    /// Reads new complete lines of one file: as records (`csv`, whose lines become objects
+    /// or errors) or as a run of values (`lines`, `json`). `taken` counts both.
     fn read_file(
         &mut self,
         path: &Path,
         max_records: usize,
+        taken: &mut usize,
         out: &mut Vec<SourceRecord>,
+        runs: &mut Vec<ValueRun>,
     ) -> std::io::Result<()> {
         let mut file = match File::open(path) {
             Ok(f) => f,
@@ -243,7 +248,35 @@ impl FileSourceTask {
         let shared_stream: Arc<str> = Arc::from(stream.as_str());
         let mut offset = start;
         let mut at = 0;
-        while out.len() < max_records {
+        if !self.csv {
+            // Plain values: spans of the buffer, no record object per line.
+            let mut run = ValueRun {
+                buf: buf.clone(),
+                spans: Vec::new(),
+                stream: shared_stream,
+                positions: Vec::new(),
+            };
+            while *taken < max_records {
+                let Some(nl) = memchr::memchr(b'\n', &buf[at..]) else {
+                    break;
+                };
+                let mut end = at + nl;
+                if end > at && buf[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                offset += nl as u64 + 1;
+                run.spans.push((at as u32, end as u32));
+                run.positions.push(offset);
+                at += nl + 1;
+                *taken += 1;
+            }
+            self.positions.insert(stream, offset);
+            if !run.spans.is_empty() {
+                runs.push(run);
+            }
+            return Ok(());
+        }
+        while *taken < max_records {
             let Some(nl) = memchr::memchr(b'\n', &buf[at..]) else {
                 break;
             };
@@ -301,6 +334,7 @@ impl FileSourceTask {
                     offset: json!(offset),
                 },
             });
+            *taken += 1;
         }
         self.positions.insert(stream, offset);
         Ok(())
@@ -318,19 +352,33 @@ impl SourceTask for FileSourceTask {
     }
 
     fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<SourceRecord>> {
+        match self.poll_batch(max_records, timeout)? {
+            Polled::Records(r) => Ok(r),
+            Polled::Values(runs) => Ok(runs.into_iter().flat_map(ValueRun::into_records).collect()),
+            Polled::Encoded(_) => Err(ConnectorError::fatal("the file source encodes no batches")),
+        }
+    }
+
+    /// Lines as runs of values (no record object per line), CSV rows as records.
+    fn poll_batch(&mut self, max_records: usize, timeout: Duration) -> Result<Polled> {
         let deadline = Instant::now() + timeout;
         loop {
-            let mut out = Vec::new();
+            let (mut out, mut runs, mut taken) = (Vec::new(), Vec::new(), 0);
             for path in matching_files(&self.pattern) {
-                if out.len() >= max_records {
+                if taken >= max_records {
                     break;
                 }
-                self.read_file(&path, max_records, &mut out).map_err(|e| {
-                    ConnectorError::retriable(format!("reading {}: {e}", path.display()))
-                })?;
+                self.read_file(&path, max_records, &mut taken, &mut out, &mut runs)
+                    .map_err(|e| {
+                        ConnectorError::retriable(format!("reading {}: {e}", path.display()))
+                    })?;
             }
-            if !out.is_empty() || Instant::now() >= deadline {
-                return Ok(out);
+            if taken > 0 || Instant::now() >= deadline {
+                return Ok(if self.csv {
+                    Polled::Records(out)
+                } else {
+                    Polled::Values(runs)
+                });
             }
             std::thread::sleep(
                 self.poll_interval

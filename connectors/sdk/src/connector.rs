@@ -53,6 +53,42 @@ pub struct SourceRecord {
 pub enum Polled {
     Records(Vec<SourceRecord>),
     Encoded(bytes::Bytes),
+    /// Runs of plain values (a file's lines, say), the cheapest form for many small records:
+    /// no record object per record on either side.
+    Values(Vec<ValueRun>),
+}
+
+/// Values of one stream, without keys, headers or timestamps, as slices of one buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueRun {
+    pub buf: bytes::Bytes,
+    /// Where each value starts and ends in `buf`.
+    pub spans: Vec<(u32, u32)>,
+    pub stream: Arc<str>,
+    /// The stream's position after each value (a byte offset, a sequence number).
+    pub positions: Vec<u64>,
+}
+
+impl ValueRun {
+    /// The same values as records.
+    pub fn into_records(self) -> Vec<SourceRecord> {
+        self.spans
+            .iter()
+            .zip(&self.positions)
+            .map(|((start, end), position)| SourceRecord {
+                topic: None,
+                partition: None,
+                key: None,
+                value: Some(Payload::Raw(self.buf.slice(*start as usize..*end as usize))),
+                headers: Vec::new(),
+                timestamp: None,
+                position: SourcePosition {
+                    stream: self.stream.clone(),
+                    offset: Json::from(*position),
+                },
+            })
+            .collect()
+    }
 }
 
 /// A topic partition a sink reads.

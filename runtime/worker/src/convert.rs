@@ -77,6 +77,29 @@ impl Encoder {
         self.format == Format::Bytes
     }
 
+    /// Whether raw bytes are stored as they are once checked (`bytes`, `string`, plain
+    /// `json`): [`Encoder::check_raw`] is then all this converter does.
+    pub fn checks_in_place(&self) -> bool {
+        match self.format {
+            Format::Bytes | Format::String => true,
+            Format::Json => self.declared.is_none() && self.envelope.is_none(),
+            Format::Avro => false,
+        }
+    }
+
+    /// The check of a format that stores raw bytes as they are.
+    pub fn check_raw(&self, b: &[u8]) -> Result<(), String> {
+        match self.format {
+            Format::Bytes => Ok(()),
+            Format::String => std::str::from_utf8(b)
+                .map(|_| ())
+                .map_err(|e| format!("not valid UTF-8 text: {e}")),
+            _ => serde_json::from_slice::<serde::de::IgnoredAny>(b)
+                .map(|_| ())
+                .map_err(|e| format!("not valid JSON: {e}")),
+        }
+    }
+
     /// `avro`, with the schema registered under the topic's subject.
     pub fn avro(out: AvroOut) -> Self {
         Encoder {

@@ -545,6 +545,10 @@ impl SourceTask for PluginTask {
     fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<SourceRecord>> {
         match self.poll_batch(max_records, timeout)? {
             Polled::Records(r) => Ok(r),
+            Polled::Values(runs) => Ok(runs
+                .into_iter()
+                .flat_map(sluice_connector_sdk::connector::ValueRun::into_records)
+                .collect()),
             Polled::Encoded(batch) => wire::decode_source(&batch).map_err(control_err),
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_connector_sdk::connector::{
-    Polled, SourcePosition, SourceRecord, SourceTask, SOURCE_ERROR_HEADER,
+    Polled, SourcePosition, SourceRecord, SourceTask, ValueRun, SOURCE_ERROR_HEADER,
 };
 use sluice_connector_sdk::data::Payload;
 use sluice_connector_sdk::plugin::wire;
@@ -46,12 +46,21 @@ pub(super) fn source_loop(
             Ok(p) => p,
             Err(e) => return ctx.fail(e),
         };
-        // An encoded batch (from a plugin) is read in place unless transforms need records.
-        let (records, encoded) = match polled {
-            Polled::Records(r) => (r, None),
-            Polled::Encoded(b) if ctx.transforms.is_empty() => (Vec::new(), Some(b)),
+        // An encoded batch (from a plugin) and runs of values are read in place unless
+        // transforms or the converter need records.
+        let values_in_place = ctx.transforms.is_empty()
+            && matches!(&*ctx.converters, Converters::Source { value, .. } if value.checks_in_place());
+        let (records, encoded, runs) = match polled {
+            Polled::Records(r) => (r, None, Vec::new()),
+            Polled::Values(runs) if values_in_place => (Vec::new(), None, runs),
+            Polled::Values(runs) => (
+                runs.into_iter().flat_map(ValueRun::into_records).collect(),
+                None,
+                Vec::new(),
+            ),
+            Polled::Encoded(b) if ctx.transforms.is_empty() => (Vec::new(), Some(b), Vec::new()),
             Polled::Encoded(b) => match wire::decode_source(&b) {
-                Ok(r) => (r, None),
+                Ok(r) => (r, None, Vec::new()),
                 Err(e) => return ctx.fail(format!("the source's records: {e}")),
             },
         };
@@ -60,7 +69,7 @@ pub(super) fn source_loop(
             Some(Ok(v)) => v,
             Some(Err(e)) => return ctx.fail(format!("the source's records: {e}")),
         };
-        let count = records.len() + views.len();
+        let count = records.len() + views.len() + runs.iter().map(|r| r.spans.len()).sum::<usize>();
         if count == 0 {
             if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
                 return ctx.fail(e);
@@ -225,6 +234,48 @@ pub(super) fn source_loop(
                 return ctx.fail(e);
             }
         }
+        if !stopped_at_bad_record && !runs.is_empty() {
+            let Converters::Source { value: encoder, .. } = &*ctx.converters else {
+                return ctx.fail("a source task was given a sink's converters");
+            };
+            'runs: for run in &runs {
+                // The position after the last value stored (or refused and tolerated).
+                let mut done: Option<u64> = None;
+                for (i, &(start, end)) in run.spans.iter().enumerate() {
+                    let v = &run.buf[start as usize..end as usize];
+                    if let Err(message) = encoder.check_raw(v) {
+                        let o = vec![
+                            ("source.stream".to_string(), run.stream.to_string()),
+                            ("source.offset".to_string(), run.positions[i].to_string()),
+                        ];
+                        if !ctx.bad_record("converter", &message, Some(v), o) {
+                            stopped_at_bad_record = true;
+                            remember_run(&mut positions, run, done);
+                            break 'runs;
+                        }
+                        done = Some(run.positions[i]);
+                        continue;
+                    }
+                    let stored = out.push(
+                        &ctx,
+                        (&topic, &main_parts, &mut partitions),
+                        None,
+                        OutRecord {
+                            key: None,
+                            value: Some(v),
+                            partition: None,
+                            timestamp: None,
+                            headers: Vec::new(),
+                        },
+                    );
+                    if let Err(e) = stored {
+                        return ctx.fail(e);
+                    }
+                    done = Some(run.positions[i]);
+                }
+                remember_run(&mut positions, run, done);
+            }
+        }
         if let Err(e) = out.finish((&topic, &main_parts, &mut partitions)) {
             return ctx.fail(e);
         }
@@ -247,6 +298,16 @@ pub(super) fn source_loop(
     }
     let _ = task.stop();
     set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+/// Remembers the position after the last value of a run handled.
+fn remember_run(positions: &mut Positions, run: &ValueRun, done: Option<u64>) {
+    if let Some(p) = done {
+        positions.remember(SourcePosition {
+            stream: run.stream.clone(),
+            offset: serde_json::Value::from(p),
+        });
+    }
 }
 
 /// Remembers the position of the last record of a run of one stream's records.
