@@ -20,7 +20,8 @@ use std::sync::Arc;
 use serde_json::json;
 use sluice_connector_sdk::config::{ConfigSpec, ConfigValues, FieldKind, FieldSpec};
 use sluice_connector_sdk::connector::{
-    ConnectorError, Result, SinkConnector, SinkRecord, SinkTask, TaskInfo, TopicPartition,
+    ConnectorError, Result, SinkConnector, SinkRecord, SinkTask, SinkValueRun, TaskInfo,
+    TopicPartition,
 };
 use sluice_connector_sdk::data::Payload;
 
@@ -266,18 +267,19 @@ impl FileSinkTask {
 
 impl FileSinkTask {
     /// Writes records of one partition to its in-progress file (`open`), rolling as needed.
-    fn write_run(
+    fn write_run<'r>(
         &mut self,
         tp: &TopicPartition,
-        run: &[SinkRecord],
+        run: impl Iterator<Item = Incoming<'r>>,
         open: &mut Option<InProgress>,
     ) -> Result<()> {
         let done = self.done.get(tp).copied();
         for r in run {
-            if done.is_some_and(|next| r.offset < next) {
+            let offset = r.offset();
+            if done.is_some_and(|next| offset < next) {
                 continue; // already in a finished file
             }
-            if open.as_ref().is_some_and(|f| r.offset <= f.last) {
+            if open.as_ref().is_some_and(|f| offset <= f.last) {
                 // Already written: the runtime replays a batch one record at a time after a
                 // bad record, and the records before it must not appear twice.
                 continue;
@@ -285,15 +287,25 @@ impl FileSinkTask {
             // JSON values go to the file as they are (the pass-through path copies nothing
             // extra); CSV rows and Avro records are encoded first. Either way a bad record
             // is refused before anything of it is written.
-            let (line, columns, schema) = match self.format {
-                OutFormat::Csv => {
+            let (line, columns, schema) = match (self.format, r) {
+                (OutFormat::Json, Incoming::Value(_, value)) => {
+                    (Line::Json(value.unwrap_or(b"null")), Vec::new(), None)
+                }
+                (OutFormat::Json, Incoming::Record(r)) => {
+                    (Line::Json(json_value(r)?), Vec::new(), None)
+                }
+                (OutFormat::Csv, Incoming::Record(r)) => {
                     let (row, columns) = csv_row(r)?;
                     (Line::Csv(row), columns, None)
                 }
-                OutFormat::Json => (Line::Json(json_value(r)?), Vec::new(), None),
-                OutFormat::Avro => {
+                (OutFormat::Avro, Incoming::Record(r)) => {
                     let (value, schema) = avro_value(r)?;
                     (Line::Avro(value), Vec::new(), Some(schema))
+                }
+                (_, Incoming::Value(..)) => {
+                    return Err(ConnectorError::fatal(
+                        "values without records reach only `format: json`",
+                    ))
                 }
             };
             let same_schema = |f: &InProgress| match (&f.avro, &schema) {
@@ -306,7 +318,7 @@ impl FileSinkTask {
             }
             let f = match open {
                 Some(f) => f,
-                None => open.insert(self.create(tp, r.offset, columns, schema)?),
+                None => open.insert(self.create(tp, offset, columns, schema)?),
             };
             let written = match line {
                 Line::Csv(row) => f.writer.write_all(&row).map(|_| row.len()),
@@ -322,8 +334,8 @@ impl FileSinkTask {
                     let before = w.pending();
                     w.append(&value).map_err(|e| {
                         ConnectorError::bad_record(format!(
-                            "{}-{} offset {}: the value does not fit its Avro schema: {e}",
-                            r.topic, r.partition, r.offset
+                            "{}-{} offset {offset}: the value does not fit its Avro schema: {e}",
+                            tp.topic, tp.partition
                         ))
                     })?;
                     let added = w.pending() - before;
@@ -337,7 +349,7 @@ impl FileSinkTask {
                 }
             }
             .map_err(|e| io("writing", &f.path, e))?;
-            f.last = r.offset;
+            f.last = offset;
             f.bytes += written as u64;
             if f.bytes - f.writeback_from >= WRITEBACK_EVERY {
                 start_writeback(f)?;
@@ -396,13 +408,41 @@ impl SinkTask for FileSinkTask {
                 partition: first.partition,
             };
             let mut open = self.open.remove(&tp);
-            let result = self.write_run(&tp, &records[at..at + len], &mut open);
+            let run = records[at..at + len].iter().map(Incoming::Record);
+            let result = self.write_run(&tp, run, &mut open);
             // Put back even after an error: what was written stays written.
             if let Some(f) = open {
                 self.open.insert(tp, f);
             }
             result?;
             at += len;
+        }
+        Ok(())
+    }
+
+    /// JSON lines need nothing but values and offsets.
+    fn accepts_values(&self) -> bool {
+        self.format == OutFormat::Json
+    }
+
+    fn put_values(&mut self, runs: &[SinkValueRun]) -> Result<()> {
+        for run in runs {
+            let tp = TopicPartition {
+                topic: run.topic.to_string(),
+                partition: run.partition,
+            };
+            let mut open = self.open.remove(&tp);
+            let values = run
+                .values
+                .iter()
+                .enumerate()
+                .map(|(i, (offset, _))| Incoming::Value(*offset, run.value(i)));
+            let result = self.write_run(&tp, values, &mut open);
+            // Put back even after an error: what was written stays written.
+            if let Some(f) = open {
+                self.open.insert(tp, f);
+            }
+            result?;
         }
         Ok(())
     }
@@ -458,6 +498,22 @@ fn start_writeback(f: &mut InProgress) -> Result<()> {
     }
     f.writeback_from = f.bytes;
     Ok(())
+}
+
+/// A record as the sink receives it: whole, or (`put_values`) its offset and value only.
+#[derive(Clone, Copy)]
+enum Incoming<'a> {
+    Record(&'a SinkRecord),
+    Value(i64, Option<&'a [u8]>),
+}
+
+impl Incoming<'_> {
+    fn offset(&self) -> i64 {
+        match self {
+            Incoming::Record(r) => r.offset,
+            Incoming::Value(offset, _) => *offset,
+        }
+    }
 }
 
 /// What one record becomes in the file.

@@ -91,6 +91,44 @@ impl ValueRun {
     }
 }
 
+/// Values of one partition in offset order, as slices of one buffer (what the log returned):
+/// for sinks that use nothing but values and offsets ([`SinkTask::accepts_values`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkValueRun {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub buf: bytes::Bytes,
+    /// Per record: its offset, and where its value is in `buf` (`None`: a tombstone).
+    pub values: Vec<(i64, Option<(u32, u32)>)>,
+}
+
+impl SinkValueRun {
+    /// The value of record `i` (`None`: a tombstone).
+    pub fn value(&self, i: usize) -> Option<&[u8]> {
+        let (_, span) = self.values.get(i)?;
+        span.map(|(start, end)| &self.buf[start as usize..end as usize])
+    }
+
+    /// The same records, whole (keys, headers and timestamps are not carried).
+    pub fn to_records(&self) -> Vec<SinkRecord> {
+        self.values
+            .iter()
+            .map(|(offset, span)| SinkRecord {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset: *offset,
+                timestamp: -1,
+                key: None,
+                value: span
+                    .map(|(start, end)| Payload::Raw(self.buf.slice(start as usize..end as usize))),
+                headers: Vec::new(),
+                key_schema: None,
+                value_schema: None,
+            })
+            .collect()
+    }
+}
+
 /// A topic partition a sink reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -232,6 +270,17 @@ pub trait SinkTask: Send {
     /// changes the records, instead of building a [`SinkRecord`] per record only to encode it.
     fn accepts_encoded(&self) -> bool {
         false
+    }
+    /// Whether this sink uses nothing of a record but its value and offset (JSON lines, say):
+    /// the runtime may then hand over runs of values ([`SinkTask::put_values`]) instead of
+    /// a record object per record, when no transform or converter changes the records.
+    fn accepts_values(&self) -> bool {
+        false
+    }
+    /// Runs of values; the same contract as `put`. The default hands them to `put`.
+    fn put_values(&mut self, runs: &[SinkValueRun]) -> Result<()> {
+        let records: Vec<SinkRecord> = runs.iter().flat_map(SinkValueRun::to_records).collect();
+        self.put(&records)
     }
     /// A batch in [`crate::plugin::wire`]'s sink layout; the same contract as `put`.
     fn put_encoded(&mut self, _batch: &[u8]) -> Result<()> {

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sluice_connector_sdk::connector::{ErrorKind, SinkRecord, SinkTask, TopicPartition};
+use sluice_connector_sdk::connector::{
+    ErrorKind, SinkRecord, SinkTask, SinkValueRun, TopicPartition,
+};
 use sluice_connector_sdk::data::Payload;
 use sluice_connector_sdk::plugin::wire;
 use sluice_connector_sdk::Bytes;
@@ -95,11 +97,17 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
     let encoded_path = task.accepts_encoded()
         && ctx.transforms.is_empty()
         && matches!(&*ctx.converters, Converters::Sink { key, value } if key.is_pass_through() && value.is_pass_through());
+    // A sink that needs only values (JSON lines) gets runs of them, read in place.
+    let values_path = !encoded_path
+        && task.accepts_values()
+        && ctx.transforms.is_empty()
+        && matches!(&*ctx.converters, Converters::Sink { key, value } if key.is_pass_through() && value.is_pass_through());
     let mut spare_buffers: Vec<Vec<u8>> = Vec::new();
     let mut last_committed: Vec<(TopicPartition, i64)> = Vec::new();
     while !ctx.stop.load(Ordering::Acquire) {
         let mut batch: Vec<SinkRecord> = Vec::new();
         let mut read_buffers: Vec<Bytes> = Vec::new();
+        let mut value_runs: Vec<SinkValueRun> = Vec::new();
         // A sink that takes encoded batches (a plugin) gets one written straight from what
         // was read, when nothing changes the records on the way.
         let mut encoded = (encoded_path).then(|| wire::SinkBatchWriter::new(&mut encoded_batch));
@@ -118,6 +126,21 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
             };
             let read_buffer = Bytes::from(read.records);
             read_buffers.push(read_buffer.clone());
+            if values_path {
+                match value_run(&read_buffer, tp, pos) {
+                    Some(Ok((run, next))) => {
+                        positions.insert(tp.clone(), next);
+                        if !run.values.is_empty() {
+                            value_runs.push(run);
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        return ctx.fail(format!("decoding {}-{}: {e}", tp.topic, tp.partition))
+                    }
+                    None => {} // compressed batches: as records, below
+                }
+            }
             let records = match decode_batches(&read_buffer) {
                 Ok(r) => r,
                 Err(e) => return ctx.fail(format!("decoding {}-{}: {e}", tp.topic, tp.partition)),
@@ -242,7 +265,13 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
                 return ctx.fail(e);
             }
         }
-        let caught_up = batch.is_empty() && encoded_count == 0;
+        if !value_runs.is_empty() {
+            if let Err(e) = put_values(&ctx, task.as_mut(), &value_runs) {
+                return ctx.fail(e);
+            }
+        }
+        let caught_up = batch.is_empty() && encoded_count == 0 && value_runs.is_empty();
+        drop(value_runs);
         if caught_up {
             if !put_since_flush {
                 // Checking for new records costs an atomic load per partition: look often,
@@ -288,6 +317,62 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
     }
     let _ = task.stop();
     set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+/// The values of a read (whole batches from offset `from` on) as a run, with the next offset
+/// to read; `None` when a batch is compressed (those records go the records way).
+fn value_run(
+    buf: &Bytes,
+    tp: &TopicPartition,
+    from: i64,
+) -> Option<Result<(SinkValueRun, i64), String>> {
+    let batches = match sluice_log::batch::split_verified(buf) {
+        Ok(b) => b,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let mut run = SinkValueRun {
+        topic: Arc::from(tp.topic.as_str()),
+        partition: tp.partition,
+        buf: buf.clone(),
+        values: Vec::new(),
+    };
+    let mut next = from;
+    for (start, h) in batches {
+        if h.compression().ok() != Some(sluice_log::Compression::None) {
+            return None;
+        }
+        next = next.max(h.last_offset() + 1);
+        if h.is_control() {
+            continue;
+        }
+        let records = match sluice_log::record::decode_records(&buf[start..start + h.size], &h) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let base = buf.as_ptr() as usize;
+        run.values
+            .extend(records.iter().filter(|r| r.offset >= from).map(|r| {
+                let span = r.value.map(|v| {
+                    let at = (v.as_ptr() as usize - base) as u32;
+                    (at, at + v.len() as u32)
+                });
+                (r.offset, span)
+            }));
+    }
+    Some(Ok((run, next)))
+}
+
+/// Runs of values to a sink that takes them; after a bad record, the records go again one
+/// at a time, so that only the bad one meets the error policy.
+fn put_values(ctx: &Ctx, task: &mut dyn SinkTask, runs: &[SinkValueRun]) -> Result<(), String> {
+    match ctx.retry("put", || task.put_values(runs)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind == ErrorKind::BadRecord => {
+            let records = runs.iter().flat_map(SinkValueRun::to_records).collect();
+            put_batch(ctx, task, records)
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// An encoded batch to a sink that takes them; after a bad record, the batch goes again as
