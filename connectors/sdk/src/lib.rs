@@ -28,6 +28,14 @@
 //! straight from the log ([`connector::SinkTask::put_encoded`]). The [`plugin`] module
 //! documents the ABI for authors in other languages.
 //!
+//! ## Batches, not records
+//! Records move in batches. Where nothing needs a record object per record, none is made:
+//! a source may hand over runs of plain values as slices of one buffer
+//! ([`connector::Polled::Values`], the file source's lines), and a sink that uses only values
+//! and offsets may take runs of values read in place from the log
+//! ([`connector::SinkTask::put_values`], the file sink's JSON lines). Connectors that need
+//! whole records implement only `poll` and `put`; the defaults convert.
+//!
 //! Made for what comes next: a Postgres CDC source (snapshot then stream; positions are
 //! LSNs; schema changes mid-stream are new [`data::Schema`]s), a webhook source (records
 //! arrive from callers who are answered in [`connector::SourceTask::committed`], once their
