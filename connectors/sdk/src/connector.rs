@@ -295,3 +295,40 @@ pub trait SinkTask: Send {
     fn close(&mut self, partitions: Vec<TopicPartition>) -> Result<()>;
     fn stop(&mut self) -> Result<()>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn value_runs_are_the_same_records_without_the_objects() {
+        let buf = Bytes::from_static(b"one\ntwo\n");
+        let run = ValueRun {
+            buf: buf.clone(),
+            spans: vec![(0, 3), (4, 7)],
+            stream: Arc::from("file:1"),
+            positions: vec![4, 8],
+        };
+        let records = run.into_records();
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            records[1].value,
+            Some(Payload::Raw(Bytes::from_static(b"two")))
+        );
+        assert_eq!(records[1].position.offset, Json::from(8));
+
+        let sink_run = SinkValueRun {
+            topic: Arc::from("t"),
+            partition: 3,
+            buf,
+            values: vec![(10, Some((0, 3))), (11, None)],
+        };
+        assert_eq!(sink_run.value(0), Some(&b"one"[..]));
+        assert_eq!(sink_run.value(1), None, "a tombstone");
+        assert_eq!(sink_run.value(2), None, "past the end");
+        let records = sink_run.to_records();
+        assert_eq!((records[1].offset, records[1].partition), (11, 3));
+        assert_eq!(records[1].value, None);
+    }
+}
