@@ -180,31 +180,14 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 /// validated batches: `(start, header)` for each. Fails on the first invalid batch or on
 /// trailing bytes that do not form a whole batch.
 pub fn split_record_set(bytes: &[u8]) -> Result<Vec<(usize, BatchHeader)>, BatchError> {
-    let mut batches = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let rest = &bytes[pos..];
-        if rest.len() < LOG_OVERHEAD {
-            return Err(BatchError::Truncated {
-                needed: LOG_OVERHEAD,
-                available: rest.len(),
-            });
-        }
-        let header = BatchHeader::parse(rest)?;
-        if header.size > rest.len() {
-            return Err(BatchError::Truncated {
-                needed: header.size,
-                available: rest.len(),
-            });
-        }
-        let header = validate(&rest[..header.size])?;
-        batches.push((pos, header));
-        pos += header.size;
-    }
+    let batches = split_verified(bytes)?;
     if batches.is_empty() {
         return Err(BatchError::Empty);
     }
-    Ok(batches)
+    batches
+        .into_iter()
+        .map(|(start, h)| validate(&bytes[start..start + h.size]).map(|h| (start, h)))
+        .collect()
 }
 
 /// Splits a record set the log has already verified (what [`crate::Partition::read`] returns:

@@ -107,6 +107,27 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The context of task `i` of a connector.
+    fn for_task(
+        plan: &ConnectorPlan,
+        i: usize,
+        log: &Log,
+        stop: &Arc<AtomicBool>,
+        status: &Statuses,
+        converters: &Arc<Converters>,
+    ) -> Ctx {
+        Ctx {
+            name: plan.name.clone(),
+            task: format!("{}/{i}", plan.name),
+            log: log.clone(),
+            stop: stop.clone(),
+            status: status.clone(),
+            errors: plan.errors.clone(),
+            converters: converters.clone(),
+            transforms: Arc::new(plan.transforms.clone()),
+        }
+    }
+
     fn fail(&self, e: impl std::fmt::Display) {
         tracing::error!(connector = %self.name, task = %self.task, error = %e, "task failed");
         eprintln!("connector {} task {} FAILED: {e}", self.name, self.task);
@@ -230,6 +251,24 @@ fn ensure_topic(
     }
 }
 
+/// Marks a task running and starts its thread, named `<kind>-<connector>/<task>`.
+fn spawn_task(
+    kind: &str,
+    ctx: Ctx,
+    body: impl FnOnce(Ctx) + Send + 'static,
+) -> Result<(String, JoinHandle<()>), WorkerError> {
+    set(&ctx.status, &ctx.task, TaskState::Running);
+    let label = ctx.task.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("{kind}-{label}"))
+        .spawn(move || body(ctx))
+        .map_err(|e| WorkerError::Connector {
+            connector: label.clone(),
+            message: e.to_string(),
+        })?;
+    Ok((label, handle))
+}
+
 /// A connector that cannot be set up, and why.
 fn connector_err(plan: &ConnectorPlan, e: impl std::fmt::Display) -> WorkerError {
     WorkerError::Connector {
@@ -315,29 +354,11 @@ impl Worker {
                 let task = connector
                     .create_task(info, c)
                     .map_err(|e| connector_err(plan, e))?;
-                let ctx = Ctx {
-                    name: plan.name.clone(),
-                    task: format!("{}/{i}", plan.name),
-                    log: log.clone(),
-                    stop: stop.clone(),
-                    status: status.clone(),
-                    errors: plan.errors.clone(),
-                    converters: converters.clone(),
-                    transforms: Arc::new(plan.transforms.clone()),
-                };
-                set(&status, &ctx.task, TaskState::Running);
+                let ctx = Ctx::for_task(plan, i, log, &stop, &status, &converters);
                 let (topic, offsets) = (plan.topics[0].clone(), offsets.clone());
-                let label = ctx.task.clone();
-                threads.push((
-                    label.clone(),
-                    std::thread::Builder::new()
-                        .name(format!("src-{label}"))
-                        .spawn(move || source_loop(ctx, task, topic, offsets))
-                        .map_err(|e| WorkerError::Connector {
-                            connector: label,
-                            message: e.to_string(),
-                        })?,
-                ));
+                threads.push(spawn_task("src", ctx, move |ctx| {
+                    source_loop(ctx, task, topic, offsets)
+                })?);
             }
         }
         for plan in &pipeline.sinks {
@@ -382,28 +403,10 @@ impl Worker {
                 let task = connector
                     .create_task(info, c)
                     .map_err(|e| connector_err(plan, e))?;
-                let ctx = Ctx {
-                    name: plan.name.clone(),
-                    task: format!("{}/{i}", plan.name),
-                    log: log.clone(),
-                    stop: stop.clone(),
-                    status: status.clone(),
-                    errors: plan.errors.clone(),
-                    converters: converters.clone(),
-                    transforms: Arc::new(plan.transforms.clone()),
-                };
-                set(&status, &ctx.task, TaskState::Running);
-                let label = ctx.task.clone();
-                threads.push((
-                    label.clone(),
-                    std::thread::Builder::new()
-                        .name(format!("sink-{label}"))
-                        .spawn(move || sink_loop(ctx, task, mine))
-                        .map_err(|e| WorkerError::Connector {
-                            connector: label,
-                            message: e.to_string(),
-                        })?,
-                ));
+                let ctx = Ctx::for_task(plan, i, log, &stop, &status, &converters);
+                threads.push(spawn_task("sink", ctx, move |ctx| {
+                    sink_loop(ctx, task, mine)
+                })?);
             }
         }
         Ok(Worker {
