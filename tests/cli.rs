@@ -240,38 +240,39 @@ fn a_consumer_follows_a_producer_in_another_process() {
 
 #[test]
 fn one_writer_per_data_directory() {
+    use std::io::{BufRead, Write};
     let data = TempData::new();
     run_ok(sluice(&data).args(["topics", "create", "t"]));
     let producer = sluice(&data)
-        .args(["produce", "t"])
+        .args(["produce", "t", "--print-offsets"])
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut guard = support::KillOnDrop(producer);
     let pid = guard.0.id();
-    // Wait until it holds the lock (it has opened the log once it is blocked on stdin).
-    let mut refused = String::new();
-    // Generous: on a loaded machine (other tests build plugins) the producer may start slowly.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        let out = sluice(&data)
-            .args(["topics", "create", "u"])
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            refused = String::from_utf8_lossy(&out.stderr).into_owned();
-            break;
-        }
-        run_ok(sluice(&data).args(["topics", "delete", "u"]));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Once it has stored a line, it holds the lock (no other writer contends meanwhile: a
+    // second writer trying too early would make the producer itself give up).
+    let mut stdin = guard.0.stdin.take().unwrap();
+    writeln!(stdin, "first").unwrap();
+    stdin.flush().unwrap();
+    let mut stdout = std::io::BufReader::new(guard.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(!line.is_empty(), "the producer stored its first line");
+    let out = sluice(&data)
+        .args(["topics", "create", "u"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let refused = String::from_utf8_lossy(&out.stderr);
     assert!(
         refused.contains(&format!("in use by another sluice process (pid {pid})")),
         "{refused}"
     );
     // Readers still work beside the writer.
     assert_eq!(run_ok(sluice(&data).args(["topics", "list"])), "t\n");
-    drop(guard.0.stdin.take());
+    drop(stdin);
     assert!(guard.0.wait().unwrap().success());
 }
 
