@@ -226,21 +226,14 @@ pub fn run(args: BrokerBenchArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let log = Log::open(work.path().join("data"), LogOptions::default())?;
-    let (broker, state) = runtime.block_on(async {
-        let config = BrokerConfig {
+    let broker = runtime.block_on(Broker::open(
+        log.clone(),
+        BrokerConfig {
             listen: "127.0.0.1:0".parse()?,
             ..BrokerConfig::default()
-        };
-        let probe = tokio::net::TcpListener::bind(config.listen).await?;
-        let port = probe.local_addr()?.port();
-        drop(probe);
-        let config = BrokerConfig {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            ..config
-        };
-        let state: Arc<BrokerState> = BrokerState::new(log.clone(), config, port)?;
-        anyhow::Ok((Broker::bind(state.clone()).await?, state))
-    })?;
+        },
+    ))?;
+    let state: Arc<BrokerState> = broker.state().clone();
     let bootstrap = format!("127.0.0.1:{}", state.advertised.1);
     let stop = CancellationToken::new();
     let serving = runtime.spawn(broker.serve(stop.clone()));

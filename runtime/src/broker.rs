@@ -2,45 +2,34 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use sluice_broker::{Broker, BrokerConfig, BrokerState};
+use anyhow::{Context, Result};
+use sluice_broker::{Broker, BrokerConfig};
 use sluice_log::{Log, LogOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::BrokerArgs;
 
-fn parse_advertised(s: &str) -> Result<(String, u16)> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .with_context(|| format!("--advertised-listener `{s}` must be HOST:PORT"))?;
-    let port: u16 = port
-        .parse()
-        .with_context(|| format!("--advertised-listener `{s}`: `{port}` is not a port"))?;
-    if host.is_empty() {
-        bail!("--advertised-listener `{s}` has no host");
-    }
-    Ok((
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port,
-    ))
-}
-
 pub fn run(data_dir: &Path, args: BrokerArgs) -> Result<()> {
-    let advertised = args
-        .advertised_listener
-        .as_deref()
-        .map(parse_advertised)
-        .transpose()?;
+    // Refused before the data directory is touched; `Broker::open` checks again.
+    sluice_listeners::check(&sluice_listeners::Listener {
+        service: sluice_listeners::Service::Kafka,
+        addr: args.listen,
+        authenticated: false,
+        allow_unauthenticated: args.allow_unauthenticated,
+    })?;
+    let advertised =
+        sluice_listeners::advertised(args.listen, args.advertised_listener.as_deref())?;
     let config = BrokerConfig {
         listen: args.listen,
         advertised,
         auto_create_topics: !args.no_auto_create_topics,
         default_partitions: args.default_partitions.max(1),
         max_request_bytes: args.max_request_bytes,
+        queued_max_request_bytes: args.queued_max_request_bytes,
+        allow_unauthenticated: args.allow_unauthenticated,
         ..BrokerConfig::default()
     };
+    config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,18 +37,12 @@ pub fn run(data_dir: &Path, args: BrokerArgs) -> Result<()> {
     runtime.block_on(async move {
         let log = Log::open(data_dir, LogOptions::default())
             .with_context(|| format!("opening data directory {}", data_dir.display()))?;
-        // Bind first so that port 0 resolves before clients are told where to connect.
-        let probe = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let port = probe.local_addr()?.port();
-        drop(probe);
-        let config = BrokerConfig {
-            listen: std::net::SocketAddr::new(config.listen.ip(), port),
-            ..config
-        };
-        let state = BrokerState::new(log.clone(), config, port)?;
-        let broker = Broker::bind(state.clone()).await?;
+        let broker = Broker::open(log.clone(), config).await?;
+        if let Some(w) = broker.warning() {
+            eprintln!("warning: {w}");
+            tracing::warn!("{w}");
+        }
+        let state = broker.state().clone();
         println!(
             "sluice broker listening on {} (advertised {}:{}), data in {}",
             broker.local_addr(),

@@ -281,6 +281,14 @@ pub struct BrokerArgs {
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Memory for requests being received, across all connections (Kafka's
+    /// `queued.max.request.bytes`); connections wait, unread, for room.
+    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    pub queued_max_request_bytes: usize,
+    /// Listen on a non-loopback address although the Kafka listener has no authentication
+    /// or encryption yet (anyone who can reach it can read, write and delete every topic).
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
 }
 
 #[derive(Debug, Args)]

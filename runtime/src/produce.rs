@@ -78,8 +78,15 @@ pub fn run(data_dir: &Path, args: ProduceArgs) -> Result<()> {
     let flushed = producer.flush_all();
     let produced = producer.produced;
     drop(producer);
-    log.maintain(now_ms())
+    let maintained = log
+        .maintain(now_ms())
         .context("running retention after producing")?;
+    for f in &maintained.failed {
+        eprintln!(
+            "warning: retention skipped {}-{}: {}",
+            f.topic, f.partition, f.error
+        );
+    }
     log.close()?;
     result
         .and(flushed)

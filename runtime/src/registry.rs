@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use sluice_log::{Log, LogOptions};
-use sluice_schema_registry::api::{router_with_auth, AuthConfig};
+use sluice_schema_registry::api::AuthConfig;
 use sluice_schema_registry::registry::Registry;
+use sluice_schema_registry::serve::RegistryListener;
 use sluice_schema_registry::store::LogStore;
 
 use crate::cli::RegistryArgs;
@@ -36,9 +37,14 @@ pub fn run(data_dir: &Path, args: RegistryArgs) -> Result<()> {
         .listen
         .or(file.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081)));
-    if !listen.ip().is_loopback() && !file.auth.is_enabled() {
-        bail!("refusing to listen on {listen} without authentication: configure `auth` in --config, or listen on a loopback address");
-    }
+    // Refused before the data directory is touched; `RegistryListener::bind` checks again.
+    sluice_listeners::check(&sluice_listeners::Listener {
+        service: sluice_listeners::Service::Registry,
+        addr: listen,
+        authenticated: file.auth.is_enabled(),
+        allow_unauthenticated: false,
+    })
+    .map_err(|e| anyhow::anyhow!("{e} (in --config)"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -47,19 +53,18 @@ pub fn run(data_dir: &Path, args: RegistryArgs) -> Result<()> {
             .with_context(|| format!("opening data directory {}", data_dir.display()))?;
         let store = LogStore::open(&log)?;
         let registry = Arc::new(Registry::open(Arc::new(store))?);
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = RegistryListener::bind(listen, registry, file.auth).await?;
         println!(
             "sluice registry listening on http://{} (auth: {}), data in {}",
-            listener.local_addr()?,
-            if file.auth.is_enabled() { "on" } else { "off" },
+            listener.local_addr(),
+            if listener.is_authenticated() {
+                "on"
+            } else {
+                "off"
+            },
             data_dir.display()
         );
-        let app = router_with_auth(registry, file.auth);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(crate::broker::wait_for_signal())
-            .await?;
+        listener.serve(crate::broker::wait_for_signal()).await?;
         let closing = log.clone();
         tokio::task::spawn_blocking(move || closing.close()).await??;
         Ok(())

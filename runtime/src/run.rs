@@ -72,13 +72,18 @@ pub fn run(file: &Path) -> Result<()> {
         .enable_all()
         .build()?;
     let listeners = CancellationToken::new();
-    if let Some(addr) = pipeline.broker {
+    if let Some(plan) = &pipeline.broker {
         let config = sluice_broker::BrokerConfig {
-            listen: addr,
+            listen: plan.listen,
+            advertised: plan.advertised.clone(),
+            allow_unauthenticated: plan.unauthenticated,
             ..Default::default()
         };
-        let state = sluice_broker::BrokerState::new(log.clone(), config, addr.port())?;
-        let broker = runtime.block_on(sluice_broker::Broker::bind(state))?;
+        let broker = runtime.block_on(sluice_broker::Broker::open(log.clone(), config))?;
+        if let Some(w) = broker.warning() {
+            eprintln!("warning: {w}");
+            tracing::warn!("{w}");
+        }
         println!("kafka listener on {}", broker.local_addr());
         runtime.spawn(broker.serve(listeners.clone()));
     }
@@ -95,18 +100,23 @@ pub fn run(file: &Path) -> Result<()> {
     } else {
         None
     };
-    if let (Some(addr), Some(reg)) = (pipeline.registry, &schemas) {
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        println!("schema registry on http://{}", listener.local_addr()?);
-        let app = sluice_schema_registry::api::router(reg.clone());
+    if let (Some(plan), Some(reg)) = (&pipeline.registry, &schemas) {
+        let listener = runtime.block_on(sluice_schema_registry::serve::RegistryListener::bind(
+            plan.listen,
+            reg.clone(),
+            plan.auth.clone(),
+        ))?;
+        println!(
+            "schema registry on http://{} (auth: {})",
+            listener.local_addr(),
+            if listener.is_authenticated() {
+                "on"
+            } else {
+                "off"
+            }
+        );
         let stop = listeners.clone();
-        runtime.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        });
+        runtime.spawn(listener.serve(async move { stop.cancelled().await }));
     }
     let worker = Worker::start(&pipeline, &registry, &log, schemas)?;
     for s in &pipeline.sources {

@@ -58,6 +58,25 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Reply, ApiError>;
 
+/// Runs a registry write on the blocking pool. Writes fsync before they answer (and wait for
+/// each other): on the async threads, which in `sluice run` also serve Kafka clients, a slow
+/// disk would stall everything else.
+async fn blocking<T: Send + 'static>(
+    registry: Arc<Registry>,
+    write: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || write(&registry))
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                50001,
+                format!("the registry's write task failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
 fn body_error(e: BytesRejection) -> ApiError {
     let status = e.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -259,7 +278,8 @@ async fn delete_subject(
     Path(subject): Path<String>,
     Query(f): Query<Flags>,
 ) -> ApiResult {
-    Ok(ok(json!(r.delete_subject(&subject, f.permanent)?)))
+    let deleted = blocking(r, move |r| r.delete_subject(&subject, f.permanent)).await?;
+    Ok(ok(json!(deleted)))
 }
 
 async fn list_versions(
@@ -276,8 +296,12 @@ async fn register(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let req: SchemaRequest = parse_body(body)?;
-    let (id, version) = r.register(&subject, &req)?;
-    let stored = r.version(&subject, VersionSpec::Number(version), false)?;
+    let (id, version, stored) = blocking(r, move |r| {
+        let (id, version) = r.register(&subject, &req)?;
+        let stored = r.version(&subject, VersionSpec::Number(version), false)?;
+        Ok((id, version, stored))
+    })
+    .await?;
     Ok(ok(
         json!({"id": id, "version": version, "schema": stored.schema}),
     ))
@@ -319,11 +343,9 @@ async fn delete_version(
     Path((subject, version)): Path<(String, String)>,
     Query(f): Query<Flags>,
 ) -> ApiResult {
-    Ok(ok(json!(r.delete_version(
-        &subject,
-        VersionSpec::parse(&version)?,
-        f.permanent
-    )?)))
+    let spec = VersionSpec::parse(&version)?;
+    let deleted = blocking(r, move |r| r.delete_version(&subject, spec, f.permanent)).await?;
+    Ok(ok(json!(deleted)))
 }
 
 fn compat_reply(report: crate::registry::CompatibilityReport, verbose: bool) -> Reply {
@@ -389,14 +411,14 @@ async fn get_global_config(State(r): Shared) -> ApiResult {
 }
 
 async fn put_global_config(State(r): Shared, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    let level = r.set_config(None, &config_level(body)?)?;
+    let wanted = config_level(body)?;
+    let level = blocking(r, move |r| r.set_config(None, &wanted)).await?;
     Ok(ok(json!({"compatibility": level.as_str()})))
 }
 
 async fn delete_global_config(State(r): Shared) -> ApiResult {
-    Ok(ok(
-        json!({"compatibilityLevel": r.delete_config(None)?.as_str()}),
-    ))
+    let level = blocking(r, |r| r.delete_config(None)).await?;
+    Ok(ok(json!({"compatibilityLevel": level.as_str()})))
 }
 
 async fn get_config(
@@ -414,14 +436,14 @@ async fn put_config(
     Path(subject): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let level = r.set_config(Some(&subject), &config_level(body)?)?;
+    let wanted = config_level(body)?;
+    let level = blocking(r, move |r| r.set_config(Some(&subject), &wanted)).await?;
     Ok(ok(json!({"compatibility": level.as_str()})))
 }
 
 async fn delete_config(State(r): Shared, Path(subject): Path<String>) -> ApiResult {
-    Ok(ok(
-        json!({"compatibilityLevel": r.delete_config(Some(&subject))?.as_str()}),
-    ))
+    let level = blocking(r, move |r| r.delete_config(Some(&subject))).await?;
+    Ok(ok(json!({"compatibilityLevel": level.as_str()})))
 }
 
 #[derive(Deserialize)]
@@ -439,9 +461,8 @@ async fn put_global_mode(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let m: ModeBody = parse_body(body)?;
-    Ok(ok(
-        json!({"mode": r.set_mode(None, &m.mode, f.force)?.as_str()}),
-    ))
+    let mode = blocking(r, move |r| r.set_mode(None, &m.mode, f.force)).await?;
+    Ok(ok(json!({"mode": mode.as_str()})))
 }
 
 async fn get_mode(
@@ -461,9 +482,8 @@ async fn put_mode(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let m: ModeBody = parse_body(body)?;
-    Ok(ok(
-        json!({"mode": r.set_mode(Some(&subject), &m.mode, f.force)?.as_str()}),
-    ))
+    let mode = blocking(r, move |r| r.set_mode(Some(&subject), &m.mode, f.force)).await?;
+    Ok(ok(json!({"mode": mode.as_str()})))
 }
 
 /// Who may call the API: nobody checked (loopback only), or HTTP basic users and bearer tokens.
@@ -497,8 +517,10 @@ impl std::fmt::Debug for BasicUser {
 }
 
 impl AuthConfig {
+    /// Whether any credential is configured (an empty bearer token is none: it would let
+    /// anyone in, so it is never accepted).
     pub fn is_enabled(&self) -> bool {
-        !self.basic.is_empty() || !self.bearer_tokens.is_empty()
+        !self.basic.is_empty() || self.bearer_tokens.iter().any(|t| !t.is_empty())
     }
 
     fn allows(&self, authorization: Option<&str>) -> bool {
@@ -506,6 +528,9 @@ impl AuthConfig {
             return false;
         };
         if let Some(token) = value.strip_prefix("Bearer ") {
+            if token.trim().is_empty() {
+                return false;
+            }
             return self
                 .bearer_tokens
                 .iter()
@@ -612,6 +637,13 @@ mod auth_tests {
         assert!(auth.allows(Some("Bearer tok")));
         assert!(!auth.allows(Some("Bearer nope")));
         assert!(!auth.allows(None));
+        let empty = AuthConfig {
+            basic: vec![],
+            bearer_tokens: vec![String::new()],
+        };
+        assert!(!empty.is_enabled(), "an empty token is no authentication");
+        assert!(!empty.allows(Some("Bearer ")));
+        assert!(!empty.allows(Some("Bearer  ")));
         assert!(!format!("{:?}", auth.basic[0]).contains("s3cret"));
     }
 }

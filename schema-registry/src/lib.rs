@@ -15,6 +15,7 @@
 //! - [`canonical`]: the normalized text that decides "same schema, same id".
 //! - [`registry`]: the state and its operations; [`store`]: records in `__schemas`.
 //! - [`api`]: the axum router (optionally behind basic/bearer authentication).
+//! - [`serve`]: the listener, opened under the one listener policy of every command.
 //! - [`wire`]: Confluent framing, encode/decode with reader-schema resolution.
 //!
 //! ## Example
@@ -36,5 +37,6 @@ pub mod canonical;
 pub mod compat;
 pub mod levels;
 pub mod registry;
+pub mod serve;
 pub mod store;
 pub mod wire;

@@ -366,7 +366,7 @@ impl State {
                     r.name, r.subject, r.version
                 ))
             })?;
-            let stored = &self.schemas[&id];
+            let stored = self.stored(id)?;
             self.reference_texts(&stored.references, out, depth + 1)?;
             if !out.contains(&stored.text) {
                 out.push(stored.text.clone());
@@ -402,9 +402,26 @@ impl State {
         self.parse(&value.to_string(), &stored.references).ok()
     }
 
-    fn version_view(&self, subject: &str, version: u32, id: u32, deleted: bool) -> SubjectVersion {
-        let stored = &self.schemas[&id];
-        SubjectVersion {
+    /// The schema behind an id a subject's version names. Every such id is stored before a
+    /// version names it (`apply` keeps that order), so a miss is a damaged state, reported
+    /// as such rather than a panic.
+    fn stored(&self, id: u32) -> Result<&StoredSchema> {
+        self.schemas.get(&id).ok_or_else(|| {
+            RegistryError::Store(StoreError(format!(
+                "a subject version names schema id {id}, which is not stored"
+            )))
+        })
+    }
+
+    fn version_view(
+        &self,
+        subject: &str,
+        version: u32,
+        id: u32,
+        deleted: bool,
+    ) -> Result<SubjectVersion> {
+        let stored = self.stored(id)?;
+        Ok(SubjectVersion {
             subject: subject.to_string(),
             version,
             id,
@@ -412,7 +429,7 @@ impl State {
             schema_type: stored.schema_type.clone(),
             references: stored.references.clone(),
             deleted,
-        }
+        })
     }
 }
 
@@ -681,9 +698,7 @@ impl Registry {
             .rev()
             .find(|(_, (vid, deleted))| Some(*vid) == id && (include_deleted || !deleted));
         match found {
-            Some((version, (id, deleted))) => {
-                Ok(state.version_view(subject, *version, *id, *deleted))
-            }
+            Some((version, (id, deleted))) => state.version_view(subject, *version, *id, *deleted),
             None => Err(RegistryError::SchemaNotFound(String::new())),
         }
     }
@@ -747,7 +762,7 @@ impl Registry {
                 VersionSpec::Number(n) => n.to_string(),
             })
         })?;
-        Ok(state.version_view(subject, *version, *id, *deleted))
+        state.version_view(subject, *version, *id, *deleted)
     }
 
     /// The schema behind a global id, with its type and references.

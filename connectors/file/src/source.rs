@@ -250,12 +250,7 @@ impl FileSourceTask {
         let mut at = 0;
         if !self.csv {
             // Plain values: spans of the buffer, no record object per line.
-            let mut run = ValueRun {
-                buf: buf.clone(),
-                spans: Vec::new(),
-                stream: shared_stream,
-                positions: Vec::new(),
-            };
+            let mut run = ValueRun::new(buf.clone(), shared_stream);
             while *taken < max_records {
                 let Some(nl) = memchr::memchr(b'\n', &buf[at..]) else {
                     break;
@@ -265,13 +260,13 @@ impl FileSourceTask {
                     end -= 1;
                 }
                 offset += nl as u64 + 1;
-                run.spans.push((at as u32, end as u32));
-                run.positions.push(offset);
+                run.push(at, end, offset)
+                    .map_err(|e| std::io::Error::other(format!("reading {stream}: {e}")))?;
                 at += nl + 1;
                 *taken += 1;
             }
             self.positions.insert(stream, offset);
-            if !run.spans.is_empty() {
+            if !run.is_empty() {
                 runs.push(run);
             }
             return Ok(());

@@ -59,32 +59,89 @@ pub enum Polled {
 }
 
 /// Values of one stream, without keys, headers or timestamps, as slices of one buffer.
+///
+/// Each value comes with the stream's position after it, in one list, and every span is
+/// checked against the buffer when it is added: a run cannot hold a value without its
+/// position, or a span outside its buffer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueRun {
-    pub buf: bytes::Bytes,
-    /// Where each value starts and ends in `buf`.
-    pub spans: Vec<(u32, u32)>,
-    pub stream: Arc<str>,
-    /// The stream's position after each value (a byte offset, a sequence number).
-    pub positions: Vec<u64>,
+    buf: bytes::Bytes,
+    stream: Arc<str>,
+    /// Where each value starts and ends in `buf`, and the stream's position after it (a
+    /// byte offset, a sequence number).
+    values: Vec<((u32, u32), u64)>,
+}
+
+/// A value span that does not lie inside its run's buffer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("value span {start}..{end} is outside the run's buffer of {len} bytes")]
+pub struct SpanOutOfBounds {
+    pub start: usize,
+    pub end: usize,
+    pub len: usize,
 }
 
 impl ValueRun {
+    /// An empty run of values that will be slices of `buf`.
+    pub fn new(buf: bytes::Bytes, stream: Arc<str>) -> ValueRun {
+        ValueRun {
+            buf,
+            stream,
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds the value `buf[start..end]`, after which the stream is at `position`.
+    pub fn push(&mut self, start: usize, end: usize, position: u64) -> Result<(), SpanOutOfBounds> {
+        let out = SpanOutOfBounds {
+            start,
+            end,
+            len: self.buf.len(),
+        };
+        if start > end || end > self.buf.len() {
+            return Err(out);
+        }
+        let (Ok(s), Ok(e)) = (u32::try_from(start), u32::try_from(end)) else {
+            return Err(out);
+        };
+        self.values.push(((s, e), position));
+        Ok(())
+    }
+
+    pub fn stream(&self) -> &Arc<str> {
+        &self.stream
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Each value, with the stream's position after it.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
+        // Spans were checked against this buffer by `push`, which is the only way in.
+        self.values
+            .iter()
+            .map(|&((start, end), position)| (&self.buf[start as usize..end as usize], position))
+    }
+
     /// The same values as records.
     pub fn into_records(self) -> Vec<SourceRecord> {
-        self.spans
+        self.values
             .iter()
-            .zip(&self.positions)
-            .map(|((start, end), position)| SourceRecord {
+            .map(|&((start, end), position)| SourceRecord {
                 topic: None,
                 partition: None,
                 key: None,
-                value: Some(Payload::Raw(self.buf.slice(*start as usize..*end as usize))),
+                value: Some(Payload::Raw(self.buf.slice(start as usize..end as usize))),
                 headers: Vec::new(),
                 timestamp: None,
                 position: SourcePosition {
                     stream: self.stream.clone(),
-                    offset: Json::from(*position),
+                    offset: Json::from(position),
                 },
             })
             .collect()
@@ -106,7 +163,7 @@ impl SinkValueRun {
     /// The value of record `i` (`None`: a tombstone).
     pub fn value(&self, i: usize) -> Option<&[u8]> {
         let (_, span) = self.values.get(i)?;
-        span.map(|(start, end)| &self.buf[start as usize..end as usize])
+        span.and_then(|(start, end)| self.buf.get(start as usize..end as usize))
     }
 
     /// The same records, whole (keys, headers and timestamps are not carried).
@@ -304,12 +361,24 @@ mod tests {
     #[test]
     fn value_runs_are_the_same_records_without_the_objects() {
         let buf = Bytes::from_static(b"one\ntwo\n");
-        let run = ValueRun {
-            buf: buf.clone(),
-            spans: vec![(0, 3), (4, 7)],
-            stream: Arc::from("file:1"),
-            positions: vec![4, 8],
-        };
+        let mut run = ValueRun::new(buf.clone(), Arc::from("file:1"));
+        run.push(0, 3, 4).unwrap();
+        run.push(4, 7, 8).unwrap();
+        assert_eq!(
+            run.push(4, 9, 10),
+            Err(SpanOutOfBounds {
+                start: 4,
+                end: 9,
+                len: 8
+            })
+        );
+        assert!(
+            run.push(5, 4, 10).is_err(),
+            "a span that ends before it starts"
+        );
+        assert_eq!(run.len(), 2, "refused spans are not added");
+        let seen: Vec<(&[u8], u64)> = run.iter().collect();
+        assert_eq!(seen, vec![(&b"one"[..], 4), (&b"two"[..], 8)]);
         let records = run.into_records();
         assert_eq!(records.len(), 2);
         assert_eq!(

@@ -394,32 +394,55 @@ pub struct Coordinator {
     persister: Arc<Persister>,
 }
 
+/// Stores one group's snapshot (`None`: forget the group). The log's
+/// `store_group_metadata` in the broker; tests pass a slow or crashing one.
+type GroupWriter = dyn Fn(&str, Option<&[u8]>) -> Result<(), sluice_log::LogError> + Send + Sync;
+
 /// Snapshots waiting to be written, latest per group; a background thread writes them so that
 /// no request waits for the disk while holding the coordinator's lock.
-#[derive(Default)]
+///
+/// Write order is explicit: every write goes through [`Persister::write_pending`], which
+/// takes the queue and writes it while holding `writing`. So a batch taken earlier (an older
+/// snapshot of a group) is always written before a batch taken later, whichever of the
+/// background thread and shutdown's `persist_now` takes it, and the last write of a group
+/// is always its latest snapshot.
 struct Persister {
     pending: Mutex<HashMap<String, Option<Vec<u8>>>>,
     wake: Condvar,
+    writing: Mutex<()>,
+    write: Box<GroupWriter>,
 }
 
 impl Persister {
-    fn spawn(log: Log) -> Arc<Persister> {
-        let persister = Arc::new(Persister::default());
+    fn new(write: Box<GroupWriter>) -> Persister {
+        Persister {
+            pending: Mutex::new(HashMap::new()),
+            wake: Condvar::new(),
+            writing: Mutex::new(()),
+            write,
+        }
+    }
+
+    /// A persister that stores nothing (a read-only log).
+    fn none() -> Arc<Persister> {
+        Arc::new(Persister::new(Box::new(|_, _| Ok(()))))
+    }
+
+    fn spawn(write: Box<GroupWriter>) -> Arc<Persister> {
+        let persister = Arc::new(Persister::new(write));
         let weak: Weak<Persister> = Arc::downgrade(&persister);
-        let spawned = std::thread::Builder::new().name("sluice-groups".into()).spawn(move || loop {
-            let Some(p) = weak.upgrade() else { return };
-            let batch: HashMap<String, Option<Vec<u8>>> = {
-                let guard = p.pending.lock().unwrap_or_else(|e| e.into_inner());
-                let (mut guard, _) =
-                    p.wake.wait_timeout(guard, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner());
-                std::mem::take(&mut *guard)
-            };
-            for (group, snapshot) in batch {
-                if let Err(e) = log.store_group_metadata(&group, snapshot.as_deref()) {
-                    tracing::error!(group = %group, error = %e, "could not persist group membership");
+        let spawned = std::thread::Builder::new()
+            .name("sluice-groups".into())
+            .spawn(move || loop {
+                let Some(p) = weak.upgrade() else { return };
+                {
+                    let guard = p.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    if guard.is_empty() {
+                        let _ = p.wake.wait_timeout(guard, Duration::from_millis(200));
+                    }
                 }
-            }
-        });
+                p.write_pending();
+            });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the group persister: membership will not survive restarts");
         }
@@ -432,6 +455,17 @@ impl Persister {
             .unwrap_or_else(|e| e.into_inner())
             .insert(group.to_string(), snapshot);
         self.wake.notify_one();
+    }
+
+    /// Writes everything queued, one writer at a time (see the type's docs).
+    fn write_pending(&self) {
+        let _one_writer = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for (group, snapshot) in batch {
+            if let Err(e) = (self.write)(&group, snapshot.as_deref()) {
+                tracing::error!(group = %group, error = %e, "could not persist group membership");
+            }
+        }
     }
 }
 
@@ -460,9 +494,12 @@ impl Coordinator {
             }
         }
         let persister = if log.is_read_only() {
-            Arc::new(Persister::default())
+            Persister::none()
         } else {
-            Persister::spawn(log.clone())
+            let writer = log.clone();
+            Persister::spawn(Box::new(move |group, snapshot| {
+                writer.store_group_metadata(group, snapshot)
+            }))
         };
         Coordinator {
             log,
@@ -478,20 +515,10 @@ impl Coordinator {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes every queued snapshot now (shutdown: nothing the persister holds is lost).
+    /// Writes every queued snapshot now, after any write in progress (shutdown: nothing the
+    /// persister holds is lost, and nothing older is written after it).
     pub fn persist_now(&self) {
-        let batch = std::mem::take(
-            &mut *self
-                .persister
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for (group, snapshot) in batch {
-            if let Err(e) = self.log.store_group_metadata(&group, snapshot.as_deref()) {
-                tracing::error!(group = %group, error = %e, "could not persist group membership");
-            }
-        }
+        self.persister.write_pending();
     }
 
     /// Queues snapshots of groups that changed (called with the lock held; writes happen later).
@@ -875,5 +902,71 @@ impl Coordinator {
                 _ = tick.tick() => self.expire(Instant::now()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod persist_order_tests {
+    use super::*;
+    use sluice_log::sim::{SimStorage, TornWrites};
+    use sluice_log::LogOptions;
+    use std::sync::mpsc;
+
+    fn options() -> LogOptions {
+        LogOptions {
+            read_only: false,
+            maintenance_interval: None,
+        }
+    }
+
+    /// The background thread takes an older snapshot and is slow to write it (a slow disk)
+    /// while shutdown's `persist_now` writes a newer one. After a crash following each write,
+    /// the stored group must never go back to an older snapshot, and must end at the newest.
+    #[test]
+    fn group_state_is_written_in_order_across_the_thread_and_persist_now() {
+        let sim = SimStorage::new();
+        let log = Log::open_on(Arc::new(sim.clone()), "/data", options()).unwrap();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let started_tx = Mutex::new(started_tx);
+        let seen_after_crash: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let seen = seen_after_crash.clone();
+        let writer_log = log.clone();
+        let crash_sim = sim.clone();
+        let persister = Persister::spawn(Box::new(move |group, snapshot| {
+            if snapshot == Some(b"generation-1".as_slice()) {
+                let _ = started_tx.lock().unwrap().send(());
+                // The disk is slow for this write: a newer snapshot is queued meanwhile.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            writer_log.store_group_metadata(group, snapshot)?;
+            // A crash right after this write: what would a restart find?
+            let image = crash_sim.crash_image(TornWrites::LoseUnsynced);
+            let restarted = Log::open_on(Arc::new(image), "/data", options()).unwrap();
+            let stored = restarted
+                .group_metadata()
+                .into_iter()
+                .find(|(g, _)| g == "g")
+                .map(|(_, m)| m)
+                .unwrap_or_default();
+            seen.lock().unwrap().push(stored);
+            Ok(())
+        }));
+        persister.push("g", Some(b"generation-1".to_vec()));
+        started_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the background thread took the first snapshot");
+        persister.push("g", Some(b"generation-2".to_vec()));
+        persister.write_pending(); // what shutdown's persist_now does
+        let seen = seen_after_crash.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![b"generation-1".to_vec(), b"generation-2".to_vec()],
+            "each crash point restores a snapshot no older than the one before"
+        );
+        let final_state = log.group_metadata();
+        assert_eq!(
+            final_state,
+            vec![("g".to_string(), b"generation-2".to_vec())]
+        );
     }
 }

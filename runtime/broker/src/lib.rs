@@ -22,8 +22,7 @@
 //!
 //! let log = Log::open("./data", LogOptions::default())?;
 //! let config = BrokerConfig::default(); // 127.0.0.1:9092
-//! let state = BrokerState::new(log, config, 9092)?;
-//! let broker = Broker::bind(state).await?;
+//! let broker = Broker::open(log, config).await?;
 //! broker.serve(tokio_util::sync::CancellationToken::new()).await?;
 //! # Ok(()) }
 //! ```
@@ -42,7 +41,7 @@ mod server;
 mod state;
 
 pub use apis::SUPPORTED as SUPPORTED_APIS;
-pub use config::BrokerConfig;
+pub use config::{BrokerConfig, SMALL_REQUEST_BYTES};
 pub use server::{answer_frame, Broker};
 pub use state::BrokerState;
 
@@ -58,4 +57,10 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Refused(#[from] sluice_listeners::ListenerError),
+    #[error("invalid broker settings: {0}")]
+    Config(String),
+    #[error("cannot read the broker's state in the data directory: {0}")]
+    State(#[source] std::io::Error),
 }

@@ -20,7 +20,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -55,16 +55,88 @@ pub(crate) struct Ctx {
 pub struct Broker {
     state: Arc<BrokerState>,
     listener: TcpListener,
+    warning: Option<sluice_listeners::Warning>,
+}
+
+/// Memory for request frames being received, shared by every connection.
+struct RequestMemory {
+    small: Semaphore,
+    large: Semaphore,
+}
+
+impl RequestMemory {
+    fn new(config: &crate::BrokerConfig) -> RequestMemory {
+        let (small, large) = config.request_pools();
+        RequestMemory {
+            small: Semaphore::new(small.min(Semaphore::MAX_PERMITS)),
+            large: Semaphore::new(large.min(Semaphore::MAX_PERMITS)),
+        }
+    }
+
+    /// Waits until `size` bytes are free for one frame (its whole declared size, so that a
+    /// frame once started is never starved half way).
+    async fn reserve(&self, size: usize) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let pool = if size <= crate::config::SMALL_REQUEST_BYTES {
+            &self.small
+        } else {
+            &self.large
+        };
+        pool.acquire_many(u32::try_from(size).ok()?).await.ok()
+    }
 }
 
 impl Broker {
-    /// Binds the listener; the state (log, groups, producers) is shared with the caller's runtime.
+    /// Opens the Kafka listener the way every command does: checks the listener policy
+    /// (`sluice_listeners`), binds, then builds the state with the port actually bound (so
+    /// `127.0.0.1:0` advertises the real port).
+    pub async fn open(
+        log: sluice_log::Log,
+        config: crate::BrokerConfig,
+    ) -> Result<Broker, BrokerError> {
+        let warning = check_listener(&config)?;
+        let addr = config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| BrokerError::Bind { addr, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| BrokerError::Bind { addr, source })?
+            .port();
+        let config = crate::BrokerConfig {
+            listen: SocketAddr::new(addr.ip(), port),
+            ..config
+        };
+        let state = BrokerState::new(log, config, port)?;
+        Ok(Broker {
+            state,
+            listener,
+            warning,
+        })
+    }
+
+    /// Binds the listener for a state built by the caller (who shares it with other parts of
+    /// its runtime); the same listener policy applies.
     pub async fn bind(state: Arc<BrokerState>) -> Result<Broker, BrokerError> {
+        let warning = check_listener(&state.config)?;
         let addr = state.config.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| BrokerError::Bind { addr, source })?;
-        Ok(Broker { state, listener })
+        Ok(Broker {
+            state,
+            listener,
+            warning,
+        })
+    }
+
+    pub fn state(&self) -> &Arc<BrokerState> {
+        &self.state
+    }
+
+    /// What the operator should be told about this listener (an unauthenticated listener
+    /// beyond loopback that they opted into).
+    pub fn warning(&self) -> Option<&sluice_listeners::Warning> {
+        self.warning.as_ref()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -77,6 +149,7 @@ impl Broker {
     /// period and aborts the rest, naming how many were cut off.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
         let connections = Arc::new(AtomicUsize::new(0));
+        let memory = Arc::new(RequestMemory::new(&self.state.config));
         let mut tasks = JoinSet::new();
         let ticker_state = self.state.clone();
         let ticker_stop = shutdown.child_token();
@@ -98,9 +171,9 @@ impl Broker {
                         continue;
                     }
                     connections.fetch_add(1, Ordering::AcqRel);
-                    let (state, cancel, counter) = (self.state.clone(), shutdown.child_token(), connections.clone());
+                    let (state, cancel, counter, memory) = (self.state.clone(), shutdown.child_token(), connections.clone(), memory.clone());
                     tasks.spawn(async move {
-                        connection(state, stream, peer, cancel).await;
+                        connection(state, memory, stream, peer, cancel).await;
                         counter.fetch_sub(1, Ordering::AcqRel);
                     });
                 }
@@ -123,8 +196,25 @@ impl Broker {
     }
 }
 
+fn check_listener(
+    config: &crate::BrokerConfig,
+) -> Result<Option<sluice_listeners::Warning>, BrokerError> {
+    config.validate().map_err(BrokerError::Config)?;
+    Ok(sluice_listeners::check(&sluice_listeners::Listener {
+        service: sluice_listeners::Service::Kafka,
+        addr: config.listen,
+        authenticated: false,
+        allow_unauthenticated: config.allow_unauthenticated,
+    })?)
+}
+
+/// Bytes read from the socket at most per step while a frame arrives: the buffer grows with
+/// what arrived, not with what the frame declared.
+const READ_STEP: usize = 1024 * 1024;
+
 async fn connection(
     state: Arc<BrokerState>,
+    memory: Arc<RequestMemory>,
     stream: TcpStream,
     peer: SocketAddr,
     cancel: CancellationToken,
@@ -171,10 +261,15 @@ async fn connection(
             tracing::warn!(%peer, size, limit = max, "request frame size out of bounds: closing connection");
             break;
         }
-        let mut frame = BytesMut::zeroed(size as usize);
+        let size = size as usize;
+        let permit = tokio::select! {
+            _ = closing.cancelled() => break,
+            p = memory.reserve(size) => match p { Some(p) => p, None => break },
+        };
+        let mut frame: Vec<u8> = Vec::with_capacity(size.min(64 * 1024));
         let read = tokio::select! {
             _ = closing.cancelled() => break,
-            r = rd.read_exact(&mut frame) => r,
+            r = read_frame(&mut rd, &mut frame, size) => r,
         };
         if read.is_err() {
             tracing::debug!(%peer, "connection closed inside a request");
@@ -182,8 +277,10 @@ async fn connection(
         }
         let handled = tokio::select! {
             _ = closing.cancelled() => break,
-            h = handle_request(state.clone(), frame.freeze(), peer) => h,
+            h = handle_request(state.clone(), Bytes::from(frame), peer) => h,
         };
+        // The frame (and what decoding borrowed from it) is gone: its memory is free again.
+        drop(permit);
         if tx.send(handled).await.is_err() {
             break;
         }
@@ -193,6 +290,38 @@ async fn connection(
     tracing::debug!(%peer, "connection closed");
 }
 
+/// Reads exactly `size` bytes into `frame`, growing it as they arrive (doubling, capped at
+/// `size`), so that a client declaring a large frame and sending it slowly holds only what
+/// it sent.
+async fn read_frame(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    frame: &mut Vec<u8>,
+    size: usize,
+) -> std::io::Result<()> {
+    while frame.len() < size {
+        if frame.len() == frame.capacity() {
+            let target = (frame.capacity() * 2).clamp(64 * 1024, size);
+            frame.reserve_exact(target - frame.len());
+        }
+        let want = (size - frame.len()).min(READ_STEP) as u64;
+        let n = (&mut *rd).take(want).read_buf(frame).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
+/// The fixed start of every request header: API key, version, correlation id.
+fn header_prefix(frame: &[u8]) -> Option<(i16, i16, i32)> {
+    let prefix: &[u8; 8] = frame.get(..8)?.try_into().ok()?;
+    Some((
+        i16::from_be_bytes([prefix[0], prefix[1]]),
+        i16::from_be_bytes([prefix[2], prefix[3]]),
+        i32::from_be_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]),
+    ))
+}
+
 /// Answers one request frame (without its size prefix) as a connection would, without a
 /// socket: the response frame (with its size prefix), `None` when the request gets no answer
 /// (`acks=0`), or the reason the connection would be closed. For tests and fuzzing.
@@ -200,9 +329,6 @@ pub async fn answer_frame(
     state: Arc<BrokerState>,
     frame_bytes: Bytes,
 ) -> Result<Option<Vec<u8>>, String> {
-    if frame_bytes.len() < 8 {
-        return Err("frame shorter than a request header".into());
-    }
     let peer = SocketAddr::from(([127, 0, 0, 1], 0));
     let reply = match handle_request(state, frame_bytes, peer).await {
         Handled::Now(reply) => reply,
@@ -264,14 +390,9 @@ macro_rules! dispatch {
 }
 
 async fn handle_request(state: Arc<BrokerState>, frame_bytes: Bytes, peer: SocketAddr) -> Handled {
-    let api_key = i16::from_be_bytes([frame_bytes[0], frame_bytes[1]]);
-    let version = i16::from_be_bytes([frame_bytes[2], frame_bytes[3]]);
-    let correlation_id = i32::from_be_bytes([
-        frame_bytes[4],
-        frame_bytes[5],
-        frame_bytes[6],
-        frame_bytes[7],
-    ]);
+    let Some((api_key, version, correlation_id)) = header_prefix(&frame_bytes) else {
+        return Handled::Now(Reply::Close("frame shorter than a request header".into()));
+    };
     let Ok(key) = ApiKey::try_from(api_key) else {
         return Handled::Now(Reply::Close(format!("unknown API key {api_key}")));
     };

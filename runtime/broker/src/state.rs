@@ -24,21 +24,21 @@ pub struct BrokerState {
 
 impl BrokerState {
     /// `bound_port` is the port actually bound (for `--listen 127.0.0.1:0`).
+    /// Without `config.advertised`, clients are told the listening address itself, which
+    /// a wildcard (`0.0.0.0`) cannot be: that is refused.
     pub fn new(
         log: Log,
         config: BrokerConfig,
         bound_port: u16,
-    ) -> std::io::Result<Arc<BrokerState>> {
-        let advertised = config.advertised.clone().unwrap_or_else(|| {
-            let ip = config.listen.ip();
-            let host = if ip.is_unspecified() {
-                "127.0.0.1".to_string()
-            } else {
-                ip.to_string()
-            };
-            (host, bound_port)
-        });
-        let cluster_id = load_cluster_id(log.dir())?;
+    ) -> Result<Arc<BrokerState>, crate::BrokerError> {
+        let advertised = match config.advertised.clone() {
+            Some(a) => a,
+            None => {
+                sluice_listeners::advertised(config.listen, None)?;
+                (config.listen.ip().to_string(), bound_port)
+            }
+        };
+        let cluster_id = load_cluster_id(log.dir()).map_err(crate::BrokerError::State)?;
         let groups = Coordinator::new(
             log.clone(),
             config.min_session_timeout,

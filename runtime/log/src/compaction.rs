@@ -27,6 +27,7 @@ fn plain(h: &BatchHeader) -> bool {
 impl Partition {
     pub(crate) fn compact(&self, now_ms: i64, report: &mut MaintenanceReport) -> Result<()> {
         let mut state = lock(&self.maintenance);
+        self.check_fence("compaction")?;
         let segs = self.segments();
         let Some(active) = segs.last() else {
             return Ok(());

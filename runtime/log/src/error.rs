@@ -113,6 +113,10 @@ pub enum LogError {
     Corrupt { path: PathBuf, detail: String },
     #[error("the log was closed after an earlier I/O failure on {0}; restart to recover")]
     Poisoned(String),
+    #[error("topic `{topic}` was deleted: {what} refused (recreate the topic, then restart what writes to it)")]
+    TopicDeleted { topic: String, what: &'static str },
+    #[error("the log is closed (shutting down): {0} refused")]
+    Closed(&'static str),
 }
 
 impl LogError {

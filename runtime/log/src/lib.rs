@@ -64,7 +64,9 @@ pub use batch::{BatchBuilder, BatchHeader, Compression};
 pub use config::{CleanupPolicy, TopicConfig};
 pub use error::{BatchError, ConfigError, LogError};
 pub use groups::{CommittedOffset, OffsetCommit, OFFSETS_TOPIC};
-pub use log::{now_ms, validate_topic_name, Log, LogOptions, Topic};
+pub use log::{
+    now_ms, validate_topic_name, Log, LogMaintenance, LogOptions, MaintenanceFailure, Topic,
+};
 pub use partition::{
     AppendInfo, MaintenanceReport, Partition, PartitionStats, ReadResult, SyncMode,
 };

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TopicConfig;
 use crate::error::{LogError, Result};
 use crate::groups::GroupState;
-use crate::partition::{lock, MaintenanceReport, OpenOptions, Partition};
+use crate::partition::{lock, Fence, MaintenanceReport, OpenOptions, Partition};
 use crate::segment;
 use crate::storage::{FsStorage, Storage};
 
@@ -99,6 +99,21 @@ struct TopicFile {
     partitions: u32,
     created_ms: i64,
     config: BTreeMap<String, String>,
+}
+
+/// What [`Log::maintain`] did across the log, and the partitions it had to skip.
+#[derive(Debug, Default)]
+pub struct LogMaintenance {
+    pub totals: MaintenanceReport,
+    pub failed: Vec<MaintenanceFailure>,
+}
+
+/// A partition that retention or compaction could not handle this time.
+#[derive(Debug)]
+pub struct MaintenanceFailure {
+    pub topic: String,
+    pub partition: u32,
+    pub error: LogError,
 }
 
 /// A topic and its open partitions.
@@ -353,6 +368,8 @@ impl Log {
     fn check_writable(&self, what: &'static str) -> Result<()> {
         if self.inner.read_only {
             Err(LogError::ReadOnly(what))
+        } else if self.inner.closed.load(Ordering::Acquire) {
+            Err(LogError::Closed(what))
         } else {
             Ok(())
         }
@@ -407,6 +424,7 @@ impl Log {
         config.validate()?;
         let storage = &self.inner.storage;
         let _admin = lock(&self.inner.admin);
+        self.check_writable("creating a topic")?;
         if self
             .inner
             .topics
@@ -471,14 +489,20 @@ impl Log {
         self.check_writable("deleting a topic")?;
         let storage = &self.inner.storage;
         let _admin = lock(&self.inner.admin);
+        self.check_writable("deleting a topic")?;
         let removed = self
             .inner
             .topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        if removed.is_none() {
+        let Some(removed) = removed else {
             return Err(LogError::UnknownTopic(name.to_string()));
+        };
+        // Whoever still holds one of its partitions (a pipeline's source) gets a clear error
+        // from now on instead of appending to files about to be removed.
+        for p in &removed.partitions {
+            p.fence(Fence::Deleted);
         }
         let topics_dir = self.inner.dir.join(TOPICS_DIR);
         let gone = topics_dir.join(format!(".{name}.deleting-{}", now_ms()));
@@ -532,19 +556,29 @@ impl Log {
             })
     }
 
-    /// Runs retention and compaction on every partition now.
-    pub fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport> {
+    /// Runs retention and compaction on every partition now. A partition that fails (a
+    /// poisoned one after a failed fsync, a damaged segment) is skipped and named in
+    /// [`LogMaintenance::failed`]; every other partition is still maintained.
+    pub fn maintain(&self, now_ms: i64) -> Result<LogMaintenance> {
         self.check_writable("maintenance")?;
-        let mut total = MaintenanceReport::default();
+        let mut out = LogMaintenance::default();
         for topic in self.topics() {
             for p in &topic.partitions {
-                let r = p.maintain(now_ms)?;
-                total.segments_deleted += r.segments_deleted;
-                total.bytes_deleted += r.bytes_deleted;
-                total.records_compacted_away += r.records_compacted_away;
+                match p.maintain(now_ms) {
+                    Ok(r) => {
+                        out.totals.segments_deleted += r.segments_deleted;
+                        out.totals.bytes_deleted += r.bytes_deleted;
+                        out.totals.records_compacted_away += r.records_compacted_away;
+                    }
+                    Err(error) => out.failed.push(MaintenanceFailure {
+                        topic: topic.name.clone(),
+                        partition: p.id(),
+                        error,
+                    }),
+                }
             }
         }
-        Ok(total)
+        Ok(out)
     }
 
     /// Fsyncs every partition.
@@ -569,10 +603,16 @@ impl Log {
 
     /// Flushes everything, writes indexes and the clean-shutdown marker: the next open trusts
     /// the indexes instead of re-validating the partitions' tails.
+    ///
+    /// Writers are refused from the moment this starts (appends to any partition, topic
+    /// creation and deletion, maintenance), so that nothing lands after the clean-shutdown
+    /// mark that the next open would trust without checking.
     pub fn close(&self) -> Result<()> {
         if self.inner.read_only || self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // Wait for a topic creation or deletion in progress; later ones see `closed`.
+        let _admin = lock(&self.inner.admin);
         for topic in self.topics() {
             for p in &topic.partitions {
                 p.close()?;
@@ -619,8 +659,13 @@ fn spawn_background(log: Weak<LogInner>, maintenance: Option<Duration>) {
             if let Some(every) = maintenance {
                 if last_maintenance.elapsed() >= every {
                     last_maintenance = Instant::now();
-                    if let Err(e) = handle.maintain(now_ms()) {
-                        tracing::error!(error = %e, "log maintenance failed");
+                    match handle.maintain(now_ms()) {
+                        Ok(done) => {
+                            for f in &done.failed {
+                                tracing::error!(topic = %f.topic, partition = f.partition, error = %f.error, "log maintenance skipped a partition");
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "log maintenance failed"),
                     }
                 }
             }

@@ -7,7 +7,7 @@
 //! `watch` channel, which is also how long-polling readers wait for new data.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,21 @@ pub struct Partition {
     sync_lock: Mutex<()>,
     pub(crate) log_start: AtomicI64,
     poisoned: AtomicBool,
+    /// [`Fence`] as a number: set under the writer lock, so that no append is half done
+    /// when a topic is deleted or the log closed, and none starts after.
+    fence: AtomicU8,
+}
+
+/// Why a partition takes no more writes (beyond a poisoning I/O failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Fence {
+    Open = 0,
+    /// Its topic was deleted: a holder of the `Arc<Partition>` (a pipeline source) must not
+    /// go on appending to files that are gone.
+    Deleted = 1,
+    /// The log was closed: the clean-shutdown mark promises that nothing follows.
+    Closed = 2,
 }
 
 /// When an append fsyncs.
@@ -272,6 +287,7 @@ impl Partition {
             sync_lock: Mutex::new(()),
             log_start: AtomicI64::new(start),
             poisoned: AtomicBool::new(false),
+            fence: AtomicU8::new(Fence::Open as u8),
         })
     }
 
@@ -328,10 +344,35 @@ impl Partition {
         if self.read_only {
             return Err(LogError::ReadOnly(what));
         }
+        self.check_fence(what)?;
         if self.poisoned.load(Ordering::Acquire) {
             return Err(LogError::Poisoned(format!("{}-{}", self.topic, self.id)));
         }
         Ok(())
+    }
+
+    pub(crate) fn check_fence(&self, what: &'static str) -> Result<()> {
+        match self.fence.load(Ordering::Acquire) {
+            x if x == Fence::Deleted as u8 => Err(LogError::TopicDeleted {
+                topic: self.topic.clone(),
+                what,
+            }),
+            x if x == Fence::Closed as u8 => Err(LogError::Closed(what)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses every later write. Waits for an append in progress to finish first.
+    pub(crate) fn fence(&self, why: Fence) {
+        // The lock order of retention (maintenance, then writer).
+        let _m = lock(&self.maintenance);
+        let _w = lock(&self.writer);
+        self.fence.store(why as u8, Ordering::Release);
+    }
+
+    /// Whether a poisoning I/O failure stopped writes here (until a restart recovers).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
     }
 
     /// Appends a record set (one or more RecordBatch v2, e.g. the `records` of a Produce
@@ -403,6 +444,8 @@ impl Partition {
         }
 
         let mut w = lock(&self.writer);
+        // Again under the lock: a delete or close may have fenced the partition meanwhile.
+        self.check_fence("append")?;
         self.maybe_roll(&mut w, records.len() as u64, now_ms)?;
         let active = self
             .segments()
@@ -700,6 +743,7 @@ impl Partition {
 
     fn enforce_retention(&self, now_ms: i64, report: &mut MaintenanceReport) -> Result<()> {
         let _m = lock(&self.maintenance);
+        self.check_fence("retention")?;
         let cfg = &self.config;
         loop {
             let segs = self.segments();
@@ -758,9 +802,13 @@ impl Partition {
         });
     }
 
-    /// Persists indexes and fsyncs: the clean half of a shutdown.
+    /// Fences writers, persists indexes and fsyncs: the clean half of a shutdown.
     pub(crate) fn close(&self) -> Result<()> {
-        if self.read_only || self.poisoned.load(Ordering::Acquire) {
+        if self.read_only {
+            return Ok(());
+        }
+        self.fence(Fence::Closed);
+        if self.poisoned.load(Ordering::Acquire) {
             return Ok(());
         }
         self.flush()?;

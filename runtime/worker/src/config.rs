@@ -10,6 +10,7 @@
 //! runtime:
 //!   data_dir: ./data
 //!   broker: { listen: 127.0.0.1:9092 }     # optional Kafka listener
+//!   registry: { listen: 127.0.0.1:8081 }   # optional schema registry (`auth` beyond loopback)
 //! topics:
 //!   orders: { partitions: 3, config: { retention.ms: 86400000 } }
 //! sources:
@@ -140,12 +141,32 @@ pub struct ConnectorPlan {
     pub transforms: Vec<crate::transforms::Transform>,
 }
 
+/// `runtime.broker`: the Kafka listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerListener {
+    pub listen: SocketAddr,
+    /// `advertised_listener`: what clients are told to connect to (default: `listen`).
+    pub advertised: Option<(String, u16)>,
+    /// `unauthenticated: true`: the opt-in a non-loopback address needs until the listener
+    /// has TLS and SASL.
+    pub unauthenticated: bool,
+}
+
+/// `runtime.registry`: the schema registry's HTTP API.
+#[derive(Debug, Clone)]
+pub struct RegistryListener {
+    pub listen: SocketAddr,
+    /// `auth`: basic users and bearer tokens, as `sluice registry --config` takes them;
+    /// required beyond loopback.
+    pub auth: sluice_schema_registry::api::AuthConfig,
+}
+
 /// A checked pipeline file.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub data_dir: PathBuf,
-    pub broker: Option<SocketAddr>,
-    pub registry: Option<SocketAddr>,
+    pub broker: Option<BrokerListener>,
+    pub registry: Option<RegistryListener>,
     pub plugin_path: Vec<PathBuf>,
     pub topics: BTreeMap<String, (u32, TopicConfig)>,
     pub sources: Vec<ConnectorPlan>,
@@ -255,26 +276,158 @@ impl Checker<'_> {
         }
     }
 
-    fn addr(&mut self, node: &Node, what: &str) -> Option<SocketAddr> {
-        let mut listen = None;
-        for (k, v, _) in self.mapping(node, what, Some(&["listen"])) {
-            if k == "listen" {
-                match v.as_str().map(str::parse::<SocketAddr>) {
-                    Some(Ok(a)) => listen = Some(a),
-                    _ => self.err(
-                        v.pos,
-                        format!(
-                            "`listen` in {what} must be HOST:PORT with an IP address, found {}",
-                            v.shown()
-                        ),
+    fn listen_addr(&mut self, v: &Node, what: &str) -> Option<SocketAddr> {
+        match v.as_str().map(str::parse::<SocketAddr>) {
+            Some(Ok(a)) => Some(a),
+            _ => {
+                self.err(
+                    v.pos,
+                    format!(
+                        "`listen` in {what} must be HOST:PORT with an IP address, found {}",
+                        v.shown()
                     ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A listener policy refusal, at the listener's section.
+    fn listener_policy(
+        &mut self,
+        pos: Pos,
+        result: Result<Option<sluice_listeners::Warning>, sluice_listeners::ListenerError>,
+    ) {
+        if let Err(e) = result {
+            self.err(pos, e.to_string());
+        }
+    }
+
+    fn broker_listener(&mut self, node: &Node) -> Option<BrokerListener> {
+        let what = "`runtime.broker`";
+        let (mut listen, mut advertised, mut unauthenticated) = (None, None, Some(false));
+        let (mut listen_pos, mut advertised_pos) = (node.pos, None);
+        let allowed = ["listen", "advertised_listener", "unauthenticated"];
+        for (k, v, _) in self.mapping(node, what, Some(&allowed)) {
+            match k {
+                "listen" => {
+                    listen_pos = v.pos;
+                    listen = self.listen_addr(v, what);
+                }
+                "advertised_listener" => {
+                    advertised_pos = Some(v.pos);
+                    advertised = self.string(v, "`advertised_listener`");
+                }
+                "unauthenticated" => unauthenticated = self.boolean(v, "`unauthenticated`"),
+                _ => {}
+            }
+        }
+        let Some(listen) = listen else {
+            if node.as_map().is_some() {
+                self.err(node.pos, format!("{what} needs `listen`"));
+            }
+            return None;
+        };
+        let advertised = match sluice_listeners::advertised(listen, advertised.as_deref()) {
+            Ok(a) => a,
+            Err(e) => {
+                self.err(advertised_pos.unwrap_or(listen_pos), e.to_string());
+                None
+            }
+        };
+        // An `unauthenticated` that is not a boolean was reported already.
+        let unauthenticated = unauthenticated?;
+        self.listener_policy(
+            listen_pos,
+            sluice_listeners::check(&sluice_listeners::Listener {
+                service: sluice_listeners::Service::Kafka,
+                addr: listen,
+                authenticated: false,
+                allow_unauthenticated: unauthenticated,
+            }),
+        );
+        Some(BrokerListener {
+            listen,
+            advertised,
+            unauthenticated,
+        })
+    }
+
+    fn registry_listener(&mut self, node: &Node) -> Option<RegistryListener> {
+        let what = "`runtime.registry`";
+        let (mut listen, mut listen_pos) = (None, node.pos);
+        let mut auth = sluice_schema_registry::api::AuthConfig::default();
+        for (k, v, _) in self.mapping(node, what, Some(&["listen", "auth"])) {
+            match k {
+                "listen" => {
+                    listen_pos = v.pos;
+                    listen = self.listen_addr(v, what);
+                }
+                "auth" => auth = self.http_auth(v, "`runtime.registry.auth`"),
+                _ => {}
+            }
+        }
+        let Some(listen) = listen else {
+            if node.as_map().is_some() {
+                self.err(node.pos, format!("{what} needs `listen`"));
+            }
+            return None;
+        };
+        self.listener_policy(
+            listen_pos,
+            sluice_listeners::check(&sluice_listeners::Listener {
+                service: sluice_listeners::Service::Registry,
+                addr: listen,
+                authenticated: auth.is_enabled(),
+                allow_unauthenticated: false,
+            }),
+        );
+        Some(RegistryListener { listen, auth })
+    }
+
+    /// `auth: { basic: [{username, password}], bearer_tokens: [...] }`.
+    fn http_auth(&mut self, node: &Node, what: &str) -> sluice_schema_registry::api::AuthConfig {
+        use sluice_schema_registry::api::{AuthConfig, BasicUser};
+        let mut auth = AuthConfig::default();
+        for (k, v, _) in self.mapping(node, what, Some(&["basic", "bearer_tokens"])) {
+            let Kind::Seq(items) = &v.kind else {
+                self.err(
+                    v.pos,
+                    format!("`{k}` in {what} must be a list, found {}", v.type_name()),
+                );
+                continue;
+            };
+            for item in items {
+                if k == "bearer_tokens" {
+                    if let Some(t) = self.string(item, "each of `bearer_tokens`") {
+                        if t.is_empty() {
+                            self.err(item.pos, "an empty bearer token would let anyone in");
+                        } else {
+                            auth.bearer_tokens.push(t);
+                        }
+                    }
+                    continue;
+                }
+                let (mut username, mut password) = (None, None);
+                for (uk, uv, _) in
+                    self.mapping(item, "each of `basic`", Some(&["username", "password"]))
+                {
+                    let value = self.string(uv, &format!("`{uk}`"));
+                    if uk == "username" {
+                        username = value;
+                    } else {
+                        password = value;
+                    }
+                }
+                match (username, password) {
+                    (Some(username), Some(password)) => {
+                        auth.basic.push(BasicUser { username, password })
+                    }
+                    _ => self.err(item.pos, "each of `basic` needs `username` and `password`"),
                 }
             }
         }
-        if listen.is_none() && node.as_map().is_some() {
-            self.err(node.pos, format!("{what} needs `listen`"));
-        }
-        listen
+        auth
     }
 
     fn format(&mut self, node: &Node, what: &str) -> Format {
@@ -433,8 +586,8 @@ pub fn parse_pipeline(
                                 pipeline.data_dir = PathBuf::from(s);
                             }
                         }
-                        "broker" => pipeline.broker = c.addr(v, "`runtime.broker`"),
-                        "registry" => pipeline.registry = c.addr(v, "`runtime.registry`"),
+                        "broker" => pipeline.broker = c.broker_listener(v),
+                        "registry" => pipeline.registry = c.registry_listener(v),
                         _ => {}
                     }
                 }

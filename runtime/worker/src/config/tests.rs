@@ -123,7 +123,14 @@ sinks:
 "#;
     let p = parse_pipeline(text, &test_registry(), &env).unwrap();
     assert_eq!(p.data_dir, PathBuf::from("/var/lib/sluice"));
-    assert_eq!(p.broker, Some("127.0.0.1:9092".parse().unwrap()));
+    assert_eq!(
+        p.broker,
+        Some(crate::config::BrokerListener {
+            listen: "127.0.0.1:9092".parse().unwrap(),
+            advertised: None,
+            unauthenticated: false,
+        })
+    );
     let (partitions, config) = &p.topics["orders"];
     assert_eq!((*partitions, config.retention_ms), (3, 86_400_000));
     let src = &p.sources[0];

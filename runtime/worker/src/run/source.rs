@@ -69,7 +69,7 @@ pub(super) fn source_loop(
             Some(Ok(v)) => v,
             Some(Err(e)) => return ctx.fail(format!("the source's records: {e}")),
         };
-        let count = records.len() + views.len() + runs.iter().map(|r| r.spans.len()).sum::<usize>();
+        let count = records.len() + views.len() + runs.iter().map(ValueRun::len).sum::<usize>();
         if count == 0 {
             if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
                 return ctx.fail(e);
@@ -241,19 +241,18 @@ pub(super) fn source_loop(
             'runs: for run in &runs {
                 // The position after the last value stored (or refused and tolerated).
                 let mut done: Option<u64> = None;
-                for (i, &(start, end)) in run.spans.iter().enumerate() {
-                    let v = &run.buf[start as usize..end as usize];
+                for (v, position) in run.iter() {
                     if let Err(message) = encoder.check_raw(v) {
                         let o = vec![
-                            ("source.stream".to_string(), run.stream.to_string()),
-                            ("source.offset".to_string(), run.positions[i].to_string()),
+                            ("source.stream".to_string(), run.stream().to_string()),
+                            ("source.offset".to_string(), position.to_string()),
                         ];
                         if !ctx.bad_record("converter", &message, Some(v), o) {
                             stopped_at_bad_record = true;
                             remember_run(&mut positions, run, done);
                             break 'runs;
                         }
-                        done = Some(run.positions[i]);
+                        done = Some(position);
                         continue;
                     }
                     let stored = out.push(
@@ -271,7 +270,7 @@ pub(super) fn source_loop(
                     if let Err(e) = stored {
                         return ctx.fail(e);
                     }
-                    done = Some(run.positions[i]);
+                    done = Some(position);
                 }
                 remember_run(&mut positions, run, done);
             }
@@ -304,7 +303,7 @@ pub(super) fn source_loop(
 fn remember_run(positions: &mut Positions, run: &ValueRun, done: Option<u64>) {
     if let Some(p) = done {
         positions.remember(SourcePosition {
-            stream: run.stream.clone(),
+            stream: run.stream().clone(),
             offset: serde_json::Value::from(p),
         });
     }
