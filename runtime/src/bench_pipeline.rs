@@ -100,23 +100,21 @@ fn run_once(
 }
 
 pub fn run(args: PipelineBenchArgs) -> Result<()> {
+    if args.instructions {
+        return crate::bench_instructions::run(&args);
+    }
     let work = tempfile::Builder::new()
         .prefix(".sluice-bench-pipeline-")
         .tempdir_in(&args.dir)?;
     let input = work.path().join("input.jsonl");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&input)?);
-        for i in 0..args.records {
-            // About 200 bytes of JSON per line.
-            writeln!(
-                f,
-                r#"{{"id":{i},"customer":"customer-{:06}","email":"user{i}@example.com","amount":{}.{:02},"currency":"EUR","status":"confirmed","note":"{}"}}"#,
-                i % 100_000,
-                i % 997,
-                i % 100,
-                "n".repeat(60)
-            )?;
-        }
+    write_input(&input, args.records)?;
+    if args.once {
+        // One run of one format, nothing else: what --instructions counts under callgrind.
+        let [format] = args.runs.as_slice() else {
+            bail!("--once takes exactly one run");
+        };
+        run_once(work.path(), &input, format, args.records)?;
+        return Ok(());
     }
     let bytes = std::fs::metadata(&input)?.len() as f64;
     let mb = bytes / 1e6;
@@ -185,5 +183,23 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
         "peak memory of this process (VmHWM): {:.0} MB",
         peak_rss_mb()
     );
+    Ok(())
+}
+
+/// The fixed input: `records` JSON lines of about 200 bytes.
+fn write_input(input: &std::path::Path, records: usize) -> Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(input)?);
+    for i in 0..records {
+        // About 200 bytes of JSON per line.
+        writeln!(
+            f,
+            r#"{{"id":{i},"customer":"customer-{:06}","email":"user{i}@example.com","amount":{}.{:02},"currency":"EUR","status":"confirmed","note":"{}"}}"#,
+            i % 100_000,
+            i % 997,
+            i % 100,
+            "n".repeat(60)
+        )?;
+    }
+    f.flush()?;
     Ok(())
 }

@@ -205,6 +205,14 @@ pub struct PipelineBenchArgs {
     /// Which runs: any of bytes, json, avro (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "bytes,json,avro")]
     pub runs: Vec<String>,
+    /// Count instructions instead of time: each run under `valgrind --tool=callgrind` on a
+    /// fixed input, at two sizes, printing instructions per record (the difference between
+    /// the sizes, so start-up is left out) beside the totals. Needs valgrind.
+    #[arg(long)]
+    pub instructions: bool,
+    /// (Internal, for --instructions) run one pipeline once and exit.
+    #[arg(long, hide = true)]
+    pub once: bool,
 }
 
 #[derive(Debug, Args)]

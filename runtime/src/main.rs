@@ -21,6 +21,7 @@
 
 mod bench;
 mod bench_broker;
+mod bench_instructions;
 mod bench_pipeline;
 mod bench_plugin;
 mod bench_registry;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
-use sluice_connector_sdk::avro::Compiled;
+use sluice_connector_sdk::avro::{Compiled, JsonToAvroError};
 use sluice_connector_sdk::data::{Payload, Value};
 use sluice_connector_sdk::Bytes;
 use sluice_log::batch::{split_verified, Compression};
@@ -47,6 +47,16 @@ impl AvroOut {
         self.codec.encode(json, &mut out)?;
         Ok(out)
     }
+
+    /// JSON text straight to the Confluent wire format (no document tree).
+    fn encode_text(&self, text: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let start = out.len();
+        sluice_schema_registry::wire::write_header(out, self.schema_id);
+        self.codec.encode_json(text, out).map_err(|e| {
+            out.truncate(start);
+            e.to_string()
+        })
+    }
 }
 
 /// How a source's keys or values become the bytes stored on the topic.
@@ -59,6 +69,8 @@ pub struct Encoder {
     /// `json` with `schemas_enable`: the Connect schema written beside each payload
     /// (`null` when the connector declares none).
     envelope: Option<Json>,
+    /// `envelope` as compact JSON text, written before each payload.
+    envelope_text: Option<String>,
 }
 
 impl Encoder {
@@ -69,6 +81,7 @@ impl Encoder {
             avro: None,
             declared: None,
             envelope: None,
+            envelope_text: None,
         }
     }
 
@@ -100,6 +113,56 @@ impl Encoder {
         }
     }
 
+    /// Whether [`Encoder::encode_raw_into`] converts raw bytes without a document tree:
+    /// `avro`, and `json` with a declared schema (with or without Connect's envelope).
+    pub fn transcodes_raw(&self) -> bool {
+        match self.format {
+            Format::Avro => self.avro.is_some(),
+            Format::Json => self.declared.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Appends what a raw payload is stored as to `out`, for the formats that
+    /// [`Encoder::transcodes_raw`]; on an error (the same message as [`Encoder::encode`]
+    /// gives) `out` is as it was.
+    pub fn encode_raw_into(&self, raw: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        match (self.format, &self.avro, &self.declared) {
+            (Format::Avro, Some(avro), _) => avro
+                .encode_text(raw, out)
+                .map_err(|m| format!("does not fit the Avro schema: {m}")),
+            (Format::Json, _, Some(schema)) => {
+                let start = out.len();
+                if let Some(envelope) = &self.envelope_text {
+                    out.extend_from_slice(b"{\"schema\":");
+                    out.extend_from_slice(envelope.as_bytes());
+                    out.extend_from_slice(b",\"payload\":");
+                }
+                match schema.conform_json(raw, out) {
+                    Ok(()) => {
+                        if self.envelope_text.is_some() {
+                            out.push(b'}');
+                        }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        out.truncate(start);
+                        Err(match e {
+                            JsonToAvroError::NotJson(_) => e.to_string(),
+                            JsonToAvroError::DoesNotFit(m) => {
+                                format!("does not fit the declared schema: {m}")
+                            }
+                        })
+                    }
+                }
+            }
+            _ => Err(format!(
+                "the {:?} format stores raw bytes without converting them",
+                self.format
+            )),
+        }
+    }
+
     /// `avro`, with the schema registered under the topic's subject.
     pub fn avro(out: AvroOut) -> Self {
         Encoder {
@@ -120,6 +183,7 @@ impl Encoder {
         };
         Ok(Encoder {
             declared: declared.map(Compiled::new),
+            envelope_text: envelope.as_ref().map(Json::to_string),
             envelope,
             ..Encoder::plain(Format::Json)
         })
@@ -139,6 +203,15 @@ impl Encoder {
             }
             Payload::Typed { value, .. } => Ok(value_to_json(value)),
         };
+        if let Payload::Raw(raw) = &payload {
+            if self.transcodes_raw() {
+                let mut out = Vec::with_capacity(raw.len() + 16);
+                return match self.encode_raw_into(raw, &mut out) {
+                    Ok(()) => Ok(Some(out.into())),
+                    Err(message) => fail(message, Some(raw.to_vec())),
+                };
+            }
+        }
         match (self.format, payload) {
             (Format::Avro, payload) => {
                 let Some(avro) = &self.avro else {
@@ -230,7 +303,21 @@ impl AvroIn {
     /// Confluent-framed Avro to JSON, with the writer's schema text.
     pub fn decode(&self, bytes: &[u8]) -> Result<(Json, Arc<str>), String> {
         let (id, datum) = sluice_schema_registry::wire::split(bytes).map_err(|e| e.to_string())?;
-        let (codec, text) = {
+        let (codec, text) = self.writer_schema(id)?;
+        Ok((codec.decode(datum)?, text))
+    }
+
+    /// Confluent-framed Avro to JSON text appended to `out` (no document tree), with the
+    /// writer's schema text; on an error `out` is as it was.
+    pub fn decode_into(&self, bytes: &[u8], out: &mut Vec<u8>) -> Result<Arc<str>, String> {
+        let (id, datum) = sluice_schema_registry::wire::split(bytes).map_err(|e| e.to_string())?;
+        let (codec, text) = self.writer_schema(id)?;
+        codec.write_json(datum, out)?;
+        Ok(text)
+    }
+
+    fn writer_schema(&self, id: u32) -> Result<WriterSchema, String> {
+        Ok({
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             match cache.get(&id) {
                 Some(c) => c.clone(),
@@ -243,8 +330,7 @@ impl AvroIn {
                     entry
                 }
             }
-        };
-        Ok((codec.decode(datum)?, text))
+        })
     }
 }
 
@@ -282,12 +368,72 @@ impl Decoder {
         self.format != Format::Avro && !self.schemas_enable && self.reader.is_none()
     }
 
+    /// Whether [`Decoder::decode_into`] converts without a document tree: `avro` (with or
+    /// without a reader schema), and `json` resolved to a reader schema.
+    pub fn decodes_in_place(&self) -> bool {
+        !self.is_pass_through()
+            && !self.schemas_enable
+            && (self.format != Format::Avro || self.avro.is_some())
+    }
+
+    /// Appends what the sink receives for stored `bytes` to `out`, for the decoders that
+    /// [`Decoder::decodes_in_place`], with the Avro schema it conforms to; on an error (the
+    /// same message as [`Decoder::decode`] gives) `out` is as it was.
+    pub fn decode_into(&self, bytes: &[u8], out: &mut Vec<u8>) -> Result<Option<Arc<str>>, String> {
+        let start = out.len();
+        let writer = match (self.format, &self.avro, &self.reader) {
+            (Format::Avro, Some(avro), None) => {
+                return avro
+                    .decode_into(bytes, out)
+                    .map(Some)
+                    .map_err(|e| format!("not decodable as Avro: {e}"));
+            }
+            (Format::Avro, Some(avro), Some(_)) => {
+                // The writer's JSON first, then resolved to the reader's schema.
+                avro.decode_into(bytes, out)
+                    .map_err(|e| format!("not decodable as Avro: {e}"))?;
+                Some(start)
+            }
+            (Format::Avro, None, _) => return Err("the avro format has no registry".into()),
+            _ => None,
+        };
+        let Some((text, codec)) = &self.reader else {
+            return Err("this decoder passes bytes through".into());
+        };
+        let resolved = match writer {
+            Some(at) => {
+                let json = out.split_off(at);
+                codec.conform_json(&json, out)
+            }
+            None => codec.conform_json(bytes, out),
+        };
+        match resolved {
+            Ok(()) => Ok(Some(text.clone())),
+            Err(e) => {
+                out.truncate(start);
+                Err(match e {
+                    JsonToAvroError::NotJson(_) => e.to_string(),
+                    JsonToAvroError::DoesNotFit(m) => {
+                        format!("does not fit the sink's reader schema: {m}")
+                    }
+                })
+            }
+        }
+    }
+
     /// The bytes the sink receives and the Avro schema they conform to, if known; or why
     /// not, with the stored bytes back (for the dead-letter topic).
     #[allow(clippy::type_complexity)]
     pub fn decode(&self, bytes: Bytes) -> Result<(Bytes, Option<Arc<str>>), (String, Bytes)> {
         if self.is_pass_through() {
             return Ok((bytes, None));
+        }
+        if self.decodes_in_place() {
+            let mut out = Vec::with_capacity(bytes.len() * 2);
+            return match self.decode_into(&bytes, &mut out) {
+                Ok(schema) => Ok((out.into(), schema)),
+                Err(e) => Err((e, bytes)),
+            };
         }
         match self.decode_ref(&bytes) {
             Ok(out) => Ok(out),

@@ -102,6 +102,13 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
         && task.accepts_values()
         && ctx.transforms.is_empty()
         && matches!(&*ctx.converters, Converters::Sink { key, value } if key.is_pass_through() && value.is_pass_through());
+    // The same for a sink whose values a converter turns into JSON (Avro, a reader schema):
+    // each partition's values decoded into one buffer, with no record object per value.
+    let decoded_values_path = !encoded_path
+        && !values_path
+        && task.accepts_values()
+        && ctx.transforms.is_empty()
+        && matches!(&*ctx.converters, Converters::Sink { key, value } if key.is_pass_through() && value.decodes_in_place());
     let mut spare_buffers: Vec<Vec<u8>> = Vec::new();
     let mut last_committed: Vec<(TopicPartition, i64)> = Vec::new();
     while !ctx.stop.load(Ordering::Acquire) {
@@ -126,6 +133,30 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
             };
             let read_buffer = Bytes::from(read.records);
             read_buffers.push(read_buffer.clone());
+            if decoded_values_path {
+                match value_run(&read_buffer, tp, pos) {
+                    Some(Ok((raw, next))) => {
+                        let Converters::Sink { value, .. } = &*ctx.converters else {
+                            return ctx.fail("a sink task was given a source's converters");
+                        };
+                        let mut out = spare_buffers.pop().unwrap_or_default();
+                        out.clear();
+                        let Some(run) = decode_run(&ctx, value, &raw, out) else {
+                            return; // a bad record the error policy does not tolerate
+                        };
+                        positions.insert(tp.clone(), next);
+                        read_buffers.push(run.buf.clone());
+                        if !run.values.is_empty() {
+                            value_runs.push(run);
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        return ctx.fail(format!("decoding {}-{}: {e}", tp.topic, tp.partition))
+                    }
+                    None => {} // compressed batches: as records, below
+                }
+            }
             if values_path {
                 match value_run(&read_buffer, tp, pos) {
                     Some(Ok((run, next))) => {
@@ -317,6 +348,44 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
     }
     let _ = task.stop();
     set(&ctx.status, &ctx.task, TaskState::Stopped);
+}
+
+/// A run of stored values decoded (Avro to JSON, resolved to a reader schema) into `out`,
+/// one buffer for the run. A value that does not decode follows the error policy; `None`:
+/// the policy stopped the task.
+fn decode_run(
+    ctx: &Ctx,
+    decoder: &crate::convert::Decoder,
+    raw: &SinkValueRun,
+    mut out: Vec<u8>,
+) -> Option<SinkValueRun> {
+    let mut values = Vec::with_capacity(raw.values.len());
+    for (i, &(offset, span)) in raw.values.iter().enumerate() {
+        let Some(stored) = span.and(raw.value(i)) else {
+            values.push((offset, None)); // a tombstone stays one
+            continue;
+        };
+        let start = out.len();
+        match decoder.decode_into(stored, &mut out) {
+            Ok(_) => values.push((offset, Some((start as u32, out.len() as u32)))),
+            Err(e) => {
+                let origin = vec![
+                    ("topic".to_string(), raw.topic.to_string()),
+                    ("partition".to_string(), raw.partition.to_string()),
+                    ("offset".to_string(), offset.to_string()),
+                ];
+                if !ctx.bad_record("converter", &e, Some(stored), origin) {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(SinkValueRun {
+        topic: raw.topic.clone(),
+        partition: raw.partition,
+        buf: Bytes::from(out),
+        values,
+    })
 }
 
 /// The values of a read (whole batches from offset `from` on) as a run, with the next offset

@@ -41,6 +41,7 @@ pub(super) fn source_loop(
     // Positions of records already in the log, not yet committed.
     let mut positions = Positions::default();
     let mut last_commit = Instant::now();
+    let mut transcoded: Vec<u8> = Vec::new();
     while !ctx.stop.load(Ordering::Acquire) {
         let polled = match ctx.retry("poll", || task.poll_batch(POLL_RECORDS, POLL_TIMEOUT)) {
             Ok(p) => p,
@@ -49,7 +50,7 @@ pub(super) fn source_loop(
         // An encoded batch (from a plugin) and runs of values are read in place unless
         // transforms or the converter need records.
         let values_in_place = ctx.transforms.is_empty()
-            && matches!(&*ctx.converters, Converters::Source { value, .. } if value.checks_in_place());
+            && matches!(&*ctx.converters, Converters::Source { value, .. } if value.checks_in_place() || value.transcodes_raw());
         let (records, encoded, runs) = match polled {
             Polled::Records(r) => (r, None, Vec::new()),
             Polled::Values(runs) if values_in_place => (Vec::new(), None, runs),
@@ -241,20 +242,33 @@ pub(super) fn source_loop(
             'runs: for run in &runs {
                 // The position after the last value stored (or refused and tolerated).
                 let mut done: Option<u64> = None;
-                for (v, position) in run.iter() {
-                    if let Err(message) = encoder.check_raw(v) {
-                        let o = vec![
-                            ("source.stream".to_string(), run.stream().to_string()),
-                            ("source.offset".to_string(), position.to_string()),
-                        ];
-                        if !ctx.bad_record("converter", &message, Some(v), o) {
-                            stopped_at_bad_record = true;
-                            remember_run(&mut positions, run, done);
-                            break 'runs;
+                for (raw, position) in run.iter() {
+                    // Stored as they are once checked, or converted (Avro, a declared
+                    // schema) into a buffer reused from record to record.
+                    let stored = if encoder.checks_in_place() {
+                        encoder.check_raw(raw).map(|()| raw)
+                    } else {
+                        transcoded.clear();
+                        encoder
+                            .encode_raw_into(raw, &mut transcoded)
+                            .map(|()| transcoded.as_slice())
+                    };
+                    let v = match stored {
+                        Ok(v) => v,
+                        Err(message) => {
+                            let o = vec![
+                                ("source.stream".to_string(), run.stream().to_string()),
+                                ("source.offset".to_string(), position.to_string()),
+                            ];
+                            if !ctx.bad_record("converter", &message, Some(raw), o) {
+                                stopped_at_bad_record = true;
+                                remember_run(&mut positions, run, done);
+                                break 'runs;
+                            }
+                            done = Some(position);
+                            continue;
                         }
-                        done = Some(position);
-                        continue;
-                    }
+                    };
                     let stored = out.push(
                         &ctx,
                         (&topic, &main_parts, &mut partitions),

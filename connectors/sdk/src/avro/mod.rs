@@ -6,15 +6,48 @@
 //! the first branch the JSON value fits (`null` for null), enums are strings, bytes and
 //! fixed are strings of code points 0–255, logical types travel as their underlying type.
 
+//!
+//! Two paths, one meaning. The lean path ([`Compiled::encode_json`], [`Compiled::write_json`])
+//! streams JSON text to Avro binary and back with a plan compiled once per schema
+//! (`plan`, `from_json`, `to_json`): no document tree, no allocation per record. The general
+//! path ([`Compiled::encode`], [`Compiled::decode`]) goes through a `serde_json::Value`;
+//! the lean path hands over to it whenever it cannot be sure (and for every value that does
+//! not fit), so results and error messages are the general path's, always.
+
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use apache_avro::schema::{Name, RecordField, Schema, UuidSchema};
 use serde_json::{Map, Number, Value as Json};
 
-/// Named types of a schema, for references.
+mod from_json;
+#[cfg(test)]
+mod lean_tests;
+mod plan;
+mod to_json;
+
+/// A schema ready to encode and decode with: its named types, for references, and the plan
+/// the lean path walks.
 pub struct Compiled {
     pub schema: Schema,
     names: HashMap<String, Schema>,
+    plan: plan::Plan,
+}
+
+/// Why JSON text could not be written as Avro.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonToAvroError {
+    /// The text is not JSON at all (serde_json's message).
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    /// The JSON does not fit the schema (where and why).
+    #[error("{0}")]
+    DoesNotFit(String),
+}
+
+thread_local! {
+    /// What the lean path reuses across records: tasks run on threads of their own.
+    static SCRATCH: RefCell<(from_json::Scratch, Vec<u8>)> = RefCell::default();
 }
 
 fn full(n: &Name) -> String {
@@ -48,7 +81,66 @@ impl Compiled {
     pub fn new(schema: Schema) -> Self {
         let mut names = HashMap::new();
         collect(&schema, &mut names);
-        Compiled { schema, names }
+        let mut compiled = Compiled {
+            schema,
+            names,
+            plan: plan::Plan {
+                nodes: Vec::new(),
+                root: 0,
+            },
+        };
+        compiled.plan = plan::Plan::new(&compiled);
+        compiled
+    }
+
+    /// Appends the Avro encoding of the JSON `text` to `out`, streaming (see the module
+    /// docs). On an error `out` is as it was.
+    pub fn encode_json(&self, text: &[u8], out: &mut Vec<u8>) -> Result<(), JsonToAvroError> {
+        let start = out.len();
+        let lean = SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut s) => from_json::encode(&self.plan, text, out, &mut s.0),
+            Err(_) => Err(()),
+        });
+        if lean.is_ok() {
+            return Ok(());
+        }
+        out.truncate(start);
+        let v: Json =
+            serde_json::from_slice(text).map_err(|e| JsonToAvroError::NotJson(e.to_string()))?;
+        let done = self.encode(&v, out).map_err(JsonToAvroError::DoesNotFit);
+        if done.is_err() {
+            out.truncate(start);
+        }
+        done
+    }
+
+    /// Appends the JSON text of one Avro `datum` to `out`, streaming; byte for byte what
+    /// serializing [`Compiled::decode`]'s value gives. On an error `out` is as it was.
+    pub fn write_json(&self, datum: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let start = out.len();
+        if to_json::write(&self.plan, datum, out).is_ok() {
+            return Ok(());
+        }
+        out.truncate(start);
+        let v = self.decode(datum)?;
+        serde_json::to_writer(&mut *out, &v).map_err(|e| e.to_string())
+    }
+
+    /// [`Compiled::conform`] from JSON text to JSON text, streaming.
+    pub fn conform_json(&self, text: &[u8], out: &mut Vec<u8>) -> Result<(), JsonToAvroError> {
+        let datum = SCRATCH.with(|s| s.try_borrow_mut().map(|mut s| std::mem::take(&mut s.1)));
+        let mut datum = datum.unwrap_or_default();
+        datum.clear();
+        let done = self.encode_json(text, &mut datum).and_then(|()| {
+            self.write_json(&datum, out)
+                .map_err(JsonToAvroError::DoesNotFit)
+        });
+        SCRATCH.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                s.1 = datum;
+            }
+        });
+        done
     }
 
     fn resolve<'a>(&'a self, s: &'a Schema) -> &'a Schema {

@@ -1,0 +1,231 @@
+//! Avro binary → JSON text in one pass, directed by the [`Plan`]: the JSON is written as the
+//! datum is read, byte for byte what serializing the general path's tree gives (compact,
+//! serde_json's escapes, ryu's floats), with no tree and no allocation per record.
+//!
+//! A datum this pass cannot write with certainty (a map with a repeated key, which a JSON
+//! object would fold) or that is malformed makes it give up; the caller then takes the
+//! general path, which says what is wrong.
+
+use super::plan::{Node, NodeId, Plan};
+
+/// Appends the JSON text of `datum` to `out`; `Err(())` when the general path must decide
+/// (the caller truncates `out`).
+pub(crate) fn write(plan: &Plan, datum: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+    let mut r = Reader { b: datum, at: 0 };
+    value(plan, plan.root, &mut r, out)?;
+    if r.at != datum.len() {
+        return Err(());
+    }
+    Ok(())
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, ()> {
+        let v = *self.b.get(self.at).ok_or(())?;
+        self.at += 1;
+        Ok(v)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ()> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or(())?;
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn long(&mut self) -> Result<i64, ()> {
+        let (mut z, mut shift) = (0u64, 0);
+        loop {
+            let b = self.byte()?;
+            if shift > 63 {
+                return Err(());
+            }
+            z |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    fn len(&mut self) -> Result<usize, ()> {
+        usize::try_from(self.long()?).map_err(|_| ())
+    }
+
+    fn block_len(&mut self) -> Result<usize, ()> {
+        let n = self.long()?;
+        if n < 0 {
+            self.long()?;
+        }
+        Ok(n.unsigned_abs() as usize)
+    }
+}
+
+fn float(f: f64, out: &mut Vec<u8>) {
+    if f.is_finite() {
+        // serde_json's own float formatter, so the text is the one it would write.
+        out.extend_from_slice(zmij::Buffer::new().format_finite(f).as_bytes());
+    } else {
+        // As serde_json's Number::from_f64 has it: no JSON number for NaN or infinity.
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn value(plan: &Plan, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), ()> {
+    match &plan.nodes[id] {
+        Node::Null => out.extend_from_slice(b"null"),
+        Node::Boolean => out.extend_from_slice(if r.byte()? != 0 { b"true" } else { b"false" }),
+        Node::Int | Node::Long => {
+            out.extend_from_slice(itoa::Buffer::new().format(r.long()?).as_bytes())
+        }
+        Node::Float => {
+            let b: [u8; 4] = r.take(4)?.try_into().map_err(|_| ())?;
+            float(f32::from_le_bytes(b) as f64, out);
+        }
+        Node::Double => {
+            let b: [u8; 8] = r.take(8)?.try_into().map_err(|_| ())?;
+            float(f64::from_le_bytes(b), out);
+        }
+        Node::String => {
+            let n = r.len()?;
+            let s = r.take(n)?;
+            std::str::from_utf8(s).map_err(|_| ())?;
+            quote(s, out);
+        }
+        Node::Bytes => {
+            let n = r.len()?;
+            quote_latin1(r.take(n)?, out);
+        }
+        Node::Fixed(size) => quote_latin1(r.take(*size)?, out),
+        Node::Enum { quoted, .. } => {
+            let i = usize::try_from(r.long()?).map_err(|_| ())?;
+            out.extend_from_slice(quoted.get(i).ok_or(())?);
+        }
+        Node::Array(items) => {
+            out.push(b'[');
+            let mut first = true;
+            loop {
+                let n = r.block_len()?;
+                if n == 0 {
+                    break;
+                }
+                for _ in 0..n {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    value(plan, *items, r, out)?;
+                }
+            }
+            out.push(b']');
+        }
+        Node::Map(values) => {
+            out.push(b'{');
+            let mut keys: Vec<&[u8]> = Vec::new();
+            loop {
+                let n = r.block_len()?;
+                if n == 0 {
+                    break;
+                }
+                for _ in 0..n {
+                    let kl = r.len()?;
+                    let k = r.take(kl)?;
+                    std::str::from_utf8(k).map_err(|_| ())?;
+                    if keys.contains(&k) {
+                        return Err(()); // a JSON object would fold it: the general path
+                    }
+                    if !keys.is_empty() {
+                        out.push(b',');
+                    }
+                    keys.push(k);
+                    quote(k, out);
+                    out.push(b':');
+                    value(plan, *values, r, out)?;
+                }
+            }
+            out.push(b'}');
+        }
+        Node::Union(branches) => {
+            let i = usize::try_from(r.long()?).map_err(|_| ())?;
+            value(plan, *branches.get(i).ok_or(())?, r, out)?;
+        }
+        Node::Record(fields) => {
+            out.push(b'{');
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&f.key);
+                value(plan, f.node, r, out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// serde_json's escape for a byte that needs one (`0`: none).
+fn escape(b: u8) -> u8 {
+    match b {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        0x08 => b'b',
+        0x0c => b'f',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
+        0x00..=0x1f => b'u',
+        _ => 0,
+    }
+}
+
+fn put_escape(b: u8, e: u8, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'\\');
+    out.push(e);
+    if e == b'u' {
+        out.extend_from_slice(&[b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+    }
+}
+
+/// `s` (valid UTF-8) as a JSON string, escaped exactly as serde_json escapes.
+pub(crate) fn quote(s: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let e = escape(b);
+        if e != 0 {
+            out.extend_from_slice(&s[run..i]);
+            put_escape(b, e, out);
+            run = i + 1;
+        }
+    }
+    out.extend_from_slice(&s[run..]);
+    out.push(b'"');
+}
+
+/// Bytes as a JSON string of the code points 0–255 (how the general path maps `bytes`).
+fn quote_latin1(s: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &b in s {
+        if b >= 0x80 {
+            out.extend_from_slice(&[0xc0 | (b >> 6), 0x80 | (b & 0x3f)]);
+            continue;
+        }
+        match escape(b) {
+            0 => out.push(b),
+            e => put_escape(b, e, out),
+        }
+    }
+    out.push(b'"');
+}
