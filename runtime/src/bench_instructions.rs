@@ -11,7 +11,12 @@ use anyhow::{bail, Context, Result};
 use crate::cli::PipelineBenchArgs;
 
 /// Instructions callgrind counted for one `--once` run of `format` over `records` lines.
-fn count(args: &PipelineBenchArgs, format: &str, records: usize) -> Result<u64> {
+fn count(
+    args: &PipelineBenchArgs,
+    format: &str,
+    records: usize,
+    input: &std::path::Path,
+) -> Result<u64> {
     let me = std::env::current_exe().context("finding this binary")?;
     let out = Command::new("valgrind")
         .args([
@@ -22,6 +27,8 @@ fn count(args: &PipelineBenchArgs, format: &str, records: usize) -> Result<u64> 
         .arg(&me)
         .args(["bench", "pipeline", "--once", "--runs", format, "--records"])
         .arg(records.to_string())
+        .arg("--input")
+        .arg(input)
         .arg("--dir")
         .arg(&args.dir)
         .env("RUST_LOG", "error")
@@ -42,6 +49,15 @@ fn count(args: &PipelineBenchArgs, format: &str, records: usize) -> Result<u64> 
 pub fn run(args: &PipelineBenchArgs) -> Result<()> {
     let large = args.records.clamp(2_000, 100_000);
     let small = large / 4;
+    let work = tempfile::Builder::new()
+        .prefix(".sluice-bench-instructions-")
+        .tempdir_in(&args.dir)?;
+    let (small_input, large_input) = (
+        work.path().join("small.jsonl"),
+        work.path().join("large.jsonl"),
+    );
+    crate::bench_pipeline::write_input(&small_input, small)?;
+    crate::bench_pipeline::write_input(&large_input, large)?;
     println!(
         "sluice bench pipeline --instructions: callgrind, runs of {small} and {large} JSON lines of ~200 B, file -> topic -> file"
     );
@@ -58,8 +74,8 @@ pub fn run(args: &PipelineBenchArgs) -> Result<()> {
         if !args.runs.iter().any(|r| r == format) {
             continue;
         }
-        let a = count(args, format, small)?;
-        let b = count(args, format, large)?;
+        let a = count(args, format, small, &small_input)?;
+        let b = count(args, format, large, &large_input)?;
         let per_record = b.saturating_sub(a) as f64 / (large - small) as f64;
         println!(
             "{label:<40} {per_record:>16.0} {:>22.0}",

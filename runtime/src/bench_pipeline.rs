@@ -106,8 +106,14 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix(".sluice-bench-pipeline-")
         .tempdir_in(&args.dir)?;
-    let input = work.path().join("input.jsonl");
-    write_input(&input, args.records)?;
+    let input = match &args.input {
+        Some(given) => given.clone(),
+        None => {
+            let input = work.path().join("input.jsonl");
+            write_input(&input, args.records)?;
+            input
+        }
+    };
     if args.once {
         // One run of one format, nothing else: what --instructions counts under callgrind.
         let [format] = args.runs.as_slice() else {
@@ -187,7 +193,7 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
 }
 
 /// The fixed input: `records` JSON lines of about 200 bytes.
-fn write_input(input: &std::path::Path, records: usize) -> Result<()> {
+pub fn write_input(input: &std::path::Path, records: usize) -> Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(input)?);
     for i in 0..records {
         // About 200 bytes of JSON per line.

@@ -213,6 +213,10 @@ pub struct PipelineBenchArgs {
     /// (Internal, for --instructions) run one pipeline once and exit.
     #[arg(long, hide = true)]
     pub once: bool,
+    /// (Internal, for --instructions) the input, written beforehand (so that making it is
+    /// not counted).
+    #[arg(long, hide = true)]
+    pub input: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

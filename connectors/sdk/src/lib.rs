@@ -61,6 +61,7 @@ pub mod avro;
 pub mod config;
 pub mod connector;
 pub mod data;
+pub mod json;
 pub mod plugin;
 pub mod registry;
 

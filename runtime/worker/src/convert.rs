@@ -20,6 +20,17 @@ pub fn value_to_json(v: &Value) -> serde_json::Value {
     v.to_json()
 }
 
+/// Whether `b` is JSON: the fast scanner where it is sure, serde_json (and its message)
+/// otherwise.
+fn check_json(b: &[u8]) -> Result<(), String> {
+    if sluice_connector_sdk::json::is_valid(b) == Some(true) {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(b)
+        .map(|_| ())
+        .map_err(|e| format!("not valid JSON: {e}"))
+}
+
 /// Why a payload cannot be stored, with the payload's bytes (for the dead-letter topic).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodeError {
@@ -107,9 +118,7 @@ impl Encoder {
             Format::String => std::str::from_utf8(b)
                 .map(|_| ())
                 .map_err(|e| format!("not valid UTF-8 text: {e}")),
-            _ => serde_json::from_slice::<serde::de::IgnoredAny>(b)
-                .map(|_| ())
-                .map_err(|e| format!("not valid JSON: {e}")),
+            _ => check_json(b),
         }
     }
 
@@ -252,12 +261,10 @@ impl Encoder {
                 Ok(_) => Ok(Some(b)),
                 Err(e) => fail(format!("not valid UTF-8 text: {e}"), Some(b.to_vec())),
             },
-            (Format::Json, Payload::Raw(b)) => {
-                match serde_json::from_slice::<serde::de::IgnoredAny>(&b) {
-                    Ok(_) => Ok(Some(b)),
-                    Err(e) => fail(format!("not valid JSON: {e}"), Some(b.to_vec())),
-                }
-            }
+            (Format::Json, Payload::Raw(b)) => match check_json(&b) {
+                Ok(()) => Ok(Some(b)),
+                Err(message) => fail(message, Some(b.to_vec())),
+            },
             (Format::Json, Payload::Typed { value, .. }) => {
                 Ok(Some(value_to_json(&value).to_string().into()))
             }

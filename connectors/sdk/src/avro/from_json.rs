@@ -1,20 +1,18 @@
-//! JSON text → Avro binary in one pass, directed by the [`Plan`]: serde_json's streaming
-//! parser calls back into the plan (a `DeserializeSeed` per value), and each value is
-//! written as Avro as it is parsed. No document tree, no allocation per record: strings and
-//! keys are borrowed from the input, field spans live on a reused stack.
+//! JSON text → Avro binary in one pass, directed by the [`Plan`]: the text is scanned
+//! ([`crate::json`]) and each value written as Avro as it is read. No document tree, no
+//! allocation per record: strings are slices of the input, field spans live on a reused
+//! stack.
 //!
 //! Record fields are written in the order they arrive and put in the schema's order only
-//! when they arrived in another (or some are missing and take their defaults). A value this
-//! pass cannot place with certainty (a union whose first candidate branch does not fit, a
-//! map with a repeated key) makes it give up; the caller then takes the general path, which
-//! decides exactly as before and says why a value does not fit.
-
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+//! when they arrived in another (or some are missing and take their defaults). Whatever this
+//! pass cannot place with certainty (an escape in a string, a number it does not parse
+//! itself, a union whose first candidate branch does not fit, a map with a repeated key)
+//! makes it give up; the caller then takes the general path, which decides exactly as before
+//! and says why a value does not fit.
 
 use super::plan::{Field, Node, NodeId, Plan};
 use super::put_long;
+use crate::json::{Scanner, MAX_DEPTH};
 
 /// What the pass reuses across records (one per thread).
 #[derive(Default)]
@@ -27,41 +25,47 @@ pub(crate) struct Scratch {
 
 const UNSET: (u32, u32) = (u32::MAX, 0);
 
-/// Appends the Avro encoding of the JSON `text` to `out`; `Err(())` when the general path
-/// must decide (the caller truncates `out`).
+/// The general path must decide.
+pub(crate) struct GiveUp;
+
+type Step = Result<(), GiveUp>;
+
+/// Appends the Avro encoding of the JSON `text` to `out`; `Err` when the general path must
+/// decide (the caller truncates `out`).
 pub(crate) fn encode(
     plan: &Plan,
     text: &[u8],
     out: &mut Vec<u8>,
     scratch: &mut Scratch,
-) -> Result<(), ()> {
-    let mut de = serde_json::Deserializer::from_slice(text);
-    let mut ctx = Ctx { plan, out, scratch };
-    let seed = Seed {
-        ctx: &mut ctx,
-        node: plan.root,
+) -> Result<(), GiveUp> {
+    // Strings are taken as UTF-8 without another look: check the whole text once.
+    if !text.is_ascii() && std::str::from_utf8(text).is_err() {
+        return Err(GiveUp);
+    }
+    let mut ctx = Ctx {
+        plan,
+        out,
+        scratch,
+        s: Scanner { b: text, at: 0 },
     };
-    let done = seed.deserialize(&mut de).and_then(|_| de.end());
+    let done = ctx.value(plan.root, 0);
     ctx.scratch.spans.clear();
-    done.map_err(|_| ())
+    done?;
+    ctx.s.ws();
+    if ctx.s.at != text.len() {
+        return Err(GiveUp);
+    }
+    Ok(())
 }
 
-struct Ctx<'p> {
+struct Ctx<'p, 't> {
     plan: &'p Plan,
     out: &'p mut Vec<u8>,
     scratch: &'p mut Scratch,
+    s: Scanner<'t>,
 }
 
-struct Seed<'c, 'p> {
-    ctx: &'c mut Ctx<'p>,
-    node: NodeId,
-}
-
-fn give_up<E: de::Error>() -> E {
-    E::custom("")
-}
-
-/// A JSON number as serde_json parsed it.
+/// A JSON number as serde_json would have parsed it.
 #[derive(Clone, Copy)]
 enum Num {
     I(i64),
@@ -86,6 +90,31 @@ impl Num {
             Num::F(f) => f,
         }
     }
+
+    /// The number `text` is, as serde_json parses it; `None` past what is parsed here.
+    fn parse(text: &[u8], float: bool) -> Option<Num> {
+        if float {
+            // serde_json's own float parsing, for the same bits.
+            return serde_json::from_slice::<f64>(text).ok().map(Num::F);
+        }
+        let (negative, digits) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, text),
+        };
+        if digits.len() > 18 {
+            return None; // may not fit a u64 / i64: serde_json turns those into floats
+        }
+        let mut v: u64 = 0;
+        for d in digits {
+            v = v * 10 + (d - b'0') as u64;
+        }
+        Some(match (negative, v) {
+            // serde_json has `-0` as a float.
+            (true, 0) => Num::F(-0.0),
+            (true, v) => Num::I(-(v as i64)),
+            (false, v) => Num::U(v),
+        })
+    }
 }
 
 /// Whether `n` fits `node` as the general path would have it.
@@ -98,351 +127,300 @@ fn fits_number(node: &Node, n: Num) -> bool {
     }
 }
 
-/// Writes `n` as `node`, if it fits there as the general path would have it.
-fn put_number(node: &Node, n: Num, out: &mut Vec<u8>) -> bool {
+fn put_number(node: &Node, n: Num, out: &mut Vec<u8>) -> Step {
     match node {
-        Node::Int => match n.as_i64().filter(|i| i32::try_from(*i).is_ok()) {
-            Some(i) => put_long(out, i),
-            None => return false,
-        },
-        Node::Long => match n.as_i64() {
-            Some(i) => put_long(out, i),
-            None => return false,
-        },
+        Node::Int | Node::Long if fits_number(node, n) => put_long(out, n.as_i64().ok_or(GiveUp)?),
         Node::Float => out.extend_from_slice(&(n.as_f64() as f32).to_le_bytes()),
         Node::Double => out.extend_from_slice(&n.as_f64().to_le_bytes()),
-        _ => return false,
+        _ => return Err(GiveUp),
     }
-    true
+    Ok(())
 }
 
-/// Writes `s` as `node` (string, bytes, fixed or enum), if it fits there.
-fn put_str(node: &Node, s: &str, out: &mut Vec<u8>) -> bool {
+/// Code points of a string (UTF-8 checked with the whole text).
+fn chars(s: &[u8]) -> Result<std::str::Chars<'_>, GiveUp> {
+    std::str::from_utf8(s).map(str::chars).map_err(|_| GiveUp)
+}
+
+fn fits_str(node: &Node, s: &[u8]) -> bool {
+    match node {
+        Node::String | Node::Bytes => true,
+        Node::Fixed(size) => {
+            if s.is_ascii() {
+                s.len() == *size
+            } else {
+                chars(s).is_ok_and(|c| c.count() == *size)
+            }
+        }
+        Node::Enum { symbols, .. } => symbols.iter().any(|x| x.as_bytes() == s),
+        _ => false,
+    }
+}
+
+/// Writes the string `s` as `node` (string, bytes, fixed or enum), if it fits there.
+fn put_str(node: &Node, s: &[u8], out: &mut Vec<u8>) -> Step {
+    if !fits_str(node, s) {
+        return Err(GiveUp);
+    }
     match node {
         Node::String => {
             put_long(out, s.len() as i64);
-            out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(s);
         }
-        Node::Bytes => {
+        Node::Bytes | Node::Fixed(_) => {
+            if let Node::Bytes = node {
+                let n = if s.is_ascii() {
+                    s.len()
+                } else {
+                    chars(s)?.count()
+                };
+                put_long(out, n as i64);
+            }
             if s.is_ascii() {
-                put_long(out, s.len() as i64);
-                out.extend_from_slice(s.as_bytes());
+                out.extend_from_slice(s);
             } else {
-                put_long(out, s.chars().count() as i64);
-                out.extend(s.chars().map(|c| c as u32 as u8));
+                out.extend(chars(s)?.map(|c| c as u32 as u8));
             }
         }
-        Node::Fixed(size) => {
-            if s.chars().count() != *size {
-                return false;
-            }
-            out.extend(s.chars().map(|c| c as u32 as u8));
+        Node::Enum { symbols, .. } => {
+            let i = symbols
+                .iter()
+                .position(|x| x.as_bytes() == s)
+                .ok_or(GiveUp)?;
+            put_long(out, i as i64);
         }
-        Node::Enum { symbols, .. } => match symbols.iter().position(|x| x == s) {
-            Some(i) => put_long(out, i as i64),
-            None => return false,
-        },
-        _ => return false,
+        _ => return Err(GiveUp),
     }
-    true
+    Ok(())
 }
 
-impl Seed<'_, '_> {
-    fn node(&self) -> &Node {
-        &self.ctx.plan.nodes[self.node]
-    }
-
-    /// The first branch of a union that `fits`, with its index written; `None` when this
-    /// node is not a union.
-    fn branch<E: de::Error>(&mut self, fits: impl Fn(&Node) -> bool) -> Result<Option<NodeId>, E> {
-        let plan = self.ctx.plan;
-        let Node::Union(branches) = &plan.nodes[self.node] else {
-            return Ok(None);
+impl<'t> Ctx<'_, 't> {
+    /// For a union, the first branch that `fits`, with its index written; other nodes as
+    /// they are.
+    fn choose(&mut self, id: NodeId, fits: impl Fn(&Node) -> bool) -> Result<NodeId, GiveUp> {
+        let plan = self.plan;
+        let Node::Union(branches) = &plan.nodes[id] else {
+            return Ok(id);
         };
-        let (i, id) = branches
+        let (i, b) = branches
             .iter()
             .enumerate()
             .find(|(_, b)| fits(&plan.nodes[**b]))
-            .ok_or_else(give_up)?;
-        put_long(self.ctx.out, i as i64);
-        Ok(Some(*id))
+            .ok_or(GiveUp)?;
+        put_long(self.out, i as i64);
+        Ok(*b)
     }
 
-    fn number<E: de::Error>(mut self, n: Num) -> Result<(), E> {
-        let plan = self.ctx.plan;
-        // A union takes the first branch the number fits, as the general path does.
-        let node = match &plan.nodes[self.node] {
-            Node::Union(branches) => {
-                let Some((i, id)) = branches
-                    .iter()
-                    .enumerate()
-                    .find(|(_, b)| fits_number(&plan.nodes[**b], n))
-                else {
-                    return Err(give_up());
-                };
-                put_long(self.ctx.out, i as i64);
-                self.node = *id;
-                &plan.nodes[*id]
-            }
-            other => other,
-        };
-        if put_number(node, n, self.ctx.out) {
+    fn expect(&mut self, c: u8) -> Step {
+        if self.s.peek() == Some(c) {
+            self.s.at += 1;
             Ok(())
         } else {
-            Err(give_up())
+            Err(GiveUp)
         }
     }
 
-    fn string<E: de::Error>(mut self, s: &str) -> Result<(), E> {
-        let plan = self.ctx.plan;
-        let node = match &plan.nodes[self.node] {
-            Node::Union(branches) => {
-                let fits = |n: &Node| match n {
-                    Node::String | Node::Bytes => true,
-                    Node::Fixed(size) => s.chars().count() == *size,
-                    Node::Enum { symbols, .. } => symbols.iter().any(|x| x == s),
-                    _ => false,
-                };
-                let Some((i, id)) = branches
-                    .iter()
-                    .enumerate()
-                    .find(|(_, b)| fits(&plan.nodes[**b]))
-                else {
-                    return Err(give_up());
-                };
-                put_long(self.ctx.out, i as i64);
-                self.node = *id;
-                &plan.nodes[*id]
+    fn string(&mut self) -> Result<&'t [u8], GiveUp> {
+        self.expect(b'"')?;
+        self.s.string_body().map_err(|_| GiveUp)
+    }
+
+    fn value(&mut self, id: NodeId, depth: u32) -> Step {
+        if depth > MAX_DEPTH {
+            return Err(GiveUp);
+        }
+        let plan = self.plan;
+        match self.s.peek().ok_or(GiveUp)? {
+            b'"' => {
+                self.s.at += 1;
+                let s = self.s.string_body().map_err(|_| GiveUp)?;
+                let id = self.choose(id, |n| fits_str(n, s))?;
+                put_str(&plan.nodes[id], s, self.out)
             }
-            other => other,
-        };
-        if put_str(node, s, self.ctx.out) {
-            Ok(())
-        } else {
-            Err(give_up())
+            b'-' | b'0'..=b'9' => {
+                let (text, float) = self.s.number().map_err(|_| GiveUp)?;
+                let n = Num::parse(text, float).ok_or(GiveUp)?;
+                let id = self.choose(id, |node| fits_number(node, n))?;
+                put_number(&plan.nodes[id], n, self.out)
+            }
+            b'n' => {
+                self.s.literal(b"null").map_err(|_| GiveUp)?;
+                let id = self.choose(id, |n| matches!(n, Node::Null))?;
+                match plan.nodes[id] {
+                    Node::Null => Ok(()),
+                    _ => Err(GiveUp),
+                }
+            }
+            c @ (b't' | b'f') => {
+                let v = c == b't';
+                self.s
+                    .literal(if v { b"true" } else { b"false" })
+                    .map_err(|_| GiveUp)?;
+                let id = self.choose(id, |n| matches!(n, Node::Boolean))?;
+                match plan.nodes[id] {
+                    Node::Boolean => {
+                        self.out.push(v as u8);
+                        Ok(())
+                    }
+                    _ => Err(GiveUp),
+                }
+            }
+            b'[' => {
+                let id = self.choose(id, |n| matches!(n, Node::Array(_)))?;
+                let Node::Array(items) = plan.nodes[id] else {
+                    return Err(GiveUp);
+                };
+                self.array(items, depth)
+            }
+            b'{' => {
+                let id = self.choose(id, |n| matches!(n, Node::Record(_) | Node::Map(_)))?;
+                match &plan.nodes[id] {
+                    Node::Record(fields) => self.record(fields, depth),
+                    Node::Map(values) => self.map(*values, depth),
+                    _ => Err(GiveUp),
+                }
+            }
+            _ => Err(GiveUp),
         }
     }
-}
 
-impl<'de> DeserializeSeed<'de> for Seed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Seed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a value of the schema")
-    }
-
-    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
-        if self.branch(|n| matches!(n, Node::Null))?.is_some() || matches!(self.node(), Node::Null)
-        {
-            return Ok(());
-        }
-        Err(give_up())
-    }
-
-    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
-        if self.branch(|n| matches!(n, Node::Boolean))?.is_some()
-            || matches!(self.node(), Node::Boolean)
-        {
-            self.ctx.out.push(v as u8);
-            return Ok(());
-        }
-        Err(give_up())
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.number(Num::I(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.number(Num::U(v))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.number(Num::F(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.string(v)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        if let Some(id) = self.branch(|n| matches!(n, Node::Array(_)))? {
-            self.node = id;
-        }
-        let Node::Array(items) = *self.node() else {
-            return Err(give_up());
-        };
-        let start = self.ctx.out.len();
+    fn array(&mut self, items: NodeId, depth: u32) -> Step {
+        self.expect(b'[')?;
+        let start = self.out.len();
         let mut n = 0i64;
-        while seq
-            .next_element_seed(Seed {
-                ctx: &mut *self.ctx,
-                node: items,
-            })?
-            .is_some()
-        {
-            n += 1;
+        if self.s.peek() == Some(b']') {
+            self.s.at += 1;
+        } else {
+            loop {
+                self.value(items, depth + 1)?;
+                n += 1;
+                match self.s.peek() {
+                    Some(b',') => self.s.at += 1,
+                    Some(b']') => {
+                        self.s.at += 1;
+                        break;
+                    }
+                    _ => return Err(GiveUp),
+                }
+            }
         }
         if n > 0 {
             let mut count = Vec::with_capacity(10);
             put_long(&mut count, n);
-            self.ctx.out.splice(start..start, count);
+            self.out.splice(start..start, count);
         }
-        self.ctx.out.push(0);
+        self.out.push(0);
         Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(mut self, map: A) -> Result<(), A::Error> {
-        if let Some(id) = self.branch(|n| matches!(n, Node::Record(_) | Node::Map(_)))? {
-            self.node = id;
-        }
-        let plan = self.ctx.plan;
-        match &plan.nodes[self.node] {
-            Node::Record(fields) => record(self.ctx, fields, map),
-            Node::Map(values) => avro_map(self.ctx, *values, map),
-            _ => Err(give_up()),
-        }
-    }
-}
-
-/// A record's fields, in the schema's order in the end.
-fn record<'de, A: MapAccess<'de>>(
-    ctx: &mut Ctx<'_>,
-    fields: &[Field],
-    mut map: A,
-) -> Result<(), A::Error> {
-    let start = ctx.out.len();
-    let base = ctx.scratch.spans.len();
-    ctx.scratch.spans.resize(base + fields.len(), UNSET);
-    let (mut next, mut in_order) = (0usize, true);
-    while let Some(key) = map.next_key_seed(FieldKey(fields))? {
-        let Some(i) = key else {
-            map.next_value::<IgnoredAny>()?;
-            continue;
-        };
-        let from = ctx.out.len() - start;
-        map.next_value_seed(Seed {
-            ctx: &mut *ctx,
-            node: fields[i].node,
-        })?;
-        let to = ctx.out.len() - start;
-        let slot = &mut ctx.scratch.spans[base + i];
-        if *slot != UNSET || i != next {
-            in_order = false;
-        }
-        *slot = (from as u32, to as u32);
-        if in_order {
-            next = i + 1;
-        }
-    }
-    if !(in_order && next == fields.len()) {
-        // Put the fields in the schema's order; missing ones take their defaults.
-        let Scratch { spans, tmp } = &mut *ctx.scratch;
-        tmp.clear();
-        tmp.extend_from_slice(&ctx.out[start..]);
-        ctx.out.truncate(start);
-        for (i, f) in fields.iter().enumerate() {
-            match (spans[base + i], &f.default) {
-                (UNSET, Some(d)) => ctx.out.extend_from_slice(d),
-                (UNSET, None) => return Err(give_up()),
-                ((from, to), _) => ctx.out.extend_from_slice(&tmp[from as usize..to as usize]),
+    /// A record's fields, in the schema's order in the end.
+    fn record(&mut self, fields: &[Field], depth: u32) -> Step {
+        self.expect(b'{')?;
+        let start = self.out.len();
+        let base = self.scratch.spans.len();
+        self.scratch.spans.resize(base + fields.len(), UNSET);
+        let (mut next, mut in_order) = (0usize, true);
+        if self.s.peek() == Some(b'}') {
+            self.s.at += 1;
+        } else {
+            loop {
+                let key = self.string()?;
+                // Keys mostly come in the schema's order: the expected one is tried first.
+                let found = match fields.get(next) {
+                    Some(f) if f.name.as_bytes() == key => Some(next),
+                    _ => fields.iter().position(|f| f.name.as_bytes() == key),
+                };
+                self.expect(b':')?;
+                match found {
+                    None => self.s.skip_value(depth + 1).map_err(|_| GiveUp)?,
+                    Some(i) => {
+                        let from = self.out.len() - start;
+                        self.value(fields[i].node, depth + 1)?;
+                        let to = self.out.len() - start;
+                        let slot = &mut self.scratch.spans[base + i];
+                        if *slot != UNSET || i != next {
+                            in_order = false;
+                        }
+                        *slot = (from as u32, to as u32);
+                        if in_order {
+                            next = i + 1;
+                        }
+                    }
+                }
+                match self.s.peek() {
+                    Some(b',') => self.s.at += 1,
+                    Some(b'}') => {
+                        self.s.at += 1;
+                        break;
+                    }
+                    _ => return Err(GiveUp),
+                }
             }
         }
-    }
-    ctx.scratch.spans.truncate(base);
-    Ok(())
-}
-
-/// An Avro map: one block of entries (keys as strings), counted once its end is known.
-fn avro_map<'de, A: MapAccess<'de>>(
-    ctx: &mut Ctx<'_>,
-    values: NodeId,
-    mut map: A,
-) -> Result<(), A::Error> {
-    let start = ctx.out.len();
-    let base = ctx.scratch.spans.len();
-    let mut n = 0i64;
-    while let Some(key_start) = map.next_key_seed(MapKey(ctx.out))? {
-        // A repeated key is left to the general path (a JSON object keeps the last value at
-        // the first key's place). Keys are compared as written: length prefix and bytes.
-        let key_end = ctx.out.len();
-        let key = &ctx.out[key_start..key_end];
-        if ctx.scratch.spans[base..]
-            .iter()
-            .any(|&(f, t)| &ctx.out[f as usize..t as usize] == key)
-        {
-            return Err(give_up());
+        if !(in_order && next == fields.len()) {
+            // Put the fields in the schema's order; missing ones take their defaults.
+            let Scratch { spans, tmp } = &mut *self.scratch;
+            tmp.clear();
+            tmp.extend_from_slice(&self.out[start..]);
+            self.out.truncate(start);
+            for (i, f) in fields.iter().enumerate() {
+                match (spans[base + i], &f.default) {
+                    (UNSET, Some(d)) => self.out.extend_from_slice(d),
+                    (UNSET, None) => return Err(GiveUp),
+                    ((from, to), _) => self.out.extend_from_slice(&tmp[from as usize..to as usize]),
+                }
+            }
         }
-        ctx.scratch.spans.push((key_start as u32, key_end as u32));
-        n += 1;
-        map.next_value_seed(Seed {
-            ctx: &mut *ctx,
-            node: values,
-        })?;
-    }
-    ctx.scratch.spans.truncate(base);
-    if n > 0 {
-        let mut count = Vec::with_capacity(10);
-        put_long(&mut count, n);
-        ctx.out.splice(start..start, count);
-    }
-    ctx.out.push(0);
-    Ok(())
-}
-
-/// A record's key: the index of the field it names (`None`: not in the schema, skipped).
-struct FieldKey<'f>(&'f [Field]);
-
-impl<'de> DeserializeSeed<'de> for FieldKey<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldKey<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a field name")
+        self.scratch.spans.truncate(base);
+        Ok(())
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.iter().position(|f| f.name == v))
-    }
-}
-
-/// A map's key, written as an Avro string; its value is where it starts in the output.
-struct MapKey<'o>(&'o mut Vec<u8>);
-
-impl<'de> DeserializeSeed<'de> for MapKey<'_> {
-    type Value = usize;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for MapKey<'_> {
-    type Value = usize;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a map key")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
-        let start = self.0.len();
-        put_long(self.0, v.len() as i64);
-        self.0.extend_from_slice(v.as_bytes());
-        Ok(start)
+    /// An Avro map: one block of entries (keys as strings), counted once its end is known.
+    fn map(&mut self, values: NodeId, depth: u32) -> Step {
+        self.expect(b'{')?;
+        let start = self.out.len();
+        let base = self.scratch.spans.len();
+        let mut n = 0i64;
+        if self.s.peek() == Some(b'}') {
+            self.s.at += 1;
+        } else {
+            loop {
+                let key = self.string()?;
+                let key_start = self.out.len();
+                put_long(self.out, key.len() as i64);
+                self.out.extend_from_slice(key);
+                // A repeated key is left to the general path (a JSON object keeps the last
+                // value at the first key's place). Keys are compared as written.
+                let written = &self.out[key_start..];
+                if self.scratch.spans[base..]
+                    .iter()
+                    .any(|&(f, t)| &self.out[f as usize..t as usize] == written)
+                {
+                    return Err(GiveUp);
+                }
+                self.scratch
+                    .spans
+                    .push((key_start as u32, self.out.len() as u32));
+                n += 1;
+                self.expect(b':')?;
+                self.value(values, depth + 1)?;
+                match self.s.peek() {
+                    Some(b',') => self.s.at += 1,
+                    Some(b'}') => {
+                        self.s.at += 1;
+                        break;
+                    }
+                    _ => return Err(GiveUp),
+                }
+            }
+        }
+        self.scratch.spans.truncate(base);
+        if n > 0 {
+            let mut count = Vec::with_capacity(10);
+            put_long(&mut count, n);
+            self.out.splice(start..start, count);
+        }
+        self.out.push(0);
+        Ok(())
     }
 }

@@ -123,7 +123,7 @@ fn json_value() -> impl Strategy<Value = Json> {
         any::<u64>().prop_map(Json::from),
         (-1e6f64..1e6).prop_map(Json::from),
         (0i32..10).prop_map(Json::from),
-        "[a-z\u{e9}\u{ff}\"\\\\\n]{0,5}".prop_map(Json::from),
+        "[a-z\u{e9}\u{ff}\u{2603}\"\\\\\n\u{1}\u{7f}]{0,24}".prop_map(Json::from),
         prop_oneof![Just("RED"), Just("GREEN"), Just("abc"), Just("ab")].prop_map(Json::from),
     ];
     let keys = prop_oneof![
@@ -173,6 +173,18 @@ proptest! {
             o.entry("i").or_insert(json!(1));
             o.entry("d").or_insert(json!(2));
             check(&c, Json::Object(o).to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn number_texts_read_as_serde_json_reads_them(
+        n in "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,5})?([eE][+-]?[0-9]{1,3})?",
+        ws in "[ \t\n]{0,2}",
+    ) {
+        let c = compiled();
+        for field in ["i", "l", "f", "d", "num"] {
+            let text = format!(r#"{{"i": 1, "d": 2,{ws}"{field}":{ws}{n}{ws}}}"#);
+            check(&c, text.as_bytes());
         }
     }
 

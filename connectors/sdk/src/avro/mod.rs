@@ -99,7 +99,7 @@ impl Compiled {
         let start = out.len();
         let lean = SCRATCH.with(|s| match s.try_borrow_mut() {
             Ok(mut s) => from_json::encode(&self.plan, text, out, &mut s.0),
-            Err(_) => Err(()),
+            Err(_) => Err(from_json::GiveUp),
         });
         if lean.is_ok() {
             return Ok(());

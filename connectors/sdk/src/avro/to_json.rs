@@ -98,9 +98,7 @@ fn value(plan: &Plan, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Resu
         }
         Node::String => {
             let n = r.len()?;
-            let s = r.take(n)?;
-            std::str::from_utf8(s).map_err(|_| ())?;
-            quote(s, out);
+            quote_checked(r.take(n)?, out)?;
         }
         Node::Bytes => {
             let n = r.len()?;
@@ -140,7 +138,9 @@ fn value(plan: &Plan, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Resu
                 for _ in 0..n {
                     let kl = r.len()?;
                     let k = r.take(kl)?;
-                    std::str::from_utf8(k).map_err(|_| ())?;
+                    if !k.is_ascii() {
+                        std::str::from_utf8(k).map_err(|_| ())?;
+                    }
                     if keys.contains(&k) {
                         return Err(()); // a JSON object would fold it: the general path
                     }
@@ -196,6 +196,49 @@ fn put_escape(b: u8, e: u8, out: &mut Vec<u8>) {
     if e == b'u' {
         out.extend_from_slice(&[b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
     }
+}
+
+/// Whether any of the 8 bytes in `w` is a control character, `"`, `\\` or not ASCII: the
+/// bytes that need a look of their own.
+#[inline]
+fn needs_look(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (control
+        | has_zero(w ^ (ONES * b'"' as u64))
+        | has_zero(w ^ (ONES * b'\\' as u64))
+        | (w & HIGH))
+        != 0
+}
+
+/// Bytes that are UTF-8 text as a JSON string (escaped exactly as serde_json escapes);
+/// `Err(())` when they are not UTF-8. ASCII runs are checked 8 bytes at a time.
+fn quote_checked(s: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+    let mut clean = 0;
+    while clean + 8 <= s.len() {
+        let w = u64::from_le_bytes(s[clean..clean + 8].try_into().map_err(|_| ())?);
+        if needs_look(w) {
+            break;
+        }
+        clean += 8;
+    }
+    if s[clean..]
+        .iter()
+        .all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return Ok(());
+    }
+    if !s[clean..].is_ascii() {
+        std::str::from_utf8(&s[clean..]).map_err(|_| ())?;
+    }
+    quote(s, out);
+    Ok(())
 }
 
 /// `s` (valid UTF-8) as a JSON string, escaped exactly as serde_json escapes.
