@@ -5,8 +5,10 @@
 //! them ([`data`]: schemas that map one to one onto Avro, so the registry can govern every
 //! topic), connector settings declared once for validation and docs ([`config`]), and the one
 //! registry of connector types shared by built-ins and plugins ([`registry`]), and a fast
-//! JSON ↔ Avro binary codec for records in flight (`avro`, behind the `avro` feature), which the runtime's converters
-//! and connectors that write Avro files share.
+//! JSON ↔ Avro binary codec for records in flight (`avro`, behind the `avro` feature: a
+//! streaming path from JSON text to Avro and back with no document tree, and the general
+//! path it defers to), which the runtime's converters and connectors that write Avro files
+//! share, and a fast JSON scanner for checking records ([`json`]).
 //!
 //! **Must not touch:** the log, the broker, converters, transforms, threads or async
 //! runtimes: the runtime drives connectors; connectors only produce and consume records.
