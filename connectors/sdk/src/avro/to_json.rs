@@ -7,68 +7,25 @@
 //! general path, which says what is wrong.
 
 use super::plan::{Node, NodeId, Plan};
+use super::Reader;
 
-/// Appends the JSON text of `datum` to `out`; `Err(())` when the general path must decide
+/// The general path decides (an empty `String` allocates nothing; the message, if any, comes
+/// from the general path).
+type Step = Result<(), String>;
+
+fn give_up<T>() -> Result<T, String> {
+    Err(String::new())
+}
+
+/// Appends the JSON text of `datum` to `out`; an error when the general path must decide
 /// (the caller truncates `out`).
-pub(crate) fn write(plan: &Plan, datum: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+pub(crate) fn write(plan: &Plan, datum: &[u8], out: &mut Vec<u8>) -> Step {
     let mut r = Reader { b: datum, at: 0 };
     value(plan, plan.root, &mut r, out)?;
     if r.at != datum.len() {
-        return Err(());
+        return give_up();
     }
     Ok(())
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Result<u8, ()> {
-        let v = *self.b.get(self.at).ok_or(())?;
-        self.at += 1;
-        Ok(v)
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ()> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|e| *e <= self.b.len())
-            .ok_or(())?;
-        let s = &self.b[self.at..end];
-        self.at = end;
-        Ok(s)
-    }
-
-    fn long(&mut self) -> Result<i64, ()> {
-        let (mut z, mut shift) = (0u64, 0);
-        loop {
-            let b = self.byte()?;
-            if shift > 63 {
-                return Err(());
-            }
-            z |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
-        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
-    }
-
-    fn len(&mut self) -> Result<usize, ()> {
-        usize::try_from(self.long()?).map_err(|_| ())
-    }
-
-    fn block_len(&mut self) -> Result<usize, ()> {
-        let n = self.long()?;
-        if n < 0 {
-            self.long()?;
-        }
-        Ok(n.unsigned_abs() as usize)
-    }
 }
 
 fn float(f: f64, out: &mut Vec<u8>) {
@@ -81,7 +38,7 @@ fn float(f: f64, out: &mut Vec<u8>) {
     }
 }
 
-fn value(plan: &Plan, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), ()> {
+fn value(plan: &Plan, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Step {
     match &plan.nodes[id] {
         Node::Null => out.extend_from_slice(b"null"),
         Node::Boolean => out.extend_from_slice(if r.byte()? != 0 { b"true" } else { b"false" }),
@@ -89,11 +46,11 @@ fn value(plan: &Plan, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Resu
             out.extend_from_slice(itoa::Buffer::new().format(r.long()?).as_bytes())
         }
         Node::Float => {
-            let b: [u8; 4] = r.take(4)?.try_into().map_err(|_| ())?;
+            let b: [u8; 4] = r.take(4)?.try_into().or_else(|_| give_up())?;
             float(f32::from_le_bytes(b) as f64, out);
         }
         Node::Double => {
-            let b: [u8; 8] = r.take(8)?.try_into().map_err(|_| ())?;
+            let b: [u8; 8] = r.take(8)?.try_into().or_else(|_| give_up())?;
             float(f64::from_le_bytes(b), out);
         }
         Node::String => {
@@ -106,8 +63,13 @@ fn value(plan: &Plan, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Resu
         }
         Node::Fixed(size) => quote_latin1(r.take(*size)?, out),
         Node::Enum { quoted, .. } => {
-            let i = usize::try_from(r.long()?).map_err(|_| ())?;
-            out.extend_from_slice(quoted.get(i).ok_or(())?);
+            let Ok(i) = usize::try_from(r.long()?) else {
+                return give_up();
+            };
+            let Some(q) = quoted.get(i) else {
+                return give_up();
+            };
+            out.extend_from_slice(q);
         }
         Node::Array(items) => {
             out.push(b'[');
@@ -138,11 +100,9 @@ fn value(plan: &Plan, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Resu
                 for _ in 0..n {
                     let kl = r.len()?;
                     let k = r.take(kl)?;
-                    if !k.is_ascii() {
-                        std::str::from_utf8(k).map_err(|_| ())?;
-                    }
-                    if keys.contains(&k) {
-                        return Err(()); // a JSON object would fold it: the general path
+                    if (!k.is_ascii() && std::str::from_utf8(k).is_err()) || keys.contains(&k) {
+                        // Not text, or a repeated key a JSON object would fold.
+                        return give_up();
                     }
                     if !keys.is_empty() {
                         out.push(b',');
@@ -156,8 +116,13 @@ fn value(plan: &Plan, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Resu
             out.push(b'}');
         }
         Node::Union(branches) => {
-            let i = usize::try_from(r.long()?).map_err(|_| ())?;
-            value(plan, *branches.get(i).ok_or(())?, r, out)?;
+            let Ok(i) = usize::try_from(r.long()?) else {
+                return give_up();
+            };
+            let Some(&branch) = branches.get(i) else {
+                return give_up();
+            };
+            value(plan, branch, r, out)?;
         }
         Node::Record(fields) => {
             out.push(b'{');
@@ -214,11 +179,11 @@ fn needs_look(w: u64) -> bool {
 }
 
 /// Bytes that are UTF-8 text as a JSON string (escaped exactly as serde_json escapes);
-/// `Err(())` when they are not UTF-8. ASCII runs are checked 8 bytes at a time.
-fn quote_checked(s: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+/// an error when they are not UTF-8. ASCII runs are checked 8 bytes at a time.
+fn quote_checked(s: &[u8], out: &mut Vec<u8>) -> Step {
     let mut clean = 0;
     while clean + 8 <= s.len() {
-        let w = u64::from_le_bytes(s[clean..clean + 8].try_into().map_err(|_| ())?);
+        let w = u64::from_le_bytes(s[clean..clean + 8].try_into().or_else(|_| give_up())?);
         if needs_look(w) {
             break;
         }
@@ -234,8 +199,8 @@ fn quote_checked(s: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
         out.push(b'"');
         return Ok(());
     }
-    if !s[clean..].is_ascii() {
-        std::str::from_utf8(&s[clean..]).map_err(|_| ())?;
+    if !s[clean..].is_ascii() && std::str::from_utf8(&s[clean..]).is_err() {
+        return give_up();
     }
     quote(s, out);
     Ok(())

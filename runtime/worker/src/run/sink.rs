@@ -133,33 +133,23 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
             };
             let read_buffer = Bytes::from(read.records);
             read_buffers.push(read_buffer.clone());
-            if decoded_values_path {
+            if values_path || decoded_values_path {
                 match value_run(&read_buffer, tp, pos) {
                     Some(Ok((raw, next))) => {
-                        let Converters::Sink { value, .. } = &*ctx.converters else {
-                            return ctx.fail("a sink task was given a source's converters");
+                        let run = if decoded_values_path {
+                            let Converters::Sink { value, .. } = &*ctx.converters else {
+                                return ctx.fail("a sink task was given a source's converters");
+                            };
+                            let mut out = spare_buffers.pop().unwrap_or_default();
+                            out.clear();
+                            let Some(run) = decode_run(&ctx, value, &raw, out) else {
+                                return; // a bad record the error policy does not tolerate
+                            };
+                            read_buffers.push(run.buf.clone());
+                            run
+                        } else {
+                            raw
                         };
-                        let mut out = spare_buffers.pop().unwrap_or_default();
-                        out.clear();
-                        let Some(run) = decode_run(&ctx, value, &raw, out) else {
-                            return; // a bad record the error policy does not tolerate
-                        };
-                        positions.insert(tp.clone(), next);
-                        read_buffers.push(run.buf.clone());
-                        if !run.values.is_empty() {
-                            value_runs.push(run);
-                        }
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        return ctx.fail(format!("decoding {}-{}: {e}", tp.topic, tp.partition))
-                    }
-                    None => {} // compressed batches: as records, below
-                }
-            }
-            if values_path {
-                match value_run(&read_buffer, tp, pos) {
-                    Some(Ok((run, next))) => {
                         positions.insert(tp.clone(), next);
                         if !run.values.is_empty() {
                             value_runs.push(run);
