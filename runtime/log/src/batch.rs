@@ -317,7 +317,29 @@ impl BatchBuilder {
         self.count += 1;
     }
 
-    pub fn build(self) -> Vec<u8> {
+    pub fn build(mut self) -> Vec<u8> {
+        self.seal();
+        self.records
+    }
+
+    /// Builds the batch in the builder's own buffer, to append it and then [`clear`] the
+    /// builder: the buffer is reused batch after batch, never allocated or faulted in again.
+    ///
+    /// [`clear`]: BatchBuilder::clear
+    pub fn build_in_place(&mut self) -> &mut [u8] {
+        self.seal();
+        &mut self.records
+    }
+
+    /// Empties the builder, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.count = 0;
+        self.base_timestamp = None;
+        self.max_timestamp = -1;
+    }
+
+    fn seal(&mut self) {
         let header = BatchHeader {
             base_offset: 0,
             size: 0,
@@ -332,21 +354,40 @@ impl BatchBuilder {
             base_sequence: -1,
             records_count: self.count,
         };
-        let mut out = self.records;
+        let out = &mut self.records;
         if out.is_empty() {
             out.resize(BATCH_HEADER_LEN, 0);
         }
         let mut head = Vec::with_capacity(BATCH_HEADER_LEN);
         write_header(&mut head, &header, self.count);
         out[..BATCH_HEADER_LEN].copy_from_slice(&head);
-        finish(&mut out);
-        out
+        finish(out);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_builder_reused_in_place_builds_what_a_fresh_one_builds() {
+        let record = |v: &'static [u8], ts| Record {
+            key: None,
+            value: Some(v),
+            timestamp: ts,
+            headers: vec![],
+        };
+        let mut reused = BatchBuilder::new();
+        reused.push(&record(b"first batch, longer than the second", 5));
+        validate(reused.build_in_place()).unwrap();
+        reused.clear();
+        reused.push(&record(b"a", 7));
+        reused.push(&record(b"b", 9));
+        let mut fresh = BatchBuilder::new();
+        fresh.push(&record(b"a", 7));
+        fresh.push(&record(b"b", 9));
+        assert_eq!(reused.build_in_place().to_vec(), fresh.build());
+    }
 
     fn sample() -> Vec<u8> {
         let mut b = BatchBuilder::new();

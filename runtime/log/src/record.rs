@@ -31,23 +31,83 @@ pub struct StoredRecord<'a> {
     pub raw: &'a [u8],
 }
 
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn varlong_len(v: i64) -> usize {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    let mut n = 1;
-    while z >= 0x80 {
-        z >>= 7;
-        n += 1;
+/// A few varints (at most 48 bytes: a record's length, attributes, deltas and two more
+/// lengths), built on the stack and copied out at once: no capacity check per byte.
+struct Head {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl Head {
+    #[inline]
+    fn new() -> Self {
+        Head {
+            bytes: [0; 48],
+            len: 0,
+        }
     }
-    n
+
+    /// At most 10 bytes.
+    #[inline(always)]
+    fn varlong(&mut self, v: i64) {
+        let mut z = zigzag(v);
+        if z < 0x80 {
+            self.bytes[self.len] = z as u8;
+            self.len += 1;
+            return;
+        }
+        if z < 0x4000 {
+            self.bytes[self.len] = (z as u8) | 0x80;
+            self.bytes[self.len + 1] = (z >> 7) as u8;
+            self.len += 2;
+            return;
+        }
+        while z >= 0x80 {
+            self.bytes[self.len] = (z as u8) | 0x80;
+            self.len += 1;
+            z >>= 7;
+        }
+        self.bytes[self.len] = z as u8;
+        self.len += 1;
+    }
+
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    #[inline]
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes[..self.len]);
+        self.len = 0;
+    }
+}
+
+#[inline]
+fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    let z = zigzag(v);
+    if z < 0x80 {
+        out.push(z as u8);
+    } else if z < 0x4000 {
+        out.extend_from_slice(&[(z as u8) | 0x80, (z >> 7) as u8]);
+    } else {
+        let mut head = Head::new();
+        head.varlong(v);
+        head.flush(out);
+    }
+}
+
+#[inline]
+fn varlong_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    // Seven bits a byte; zero still takes one byte.
+    ((64 - (z | 1).leading_zeros()) as usize).div_ceil(7)
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
@@ -68,6 +128,7 @@ fn bytes_len(b: Option<&[u8]>) -> usize {
 }
 
 /// Appends one encoded record (with its length prefix) to `out`.
+#[inline]
 pub(crate) fn encode_record(out: &mut Vec<u8>, r: &Record<'_>, ts_delta: i64, offset_delta: i32) {
     let mut body = 1 + varlong_len(ts_delta) + varlong_len(offset_delta as i64);
     body += bytes_len(r.key) + bytes_len(r.value);
@@ -76,13 +137,30 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, r: &Record<'_>, ts_delta: i64, of
         body += bytes_len(Some(k.as_bytes())) + bytes_len(*v);
     }
     out.reserve(body + 5);
-    put_varlong(out, body as i64);
-    out.push(0); // record attributes: unused
-    put_varlong(out, ts_delta);
-    put_varlong(out, offset_delta as i64);
-    put_bytes(out, r.key);
-    put_bytes(out, r.value);
-    put_varlong(out, r.headers.len() as i64);
+    // length, attributes (unused), deltas and the key's length: one copy.
+    let mut head = Head::new();
+    head.varlong(body as i64);
+    head.byte(0);
+    head.varlong(ts_delta);
+    head.varlong(offset_delta as i64);
+    match r.key {
+        None => head.varlong(-1),
+        Some(k) => {
+            head.varlong(k.len() as i64);
+            head.flush(out);
+            out.extend_from_slice(k);
+        }
+    }
+    match r.value {
+        None => head.varlong(-1),
+        Some(v) => {
+            head.varlong(v.len() as i64);
+            head.flush(out);
+            out.extend_from_slice(v);
+        }
+    }
+    head.varlong(r.headers.len() as i64);
+    head.flush(out);
     for (k, v) in &r.headers {
         put_bytes(out, Some(k.as_bytes()));
         put_bytes(out, *v);
@@ -95,7 +173,28 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline(always)]
     fn varlong(&mut self) -> Result<i64, BatchError> {
+        // Most varints of a record are one byte (deltas, a null key, a header count) or two
+        // (the lengths of records and values up to 8 KiB).
+        let unzig = |z: u64| ((z >> 1) as i64) ^ -((z & 1) as i64);
+        let (b, p) = (self.buf, self.pos);
+        if p + 1 < b.len() {
+            let b0 = b[p];
+            if b0 < 0x80 {
+                self.pos = p + 1;
+                return Ok(unzig(b0 as u64));
+            }
+            let b1 = b[p + 1];
+            if b1 < 0x80 {
+                self.pos = p + 2;
+                return Ok(unzig((b0 & 0x7f) as u64 | (b1 as u64) << 7));
+            }
+        }
+        self.varlong_slow()
+    }
+
+    fn varlong_slow(&mut self) -> Result<i64, BatchError> {
         let mut z: u64 = 0;
         let mut shift = 0;
         loop {
@@ -116,6 +215,7 @@ impl<'a> Cursor<'a> {
         Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
     }
 
+    #[inline(always)]
     fn bytes(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
         let len = self.varlong()?;
         if len < -1 {
@@ -137,16 +237,56 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes the records of one uncompressed batch (its header already validated).
-pub fn decode_records<'a>(
+/// One record's fields, its headers still to be read from `rest`.
+struct Parts<'a> {
+    start: usize,
+    end: usize,
+    ts_delta: i64,
+    offset_delta: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    rest: Cursor<'a>,
+}
+
+impl<'a> Parts<'a> {
+    /// Reads the headers, each to `each`, and checks that they end the record.
+    #[inline]
+    fn headers(
+        mut self,
+        mut each: impl FnMut(&'a [u8], Option<&'a [u8]>),
+    ) -> Result<(), BatchError> {
+        let n_headers = self.rest.varlong()?;
+        if n_headers < 0 {
+            return Err(BatchError::BadRecord("negative header count"));
+        }
+        for _ in 0..n_headers {
+            let k = self
+                .rest
+                .bytes()?
+                .ok_or(BatchError::BadRecord("null header key"))?;
+            each(k, self.rest.bytes()?);
+        }
+        if self.rest.pos != self.end {
+            return Err(BatchError::BadRecord(
+                "record length does not match its fields",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Walks the records of one uncompressed batch (its header already validated), checking
+/// every length; `each` reads a record's headers.
+#[inline]
+fn walk_records<'a>(
     batch: &'a [u8],
     header: &BatchHeader,
-) -> Result<Vec<StoredRecord<'a>>, BatchError> {
+    mut each: impl FnMut(&'a [u8], Parts<'a>) -> Result<(), BatchError>,
+) -> Result<(), BatchError> {
     let codec = header.compression()?;
     if codec != Compression::None {
         return Err(BatchError::CompressedUnsupported(codec.name()));
     }
-    let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
     let mut cur = Cursor {
         buf: &batch[..header.size.min(batch.len())],
         pos: BATCH_HEADER_LEN,
@@ -172,36 +312,66 @@ pub fn decode_records<'a>(
         let offset_delta = rec.varlong()?;
         let key = rec.bytes()?;
         let value = rec.bytes()?;
-        let n_headers = rec.varlong()?;
-        if n_headers < 0 {
-            return Err(BatchError::BadRecord("negative header count"));
-        }
-        let mut headers = Vec::new();
-        for _ in 0..n_headers {
-            let k = rec
-                .bytes()?
-                .ok_or(BatchError::BadRecord("null header key"))?;
-            headers.push((k, rec.bytes()?));
-        }
-        if rec.pos != end {
-            return Err(BatchError::BadRecord(
-                "record length does not match its fields",
-            ));
-        }
-        out.push(StoredRecord {
-            offset: header.base_offset + offset_delta,
-            timestamp: header.base_timestamp + ts_delta,
+        let parts = Parts {
+            start,
+            end,
+            ts_delta,
+            offset_delta,
             key,
             value,
-            headers,
-            raw: &cur.buf[start..end],
-        });
+            rest: rec,
+        };
+        each(cur.buf, parts)?;
         cur.pos = end;
     }
     if cur.pos != cur.buf.len() {
         return Err(BatchError::BadRecord("bytes left after the last record"));
     }
+    Ok(())
+}
+
+/// Decodes the records of one uncompressed batch (its header already validated).
+pub fn decode_records<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+) -> Result<Vec<StoredRecord<'a>>, BatchError> {
+    let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
+    walk_records(batch, header, |buf, parts| {
+        let (start, end) = (parts.start, parts.end);
+        let (offset, timestamp) = (
+            header.base_offset + parts.offset_delta,
+            header.base_timestamp + parts.ts_delta,
+        );
+        let (key, value) = (parts.key, parts.value);
+        let mut headers = Vec::new();
+        parts.headers(|k, v| headers.push((k, v)))?;
+        out.push(StoredRecord {
+            offset,
+            timestamp,
+            key,
+            value,
+            headers,
+            raw: &buf[start..end],
+        });
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// The offset and value of each record of one uncompressed batch, checked as
+/// [`decode_records`] checks them, without building a record: what a sink that needs only
+/// values reads.
+pub fn for_each_value<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+    mut each: impl FnMut(i64, Option<&'a [u8]>),
+) -> Result<(), BatchError> {
+    walk_records(batch, header, |_, parts| {
+        let (offset, value) = (header.base_offset + parts.offset_delta, parts.value);
+        parts.headers(|_, _| {})?;
+        each(offset, value);
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -246,7 +416,58 @@ mod tests {
             let len = (batch.len() - 12) as i32;
             batch[8..12].copy_from_slice(&len.to_be_bytes());
             let h = crate::batch::BatchHeader::parse(&batch).unwrap();
-            let _ = decode_records(&batch, &h);
+            // The value-only walk accepts exactly what the full decoder accepts, with the
+            // same error, and sees the same offsets and values.
+            let full = decode_records(&batch, &h);
+            let mut seen = Vec::new();
+            let lean = for_each_value(&batch, &h, |o, v| seen.push((o, v)));
+            match full {
+                Ok(records) => {
+                    prop_assert!(lean.is_ok());
+                    let expected: Vec<_> = records.iter().map(|r| (r.offset, r.value)).collect();
+                    prop_assert_eq!(seen, expected);
+                }
+                Err(e) => prop_assert_eq!(lean.err().map(|e| e.to_string()), Some(e.to_string())),
+            }
         }
+
+        #[test]
+        fn varlongs_match_the_reference_encoding(v in any::<i64>()) {
+            let mut reference = Vec::new();
+            let mut z = ((v << 1) ^ (v >> 63)) as u64;
+            while z >= 0x80 {
+                reference.push((z as u8) | 0x80);
+                z >>= 7;
+            }
+            reference.push(z as u8);
+            let mut out = Vec::new();
+            put_varlong(&mut out, v);
+            prop_assert_eq!(&out, &reference);
+            prop_assert_eq!(varlong_len(v), reference.len());
+            let mut cur = Cursor { buf: &out, pos: 0 };
+            prop_assert_eq!(cur.varlong().unwrap(), v);
+            prop_assert_eq!(cur.pos, out.len());
+        }
+    }
+
+    #[test]
+    fn values_of_a_batch_are_read_in_place() {
+        let mut b = BatchBuilder::new();
+        for (i, v) in [Some(&b"a"[..]), None, Some(&[7u8; 300][..])]
+            .into_iter()
+            .enumerate()
+        {
+            b.push(&Record {
+                key: None,
+                value: v,
+                timestamp: 1_700_000_000_000 + i as i64,
+                headers: vec![("h", Some(b"x"))],
+            });
+        }
+        let batch = b.build();
+        let h = validate(&batch).unwrap();
+        let mut seen = Vec::new();
+        for_each_value(&batch, &h, |o, v| seen.push((o, v.map(<[u8]>::len)))).unwrap();
+        assert_eq!(seen, vec![(0, Some(1)), (1, None), (2, Some(300))]);
     }
 }

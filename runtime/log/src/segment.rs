@@ -337,28 +337,17 @@ impl Segment {
         let limit = self.len();
         let want = (max_bytes.max(first_size) as u64).min(limit.saturating_sub(pos)) as usize;
         let io = |e| LogError::io(format!("reading {}", self.log_path.display()), e);
-        if buf.len() < want {
-            buf.resize(want, 0);
-        } else {
-            buf.truncate(want);
-        }
-        let mut done = 0;
-        while done < want {
-            let n = self
-                .file
-                .read_at(&mut buf[done..], pos + done as u64)
-                .map_err(io)?;
-            if n == 0 {
-                return Err(io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "{} bytes missing at byte {}",
-                        want - done,
-                        pos + done as u64
-                    ),
-                )));
-            }
-            done += n;
+        buf.clear();
+        let done = self.file.read_append_at(&mut buf, pos, want).map_err(io)?;
+        if done < want {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} bytes missing at byte {}",
+                    want - done,
+                    pos + done as u64
+                ),
+            )));
         }
         let mut end = 0usize;
         while end + LOG_OVERHEAD <= buf.len() {

@@ -215,6 +215,14 @@ impl StorageFile for SimFile {
         Ok(n)
     }
 
+    fn read_append_at(&self, out: &mut Vec<u8>, pos: u64, len: usize) -> io::Result<usize> {
+        let inode = lock(&self.inode);
+        let pos = (pos as usize).min(inode.data.len());
+        let n = len.min(inode.data.len() - pos);
+        out.extend_from_slice(&inode.data[pos..pos + n]);
+        Ok(n)
+    }
+
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
         if self.faults.fail_writes.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));

@@ -19,6 +19,16 @@ pub trait StorageFile: Send + Sync {
     }
     /// Reads up to `buf.len()` bytes at `pos`; returns fewer only at the end of the file.
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
+    /// Reads up to `len` bytes at `pos` onto the end of `out`, returning how many; fewer
+    /// only at the end of the file. Memory `out` already has is read into without zeroing it
+    /// first (the default here zeroes; the real file does not).
+    fn read_append_at(&self, out: &mut Vec<u8>, pos: u64, len: usize) -> io::Result<usize> {
+        let from = out.len();
+        out.resize(from + len, 0);
+        let read = self.read_at(&mut out[from..], pos);
+        out.truncate(from + *read.as_ref().unwrap_or(&0));
+        read
+    }
     /// Writes all of `buf` at `pos`. On error, a prefix may have been written.
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<()>;
     fn truncate(&self, len: u64) -> io::Result<()>;
@@ -99,6 +109,40 @@ impl StorageFile for FsFile {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+    fn read_append_at(&self, out: &mut Vec<u8>, pos: u64, len: usize) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        out.reserve(len);
+        let from = out.len();
+        let mut done = 0;
+        while done < len {
+            let spare = &mut out.spare_capacity_mut()[done..len];
+            // SAFETY: pread writes at most `spare.len()` bytes into memory `out` owns and
+            // does not read it; only the bytes it reports written are made part of `out`.
+            let n = unsafe {
+                libc::pread(
+                    self.0.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    (pos + done as u64) as libc::off_t,
+                )
+            };
+            match n {
+                0 => break,
+                n if n > 0 => {
+                    done += n as usize;
+                    // SAFETY: the first `done` spare bytes were written by pread above.
+                    unsafe { out.set_len(from + done) };
+                }
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
             }
         }
         Ok(done)

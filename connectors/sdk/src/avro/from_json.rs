@@ -46,7 +46,7 @@ pub(crate) fn encode(
         plan,
         out,
         scratch,
-        s: Scanner { b: text, at: 0 },
+        s: Scanner::new(text),
     };
     let done = ctx.value(plan.root, 0);
     ctx.scratch.spans.clear();

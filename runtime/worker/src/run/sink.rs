@@ -404,19 +404,21 @@ fn value_run(
         if h.is_control() {
             continue;
         }
-        let records = match sluice_log::record::decode_records(&buf[start..start + h.size], &h) {
-            Ok(r) => r,
-            Err(e) => return Some(Err(e.to_string())),
-        };
         let base = buf.as_ptr() as usize;
-        run.values
-            .extend(records.iter().filter(|r| r.offset >= from).map(|r| {
-                let span = r.value.map(|v| {
-                    let at = (v.as_ptr() as usize - base) as u32;
-                    (at, at + v.len() as u32)
-                });
-                (r.offset, span)
-            }));
+        let values = &mut run.values;
+        let walked =
+            sluice_log::record::for_each_value(&buf[start..start + h.size], &h, |offset, value| {
+                if offset >= from {
+                    let span = value.map(|v| {
+                        let at = (v.as_ptr() as usize - base) as u32;
+                        (at, at + v.len() as u32)
+                    });
+                    values.push((offset, span));
+                }
+            });
+        if let Err(e) = walked {
+            return Some(Err(e.to_string()));
+        }
     }
     Some(Ok((run, next)))
 }

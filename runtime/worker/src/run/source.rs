@@ -42,6 +42,13 @@ pub(super) fn source_loop(
     let mut positions = Positions::default();
     let mut last_commit = Instant::now();
     let mut transcoded: Vec<u8> = Vec::new();
+    // Batches are built in buffers kept from poll to poll.
+    let mut out = Batching {
+        now: 0,
+        round: 0,
+        main_builders: (0..main_parts.len()).map(|_| BatchBuilder::new()).collect(),
+        routed: HashMap::new(),
+    };
     while !ctx.stop.load(Ordering::Acquire) {
         let polled = match ctx.retry("poll", || task.poll_batch(POLL_RECORDS, POLL_TIMEOUT)) {
             Ok(p) => p,
@@ -79,12 +86,8 @@ pub(super) fn source_loop(
             continue;
         }
         let caught_up = count < POLL_RECORDS;
-        let mut out = Batching {
-            now: sluice_log::now_ms(),
-            round: sticky.fetch_add(1, Ordering::Relaxed) as usize,
-            main_builders: (0..main_parts.len()).map(|_| BatchBuilder::new()).collect(),
-            routed: HashMap::new(),
-        };
+        out.now = sluice_log::now_ms();
+        out.round = sticky.fetch_add(1, Ordering::Relaxed) as usize;
         // A record the error policy does not tolerate stops the task, but only after the
         // records before it are stored and their positions committed.
         let mut stopped_at_bad_record = false;
@@ -269,19 +272,7 @@ pub(super) fn source_loop(
                             continue;
                         }
                     };
-                    let stored = out.push(
-                        &ctx,
-                        (&topic, &main_parts, &mut partitions),
-                        None,
-                        OutRecord {
-                            key: None,
-                            value: Some(v),
-                            partition: None,
-                            timestamp: None,
-                            headers: Vec::new(),
-                        },
-                    );
-                    if let Err(e) = stored {
+                    if let Err(e) = out.push_value(&topic, &main_parts, v) {
                         return ctx.fail(e);
                     }
                     done = Some(position);
@@ -421,34 +412,58 @@ impl Batching {
             headers: r.headers,
         });
         if builder.size_estimate() >= MAX_BATCH_BYTES {
-            let full = std::mem::take(builder);
-            parts[p]
-                .append_built(&mut full.build(), self.now)
-                .map_err(|e| format!("appending to {}-{p}: {e}", target.unwrap_or(topic)))?;
+            let appended = parts[p].append_built(builder.build_in_place(), self.now);
+            builder.clear();
+            appended.map_err(|e| format!("appending to {}-{p}: {e}", target.unwrap_or(topic)))?;
         }
         Ok(())
     }
 
-    /// Appends what is left in every batch.
-    fn finish(self, (topic, main_parts, partitions): Topics<'_>) -> Result<(), String> {
-        for (p, builder) in self.main_builders.into_iter().enumerate() {
+    /// A value with no key, header, partition or timestamp of its own, to the topic's
+    /// partition of this poll: what runs of values are.
+    #[inline]
+    fn push_value(
+        &mut self,
+        topic: &str,
+        main_parts: &[Arc<sluice_log::Partition>],
+        value: &[u8],
+    ) -> Result<(), String> {
+        let p = self.round % main_parts.len();
+        let builder = &mut self.main_builders[p];
+        builder.push(&Record {
+            key: None,
+            value: Some(value),
+            timestamp: self.now,
+            headers: Vec::new(),
+        });
+        if builder.size_estimate() >= MAX_BATCH_BYTES {
+            let appended = main_parts[p].append_built(builder.build_in_place(), self.now);
+            builder.clear();
+            appended.map_err(|e| format!("appending to {topic}-{p}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Appends what is left in every batch; the builders stay, empty, for the next poll.
+    fn finish(&mut self, (topic, main_parts, partitions): Topics<'_>) -> Result<(), String> {
+        for (p, builder) in self.main_builders.iter_mut().enumerate() {
             if !builder.is_empty() {
-                main_parts[p]
-                    .append_built(&mut builder.build(), self.now)
-                    .map_err(|e| format!("appending to {topic}-{p}: {e}"))?;
+                let appended = main_parts[p].append_built(builder.build_in_place(), self.now);
+                builder.clear();
+                appended.map_err(|e| format!("appending to {topic}-{p}: {e}"))?;
             }
         }
-        for (t, per_topic) in self.routed {
-            for (p, builder) in per_topic {
+        for (t, per_topic) in &mut self.routed {
+            for (p, builder) in per_topic.iter_mut() {
                 if builder.is_empty() {
                     continue;
                 }
                 let parts = partitions
-                    .get(&t)
+                    .get(t)
                     .ok_or_else(|| format!("topic `{t}` vanished"))?;
-                parts[p]
-                    .append_built(&mut builder.build(), self.now)
-                    .map_err(|e| format!("appending to {t}-{p}: {e}"))?;
+                let appended = parts[*p].append_built(builder.build_in_place(), self.now);
+                builder.clear();
+                appended.map_err(|e| format!("appending to {t}-{p}: {e}"))?;
             }
         }
         Ok(())
