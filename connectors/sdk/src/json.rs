@@ -31,6 +31,15 @@ pub(crate) enum Stop {
     Unsure,
 }
 
+/// A number read by [`Scanner::short_number`]: `±significand`, divided by 10 to the
+/// `fraction` digits when it has a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShortNumber {
+    pub negative: bool,
+    pub significand: u64,
+    pub fraction: Option<u32>,
+}
+
 /// serde_json's recursion limit: deeper documents are its call.
 pub(crate) const MAX_DEPTH: u32 = 100;
 
@@ -74,25 +83,42 @@ fn index_quotes_avx2(b: &[u8], quotes: &mut [u64; QUOTE_WORDS]) -> bool {
     let backslash = _mm256_set1_epi8(b'\\' as i8);
     let control = _mm256_set1_epi8(0x1f);
     let mut special = 0;
-    let mut lane = |at: usize, chunk: &[u8; 32]| {
-        // SAFETY: `chunk` is 32 readable bytes; an unaligned load has no other need.
-        let v = unsafe { _mm256_loadu_si256(chunk.as_ptr().cast::<__m256i>()) };
+    // The quote bits of the 32 bytes at `at`, with `special` noted.
+    let mut lane = |at: usize| {
+        // SAFETY: callers pass `at + 32 <= b.len()`; an unaligned load has no other need.
+        let v = unsafe { _mm256_loadu_si256(b.as_ptr().add(at).cast::<__m256i>()) };
         let q = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, quote)) as u32 as u64;
         let low = _mm256_cmpeq_epi8(_mm256_min_epu8(v, control), v);
         special |= _mm256_movemask_epi8(_mm256_or_si256(_mm256_cmpeq_epi8(v, backslash), low));
-        quotes[at / 64] |= q << (at % 64);
+        q
     };
-    let mut chunks = b.chunks_exact(32);
+    let n = b.len();
     let mut at = 0;
-    for chunk in &mut chunks {
-        lane(at, chunk.try_into().expect("chunks of 32"));
+    // A word of bits per 64 bytes, stored once.
+    while at + 64 <= n {
+        quotes[at / 64] = lane(at) | lane(at + 32) << 32;
+        at += 64;
+    }
+    if at + 32 <= n {
+        quotes[at / 64] = lane(at);
         at += 32;
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut last = [b' '; 32];
-        last[..rest.len()].copy_from_slice(rest);
-        lane(at, &last);
+    let rest = n - at;
+    if rest > 0 {
+        if n >= 32 {
+            // The last 32 bytes, overlapping the ones before: only the new bits count.
+            let bits = lane(n - 32) >> (32 - rest);
+            quotes[at / 64] |= bits << (at % 64);
+        } else {
+            let mut last = [b' '; 32];
+            last[..rest].copy_from_slice(&b[at..]);
+            // SAFETY: as above, for a padded copy.
+            let v = unsafe { _mm256_loadu_si256(last.as_ptr().cast::<__m256i>()) };
+            let q = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, quote)) as u32 as u64;
+            let low = _mm256_cmpeq_epi8(_mm256_min_epu8(v, control), v);
+            special |= _mm256_movemask_epi8(_mm256_or_si256(_mm256_cmpeq_epi8(v, backslash), low));
+            quotes[0] = q;
+        }
     }
     special == 0
 }
@@ -153,6 +179,57 @@ pub(crate) fn string_stops(w: u64) -> u64 {
     control | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))
 }
 
+/// `a == b` for slices of the same length, with two overlapping loads instead of a call for
+/// the lengths record keys mostly have (4 to 16 bytes).
+#[inline]
+fn eq_short(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
+    }
+}
+
+/// Where the number at `i` ends (its grammar as in [`Scanner::number`]).
+#[inline(always)]
+fn number_end(b: &[u8], mut i: usize) -> Result<usize, Stop> {
+    let digits = |i: &mut usize| {
+        let from = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i != from
+    };
+    i += (b.get(i) == Some(&b'-')) as usize;
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return Err(Stop::Invalid),
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return Err(Stop::Invalid);
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        i += matches!(b.get(i), Some(b'+' | b'-')) as usize;
+        if !digits(&mut i) {
+            return Err(Stop::Invalid);
+        }
+    }
+    Ok(i)
+}
+
 /// Where the literal `word` at `i` ends.
 #[inline]
 fn literal_end(b: &[u8], i: usize, word: &[u8]) -> Result<usize, Stop> {
@@ -192,15 +269,21 @@ impl<'a> Scanner<'a> {
 
     /// After the opening quote: the string's content up to the closing quote, which is
     /// consumed. An escape is left to serde_json.
-    #[inline]
+    #[inline(always)]
     pub fn string_body(&mut self) -> Result<&'a [u8], Stop> {
         let start = self.at;
-        let b = self.b;
         if self.plain {
             let end = self.closing_quote(start)?;
             self.at = end + 1;
-            return Ok(&b[start..end]);
+            return Ok(&self.b[start..end]);
         }
+        self.string_body_scanned()
+    }
+
+    /// [`Scanner::string_body`] for a text without the quote index.
+    fn string_body_scanned(&mut self) -> Result<&'a [u8], Stop> {
+        let start = self.at;
+        let b = self.b;
         let mut i = start;
         // Eight bytes at a time to the first byte that ends or escapes the string.
         while let Some(chunk) = b.get(i..i + 8) {
@@ -247,7 +330,9 @@ impl<'a> Scanner<'a> {
         let b = self.b;
         let mut i = self.at;
         let mut open: u32 = 0;
+        // A bit per open container (objects 1, arrays 0); `in_object` is the innermost one's.
         let mut objects: u128 = 0;
+        let mut in_object = false;
         let spaces = |i: &mut usize| {
             while b.get(*i) == Some(&b' ') {
                 *i += 1;
@@ -267,20 +352,21 @@ impl<'a> Scanner<'a> {
             Ok(())
         };
         'value: loop {
-            if depth + open > MAX_DEPTH {
-                return Err(Stop::Unsure);
-            }
             spaces(&mut i);
             match b.get(i) {
                 Some(b'"') => i = self.closing_quote(i + 1)? + 1,
                 Some(&c @ (b'{' | b'[')) => {
+                    if depth + open > MAX_DEPTH {
+                        return Err(Stop::Unsure);
+                    }
                     i += 1;
                     spaces(&mut i);
                     let close = if c == b'{' { b'}' } else { b']' };
                     if b.get(i) == Some(&close) {
                         i += 1; // empty: a whole value
                     } else {
-                        if c == b'{' {
+                        in_object = c == b'{';
+                        if in_object {
                             objects |= 1 << open;
                             key(self, &mut i)?;
                         } else {
@@ -293,11 +379,7 @@ impl<'a> Scanner<'a> {
                 Some(b't') => i = literal_end(b, i, b"true")?,
                 Some(b'f') => i = literal_end(b, i, b"false")?,
                 Some(b'n') => i = literal_end(b, i, b"null")?,
-                Some(b'-' | b'0'..=b'9') => {
-                    self.at = i;
-                    self.number()?;
-                    i = self.at;
-                }
+                Some(b'-' | b'0'..=b'9') => i = number_end(b, i)?,
                 _ => return Err(Stop::Invalid),
             }
             // A value is whole: go on in its container, or close it.
@@ -307,7 +389,6 @@ impl<'a> Scanner<'a> {
                     return Ok(());
                 }
                 spaces(&mut i);
-                let in_object = (objects >> (open - 1)) & 1 == 1;
                 match b.get(i) {
                     Some(b',') => {
                         i += 1;
@@ -317,16 +398,12 @@ impl<'a> Scanner<'a> {
                         }
                         continue 'value;
                     }
-                    Some(b'}') if in_object => {
-                        i += 1;
-                        open -= 1;
-                    }
-                    Some(b']') if !in_object => {
-                        i += 1;
-                        open -= 1;
-                    }
+                    Some(b'}') if in_object => i += 1,
+                    Some(b']') if !in_object => i += 1,
                     _ => return Err(Stop::Invalid),
                 }
+                open -= 1;
+                in_object = open > 0 && (objects >> (open - 1)) & 1 == 1;
             }
         }
     }
@@ -344,6 +421,20 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// After any whitespace: whether the text goes on with `word`, which is then consumed.
+    #[inline]
+    pub fn eat(&mut self, word: &[u8]) -> bool {
+        self.ws();
+        let hit = self
+            .b
+            .get(self.at..self.at + word.len())
+            .is_some_and(|w| eq_short(w, word));
+        if hit {
+            self.at += word.len();
+        }
+        hit
+    }
+
     pub fn literal(&mut self, word: &[u8]) -> Result<(), Stop> {
         if self.b[self.at..].starts_with(word) {
             self.at += word.len();
@@ -351,6 +442,49 @@ impl<'a> Scanner<'a> {
         } else {
             Err(Stop::Invalid)
         }
+    }
+
+    /// The common number, read in one pass: `-?(0|[1-9][0-9]*)(\.[0-9]+)?` with at most 18
+    /// digits and no exponent, consumed. `None` (nothing consumed) for any other text, which
+    /// [`Scanner::number`] then reads.
+    #[inline]
+    pub fn short_number(&mut self) -> Option<ShortNumber> {
+        let b = self.b;
+        let mut i = self.at;
+        let negative = b.get(i) == Some(&b'-');
+        i += negative as usize;
+        let mut significand = 0u64;
+        let mut digits = |i: &mut usize| {
+            let from = *i;
+            while let Some(d) = b.get(*i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+                significand = significand.wrapping_mul(10).wrapping_add(d as u64);
+                *i += 1;
+            }
+            *i - from
+        };
+        let first = i;
+        let whole = digits(&mut i);
+        if whole == 0 || (whole > 1 && b[first] == b'0') {
+            return None;
+        }
+        let mut fraction = None;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let n = digits(&mut i);
+            if n == 0 {
+                return None;
+            }
+            fraction = Some(n as u32);
+        }
+        if whole + fraction.unwrap_or(0) as usize > 18 || matches!(b.get(i), Some(b'e' | b'E')) {
+            return None;
+        }
+        self.at = i;
+        Some(ShortNumber {
+            negative,
+            significand,
+            fraction,
+        })
     }
 
     /// A number's text: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, and whether it
@@ -611,6 +745,32 @@ mod tests {
         fn json_values_are_valid(v in prop::collection::vec(("\\PC{0,12}", any::<i64>(), any::<f64>(), any::<bool>()), 0..6)) {
             let text = serde_json::to_vec(&v).unwrap();
             prop_assert_eq!(is_valid(&text).unwrap_or(true), true);
+        }
+
+        /// The one-pass reader of common numbers agrees with the grammar's scan: it takes the
+        /// same text or leaves it to the scan, and its digits are the text's.
+        #[test]
+        fn short_numbers_agree_with_the_scan(
+            n in "-?[0-9]{0,20}(\\.[0-9]{0,20})?([eE][+-]?[0-9]{0,3})?",
+            after in prop::sample::select(&b",}] x.e"[..]),
+        ) {
+            let mut text = n.clone().into_bytes();
+            text.push(after);
+            let mut short = Scanner::new(&text);
+            let mut scan = Scanner::new(&text);
+            let scanned = scan.number();
+            match short.short_number() {
+                None => prop_assert_eq!(short.at, 0),
+                Some(got) => {
+                    let (t, float) = scanned.expect("a short number is a number");
+                    prop_assert_eq!(short.at, scan.at);
+                    prop_assert_eq!(got.fraction.is_some(), float);
+                    prop_assert_eq!(got.negative, t.starts_with(b"-"));
+                    let digits: String = std::str::from_utf8(t).unwrap().chars().filter(char::is_ascii_digit).collect();
+                    prop_assert_eq!(got.significand, digits.parse::<u64>().unwrap());
+                    prop_assert_eq!(got.fraction.unwrap_or(0) as usize, t.iter().skip_while(|c| **c != b'.').skip(1).count());
+                }
+            }
         }
     }
 }

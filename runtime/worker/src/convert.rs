@@ -5,6 +5,7 @@
 //! `avro` writes and reads the Confluent wire format with schemas from the registry.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
@@ -293,17 +294,36 @@ impl Encoder {
 /// A writer's schema as decoding needs it: compiled, and as text for the sink.
 type WriterSchema = (Arc<Compiled>, Arc<str>);
 
+/// A hash for schema ids, looked up once per record: a multiply instead of SipHash. Only ids
+/// the registry knows are ever inserted, so there is nothing to flood.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, id: u32) {
+        self.0 = (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// What the `avro` format reads with: schemas by id from the registry, compiled once.
 pub struct AvroIn {
     pub registry: Arc<sluice_schema_registry::registry::Registry>,
-    pub cache: Mutex<HashMap<u32, WriterSchema>>,
+    pub cache: Mutex<HashMap<u32, WriterSchema, BuildHasherDefault<IdHasher>>>,
 }
 
 impl AvroIn {
     pub fn new(registry: Arc<sluice_schema_registry::registry::Registry>) -> Self {
         AvroIn {
             registry,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::default()),
         }
     }
 

@@ -11,8 +11,8 @@
 //! and says why a value does not fit.
 
 use super::plan::{Field, Node, NodeId, Plan};
-use super::put_long;
-use crate::json::{Scanner, MAX_DEPTH};
+use super::{extend_short, put_long};
+use crate::json::{Scanner, ShortNumber, MAX_DEPTH};
 
 /// What the pass reuses across records (one per thread).
 #[derive(Default)]
@@ -91,11 +91,28 @@ impl Num {
         }
     }
 
+    /// A number read by [`Scanner::short_number`], as serde_json parses it; `None` when it
+    /// must parse the text itself.
+    fn from_short(n: ShortNumber) -> Option<Num> {
+        let ShortNumber {
+            negative,
+            significand,
+            fraction,
+        } = n;
+        Some(match (fraction, negative, significand) {
+            (Some(digits), ..) => Num::F(divide_exactly(negative, significand, digits)?),
+            (None, true, 0) => Num::F(-0.0),
+            (None, true, v) => Num::I(-(v as i64)),
+            (None, false, v) => Num::U(v),
+        })
+    }
+
     /// The number `text` is, as serde_json parses it; `None` past what is parsed here.
     fn parse(text: &[u8], float: bool) -> Option<Num> {
         if float {
-            // serde_json's own float parsing, for the same bits.
-            return serde_json::from_slice::<f64>(text).ok().map(Num::F);
+            return Some(Num::F(
+                exact_decimal(text).or_else(|| serde_json::from_slice::<f64>(text).ok())?,
+            ));
         }
         let (negative, digits) = match text.split_first() {
             Some((b'-', rest)) => (true, rest),
@@ -115,6 +132,49 @@ impl Num {
             (false, v) => Num::U(v),
         })
     }
+}
+
+/// Powers of ten that are exact as `f64`.
+const EXACT_POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A decimal without an exponent (`-?digits.digits`, already checked), as
+/// [`divide_exactly`] reads it; `None` otherwise.
+fn exact_decimal(text: &[u8]) -> Option<f64> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    if digits.len() > 17 {
+        return None; // 16 digits and the point: below 10^16, checked against 2^53 below
+    }
+    let (mut significand, mut fraction, mut point) = (0u64, 0u32, false);
+    for &d in digits {
+        match d {
+            b'.' => point = true,
+            b'0'..=b'9' => {
+                significand = significand * 10 + (d - b'0') as u64;
+                fraction += point as u32;
+            }
+            _ => return None, // an exponent
+        }
+    }
+    divide_exactly(negative, significand, fraction)
+}
+
+/// The decimal `±significand / 10^fraction` when the significand is below 2^53 and there
+/// are at most 22 fraction digits: both numbers are then exact as `f64`, so their quotient is
+/// the correctly rounded value, the bits serde_json gives (it divides the same two numbers,
+/// or parses correctly rounded with `float_roundtrip`). `None` otherwise.
+fn divide_exactly(negative: bool, significand: u64, fraction: u32) -> Option<f64> {
+    let pow = EXACT_POW10.get(fraction as usize)?;
+    if significand > 1 << 53 {
+        return None;
+    }
+    let f = significand as f64 / pow;
+    Some(if negative { -f } else { f })
 }
 
 /// Whether `n` fits `node` as the general path would have it.
@@ -225,7 +285,53 @@ impl<'t> Ctx<'_, 't> {
         self.s.string_body().map_err(|_| GiveUp)
     }
 
+    /// The value for `id`: the common leaves (no union around them) straight to their
+    /// encoding, anything else through [`Ctx::any_value`]. A text of another kind than the
+    /// leaf gives up, as the general choice would.
+    #[inline]
     fn value(&mut self, id: NodeId, depth: u32) -> Step {
+        let plan = self.plan;
+        match self.leaf(&plan.nodes[id]) {
+            Some(done) => done,
+            None => self.any_value(id, depth),
+        }
+    }
+
+    /// A common leaf written straight away; `None` for other nodes.
+    #[inline(always)]
+    fn leaf(&mut self, node: &Node) -> Option<Step> {
+        match node {
+            Node::String => Some(self.string_leaf()),
+            Node::Long | Node::Int | Node::Double => Some(self.number_leaf(node)),
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    fn string_leaf(&mut self) -> Step {
+        self.expect(b'"')?;
+        let s = self.s.string_body().map_err(|_| GiveUp)?;
+        put_long(self.out, s.len() as i64);
+        extend_short(self.out, s);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn number_leaf(&mut self, node: &Node) -> Step {
+        if !matches!(self.s.peek(), Some(b'-' | b'0'..=b'9')) {
+            return Err(GiveUp);
+        }
+        let n = match self.s.short_number() {
+            Some(short) => Num::from_short(short),
+            None => {
+                let (text, float) = self.s.number().map_err(|_| GiveUp)?;
+                Num::parse(text, float)
+            }
+        };
+        put_number(node, n.ok_or(GiveUp)?, self.out)
+    }
+
+    fn any_value(&mut self, id: NodeId, depth: u32) -> Step {
         if depth > MAX_DEPTH {
             return Err(GiveUp);
         }
@@ -319,15 +425,53 @@ impl<'t> Ctx<'_, 't> {
         let start = self.out.len();
         let base = self.scratch.spans.len();
         self.scratch.spans.resize(base + fields.len(), UNSET);
-        let (mut next, mut in_order) = (0usize, true);
-        if self.s.peek() == Some(b'}') {
-            self.s.at += 1;
-        } else {
+        // Keys mostly come in the schema's order and written as the schema's own (`"name":`):
+        // matched as bytes, with the leaves written in line. `next` fields are done in order;
+        // `more`: a key this loop did not take follows.
+        let mut next = 0;
+        let more = loop {
+            let Some(f) = fields.get(next) else {
+                match self.s.peek() {
+                    Some(b'}') => self.s.at += 1,
+                    Some(b',') if next > 0 => {
+                        self.s.at += 1;
+                        break true; // keys the schema does not have, or repeated
+                    }
+                    _ => return Err(GiveUp),
+                }
+                break false;
+            };
+            if next > 0 {
+                match self.s.peek() {
+                    Some(b',') => self.s.at += 1,
+                    Some(b'}') => {
+                        self.s.at += 1;
+                        break false; // fields missing: their defaults below
+                    }
+                    _ => return Err(GiveUp),
+                }
+            }
+            if !self.s.eat(&f.key[1..]) {
+                break true;
+            }
+            let from = self.out.len() - start;
+            let plan = self.plan;
+            match self.leaf(&plan.nodes[f.node]) {
+                Some(done) => done?,
+                None => self.any_value(f.node, depth + 1)?,
+            }
+            self.scratch.spans[base + next] = (from as u32, (self.out.len() - start) as u32);
+            next += 1;
+        };
+        let mut in_order = true;
+        if more && next == 0 && self.s.peek() == Some(b'}') {
+            self.s.at += 1; // `{}`: every field takes its default
+        } else if more {
+            // The other keys, in any order (unknown ones skipped, repeated ones replaced).
             loop {
                 let key = self.string()?;
-                // Keys mostly come in the schema's order: the expected one is tried first.
                 let found = match fields.get(next) {
-                    Some(f) if f.name.as_bytes() == key => Some(next),
+                    Some(f) if in_order && f.name.as_bytes() == key => Some(next),
                     _ => fields.iter().position(|f| f.name.as_bytes() == key),
                 };
                 self.expect(b':')?;

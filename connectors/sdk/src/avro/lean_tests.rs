@@ -109,6 +109,10 @@ fn known_values_match_the_general_path() {
         br#"{"i": 1, "d": 1e400}"#,
         br#"{"i": 2147483648, "d": 0}"#,
         br#"{"i": -2147483648, "d": -0.0}"#,
+        br#"{"i": 1, "d": 900719925474099.2}"#,
+        br#"{"i": 1, "d": 900719925474099.3}"#,
+        br#"{"i": 1, "d": 0.1000000000000000000001}"#,
+        br#"{"i": 1, "d": 1.0000000000000000000001}"#,
     ] {
         check(&c, text);
     }
@@ -176,15 +180,76 @@ proptest! {
         }
     }
 
+    /// Objects whose first keys come in the schema's order (the in-line loop) and whose
+    /// others do not (repeated, unknown, out of order, missing): the fields end up in the
+    /// schema's order, as the general path has them.
+    #[test]
+    fn objects_leaving_the_schemas_order_match_the_general_path(
+        in_order in 0usize..16,
+        values in prop::collection::vec(json_value(), 16),
+        rest in prop::collection::vec(("[a-z]{1,4}|i|l|f|d|s|e|on|ts", json_value()), 0..4),
+        spaced in any::<bool>(),
+    ) {
+        let c = compiled();
+        let names = ["i", "l", "f", "d", "s", "b", "fx", "e", "a", "m", "on", "num", "two", "next", "ts"];
+        let good = full_value();
+        let mut text = String::from("{");
+        for (n, name) in names.iter().take(in_order).enumerate() {
+            // Mostly values that fit, so that the in-line loop goes on.
+            let v = if n % 3 == 2 { values[n].clone() } else { good[name].clone() };
+            if n > 0 {
+                text.push(',');
+            }
+            text += &format!("{}{}:{}", serde_json::to_string(name).unwrap(), if spaced && n == 1 { " " } else { "" }, v);
+        }
+        for (k, v) in &rest {
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text += &format!("{}:{}", serde_json::to_string(k).unwrap(), v);
+        }
+        text.push('}');
+        check(&c, text.as_bytes());
+        // Every value fitting, with some fields missing (their defaults) or repeated.
+        let mut fitting = String::from("{");
+        for (n, name) in names.iter().take(in_order).enumerate() {
+            if n > 0 {
+                fitting.push(',');
+            }
+            fitting += &format!("{}:{}", serde_json::to_string(name).unwrap(), good[name]);
+        }
+        for (k, _) in &rest {
+            if let Some(v) = good.get(k) {
+                if fitting.len() > 1 {
+                    fitting.push(',');
+                }
+                fitting += &format!("{}:{}", serde_json::to_string(k).unwrap(), v);
+            }
+        }
+        fitting.push('}');
+        check(&c, fitting.as_bytes());
+    }
+
     #[test]
     fn number_texts_read_as_serde_json_reads_them(
-        n in "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,5})?([eE][+-]?[0-9]{1,3})?",
+        n in "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?",
         ws in "[ \t\n]{0,2}",
     ) {
         let c = compiled();
         for field in ["i", "l", "f", "d", "num"] {
             let text = format!(r#"{{"i": 1, "d": 2,{ws}"{field}":{ws}{n}{ws}}}"#);
             check(&c, text.as_bytes());
+        }
+    }
+
+    /// Short decimals, which the lean path divides itself (significands near 2^53 included).
+    #[test]
+    fn short_decimals_read_as_serde_json_reads_them(
+        n in "-?(0|[1-9][0-9]{0,15})\\.[0-9]{1,23}",
+    ) {
+        let c = compiled();
+        for field in ["f", "d", "num"] {
+            check(&c, format!(r#"{{"i": 1, "d": 2, "{field}": {n}}}"#).as_bytes());
         }
     }
 
@@ -195,5 +260,28 @@ proptest! {
         let lean = c.write_json(&datum, &mut out).map(|()| out);
         let general = c.decode(&datum).map(|v| serde_json::to_vec(&v).unwrap());
         prop_assert_eq!(lean, general);
+    }
+}
+proptest! {
+    #[test]
+    fn short_copies_are_copies(
+        prefix in prop::collection::vec(any::<u8>(), 0..5),
+        s in prop::collection::vec(any::<u8>(), 0..70),
+    ) {
+        let mut fast = prefix.clone();
+        extend_short(&mut fast, &s);
+        let mut slow = prefix;
+        slow.extend_from_slice(&s);
+        prop_assert_eq!(fast, slow);
+    }
+
+    /// Strings that need a look of their own (to be escaped, or checked as UTF-8) are found
+    /// whatever their length and wherever the byte is.
+    #[test]
+    fn strings_needing_a_look_are_found(
+        s in prop::collection::vec(prop_oneof![60 => 0x20u8..0x7f, 1 => any::<u8>()], 0..70),
+    ) {
+        let want = s.iter().any(|&b| !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\');
+        prop_assert_eq!(to_json::any_needs_look(&s), want);
     }
 }

@@ -465,10 +465,63 @@ fn short(v: &Json) -> String {
     }
 }
 
+/// `out.extend_from_slice(s)` without a call for the short slices records are made of (keys,
+/// names, codes: up to 32 bytes), with two overlapping loads and stores.
+#[inline]
+pub(crate) fn extend_short(out: &mut Vec<u8>, s: &[u8]) {
+    let n = s.len();
+    if n > 32 {
+        out.extend_from_slice(s);
+        return;
+    }
+    out.reserve(n);
+    let src = s.as_ptr();
+    // SAFETY: `n` bytes of spare capacity were just reserved, and every store below lands in
+    // `len..len + n` (the second of each pair ends exactly at `n`); loads stay inside `s`
+    // for the same reason. Unaligned reads and writes of plain integers need nothing more.
+    unsafe {
+        use std::ptr::{read_unaligned as get, write_unaligned as put};
+        let dst = out.as_mut_ptr().add(out.len());
+        if n >= 16 {
+            put(dst.cast::<u128>(), get(src.cast::<u128>()));
+            put(
+                dst.add(n - 16).cast::<u128>(),
+                get(src.add(n - 16).cast::<u128>()),
+            );
+        } else if n >= 8 {
+            put(dst.cast::<u64>(), get(src.cast::<u64>()));
+            put(
+                dst.add(n - 8).cast::<u64>(),
+                get(src.add(n - 8).cast::<u64>()),
+            );
+        } else if n >= 4 {
+            put(dst.cast::<u32>(), get(src.cast::<u32>()));
+            put(
+                dst.add(n - 4).cast::<u32>(),
+                get(src.add(n - 4).cast::<u32>()),
+            );
+        } else {
+            for i in 0..n {
+                *dst.add(i) = *src.add(i);
+            }
+        }
+        out.set_len(out.len() + n);
+    }
+}
+
 /// Appends an Avro `long` (zig-zag varint), as object container files need for their
 /// block headers too.
+#[inline]
 pub fn put_long(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    if z < 0x80 {
+        out.push(z as u8); // most lengths and small numbers
+    } else {
+        put_varint(out, z);
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut z: u64) {
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
         z >>= 7;
@@ -497,7 +550,16 @@ impl<'a> Reader<'a> {
         self.at = end;
         Ok(s)
     }
+    #[inline]
     fn long(&mut self) -> Result<i64, String> {
+        // One byte (small numbers, most lengths) without the loop.
+        if let Some(&b) = self.b.get(self.at).filter(|&&b| b < 0x80) {
+            self.at += 1;
+            return Ok(((b >> 1) as i64) ^ -((b & 1) as i64));
+        }
+        self.long_slow()
+    }
+    fn long_slow(&mut self) -> Result<i64, String> {
         let (mut z, mut shift) = (0u64, 0);
         loop {
             let b = self.byte()?;

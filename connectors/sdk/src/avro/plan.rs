@@ -39,7 +39,8 @@ pub(crate) enum Node {
 
 pub(crate) struct Field {
     pub name: String,
-    /// `"name":`, escaped as JSON.
+    /// `,"name":`, escaped as JSON: what goes before the field's value in a JSON object
+    /// (without the comma for the first field).
     pub key: Vec<u8>,
     pub node: NodeId,
     /// The default's encoding; `None`: no default (or one that does not fit, which the
@@ -160,7 +161,8 @@ impl Builder<'_> {
                             .ok()
                             .map(|_| out)
                     });
-                    let mut key = Vec::with_capacity(f.name.len() + 3);
+                    let mut key = Vec::with_capacity(f.name.len() + 4);
+                    key.push(b',');
                     super::to_json::quote(f.name.as_bytes(), &mut key);
                     key.push(b':');
                     fields.push(Field {

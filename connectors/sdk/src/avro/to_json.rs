@@ -7,7 +7,7 @@
 //! general path, which says what is wrong.
 
 use super::plan::{Node, NodeId, Plan};
-use super::Reader;
+use super::{extend_short, Reader};
 
 /// The general path decides (an empty `String` allocates nothing; the message, if any, comes
 /// from the general path).
@@ -125,12 +125,10 @@ fn value(plan: &Plan, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Step
             value(plan, branch, r, out)?;
         }
         Node::Record(fields) => {
+            // Each key comes with the comma before it: the first goes without.
             out.push(b'{');
             for (i, f) in fields.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(&f.key);
+                extend_short(out, &f.key[(i == 0) as usize..]);
                 value(plan, f.node, r, out)?;
             }
             out.push(b'}');
@@ -178,28 +176,79 @@ fn needs_look(w: u64) -> bool {
         != 0
 }
 
-/// Bytes that are UTF-8 text as a JSON string (escaped exactly as serde_json escapes);
-/// an error when they are not UTF-8. ASCII runs are checked 8 bytes at a time.
-fn quote_checked(s: &[u8], out: &mut Vec<u8>) -> Step {
-    let mut clean = 0;
-    while clean + 8 <= s.len() {
-        let w = u64::from_le_bytes(s[clean..clean + 8].try_into().or_else(|_| give_up())?);
-        if needs_look(w) {
-            break;
-        }
-        clean += 8;
+/// Whether `s` has a byte [`needs_look`] marks: 16 bytes at a time (SSE2, the last 16
+/// overlapping the ones before), 8 for shorter strings, one by one below 8.
+#[inline]
+pub(crate) fn any_needs_look(s: &[u8]) -> bool {
+    let n = s.len();
+    #[cfg(target_arch = "x86_64")]
+    if n >= 16 {
+        return needs_look_sse2(s);
     }
-    if s[clean..]
-        .iter()
-        .all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
-    {
+    if n >= 8 {
+        let load = |at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+        let mut look = false;
+        let mut at = 0;
+        while at + 8 < n {
+            look |= needs_look(load(at));
+            at += 8;
+        }
+        return look || needs_look(load(n - 8));
+    }
+    s.iter()
+        .any(|&b| !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\')
+}
+
+/// [`any_needs_look`] for 16 bytes or more.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn needs_look_sse2(s: &[u8]) -> bool {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8, _mm_setzero_si128,
+    };
+    let n = s.len();
+    debug_assert!(n >= 16);
+    // SAFETY: SSE2 is part of every x86_64 target; each load reads 16 bytes at `at`, and
+    // `at + 16 <= n` for every one of them.
+    unsafe {
+        let (quote, backslash, space) = (
+            _mm_set1_epi8(b'"' as i8),
+            _mm_set1_epi8(b'\\' as i8),
+            _mm_set1_epi8(0x20),
+        );
+        let look = |at: usize| {
+            let v = _mm_loadu_si128(s.as_ptr().add(at).cast::<__m128i>());
+            // Signed: bytes of 0x80 and above are negative, so below 0x20 with the controls.
+            let low = _mm_cmplt_epi8(v, space);
+            _mm_or_si128(
+                low,
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+            )
+        };
+        let mut acc = _mm_setzero_si128();
+        let mut at = 0;
+        while at + 16 < n {
+            acc = _mm_or_si128(acc, look(at));
+            at += 16;
+        }
+        acc = _mm_or_si128(acc, look(n - 16));
+        _mm_movemask_epi8(acc) != 0
+    }
+}
+
+/// Bytes that are UTF-8 text as a JSON string (escaped exactly as serde_json escapes);
+/// an error when they are not UTF-8. Printable ASCII (most strings) is checked 8 bytes at a
+/// time and copied in one go.
+fn quote_checked(s: &[u8], out: &mut Vec<u8>) -> Step {
+    if !any_needs_look(s) {
         out.reserve(s.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(s);
+        extend_short(out, s);
         out.push(b'"');
         return Ok(());
     }
-    if !s[clean..].is_ascii() && std::str::from_utf8(&s[clean..]).is_err() {
+    if !s.is_ascii() && std::str::from_utf8(s).is_err() {
         return give_up();
     }
     quote(s, out);
