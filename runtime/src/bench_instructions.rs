@@ -1,5 +1,5 @@
 //! `sluice bench pipeline --instructions`: what a record costs in instructions, which do
-//! not move with the machine the way wall-clock figures do. Each run (bytes, json, avro) is
+//! not move with the machine the way wall-clock figures do. Each run (bytes, json, avro, envelope) is
 //! this binary's `bench pipeline --once` under `valgrind --tool=callgrind`, at two input
 //! sizes; the difference divided by the difference in records is the cost of one record
 //! with start-up left out (the totals, start-up included, are printed beside it).
@@ -65,15 +65,7 @@ pub fn run(args: &PipelineBenchArgs) -> Result<()> {
         "{:<40} {:>16} {:>22}",
         "", "instructions/record", "total/record (start-up in)"
     );
-    let labels = [
-        ("bytes", "pipeline, bytes pass-through"),
-        ("json", "pipeline, json checked in and out"),
-        ("avro", "pipeline, json -> avro topic -> json"),
-    ];
-    for (format, label) in labels {
-        if !args.runs.iter().any(|r| r == format) {
-            continue;
-        }
+    for (format, label) in crate::bench_pipeline::chosen_runs(&args.runs)? {
         let a = count(args, format, small, &small_input)?;
         let b = count(args, format, large, &large_input)?;
         let per_record = b.saturating_sub(a) as f64 / (large - small) as f64;

@@ -46,6 +46,26 @@ fn count_output_lines(dir: &std::path::Path) -> usize {
         .sum::<i64>() as usize
 }
 
+/// Every run: its name for `--runs` and its label in the figures.
+pub const RUNS: [(&str, &str); 4] = [
+    ("bytes", "pipeline, bytes pass-through"),
+    ("json", "pipeline, json checked in and out"),
+    ("avro", "pipeline, json -> avro topic -> json"),
+    ("envelope", "pipeline, json -> Connect envelope"),
+];
+
+/// The runs `--runs` names, in [`RUNS`]' order; an unknown name is an error.
+pub fn chosen_runs(names: &[String]) -> Result<Vec<(&'static str, &'static str)>> {
+    if let Some(unknown) = names.iter().find(|n| !RUNS.iter().any(|(r, _)| r == n)) {
+        let known: Vec<&str> = RUNS.iter().map(|(r, _)| *r).collect();
+        bail!("unknown run `{unknown}`: use any of {}", known.join(", "));
+    }
+    Ok(RUNS
+        .into_iter()
+        .filter(|(name, _)| names.iter().any(|n| n == name))
+        .collect())
+}
+
 const SCHEMA: &str = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"},{"name":"customer","type":"string"},{"name":"email","type":"string"},{"name":"amount","type":"double"},{"name":"currency","type":"string"},{"name":"status","type":"string"},{"name":"note","type":"string"}]}"#;
 
 fn run_once(
@@ -54,16 +74,25 @@ fn run_once(
     format: &str,
     records: usize,
 ) -> Result<f64> {
-    let (source_format, schema) = if format == "avro" {
-        ("avro", format!(", value_schema: '{SCHEMA}'"))
-    } else {
-        (format, String::new())
+    let (source, sink) = match format {
+        "avro" => (
+            format!("value_format: avro, value_schema: '{SCHEMA}'"),
+            "value_format: avro".to_string(),
+        ),
+        "envelope" => (
+            format!("value_format: json, value_schemas_enable: true, value_schema: '{SCHEMA}'"),
+            "value_format: json, value_schemas_enable: true".to_string(),
+        ),
+        _ => (
+            format!("value_format: {format}"),
+            format!("value_format: {format}"),
+        ),
     };
     let base = work.join(format!("run-{format}"));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("in"))?;
     let yaml = format!(
-        "runtime: {{ data_dir: {b}/data }}\ntopics: {{ t: {{ config: {{ flush.messages: -1, flush.ms: 1000 }} }} }}\nsources:\n  s: {{ type: file, topic: t, value_format: {source_format}, path: {b}/in/*.jsonl, poll_interval: 10ms{schema} }}\nsinks:\n  k: {{ type: file, topics: [t], value_format: {format}, path: {b}/out, roll_bytes: 67108864, roll_interval: 20ms }}\n",
+        "runtime: {{ data_dir: {b}/data }}\ntopics: {{ t: {{ config: {{ flush.messages: -1, flush.ms: 1000 }} }} }}\nsources:\n  s: {{ type: file, topic: t, {source}, path: {b}/in/*.jsonl, poll_interval: 10ms }}\nsinks:\n  k: {{ type: file, topics: [t], {sink}, path: {b}/out, roll_bytes: 67108864, roll_interval: 20ms }}\n",
         b = base.display()
     );
     let registry = crate::run::builtin_connectors()?;
@@ -100,6 +129,7 @@ fn run_once(
 }
 
 pub fn run(args: PipelineBenchArgs) -> Result<()> {
+    let runs = chosen_runs(&args.runs)?;
     if args.instructions {
         return crate::bench_instructions::run(&args);
     }
@@ -128,25 +158,16 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
         "sluice bench pipeline: {} JSON lines, {:.1} MB, file -> topic -> file",
         args.records, mb
     );
-    for r in &args.runs {
-        if !["bytes", "json", "avro"].contains(&r.as_str()) {
-            bail!("unknown run `{r}`: use bytes, json or avro");
-        }
-    }
-    let runs: Vec<(&str, &str)> = [
-        ("bytes", "pipeline, bytes pass-through"),
-        ("json", "pipeline, json checked in and out"),
-        ("avro", "pipeline, json -> avro topic -> json"),
-    ]
-    .into_iter()
-    .filter(|(format, _)| args.runs.iter().any(|r| r == format))
-    .collect();
     // Rounds interleave `cp` and the runs, so that each sees the same machine; every run's
     // files are removed before the next, so page-cache pressure stays alike.
     let mut cp_times = Vec::new();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    // A run writes the log and the output (two copies of the input), `cp` one: the scratch
+    // file covers both with room to spare.
+    let settle = || prepare_page_cache(&args.page_cache, work.path(), 3 * bytes as usize);
     for _ in 0..args.rounds.max(1) {
         let copy = work.path().join("copy.jsonl");
+        settle()?;
         let cp_start = Instant::now();
         let status = Command::new("cp")
             .arg(&input)
@@ -159,6 +180,7 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
         cp_times.push(cp_start.elapsed().as_secs_f64());
         std::fs::remove_file(&copy)?;
         for (i, (format, _)) in runs.iter().enumerate() {
+            settle()?;
             times[i].push(run_once(work.path(), &input, format, args.records)?);
             std::fs::remove_dir_all(work.path().join(format!("run-{format}")))?;
         }
@@ -189,6 +211,31 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
         "peak memory of this process (VmHWM): {:.0} MB",
         peak_rss_mb()
     );
+    Ok(())
+}
+
+/// Brings the page cache's memory to the same state before each timed step (see
+/// `--page-cache`): on a VM whose freed memory goes back to the host after a second or two,
+/// pages the kernel takes from it cost a fault in the hypervisor each (about 0.5 s per
+/// 200 MB here), and a step that happens to reuse memory just freed does not pay that.
+fn prepare_page_cache(mode: &str, dir: &std::path::Path, bytes: usize) -> Result<()> {
+    match mode {
+        "warm" => {
+            let scratch = dir.join("page-cache-scratch");
+            {
+                let mut f =
+                    std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&scratch)?);
+                let block = vec![0x5au8; 1 << 20];
+                for _ in 0..bytes.div_ceil(block.len()) {
+                    f.write_all(&block)?;
+                }
+                f.flush()?;
+            }
+            std::fs::remove_file(&scratch)?;
+        }
+        "cold" => std::thread::sleep(Duration::from_secs(4)),
+        _ => {}
+    }
     Ok(())
 }
 

@@ -202,9 +202,19 @@ pub struct PipelineBenchArgs {
     /// Rounds of every run (and of `cp`); medians are printed, as the machine is shared.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// Which runs: any of bytes, json, avro (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "bytes,json,avro")]
+    /// Which runs: any of bytes, json, avro, envelope (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bytes,json,avro,envelope"
+    )]
     pub runs: Vec<String>,
+    /// Memory for the page cache before each timed step (`cp` and every run): `warm` writes
+    /// and removes a scratch file first, so that every step gets pages the machine has just
+    /// used; `cold` waits 4 s first, so that a VM that hands freed memory back to its host
+    /// (free page reporting) makes every step fault its pages in again; `as-is` does neither.
+    #[arg(long, value_parser = ["warm", "cold", "as-is"], default_value = "warm")]
+    pub page_cache: String,
     /// Count instructions instead of time: each run under `valgrind --tool=callgrind` on a
     /// fixed input, at two sizes, printing instructions per record (the difference between
     /// the sizes, so start-up is left out) beside the totals. Needs valgrind.

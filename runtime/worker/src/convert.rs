@@ -124,11 +124,11 @@ impl Encoder {
     }
 
     /// Whether [`Encoder::encode_raw_into`] converts raw bytes without a document tree:
-    /// `avro`, and `json` with a declared schema (with or without Connect's envelope).
+    /// `avro`, and `json` with a declared schema or Connect's envelope (or both).
     pub fn transcodes_raw(&self) -> bool {
         match self.format {
             Format::Avro => self.avro.is_some(),
-            Format::Json => self.declared.is_some(),
+            Format::Json => self.declared.is_some() || self.envelope.is_some(),
             _ => false,
         }
     }
@@ -165,6 +165,27 @@ impl Encoder {
                         })
                     }
                 }
+            }
+            (Format::Json, _, None) if self.envelope_text.is_some() => {
+                // No declared schema: the envelope's schema is `null` and its payload the
+                // value's compact text, as serde_json would write it.
+                let start = out.len();
+                out.extend_from_slice(b"{\"schema\":");
+                out.extend_from_slice(self.envelope_text.as_deref().unwrap_or("null").as_bytes());
+                out.extend_from_slice(b",\"payload\":");
+                if !sluice_connector_sdk::json::write_compact(raw, out) {
+                    let written = serde_json::from_slice::<Json>(raw)
+                        .map_err(|e| format!("not valid JSON: {e}"))
+                        .and_then(|json| {
+                            serde_json::to_writer(&mut *out, &json).map_err(|e| e.to_string())
+                        });
+                    if let Err(e) = written {
+                        out.truncate(start);
+                        return Err(e);
+                    }
+                }
+                out.push(b'}');
+                Ok(())
             }
             _ => Err(format!(
                 "the {:?} format stores raw bytes without converting them",
@@ -361,6 +382,14 @@ impl AvroIn {
     }
 }
 
+/// The last envelope schema a decoder saw: as found in the text (empty until a lean read
+/// sees it), as a tree, and in its Avro form.
+struct SeenEnvelope {
+    raw: Vec<u8>,
+    tree: Json,
+    avro: Arc<str>,
+}
+
 /// How a sink's keys or values are read from the stored bytes: decoded (`avro`), unwrapped
 /// (`json` with `schemas_enable`), resolved to the reader schema the sink declares, or
 /// passed through as they are.
@@ -371,7 +400,7 @@ pub struct Decoder {
     /// The sink's reader schema: its text and codec.
     reader: Option<(Arc<str>, Compiled)>,
     /// The last envelope schema seen and its Avro form: a topic's records mostly share one.
-    last_envelope: Mutex<Option<(Json, Arc<str>)>>,
+    last_envelope: Mutex<Option<SeenEnvelope>>,
 }
 
 impl Decoder {
@@ -398,9 +427,7 @@ impl Decoder {
     /// Whether [`Decoder::decode_into`] converts without a document tree: `avro` (with or
     /// without a reader schema), and `json` resolved to a reader schema.
     pub fn decodes_in_place(&self) -> bool {
-        !self.is_pass_through()
-            && !self.schemas_enable
-            && (self.format != Format::Avro || self.avro.is_some())
+        !self.is_pass_through() && (self.format != Format::Avro || self.avro.is_some())
     }
 
     /// Appends what the sink receives for stored `bytes` to `out`, for the decoders that
@@ -422,6 +449,13 @@ impl Decoder {
                 Some(start)
             }
             (Format::Avro, None, _) => return Err("the avro format has no registry".into()),
+            _ if self.schemas_enable => {
+                let schema = self.unwrap_envelope_into(bytes, out)?;
+                if self.reader.is_none() {
+                    return Ok(schema);
+                }
+                Some(start)
+            }
             _ => None,
         };
         let Some((text, codec)) = &self.reader else {
@@ -498,6 +532,65 @@ impl Decoder {
         }
     }
 
+    /// Connect's envelope `{"schema": ..., "payload": ...}` taken apart without a document
+    /// tree: the payload's compact text appended to `out`, the schema's Avro form (the
+    /// last one seen again, compared as text). Whatever this cannot be sure of goes the
+    /// tree's way, with its messages; on an error `out` is as it was.
+    fn unwrap_envelope_into(
+        &self,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Arc<str>>, String> {
+        use sluice_connector_sdk::json::{envelope_parts, payload_after_schema, write_compact};
+        let start = out.len();
+        let seen = {
+            let last = self.last_envelope.lock().unwrap_or_else(|e| e.into_inner());
+            last.as_ref().map(|seen| {
+                (
+                    payload_after_schema(bytes, &seen.raw).filter(|_| !seen.raw.is_empty()),
+                    seen.avro.clone(),
+                )
+            })
+        };
+        // The last schema again, spelled as Sluice spells envelopes: a compare, no scan.
+        if let Some((Some(payload), avro)) = &seen {
+            if write_compact(payload, out) {
+                return Ok(Some(avro.clone()));
+            }
+        }
+        if let Some((schema, payload)) = envelope_parts(bytes) {
+            let known = match &seen {
+                _ if schema == b"null" => Some(None),
+                Some((_, avro)) if self.is_last_raw(schema) => Some(Some(avro.clone())),
+                _ => None,
+            };
+            if let Some(avro) = known {
+                if write_compact(payload, out) {
+                    return Ok(avro);
+                }
+            }
+        }
+        out.truncate(start);
+        let json: Json =
+            serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+        let (payload, schema) = self.unwrap_envelope(json)?;
+        serde_json::to_writer(&mut *out, &payload).map_err(|e| e.to_string())?;
+        if let (Some(_), Some((raw, _))) = (&schema, envelope_parts(bytes)) {
+            // The schema just taken from the tree is the last one seen: next time its
+            // text is enough. (A `null` schema never becomes the last one.)
+            let mut last = self.last_envelope.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(seen) = last.as_mut() {
+                seen.raw = raw.to_vec();
+            }
+        }
+        Ok(schema)
+    }
+
+    fn is_last_raw(&self, schema: &[u8]) -> bool {
+        let last = self.last_envelope.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().is_some_and(|seen| *seen.raw == *schema)
+    }
+
     fn unwrap_envelope(&self, json: Json) -> Result<(Json, Option<Arc<str>>), String> {
         let Json::Object(mut o) = json else {
             return Err(envelope_error());
@@ -511,16 +604,20 @@ impl Decoder {
             return Ok((payload, None));
         }
         let mut last = self.last_envelope.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, text)) = &*last {
-            if *seen == schema {
-                return Ok((payload, Some(text.clone())));
+        if let Some(seen) = &*last {
+            if seen.tree == schema {
+                return Ok((payload, Some(seen.avro.clone())));
             }
         }
         let avro = crate::connect_schema::to_avro(&schema)
             .map_err(|e| format!("the embedded schema: {e}"))?;
         crate::connect_schema::parse(&avro).map_err(|e| format!("the embedded schema: {e}"))?;
         let text: Arc<str> = Arc::from(avro.to_string());
-        *last = Some((schema, text.clone()));
+        *last = Some(SeenEnvelope {
+            raw: Vec::new(),
+            tree: schema,
+            avro: text.clone(),
+        });
         Ok((payload, Some(text)))
     }
 }
@@ -677,6 +774,89 @@ mod tests {
         let (e, original) = dec.decode(Bytes::from_static(br#"{"id": 7}"#)).unwrap_err();
         assert!(e.contains("\"schema\" and \"payload\""), "{e}");
         assert_eq!(original, br#"{"id": 7}"#.to_vec());
+    }
+
+    #[test]
+    fn envelopes_without_a_schema_are_written_in_place_as_by_the_tree() {
+        let enc = Encoder::json(None, true).unwrap();
+        assert!(enc.transcodes_raw());
+        for text in [
+            r#" { "a" : [1, 2.50, -0], "b": "x" } "#,
+            r#"{"a":1,"a":2}"#,
+            r#""\u00e9""#,
+            "12345678901234567890123",
+            "{oops",
+            "",
+        ] {
+            let mut out = b"kept".to_vec();
+            let in_place = enc.encode_raw_into(text.as_bytes(), &mut out);
+            let by_tree = serde_json::from_slice::<Json>(text.as_bytes())
+                .map(|j| serde_json::json!({"schema": null, "payload": j}).to_string())
+                .map_err(|e| format!("not valid JSON: {e}"));
+            match (in_place, by_tree) {
+                (Ok(()), Ok(tree)) => assert_eq!(out[4..], *tree.as_bytes(), "{text}"),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a, b, "{text}");
+                    assert_eq!(out, b"kept", "{text}: out as it was");
+                }
+                (a, b) => panic!("{text}: in place {a:?}, tree {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn envelopes_taken_apart_in_place_match_the_tree() {
+        let schema = r#"{"type":"struct","fields":[{"field":"id","type":"int64","optional":false},{"field":"note","type":"string","optional":true}]}"#;
+        let other =
+            r#"{"type":"struct","fields":[{"field":"id","type":"int64","optional":false}]}"#;
+        let reader = r#"{"type": "record", "name": "Order", "fields": [
+            {"name": "id", "type": "double"}, {"name": "qty", "type": "int", "default": 1}]}"#;
+        let texts = [
+            format!(r#"{{"schema":{schema},"payload":{{"id":7,"note":"x"}}}}"#),
+            format!(r#"{{"schema":{schema},"payload":{{"id":8,"note":null}}}}"#),
+            format!(" {{ \"payload\" : {{ \"id\" : 9 , \"note\" : \"a\\u00e9\" }} ,\n \"schema\" : {schema} }} "),
+            format!(r#"{{"schema":{other},"payload":{{"id":1.50}}}}"#),
+            format!(r#"{{"schema":{schema},"payload":{{"id":2,"id":3}}}}"#),
+            r#"{"schema":null,"payload":[1, 2.0, "z"]}"#.to_string(),
+            r#"{"schema":null,"payload":"\u00e9"}"#.to_string(),
+            r#"{"schema":null,"payload":{"a":1,"a":2}}"#.to_string(),
+            r#"{"schema":null,"payload":1}"#.to_string(),
+            format!(r#"{{"schema":{schema},"payload":{{"id":7}}}}"#),
+            r#"{"schema":{"type":"nonsense"},"payload":1}"#.to_string(),
+            r#"{"schema":null,"payload":1,"extra":2}"#.to_string(),
+            r#"{"payload":1}"#.to_string(),
+            r#"[1]"#.to_string(),
+            r#"{"schema":null,"payload":{oops}"#.to_string(),
+        ];
+        for reader in [None, Some(reader)] {
+            let make = || {
+                Decoder::new(
+                    Format::Json,
+                    None,
+                    true,
+                    reader.map(|r| (r.to_string(), apache_avro::Schema::parse_str(r).unwrap())),
+                )
+            };
+            let (lean, tree) = (make(), make());
+            assert!(lean.decodes_in_place());
+            for text in &texts {
+                let mut out = b"kept".to_vec();
+                let in_place = lean.decode_into(text.as_bytes(), &mut out);
+                let by_tree = tree.decode_ref(text.as_bytes());
+                match (in_place, by_tree) {
+                    (Ok(a), Ok((bytes, b))) => {
+                        assert_eq!(out[4..], bytes[..], "{text}");
+                        assert_eq!(out[..4], *b"kept");
+                        assert_eq!(a, b, "{text}");
+                    }
+                    (Err(a), Err(b)) => {
+                        assert_eq!(a, b, "{text}");
+                        assert_eq!(out, b"kept", "{text}: out as it was");
+                    }
+                    (a, b) => panic!("{text}: in place {a:?}, tree {b:?}"),
+                }
+            }
+        }
     }
 
     #[test]

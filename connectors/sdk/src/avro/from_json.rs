@@ -12,7 +12,8 @@
 
 use super::plan::{Field, Node, NodeId, Plan};
 use super::{extend_short, put_long};
-use crate::json::{Scanner, ShortNumber, MAX_DEPTH};
+use crate::json::number::Num;
+use crate::json::{Scanner, MAX_DEPTH};
 
 /// What the pass reuses across records (one per thread).
 #[derive(Default)]
@@ -63,118 +64,6 @@ struct Ctx<'p, 't> {
     out: &'p mut Vec<u8>,
     scratch: &'p mut Scratch,
     s: Scanner<'t>,
-}
-
-/// A JSON number as serde_json would have parsed it.
-#[derive(Clone, Copy)]
-enum Num {
-    I(i64),
-    U(u64),
-    F(f64),
-}
-
-impl Num {
-    /// serde_json's `as_i64`.
-    fn as_i64(self) -> Option<i64> {
-        match self {
-            Num::I(i) => Some(i),
-            Num::U(u) => i64::try_from(u).ok(),
-            Num::F(_) => None,
-        }
-    }
-    /// serde_json's `as_f64`.
-    fn as_f64(self) -> f64 {
-        match self {
-            Num::I(i) => i as f64,
-            Num::U(u) => u as f64,
-            Num::F(f) => f,
-        }
-    }
-
-    /// A number read by [`Scanner::short_number`], as serde_json parses it; `None` when it
-    /// must parse the text itself.
-    fn from_short(n: ShortNumber) -> Option<Num> {
-        let ShortNumber {
-            negative,
-            significand,
-            fraction,
-        } = n;
-        Some(match (fraction, negative, significand) {
-            (Some(digits), ..) => Num::F(divide_exactly(negative, significand, digits)?),
-            (None, true, 0) => Num::F(-0.0),
-            (None, true, v) => Num::I(-(v as i64)),
-            (None, false, v) => Num::U(v),
-        })
-    }
-
-    /// The number `text` is, as serde_json parses it; `None` past what is parsed here.
-    fn parse(text: &[u8], float: bool) -> Option<Num> {
-        if float {
-            return Some(Num::F(
-                exact_decimal(text).or_else(|| serde_json::from_slice::<f64>(text).ok())?,
-            ));
-        }
-        let (negative, digits) = match text.split_first() {
-            Some((b'-', rest)) => (true, rest),
-            _ => (false, text),
-        };
-        if digits.len() > 18 {
-            return None; // may not fit a u64 / i64: serde_json turns those into floats
-        }
-        let mut v: u64 = 0;
-        for d in digits {
-            v = v * 10 + (d - b'0') as u64;
-        }
-        Some(match (negative, v) {
-            // serde_json has `-0` as a float.
-            (true, 0) => Num::F(-0.0),
-            (true, v) => Num::I(-(v as i64)),
-            (false, v) => Num::U(v),
-        })
-    }
-}
-
-/// Powers of ten that are exact as `f64`.
-const EXACT_POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-];
-
-/// A decimal without an exponent (`-?digits.digits`, already checked), as
-/// [`divide_exactly`] reads it; `None` otherwise.
-fn exact_decimal(text: &[u8]) -> Option<f64> {
-    let (negative, digits) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    if digits.len() > 17 {
-        return None; // 16 digits and the point: below 10^16, checked against 2^53 below
-    }
-    let (mut significand, mut fraction, mut point) = (0u64, 0u32, false);
-    for &d in digits {
-        match d {
-            b'.' => point = true,
-            b'0'..=b'9' => {
-                significand = significand * 10 + (d - b'0') as u64;
-                fraction += point as u32;
-            }
-            _ => return None, // an exponent
-        }
-    }
-    divide_exactly(negative, significand, fraction)
-}
-
-/// The decimal `±significand / 10^fraction` when the significand is below 2^53 and there
-/// are at most 22 fraction digits: both numbers are then exact as `f64`, so their quotient is
-/// the correctly rounded value, the bits serde_json gives (it divides the same two numbers,
-/// or parses correctly rounded with `float_roundtrip`). `None` otherwise.
-fn divide_exactly(negative: bool, significand: u64, fraction: u32) -> Option<f64> {
-    let pow = EXACT_POW10.get(fraction as usize)?;
-    if significand > 1 << 53 {
-        return None;
-    }
-    let f = significand as f64 / pow;
-    Some(if negative { -f } else { f })
 }
 
 /// Whether `n` fits `node` as the general path would have it.

@@ -598,179 +598,85 @@ impl<'a> Scanner<'a> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn nested_json() -> impl Strategy<Value = serde_json::Value> {
-        use serde_json::Value;
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            (-1e6f64..1e6).prop_map(Value::from),
-            "[a-z ]{0,12}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(5, 40, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::vec(("[a-z]{0,6}", inner), 0..6)
-                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
-            ]
-        })
+/// Kafka Connect's schema envelope taken apart: the texts of the `schema` and `payload`
+/// values (as written, whitespace around them left out) when `text` is one object with
+/// exactly those two keys, in either order; `None` for anything else, a text that is not
+/// JSON included (serde_json then says what is wrong).
+///
+/// ```
+/// let text = br#"{"schema": {"type": "string"}, "payload": "x"}"#;
+/// let (schema, payload) = sluice_connector_sdk::json::envelope_parts(text).unwrap();
+/// assert_eq!((schema, payload), (&br#"{"type": "string"}"#[..], &br#""x""#[..]));
+/// ```
+pub fn envelope_parts(text: &[u8]) -> Option<(&[u8], &[u8])> {
+    if !text.is_ascii() && std::str::from_utf8(text).is_err() {
+        return None;
     }
-
-    fn serde_says(b: &[u8]) -> bool {
-        serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
-    }
-
-    #[test]
-    fn known_texts_agree_with_serde_json() {
-        for t in [
-            &br#"{"a": [1, -2.5e+3, true, false, null, "x\u00e9"], "b": {}}"#[..],
-            b"  0 ",
-            b"-0",
-            b"01",
-            b"1.",
-            b".5",
-            b"1e",
-            b"[1,]",
-            b"{\"a\":1,}",
-            b"{\"a\" 1}",
-            b"\"tab\there\"",
-            b"\"\xff\"",
-            b"\"caf\xc3\xa9\"",
-            b"tru",
-            b"nulll",
-            b"[] []",
-            b"{\"a\":1]",
-            b"[\"a\"}",
-            b"{\"a\" \"b\"}",
-            b"{\"a\":}",
-            b"[1 2]",
-            b"{,}",
-            b"[,1]",
-            b"{\"a\":1,}",
-            b"{1:2}",
-            b"",
-            b"\"esc \\\" \\u12\"",
-            b"123456789012345678901234567890",
-            b"1e99999",
-        ] {
-            if let Some(v) = is_valid(t) {
-                assert_eq!(v, serde_says(t), "{}", String::from_utf8_lossy(t));
-            }
+    let mut s = Scanner::new(text);
+    let (mut schema, mut payload) = (None, None);
+    for opening in [b'{', b','] {
+        if s.peek()? != opening {
+            return None;
         }
-        let deep = "[".repeat(200) + &"]".repeat(200);
-        assert_eq!(
-            is_valid(deep.as_bytes()),
-            None,
-            "deep nesting is serde_json's call"
-        );
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(5000))]
-
-        #[test]
-        fn random_texts_agree_with_serde_json(t in "[\\[\\]{}\":,0-9.eE+\\- \\ta-z\\\\\u{e9}\u{1}]{0,40}") {
-            if let Some(v) = is_valid(t.as_bytes()) {
-                prop_assert_eq!(v, serde_says(t.as_bytes()), "{}", t);
-            }
+        s.at += 1;
+        if s.peek()? != b'"' {
+            return None;
         }
-
-        #[test]
-        fn plain_texts_agree_with_serde_json(t in "[\\[\\]{}\":,0-9a-z ]{0,200}") {
-            if let Some(v) = is_valid(t.as_bytes()) {
-                prop_assert_eq!(v, serde_says(t.as_bytes()), "{}", t);
-            }
+        s.at += 1;
+        let key = s.string_body().ok()?;
+        if s.peek()? != b':' {
+            return None;
         }
-
-        /// Texts across 64-byte words and past the index's size, whole and cut anywhere:
-        /// the quote index and the byte scan agree.
-        #[test]
-        fn the_quote_index_agrees_with_the_scan(
-            v in prop::collection::vec("[a-z \u{e9}]{0,150}", 0..20),
-            cut in any::<prop::sample::Index>(),
-        ) {
-            let text = serde_json::to_vec(&v).unwrap();
-            let cut = cut.index(text.len() + 1);
-            for t in [&text[..], &text[..cut]] {
-                #[cfg(target_arch = "x86_64")]
-                if std::is_x86_feature_detected!("avx2") {
-                    let (mut wide, mut narrow) = ([0u64; QUOTE_WORDS], [0u64; QUOTE_WORDS]);
-                    // SAFETY: AVX2 was detected; SSE2 is baseline.
-                    let (a, b) = unsafe {
-                        (index_quotes_avx2(t, &mut wide), index_quotes_sse2(t, &mut narrow))
-                    };
-                    prop_assert_eq!((a, wide), (b, narrow));
-                }
-                let mut indexed = Scanner::new(t);
-                prop_assert_eq!(indexed.plain, t.len() <= QUOTE_WORDS * 64);
-                let mut scanned = Scanner::new(t);
-                scanned.plain = false;
-                let (a, b) = (indexed.skip_value(0), scanned.skip_value(0));
-                prop_assert_eq!(a, b);
-                if a.is_ok() {
-                    prop_assert_eq!(indexed.at, scanned.at);
-                }
-            }
-        }
-
-        /// Nested documents, whole and with one byte removed, doubled or replaced by a
-        /// structural one: the plain-text loop agrees with serde_json.
-        #[test]
-        fn nested_documents_agree_with_serde_json(
-            doc in nested_json(),
-            at in any::<prop::sample::Index>(),
-            change in 0u8..3,
-            other in prop::sample::select(&b"{}[],:\" 1tn-"[..]),
-        ) {
-            let text = serde_json::to_vec(&doc).unwrap();
-            prop_assert_eq!(is_valid(&text), Some(true));
-            let at = at.index(text.len());
-            let mut changed = text.clone();
-            match change {
-                0 => changed.insert(at, text[at]),
-                1 => { changed.remove(at); }
-                _ => changed[at] = other,
-            }
-            if let Some(v) = is_valid(&changed) {
-                prop_assert_eq!(v, serde_says(&changed), "{}", String::from_utf8_lossy(&changed));
-            }
-        }
-
-        #[test]
-        fn json_values_are_valid(v in prop::collection::vec(("\\PC{0,12}", any::<i64>(), any::<f64>(), any::<bool>()), 0..6)) {
-            let text = serde_json::to_vec(&v).unwrap();
-            prop_assert_eq!(is_valid(&text).unwrap_or(true), true);
-        }
-
-        /// The one-pass reader of common numbers agrees with the grammar's scan: it takes the
-        /// same text or leaves it to the scan, and its digits are the text's.
-        #[test]
-        fn short_numbers_agree_with_the_scan(
-            n in "-?[0-9]{0,20}(\\.[0-9]{0,20})?([eE][+-]?[0-9]{0,3})?",
-            after in prop::sample::select(&b",}] x.e"[..]),
-        ) {
-            let mut text = n.clone().into_bytes();
-            text.push(after);
-            let mut short = Scanner::new(&text);
-            let mut scan = Scanner::new(&text);
-            let scanned = scan.number();
-            match short.short_number() {
-                None => prop_assert_eq!(short.at, 0),
-                Some(got) => {
-                    let (t, float) = scanned.expect("a short number is a number");
-                    prop_assert_eq!(short.at, scan.at);
-                    prop_assert_eq!(got.fraction.is_some(), float);
-                    prop_assert_eq!(got.negative, t.starts_with(b"-"));
-                    let digits: String = std::str::from_utf8(t).unwrap().chars().filter(char::is_ascii_digit).collect();
-                    prop_assert_eq!(got.significand, digits.parse::<u64>().unwrap());
-                    prop_assert_eq!(got.fraction.unwrap_or(0) as usize, t.iter().skip_while(|c| **c != b'.').skip(1).count());
-                }
-            }
+        s.at += 1;
+        s.ws();
+        let from = s.at;
+        s.skip_value(1).ok()?;
+        let slot = match key {
+            b"schema" => &mut schema,
+            b"payload" => &mut payload,
+            _ => return None,
+        };
+        if slot.replace(&text[from..s.at]).is_some() {
+            return None; // the same key twice
         }
     }
+    if s.peek()? != b'}' {
+        return None;
+    }
+    s.at += 1;
+    s.ws();
+    if s.at != text.len() {
+        return None;
+    }
+    Some((schema?, payload?))
 }
+
+/// The payload's text when `text` is an envelope written the way Sluice writes them,
+/// `{"schema":<schema>,"payload":<payload>}` with `schema`'s exact text (only whitespace
+/// after the closing brace): a topic's envelopes mostly repeat one schema, and a compare of
+/// its bytes is cheaper than a scan. The payload is not checked: it is JSON only if the
+/// caller's parse of it (e.g. [`write_compact`]) says so, and anything else is an envelope
+/// for [`envelope_parts`] to judge.
+///
+/// ```
+/// use sluice_connector_sdk::json::payload_after_schema;
+/// let text = br#"{"schema":{"type":"string"},"payload":"x"}"#;
+/// assert_eq!(payload_after_schema(text, br#"{"type":"string"}"#), Some(&br#""x""#[..]));
+/// assert_eq!(payload_after_schema(text, br#"{"type":"int32"}"#), None);
+/// ```
+pub fn payload_after_schema<'a>(text: &'a [u8], schema: &[u8]) -> Option<&'a [u8]> {
+    let rest = text.strip_prefix(b"{\"schema\":")?;
+    let rest = rest.strip_prefix(schema)?;
+    let rest = rest.strip_prefix(b",\"payload\":")?;
+    let last = rest
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    (rest[last] == b'}').then(|| &rest[..last])
+}
+
+mod compact;
+pub(crate) mod number;
+#[cfg(test)]
+mod tests;
+
+pub use compact::write_compact;
