@@ -1,5 +1,5 @@
 //! `sluice bench pipeline --instructions`: what a record costs in instructions, which do
-//! not move with the machine the way wall-clock figures do. Each run (bytes, json, avro, envelope) is
+//! not move with the machine the way wall-clock figures do. Each run (bytes, json, avro, envelope, csv) is
 //! this binary's `bench pipeline --once` under `valgrind --tool=callgrind`, at two input
 //! sizes; the difference divided by the difference in records is the cost of one record
 //! with start-up left out (the totals, start-up included, are printed beside it).

@@ -24,17 +24,19 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn count_output_lines(dir: &std::path::Path) -> usize {
+/// Records in the sink's finished files (named by their first and last offsets).
+fn count_output_lines(dir: &std::path::Path, ext: &str) -> usize {
+    let suffix = format!(".{ext}");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix))
         .filter_map(|e| {
             e.file_name()
                 .to_string_lossy()
-                .strip_suffix(".jsonl")
+                .strip_suffix(&suffix)
                 .and_then(|n| {
                     let parts: Vec<&str> = n.rsplitn(3, '-').collect();
                     Some(
@@ -47,11 +49,12 @@ fn count_output_lines(dir: &std::path::Path) -> usize {
 }
 
 /// Every run: its name for `--runs` and its label in the figures.
-pub const RUNS: [(&str, &str); 4] = [
+pub const RUNS: [(&str, &str); 5] = [
     ("bytes", "pipeline, bytes pass-through"),
     ("json", "pipeline, json checked in and out"),
     ("avro", "pipeline, json -> avro topic -> json"),
     ("envelope", "pipeline, json -> Connect envelope"),
+    ("csv", "pipeline, csv -> json topic -> csv"),
 ];
 
 /// The runs `--runs` names, in [`RUNS`]' order; an unknown name is an error.
@@ -83,16 +86,35 @@ fn run_once(
             format!("value_format: json, value_schemas_enable: true, value_schema: '{SCHEMA}'"),
             "value_format: json, value_schemas_enable: true".to_string(),
         ),
+        "csv" => (
+            "value_format: json, format: csv".to_string(),
+            "value_format: json, format: csv".to_string(),
+        ),
         _ => (
             format!("value_format: {format}"),
             format!("value_format: {format}"),
         ),
     };
+    // The csv run reads the CSV twin of the input (see [`write_input`]) and writes CSV.
+    let ext = if format == "csv" { "csv" } else { "jsonl" };
+    let csv_twin;
+    let input = if format == "csv" {
+        csv_twin = input.with_extension("csv");
+        if !csv_twin.exists() {
+            bail!(
+                "the csv run reads {}, the CSV twin of its input; let `sluice bench pipeline` write its input (leave out --input)",
+                csv_twin.display()
+            );
+        }
+        csv_twin.as_path()
+    } else {
+        input
+    };
     let base = work.join(format!("run-{format}"));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("in"))?;
     let yaml = format!(
-        "runtime: {{ data_dir: {b}/data }}\ntopics: {{ t: {{ config: {{ flush.messages: -1, flush.ms: 1000 }} }} }}\nsources:\n  s: {{ type: file, topic: t, {source}, path: {b}/in/*.jsonl, poll_interval: 10ms }}\nsinks:\n  k: {{ type: file, topics: [t], {sink}, path: {b}/out, roll_bytes: 67108864, roll_interval: 20ms }}\n",
+        "runtime: {{ data_dir: {b}/data }}\ntopics: {{ t: {{ config: {{ flush.messages: -1, flush.ms: 1000 }} }} }}\nsources:\n  s: {{ type: file, topic: t, {source}, path: {b}/in/*.{ext}, poll_interval: 10ms }}\nsinks:\n  k: {{ type: file, topics: [t], {sink}, path: {b}/out, roll_bytes: 67108864, roll_interval: 20ms }}\n",
         b = base.display()
     );
     let registry = crate::run::builtin_connectors()?;
@@ -110,9 +132,12 @@ fn run_once(
     // The source sees the file appear whole (a rename), as a finished log file would.
     std::fs::hard_link(input, base.join("in/.staged"))
         .or_else(|_| std::fs::copy(input, base.join("in/.staged")).map(|_| ()))?;
-    std::fs::rename(base.join("in/.staged"), base.join("in/input.jsonl"))?;
+    std::fs::rename(
+        base.join("in/.staged"),
+        base.join(format!("in/input.{ext}")),
+    )?;
     let deadline = start + Duration::from_secs(600);
-    while count_output_lines(&base.join("out")) < records {
+    while count_output_lines(&base.join("out"), ext) < records {
         if Instant::now() > deadline {
             bail!("the pipeline did not finish within 10 minutes");
         }
@@ -240,19 +265,26 @@ fn prepare_page_cache(mode: &str, dir: &std::path::Path, bytes: usize) -> Result
 }
 
 /// The fixed input: `records` JSON lines of about 200 bytes.
+/// The input: `records` JSON lines of ~200 bytes at `input`, and the same records as CSV
+/// (a header row, then one row each) at its `.csv` twin, for the csv run.
 pub fn write_input(input: &std::path::Path, records: usize) -> Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(input)?);
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(input.with_extension("csv"))?);
+    writeln!(csv, "id,customer,email,amount,currency,status,note")?;
+    let note = "n".repeat(60);
     for i in 0..records {
+        let (customer, euros, cents) = (i % 100_000, i % 997, i % 100);
         // About 200 bytes of JSON per line.
         writeln!(
             f,
-            r#"{{"id":{i},"customer":"customer-{:06}","email":"user{i}@example.com","amount":{}.{:02},"currency":"EUR","status":"confirmed","note":"{}"}}"#,
-            i % 100_000,
-            i % 997,
-            i % 100,
-            "n".repeat(60)
+            r#"{{"id":{i},"customer":"customer-{customer:06}","email":"user{i}@example.com","amount":{euros}.{cents:02},"currency":"EUR","status":"confirmed","note":"{note}"}}"#,
+        )?;
+        writeln!(
+            csv,
+            "{i},customer-{customer:06},user{i}@example.com,{euros}.{cents:02},EUR,confirmed,{note}"
         )?;
     }
     f.flush()?;
+    csv.flush()?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! **Owns:** reading files into records ([`source`]: follow a glob, lines, JSON lines or
 //! CSV, resume per file by fingerprint) and writing records into files ([`sink`]: JSON lines,
 //! CSV or Avro object container files ([`avro_file`]), exactly once across crashes through
-//! atomic renames).
+//! atomic renames); CSV lines ↔ JSON objects without a tree per line ([`csv_json`]).
 //!
 //! **Must not touch:** topics, offsets storage, converters: the runtime does those through
 //! the SDK traits.
@@ -22,6 +22,7 @@ use sluice_connector_sdk::registry::{
 };
 
 pub mod avro_file;
+pub mod csv_json;
 pub mod sink;
 pub mod source;
 

@@ -26,6 +26,7 @@ use sluice_connector_sdk::connector::{
 use sluice_connector_sdk::data::Payload;
 
 use crate::avro_file::{ContainerWriter, BLOCK_BYTES};
+use crate::csv_json::{write_row, CsvRows};
 
 pub fn spec() -> ConfigSpec {
     ConfigSpec::new(vec![
@@ -94,6 +95,7 @@ impl SinkConnector for FileSink {
             },
             open: HashMap::new(),
             done: HashMap::new(),
+            csv_rows: CsvRows::default(),
         }))
     }
 }
@@ -129,6 +131,8 @@ struct FileSinkTask {
     open: HashMap<TopicPartition, InProgress>,
     /// Next offset after the last finished file, per partition.
     done: HashMap<TopicPartition, i64>,
+    /// `format: csv`: the row being written, in buffers kept from record to record.
+    csv_rows: CsvRows,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> ConnectorError {
@@ -195,7 +199,11 @@ impl FileSinkTask {
         let mut bytes = 0;
         let mut avro = None;
         let header = match (self.format, schema) {
-            (OutFormat::Csv, _) => Some(csv_line(columns.iter().map(String::as_str))?),
+            (OutFormat::Csv, _) => {
+                let mut header = Vec::new();
+                write_row(columns.iter().map(|c| c.as_bytes()), &mut header);
+                Some(header)
+            }
             (OutFormat::Avro, Some(schema)) => {
                 let (w, header) = ContainerWriter::new(&schema).map_err(|e| {
                     ConnectorError::bad_record(format!("the records' Avro schema: {e}"))
@@ -273,6 +281,19 @@ impl FileSinkTask {
         run: impl Iterator<Item = Incoming<'r>>,
         open: &mut Option<InProgress>,
     ) -> Result<()> {
+        let mut rows = std::mem::take(&mut self.csv_rows);
+        let written = self.write_run_with(tp, run, open, &mut rows);
+        self.csv_rows = rows;
+        written
+    }
+
+    fn write_run_with<'r>(
+        &mut self,
+        tp: &TopicPartition,
+        run: impl Iterator<Item = Incoming<'r>>,
+        open: &mut Option<InProgress>,
+        rows: &mut CsvRows,
+    ) -> Result<()> {
         let done = self.done.get(tp).copied();
         for r in run {
             let offset = r.offset();
@@ -287,41 +308,55 @@ impl FileSinkTask {
             // JSON values go to the file as they are (the pass-through path copies nothing
             // extra); CSV rows and Avro records are encoded first. Either way a bad record
             // is refused before anything of it is written.
-            let (line, columns, schema) = match (self.format, r) {
+            let where_ = || format!("{}-{} offset {offset}", tp.topic, tp.partition);
+            let (line, schema) = match (self.format, r) {
                 (OutFormat::Json, Incoming::Value(_, value)) => {
-                    (Line::Json(value.unwrap_or(b"null")), Vec::new(), None)
+                    (Line::Json(value.unwrap_or(b"null")), None)
                 }
-                (OutFormat::Json, Incoming::Record(r)) => {
-                    (Line::Json(json_value(r)?), Vec::new(), None)
+                (OutFormat::Json, Incoming::Record(r)) => (Line::Json(json_value(r)?), None),
+                (OutFormat::Csv, Incoming::Value(_, value)) => {
+                    rows.row(value, where_)?;
+                    (Line::Csv, None)
                 }
                 (OutFormat::Csv, Incoming::Record(r)) => {
-                    let (row, columns) = csv_row(r)?;
-                    (Line::Csv(row), columns, None)
+                    let value = match &r.value {
+                        Some(Payload::Raw(bytes)) => Some(&bytes[..]),
+                        Some(Payload::Typed { .. }) => return Err(typed_value()),
+                        None => None,
+                    };
+                    rows.row(value, where_)?;
+                    (Line::Csv, None)
                 }
                 (OutFormat::Avro, Incoming::Record(r)) => {
                     let (value, schema) = avro_value(r)?;
-                    (Line::Avro(value), Vec::new(), Some(schema))
+                    (Line::Avro(value), Some(schema))
                 }
-                (_, Incoming::Value(..)) => {
+                (OutFormat::Avro, Incoming::Value(..)) => {
                     return Err(ConnectorError::fatal(
-                        "values without records reach only `format: json`",
+                        "values without records reach only `format: json` and `format: csv`",
                     ))
                 }
             };
+            let csv = self.format == OutFormat::Csv;
             let same_schema = |f: &InProgress| match (&f.avro, &schema) {
                 (Some((a, _)), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
                 _ => true,
             };
-            if let Some(f) = open.take_if(|f| f.columns != columns || !same_schema(f)) {
+            if let Some(f) =
+                open.take_if(|f| (csv && !rows.same_columns(&f.columns)) || !same_schema(f))
+            {
                 // Other fields or another schema: a new file with its own header.
                 self.finish_file(tp, f)?;
             }
             let f = match open {
                 Some(f) => f,
-                None => open.insert(self.create(tp, offset, columns, schema)?),
+                None => {
+                    let columns = if csv { rows.columns() } else { Vec::new() };
+                    open.insert(self.create(tp, offset, columns, schema)?)
+                }
             };
             let written = match line {
-                Line::Csv(row) => f.writer.write_all(&row).map(|_| row.len()),
+                Line::Csv => f.writer.write_all(&rows.row).map(|_| rows.row.len()),
                 Line::Json(value) => f
                     .writer
                     .write_all(value)
@@ -420,9 +455,9 @@ impl SinkTask for FileSinkTask {
         Ok(())
     }
 
-    /// JSON lines need nothing but values and offsets.
+    /// JSON lines and CSV rows need nothing but values and offsets.
     fn accepts_values(&self) -> bool {
-        self.format == OutFormat::Json
+        matches!(self.format, OutFormat::Json | OutFormat::Csv)
     }
 
     fn put_values(&mut self, runs: &[SinkValueRun]) -> Result<()> {
@@ -520,8 +555,8 @@ impl Incoming<'_> {
 enum Line<'a> {
     /// The value's bytes (a newline follows).
     Json(&'a [u8]),
-    /// A whole CSV row, newline included.
-    Csv(Vec<u8>),
+    /// The CSV row just made ([`CsvRows::row`]), newline included.
+    Csv,
     /// A value to encode into the current Avro block.
     Avro(serde_json::Value),
 }
@@ -560,70 +595,6 @@ fn json_value(r: &SinkRecord) -> Result<&[u8]> {
 
 fn typed_value() -> ConnectorError {
     ConnectorError::bad_record("the file sink writes encoded values; set a value_format")
-}
-
-/// One CSV line (RFC 4180 quoting, `\n` ending).
-fn csv_line<'a>(cells: impl IntoIterator<Item = &'a str>) -> Result<Vec<u8>> {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    writer
-        .write_record(cells)
-        .map_err(|e| ConnectorError::fatal(format!("encoding a CSV row: {e}")))?;
-    writer
-        .into_inner()
-        .map_err(|e| ConnectorError::fatal(format!("encoding a CSV row: {e}")))
-}
-
-/// A record whose value is a JSON object as a CSV row, with its field names (the header).
-fn csv_row(r: &SinkRecord) -> Result<(Vec<u8>, Vec<String>)> {
-    let where_ = || format!("{}-{} offset {}", r.topic, r.partition, r.offset);
-    let object = match &r.value {
-        Some(Payload::Raw(bytes)) => match serde_json::from_slice::<serde_json::Value>(bytes) {
-            Ok(serde_json::Value::Object(o)) => o,
-            Ok(other) => {
-                return Err(ConnectorError::bad_record(format!(
-                    "`format: csv` writes JSON objects as rows; the value at {} is {}",
-                    where_(),
-                    kind(&other)
-                )))
-            }
-            Err(e) => {
-                return Err(ConnectorError::bad_record(format!(
-                    "`format: csv` writes JSON objects as rows; the value at {} is not JSON: {e}",
-                    where_()
-                )))
-            }
-        },
-        Some(Payload::Typed { .. }) => return Err(typed_value()),
-        None => {
-            return Err(ConnectorError::bad_record(format!(
-                "`format: csv` has no row for a tombstone (null value) at {}; drop tombstones with a `filter` transform and the `record_is_tombstone` predicate",
-                where_()
-            )))
-        }
-    };
-    let columns: Vec<String> = object.keys().cloned().collect();
-    let cells: Vec<String> = object
-        .values()
-        .map(|v| match v {
-            serde_json::Value::Null => String::new(),
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect();
-    Ok((csv_line(cells.iter().map(String::as_str))?, columns))
-}
-
-fn kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

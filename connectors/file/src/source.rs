@@ -23,6 +23,8 @@ use sluice_connector_sdk::connector::{
 };
 use sluice_connector_sdk::data::Payload;
 
+use crate::csv_json::{csv_fields, CsvToJson};
+
 /// At most this much of the first line goes into the fingerprint.
 const FINGERPRINT_BYTES: usize = 256;
 const READ_CHUNK: usize = 4 << 20;
@@ -134,6 +136,7 @@ impl SourceConnector for FileSource {
             csv: config.str("format") == Some("csv"),
             columns: HashMap::new(),
             last_read: None,
+            last_json: None,
         }))
     }
 }
@@ -145,24 +148,13 @@ struct FileSourceTask {
     positions: HashMap<String, u64>,
     /// `format: csv`: lines become JSON objects keyed by the header row's column names.
     csv: bool,
-    /// Column names per file (fingerprint).
-    columns: HashMap<String, Vec<String>>,
+    /// Per file (fingerprint): its header's columns, and how its lines become objects.
+    columns: HashMap<String, CsvToJson>,
+    /// `format: csv`: the last buffer of JSON objects, reused as `last_read` is.
+    last_json: Option<bytes::Bytes>,
     /// The last read buffer. Records are slices of it; once they are all dropped (the
     /// runtime has appended them), the next read reuses its memory instead of fresh pages.
     last_read: Option<bytes::Bytes>,
-}
-
-/// Fields of one CSV line (RFC 4180 quoting), or why it cannot be read.
-fn csv_fields(line: &[u8]) -> std::result::Result<Vec<String>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(line);
-    let mut record = csv::StringRecord::new();
-    match reader.read_record(&mut record) {
-        Ok(true) => Ok(record.iter().map(str::to_string).collect()),
-        Ok(false) => Ok(Vec::new()),
-        Err(e) => Err(format!("malformed CSV line: {e}")),
-    }
 }
 
 impl FileSourceTask {
@@ -192,8 +184,9 @@ impl FileSourceTask {
         )))
     }
 
-    /// Reads new complete lines of one file: as records (`csv`, whose lines become objects
-    /// or errors) or as a run of values (`lines`, `json`). `taken` counts both.
+    /// Reads new complete lines of one file as a run of values (`lines`, `json`, and `csv`,
+    /// whose lines become objects), or as records when CSV lines carry errors. `taken`
+    /// counts both.
     fn read_file(
         &mut self,
         path: &Path,
@@ -215,7 +208,7 @@ impl FileSourceTask {
             let header = header.strip_suffix(b"\r").unwrap_or(header);
             match csv_fields(header) {
                 Ok(names) if !names.is_empty() => {
-                    self.columns.insert(stream.clone(), names);
+                    self.columns.insert(stream.clone(), CsvToJson::new(names));
                 }
                 _ => return Ok(()), // not a header row yet (a long first line still being written)
             }
@@ -271,6 +264,20 @@ impl FileSourceTask {
             }
             return Ok(());
         }
+        // CSV: each row's JSON object goes into one buffer, the values a run over it. A line
+        // that is not a row of the header's shape becomes a record of its own that carries
+        // its error (the raw line, for the dead-letter topic).
+        let Some(to_json) = self.columns.get_mut(&stream) else {
+            return Ok(());
+        };
+        let mut json = match self.last_json.take().map(bytes::Bytes::try_into_mut) {
+            Some(Ok(unique)) => Vec::from(unique),
+            _ => Vec::new(),
+        };
+        json.clear();
+        json.reserve(buf.len() * 2);
+        let mut pieces: Vec<CsvPiece> = Vec::new();
+        let mut rows = Vec::new();
         while *taken < max_records {
             let Some(nl) = memchr::memchr(b'\n', &buf[at..]) else {
                 break;
@@ -279,61 +286,70 @@ impl FileSourceTask {
             if end > at && buf[end - 1] == b'\r' {
                 end -= 1;
             }
-            let line = &buf[at..end];
-            let line_slice = (at, end);
-            let line_start = offset;
+            let (line_start, line) = (offset, at..end);
             offset += nl as u64 + 1;
             at += nl + 1;
-            let (value, headers) = match self.columns.get(&stream).filter(|_| self.csv) {
-                None => (buf.slice(line_slice.0..line_slice.1), Vec::new()),
-                Some(_) if line_start == 0 => continue, // the header row itself
-                Some(names) => match csv_fields(line) {
-                    Ok(fields) if fields.len() == names.len() => {
-                        let obj: serde_json::Map<String, serde_json::Value> = names
-                            .iter()
-                            .cloned()
-                            .zip(fields.into_iter().map(serde_json::Value::String))
-                            .collect();
-                        (
-                            serde_json::Value::Object(obj).to_string().into(),
-                            Vec::new(),
-                        )
+            if line_start == 0 {
+                continue; // the header row itself
+            }
+            let from = json.len();
+            match to_json.object(&buf[line.clone()], &mut json) {
+                Ok(()) => rows.push((from, json.len(), offset)),
+                Err(e) => {
+                    if !rows.is_empty() {
+                        pieces.push(CsvPiece::Rows(std::mem::take(&mut rows)));
                     }
-                    Ok(fields) => (
-                        buf.slice(line_slice.0..line_slice.1),
-                        vec![(
-                            SOURCE_ERROR_HEADER.to_string(),
-                            format!(
-                                "CSV line has {} fields, the header has {}",
-                                fields.len(),
-                                names.len()
-                            )
-                            .into_bytes(),
-                        )],
-                    ),
-                    Err(e) => (
-                        buf.slice(line_slice.0..line_slice.1),
-                        vec![(SOURCE_ERROR_HEADER.to_string(), e.into_bytes())],
-                    ),
-                },
-            };
-            out.push(SourceRecord {
-                topic: None,
-                partition: None,
-                key: None,
-                value: Some(Payload::Raw(value)),
-                headers,
-                timestamp: None,
-                position: SourcePosition {
-                    stream: shared_stream.clone(),
-                    offset: json!(offset),
-                },
-            });
+                    pieces.push(CsvPiece::Bad(Box::new(SourceRecord {
+                        topic: None,
+                        partition: None,
+                        key: None,
+                        value: Some(Payload::Raw(buf.slice(line))),
+                        headers: vec![(SOURCE_ERROR_HEADER.to_string(), e.into_bytes())],
+                        timestamp: None,
+                        position: SourcePosition {
+                            stream: shared_stream.clone(),
+                            offset: json!(offset),
+                        },
+                    })));
+                }
+            }
             *taken += 1;
         }
         self.positions.insert(stream, offset);
+        let json = bytes::Bytes::from(json);
+        self.last_json = Some(json.clone());
+        let run_of = |rows: Vec<(usize, usize, u64)>| -> std::io::Result<ValueRun> {
+            let mut run = ValueRun::new(json.clone(), shared_stream.clone());
+            for (from, to, position) in rows {
+                run.push(from, to, position)
+                    .map_err(|e| std::io::Error::other(format!("CSV rows: {e}")))?;
+            }
+            Ok(run)
+        };
+        if pieces.is_empty() {
+            if !rows.is_empty() {
+                runs.push(run_of(rows)?);
+            }
+            return Ok(());
+        }
+        // Bad lines are rare: this file's rows become records around them, in order.
+        if !rows.is_empty() {
+            pieces.push(CsvPiece::Rows(rows));
+        }
+        for piece in pieces {
+            match piece {
+                CsvPiece::Rows(rows) => out.extend(run_of(rows)?.into_records()),
+                CsvPiece::Bad(record) => out.push(*record),
+            }
+        }
         Ok(())
     }
+}
+
+/// A stretch of one CSV read: rows that became objects, or a line that did not.
+enum CsvPiece {
+    Rows(Vec<(usize, usize, u64)>),
+    Bad(Box<SourceRecord>),
 }
 
 impl SourceTask for FileSourceTask {
@@ -354,7 +370,8 @@ impl SourceTask for FileSourceTask {
         }
     }
 
-    /// Lines as runs of values (no record object per line), CSV rows as records.
+    /// Lines and CSV rows as runs of values (no record object per line); a poll that met
+    /// CSV lines that are not rows gives records.
     fn poll_batch(&mut self, max_records: usize, timeout: Duration) -> Result<Polled> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -369,10 +386,12 @@ impl SourceTask for FileSourceTask {
                     })?;
             }
             if taken > 0 || Instant::now() >= deadline {
-                return Ok(if self.csv {
-                    Polled::Records(out)
-                } else {
+                // CSV lines that carry an error are records: then all of this poll is.
+                return Ok(if out.is_empty() {
                     Polled::Values(runs)
+                } else {
+                    out.extend(runs.into_iter().flat_map(ValueRun::into_records));
+                    Polled::Records(out)
                 });
             }
             std::thread::sleep(
@@ -404,6 +423,7 @@ mod tests {
             csv: false,
             columns: HashMap::new(),
             last_read: None,
+            last_json: None,
         }
     }
 

@@ -22,6 +22,7 @@ fn task(dir: &Path, roll_bytes: u64) -> FileSinkTask {
         format: OutFormat::Json,
         open: HashMap::new(),
         done: HashMap::new(),
+        csv_rows: CsvRows::default(),
     }
 }
 
@@ -141,6 +142,64 @@ fn csv_rows_under_a_header_with_quoting_and_a_new_file_when_fields_change() {
         .0
         .ends_with("-00000000000000000002-00000000000000000002.csv"));
     assert_eq!(files[1].1, "id,email\n3,c@example.com\n");
+}
+
+#[test]
+fn csv_rows_from_runs_of_values_are_the_rows_from_records() {
+    let values = [
+        r#"{"id":1,"name":"Ada, Countess","note":"said \"hi\"","tags":["a"],"gone":null}"#,
+        r#"{"id":2,"name":"B\u00f6b","note":"two\nlines","tags":[],"gone":true}"#,
+        r#"{"id":3,"email":"c@example.com"}"#,
+        r#"{"id":4,"email":"d@example.com","id":5}"#,
+    ];
+    let (by_records, by_values) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut t = csv_task(by_records.path());
+    let records: Vec<SinkRecord> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| rec(i as i64, v))
+        .collect();
+    t.put(&records).unwrap();
+    t.stop().unwrap();
+    let mut t = csv_task(by_values.path());
+    assert!(t.accepts_values());
+    let mut buf = Vec::new();
+    let mut spans = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        spans.push((
+            i as i64,
+            Some((buf.len() as u32, (buf.len() + v.len()) as u32)),
+        ));
+        buf.extend_from_slice(v.as_bytes());
+    }
+    t.put_values(&[SinkValueRun {
+        topic: "t".into(),
+        partition: 0,
+        buf: buf.into(),
+        values: spans,
+    }])
+    .unwrap();
+    t.stop().unwrap();
+    let (a, b) = (csv_output(by_records.path()), csv_output(by_values.path()));
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a, b);
+    assert_eq!(
+        a[1].1, "id,email\n3,c@example.com\n5,d@example.com\n",
+        "a repeated key keeps its first place and last value, as serde_json does"
+    );
+    let e = t
+        .put_values(&[SinkValueRun {
+            topic: "t".into(),
+            partition: 0,
+            buf: bytes::Bytes::from_static(b"[1]"),
+            values: vec![(9, Some((0, 3))), (10, None)],
+        }])
+        .unwrap_err();
+    assert!(
+        e.message.contains("the value at t-0 offset 9 is an array"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]

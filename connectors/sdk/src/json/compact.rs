@@ -43,6 +43,108 @@ pub fn write_compact(text: &[u8], out: &mut Vec<u8>) -> bool {
     written
 }
 
+/// One member of an object read by [`object_cells`]: where its key lies in the text (as
+/// written: keys with escapes are left to serde_json) and where its cell lies in the cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub key: (u32, u32),
+    pub cell: (u32, u32),
+}
+
+/// A JSON object's members as text cells, for a table's row (CSV): each value's text as
+/// serde_json's `Value` gives it to a table writer (a string's contents, nothing for
+/// `null`, `to_string()` of anything else), appended to `cells`, and each member in
+/// `members` (cleared first). `false` (with `cells` as it was) when the text is not one
+/// object this can be sure of: serde_json must then decide, and say what is wrong.
+///
+/// ```
+/// use sluice_connector_sdk::json::object_cells;
+/// let (text, mut cells, mut members) = (br#"{"a": "x", "b": null, "c": [1, 2.50]}"#, Vec::new(), Vec::new());
+/// assert!(object_cells(text, &mut cells, &mut members));
+/// let cell = |i: usize| { let (f, t) = members[i].cell; &cells[f as usize..t as usize] };
+/// assert_eq!((cell(0), cell(1), cell(2)), (&b"x"[..], &b""[..], &b"[1,2.5]"[..]));
+/// ```
+pub fn object_cells(text: &[u8], cells: &mut Vec<u8>, members: &mut Vec<Member>) -> bool {
+    let start = cells.len();
+    members.clear();
+    let read = (text.is_ascii() || std::str::from_utf8(text).is_ok())
+        && text.len() < u32::MAX as usize
+        && KEYS.with(|keys| {
+            let Ok(mut keys) = keys.try_borrow_mut() else {
+                return false;
+            };
+            keys.clear();
+            let mut s = Scanner::new(text);
+            let done = members_of(&mut s, cells, members, &mut keys).is_ok();
+            s.ws();
+            done && s.at == text.len()
+        })
+        && cells.len() < u32::MAX as usize;
+    if !read {
+        cells.truncate(start);
+        members.clear();
+    }
+    read
+}
+
+fn members_of(
+    s: &mut Scanner<'_>,
+    cells: &mut Vec<u8>,
+    members: &mut Vec<Member>,
+    keys: &mut Vec<(u32, u32)>,
+) -> Result<(), Stop> {
+    if s.peek() != Some(b'{') {
+        return Err(Stop::Unsure); // serde_json names what it is instead
+    }
+    s.at += 1;
+    if s.peek() == Some(b'}') {
+        s.at += 1;
+        return Ok(());
+    }
+    loop {
+        if s.peek() != Some(b'"') {
+            return Err(Stop::Invalid);
+        }
+        s.at += 1;
+        let from = s.at;
+        let key = s.string_body()?;
+        let b = s.b;
+        // Without escapes, equal keys are equal texts; a repeated one is serde_json's call.
+        if members
+            .iter()
+            .any(|m| &b[m.key.0 as usize..m.key.1 as usize] == key)
+        {
+            return Err(Stop::Unsure);
+        }
+        if s.peek() != Some(b':') {
+            return Err(Stop::Invalid);
+        }
+        s.at += 1;
+        let at = cells.len();
+        if s.peek() == Some(b'"') {
+            s.at += 1;
+            cells.extend_from_slice(s.string_body()?);
+        } else {
+            value(s, cells, keys, 1)?;
+            if cells[at..] == *b"null" {
+                cells.truncate(at);
+            }
+        }
+        members.push(Member {
+            key: (from as u32, (from + key.len()) as u32),
+            cell: (at as u32, cells.len() as u32),
+        });
+        match s.peek() {
+            Some(b',') => s.at += 1,
+            Some(b'}') => {
+                s.at += 1;
+                return Ok(());
+            }
+            _ => return Err(Stop::Invalid),
+        }
+    }
+}
+
 fn value(
     s: &mut Scanner<'_>,
     out: &mut Vec<u8>,

@@ -4,6 +4,8 @@
 //! that a string ends at the next quote bit; other texts are scanned 8 bytes at a time. It answers only what it is sure of; for anything unusual (escapes,
 //! very deep nesting, numbers it does not parse itself) it says "unsure" and the caller asks
 //! serde_json, which stays the reference for every verdict and every error message.
+// The Avro transcoder (feature `avro`) is the one user of the number readers.
+#![cfg_attr(not(feature = "avro"), allow(dead_code))]
 
 /// `Some(true)`: `b` is one JSON value (with surrounding whitespace), exactly as
 /// `serde_json::from_slice::<IgnoredAny>` would accept it; `Some(false)`: it is not;
@@ -675,8 +677,10 @@ pub fn payload_after_schema<'a>(text: &'a [u8], schema: &[u8]) -> Option<&'a [u8
 }
 
 mod compact;
+pub(crate) mod string;
+pub use string::{write_string, write_text};
 pub(crate) mod number;
 #[cfg(test)]
 mod tests;
 
-pub use compact::write_compact;
+pub use compact::{object_cells, write_compact, Member};

@@ -285,4 +285,36 @@ proptest! {
             }
         }
     }
+
+    /// Object texts of any shape: whatever cells are read are serde_json's `Value`s as a
+    /// table writer takes them (a string's contents, nothing for null, `to_string()` else).
+    #[test]
+    fn object_cells_are_serde_jsons_cells(
+        t in "\\{[\\[\\]{}\":,0-9.eE+\\- a-z\\\\\u{e9}\u{1}]{0,40}",
+        doc in nested_json(),
+    ) {
+        let object = serde_json::json!({"k": doc, "n": null, "s": "x,y"}).to_string();
+        for (generated, text) in [(false, t.clone()), (true, object)] {
+            let (mut cells, mut members) = (b"prefix".to_vec(), Vec::new());
+            if object_cells(text.as_bytes(), &mut cells, &mut members) {
+                let v: serde_json::Value = serde_json::from_str(&text).expect("serde_json accepts it");
+                let o = v.as_object().expect("an object");
+                prop_assert_eq!(o.len(), members.len(), "{}", text);
+                for ((k, v), m) in o.iter().zip(&members) {
+                    prop_assert_eq!(k.as_bytes(), &text.as_bytes()[m.key.0 as usize..m.key.1 as usize]);
+                    let want = match v {
+                        serde_json::Value::Null => String::new(),
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    prop_assert_eq!(String::from_utf8_lossy(&cells[m.cell.0 as usize..m.cell.1 as usize]), want, "{}", text);
+                }
+            } else {
+                prop_assert_eq!(&cells, b"prefix");
+                prop_assert!(members.is_empty());
+                // The generated values have no escapes, repeats or big numbers: all are read.
+                prop_assert!(!generated, "{}", text);
+            }
+        }
+    }
 }
