@@ -102,24 +102,12 @@ fn members_of(
         return Ok(());
     }
     loop {
-        if s.peek() != Some(b'"') {
-            return Err(Stop::Invalid);
-        }
-        s.at += 1;
-        let from = s.at;
-        let key = s.string_body()?;
         let b = s.b;
-        // Without escapes, equal keys are equal texts; a repeated one is serde_json's call.
-        if members
-            .iter()
-            .any(|m| &b[m.key.0 as usize..m.key.1 as usize] == key)
-        {
-            return Err(Stop::Unsure);
-        }
-        if s.peek() != Some(b':') {
-            return Err(Stop::Invalid);
-        }
-        s.at += 1;
+        let key = member_key(s, |key| {
+            members
+                .iter()
+                .any(|m| &b[m.key.0 as usize..m.key.1 as usize] == key)
+        })?;
         let at = cells.len();
         if s.peek() == Some(b'"') {
             s.at += 1;
@@ -131,7 +119,7 @@ fn members_of(
             }
         }
         members.push(Member {
-            key: (from as u32, (from + key.len()) as u32),
+            key,
             cell: (at as u32, cells.len() as u32),
         });
         match s.peek() {
@@ -199,28 +187,16 @@ fn value(
                 s.at += 1;
             } else {
                 loop {
-                    if s.peek() != Some(b'"') {
-                        return Err(Stop::Invalid);
-                    }
-                    s.at += 1;
-                    let from = s.at;
-                    let key = s.string_body()?;
-                    // Without escapes, equal keys are equal texts.
                     let b = s.b;
-                    if keys[base..]
-                        .iter()
-                        .any(|&(f, t)| &b[f as usize..t as usize] == key)
-                    {
-                        return Err(Stop::Unsure);
-                    }
-                    keys.push((from as u32, (from + key.len()) as u32));
+                    let key = member_key(s, |key| {
+                        keys[base..]
+                            .iter()
+                            .any(|&(f, t)| &b[f as usize..t as usize] == key)
+                    })?;
+                    keys.push(key);
                     out.push(b'"');
-                    out.extend_from_slice(key);
+                    out.extend_from_slice(&b[key.0 as usize..key.1 as usize]);
                     out.extend_from_slice(b"\":");
-                    if s.peek() != Some(b':') {
-                        return Err(Stop::Invalid);
-                    }
-                    s.at += 1;
                     value(s, out, keys, depth + 1)?;
                     match s.peek() {
                         Some(b',') => out.push(b','),
@@ -237,6 +213,26 @@ fn value(
         _ => return Err(Stop::Invalid),
     }
     Ok(())
+}
+
+/// An object member's `"key":`, read up to its value; the key's span in the text. A key
+/// `seen` before is serde_json's call (a `Value` keeps the last value at the first key's
+/// place): without escapes, equal keys are equal texts.
+fn member_key(s: &mut Scanner<'_>, seen: impl Fn(&[u8]) -> bool) -> Result<(u32, u32), Stop> {
+    if s.peek() != Some(b'"') {
+        return Err(Stop::Invalid);
+    }
+    s.at += 1;
+    let from = s.at;
+    let key = s.string_body()?;
+    if seen(key) {
+        return Err(Stop::Unsure);
+    }
+    if s.peek() != Some(b':') {
+        return Err(Stop::Invalid);
+    }
+    s.at += 1;
+    Ok((from as u32, (from + key.len()) as u32))
 }
 
 fn literal(s: &mut Scanner<'_>, word: &[u8], out: &mut Vec<u8>) -> Result<(), Stop> {
