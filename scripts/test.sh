@@ -23,6 +23,11 @@ if ! python3 -c "import confluent_kafka, pytest, fastavro; from confluent_kafka.
   echo "== installing confluent-kafka (with its schema-registry and Avro extras) and pytest (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check "confluent-kafka[avro,schemaregistry]>=2.3,<3" "pytest>=7"
 fi
+# A real Kafka Connect REST client (the `kc` tool's library) for the control plane's API.
+if ! python3 -c "import kafka_connect" 2>/dev/null; then
+  echo "== installing kafka-connect-py (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "kafka-connect-py>=0.9,<1"
+fi
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules/kafkajs ]; then
   echo "== installing kafkajs (npm)"
   npm ci --prefix tests/node --no-audit --no-fund --silent

@@ -148,6 +148,7 @@ fn the_registry_of_sluice_run_takes_credentials_from_the_pipeline_file() {
         Command::new(binary())
             .arg("run")
             .arg(&file)
+            .args(["--rest-listen", "127.0.0.1:0"])
             .env("REGISTRY_PASSWORD", "s3cret-pw")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

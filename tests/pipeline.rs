@@ -114,6 +114,7 @@ fn a_bad_line_stops_the_task_without_tolerance() {
     let out = Command::new(binary())
         .arg("run")
         .arg(&file)
+        .args(["--rest-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -293,6 +294,7 @@ sinks:
     let out = Command::new(binary())
         .arg("run")
         .arg(&file)
+        .args(["--rest-listen", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -84,9 +84,10 @@ fn start_logged(file: &Path, log: &Path, plugin_env: Option<&Path>) -> KillOnDro
     let mut cmd = Command::new(binary());
     cmd.arg("run")
         .arg(file)
+        .args(["--rest-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "error")
         .env_remove("SLUICE_PLUGIN_PATH")
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
         .stderr(std::fs::File::create(log).unwrap());
     if let Some(dir) = plugin_env {
         cmd.env("SLUICE_PLUGIN_PATH", dir);
@@ -243,7 +244,7 @@ sinks:
 }
 
 #[test]
-fn a_panic_in_a_plugin_fails_only_its_task() {
+fn a_panicking_plugin_task_is_restarted_then_fails_alone_and_one_that_recovers_runs_on() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let dir = plugin_dir(
@@ -258,6 +259,13 @@ sources:
     type: panicky
     topic: fragile
     good_polls: 2
+    restart: {{ max_attempts: 2, initial_backoff: 50ms, max_backoff: 100ms }}
+  recovering:
+    type: panicky
+    topic: recovering
+    good_polls: 2
+    panicking_tasks: 2
+    restart: {{ max_attempts: 5, initial_backoff: 50ms, max_backoff: 100ms }}
   numbers:
     type: sequence
     topic: numbers
@@ -275,31 +283,89 @@ sinks:
     let log = root.join("run.log");
     // The folder comes from the environment this time.
     let mut run = start_logged(&file, &log, Some(&dir));
-    wait_until("the panic to be reported", Duration::from_secs(30), || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("deliberate panic in poll")
-    });
+    wait_until(
+        "the failure to be reported",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("FAILED")
+        },
+    );
     wait_until(
         "the other pipeline to finish",
         Duration::from_secs(60),
         || lines(&root.join("out.jsonl")).len() >= 300,
     );
+    wait_until(
+        "the recovering task's records",
+        Duration::from_secs(30),
+        || consume_topic(root, "recovering").len() >= 6,
+    );
     assert!(
         run.0.try_wait().unwrap().is_none(),
-        "sluice run is still running after the panic"
+        "sluice run is still running after the panics"
     );
+    // The REST API tells the same story, and restarts the failed task by hand.
+    let url = support::rest_url(&log.with_extension("out"));
+    let (code, status) = support::curl("GET", &format!("{url}/connectors/fragile/status"));
+    assert_eq!(code, 200);
+    assert_eq!(status["tasks"][0]["state"], "FAILED", "{status}");
+    assert!(
+        status["tasks"][0]["trace"]
+            .as_str()
+            .is_some_and(|t| t.contains("deliberate panic in poll")),
+        "{status}"
+    );
+    assert_eq!(status["connector"]["state"], "RUNNING", "{status}");
+    let (_, status) = support::curl("GET", &format!("{url}/connectors/recovering/status"));
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    assert!(status["tasks"][0].get("trace").is_none(), "{status}");
+    let (code, body) = support::curl(
+        "POST",
+        &format!("{url}/connectors/fragile/restart?includeTasks=true&onlyFailed=true"),
+    );
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["tasks"][0]["state"], "RESTARTING", "{body}");
+    wait_until(
+        "the restarted task's records and its failing again",
+        Duration::from_secs(30),
+        || consume_topic(root, "fragile").len() >= 12,
+    );
+    wait_until("the task to fail again", Duration::from_secs(30), || {
+        support::curl("GET", &format!("{url}/connectors/fragile/status")).1["tasks"][0]["state"]
+            == "FAILED"
+    });
     stop(run);
     let stderr = std::fs::read_to_string(&log).unwrap();
+    let of = |task: &str, what: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.contains(&format!("task {task} ")) && l.contains(what))
+            .count()
+    };
+    assert_eq!(of("fragile/0", "restarting in"), 4, "{stderr}");
+    assert_eq!(of("fragile/0", "FAILED"), 2, "{stderr}");
     assert!(
         stderr.contains("connector fragile task fragile/0 FAILED")
             && stderr.contains("the plugin panicked: deliberate panic in poll"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("(attempt 2 of 2)"),
+        "each restart is counted: {stderr}"
+    );
+    assert_eq!(of("recovering/0", "restarting in"), 2, "{stderr}");
+    assert_eq!(of("recovering/0", "FAILED"), 0, "{stderr}");
     assert_eq!(
         consume_topic(root, "fragile").len(),
-        2,
-        "what it produced before the panic is kept"
+        12,
+        "what each run produced before its panic is kept: 3 runs, then 3 more after the restart by hand"
+    );
+    assert_eq!(
+        consume_topic(root, "recovering").len(),
+        6,
+        "the third task does not panic and keeps running"
     );
 }
 

@@ -127,7 +127,7 @@ fn run_once(
             maintenance_interval: None,
         },
     )?;
-    let worker = Worker::start(&pipeline, &registry, &log, None)?;
+    let worker = Worker::start(&pipeline, &registry, &log, None, None)?;
     let start = Instant::now();
     // The source sees the file appear whole (a rename), as a finished log file would.
     std::fs::hard_link(input, base.join("in/.staged"))
@@ -140,6 +140,9 @@ fn run_once(
     while count_output_lines(&base.join("out"), ext) < records {
         if Instant::now() > deadline {
             bail!("the pipeline did not finish within 10 minutes");
+        }
+        if let Some((task, trace)) = worker.first_failure() {
+            bail!("task {task} failed: {trace}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -47,7 +47,7 @@ fn run_once(
         },
     )?;
     let start = Instant::now();
-    let worker = Worker::start(&pipeline, registry, &log, None)?;
+    let worker = Worker::start(&pipeline, registry, &log, None, None)?;
     let deadline = start + Duration::from_secs(600);
     loop {
         let done = log
@@ -57,12 +57,8 @@ fn run_once(
         if done as u64 >= records {
             break;
         }
-        if let Some((task, state)) = worker
-            .status()
-            .into_iter()
-            .find(|(_, s)| matches!(s, sluice_worker::run::TaskState::Failed(_)))
-        {
-            bail!("{label}: task {task} failed: {state:?}");
+        if let Some((task, trace)) = worker.first_failure() {
+            bail!("{label}: task {task} failed: {trace}");
         }
         if Instant::now() > deadline {
             bail!("{label}: the pipeline did not finish within 10 minutes");

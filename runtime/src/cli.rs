@@ -52,7 +52,13 @@ pub enum Command {
     /// Serve the Confluent-compatible schema registry on the data directory.
     Registry(RegistryArgs),
     /// Run the pipelines of a YAML file until SIGINT/SIGTERM: sources → topics → sinks.
-    Run { file: PathBuf },
+    Run {
+        file: PathBuf,
+        /// Where Kafka Connect's REST API listens (overrides `runtime.rest.listen`;
+        /// port 0 picks a free one, printed on stdout).
+        #[arg(long, value_name = "HOST:PORT")]
+        rest_listen: Option<std::net::SocketAddr>,
+    },
     /// Check a pipeline file without running it: every error with its line and column.
     Validate { file: PathBuf },
     /// Connector plugins: dynamic libraries in plugin folders.

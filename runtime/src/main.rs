@@ -102,7 +102,7 @@ fn main() -> ExitCode {
         Command::Plugins { command } => match command {
             cli::PluginsCommand::List(args) => plugins::list(args),
         },
-        Command::Run { file } => run::run(&file),
+        Command::Run { file, rest_listen } => run::run(&file, rest_listen),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -11,7 +11,7 @@ use sluice_connector_sdk::registry::ConnectorRegistry;
 use sluice_log::{Log, LogOptions};
 use sluice_worker::config::load_pipeline;
 use sluice_worker::plugins;
-use sluice_worker::run::Worker;
+use sluice_worker::run::{Event, Observer, Worker};
 use tokio_util::sync::CancellationToken;
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -52,7 +52,56 @@ pub fn connectors_for(file: &Path) -> Result<ConnectorRegistry> {
     Ok(registry)
 }
 
-pub fn run(file: &Path) -> Result<()> {
+/// Tells the terminal what the supervisor reports: retries, restarts, failures. Each line
+/// goes out in one write, so that a panic message printed by another thread (a plugin's own
+/// copy of the standard library has its own stderr lock) cannot cut into it.
+fn print_events() -> Observer {
+    Arc::new(|event: &Event| {
+        let connector_of = |task: &str| task.rsplit_once('/').map_or(task, |(c, _)| c).to_string();
+        let line = match event {
+            Event::Retrying {
+                task,
+                what,
+                error,
+                for_secs,
+            } => format!(
+                "connector {} task {task}: {what} failed, retrying for up to {for_secs} s: {error}\n",
+                connector_of(task)
+            ),
+            Event::Recovered {
+                task,
+                what,
+                failures,
+            } => format!(
+                "connector {} task {task} recovered: {what} succeeded after {failures} retries\n",
+                connector_of(task)
+            ),
+            Event::Restarting {
+                task,
+                error,
+                attempt,
+                max_attempts,
+                backoff,
+            } => format!(
+                "connector {} task {task} failed in {}: {}; restarting in {:.1} s (attempt {attempt} of {max_attempts})\n",
+                connector_of(task),
+                error.stage,
+                error.message,
+                backoff.as_secs_f64()
+            ),
+            Event::Failed { task, error } => format!(
+                "connector {} task {task} FAILED in {}: {}\n",
+                connector_of(task),
+                error.stage,
+                error.message
+            ),
+            _ => return,
+        };
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    })
+}
+
+pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>) -> Result<()> {
     let registry = connectors_for(file)?;
     let env = |name: &str| std::env::var(name).ok();
     let pipeline = match load_pipeline(file, &registry, &env) {
@@ -118,7 +167,50 @@ pub fn run(file: &Path) -> Result<()> {
         let stop = listeners.clone();
         runtime.spawn(listener.serve(async move { stop.cancelled().await }));
     }
-    let worker = Worker::start(&pipeline, &registry, &log, schemas)?;
+    // The REST listener is bound before any connector starts, so that a port in use stops
+    // `sluice run` before it has done anything.
+    let rest = match pipeline.rest.clone() {
+        Some(mut plan) => {
+            if let Some(addr) = rest_listen {
+                plan.listen = addr;
+            }
+            Some(runtime.block_on(sluice_rest::serve::RestListener::bind(
+                plan.listen,
+                plan.auth,
+            ))?)
+        }
+        None => None,
+    };
+    let worker = Arc::new(Worker::start(
+        &pipeline,
+        &registry,
+        &log,
+        schemas,
+        Some(print_events()),
+    )?);
+    if let Some(listener) = rest {
+        let addr = listener.local_addr();
+        let cluster_id = sluice_broker::load_cluster_id(log.dir()).unwrap_or_default();
+        let api = sluice_rest::RestApi {
+            worker: worker.clone(),
+            registry: Arc::new(registry),
+            info: sluice_rest::ServerInfo::new(
+                &cluster_id,
+                &addr.to_string(),
+                &file.display().to_string(),
+            ),
+        };
+        println!(
+            "rest api on http://{addr} (auth: {})",
+            if listener.is_authenticated() {
+                "on"
+            } else {
+                "off"
+            }
+        );
+        let stop = listeners.clone();
+        runtime.spawn(listener.serve(api, async move { stop.cancelled().await }));
+    }
     for s in &pipeline.sources {
         println!(
             "source {} ({}) -> topic {}: started, {} task(s)",

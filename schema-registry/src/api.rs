@@ -523,7 +523,8 @@ impl AuthConfig {
         !self.basic.is_empty() || self.bearer_tokens.iter().any(|t| !t.is_empty())
     }
 
-    fn allows(&self, authorization: Option<&str>) -> bool {
+    /// Whether an `Authorization` header value names a configured user or token.
+    pub fn allows(&self, authorization: Option<&str>) -> bool {
         let Some(value) = authorization else {
             return false;
         };

@@ -27,7 +27,7 @@ sinks:
     stderr_path = tmp_path / "run.stderr"
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
-            [sluice_binary(), "run", str(pipeline)],
+            [sluice_binary(), "run", str(pipeline), "--rest-listen", "127.0.0.1:0"],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,

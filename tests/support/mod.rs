@@ -95,6 +95,7 @@ pub fn start(file: &Path) -> KillOnDrop {
     let child: Child = Command::new(binary())
         .args(["run"])
         .arg(file)
+        .args(["--rest-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -139,4 +140,41 @@ pub fn consume_topic(dir: &Path, topic: &str) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+// The REST API, through curl (a client users have).
+
+/// Waits for `sluice run`'s "rest api on http://…" line in the file its stdout goes to.
+pub fn rest_url(stdout_file: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(stdout_file).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("rest api on ")) {
+            let url = line["rest api on ".len()..].split_whitespace().next();
+            return url.expect("an address after `rest api on`").to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `rest api on` line in {stdout_file:?}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `curl -X METHOD URL`: the status code and the body as JSON (`Null` when empty).
+pub fn curl(method: &str, url: &str) -> (u16, serde_json::Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-X", method, "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let (body, code) = text.rsplit_once('\n').expect("a status line");
+    let code: u16 = code.trim().parse().expect("an HTTP status");
+    let body = if body.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{method} {url}: not JSON ({e}): {body}"))
+    };
+    (code, body)
 }

@@ -43,7 +43,7 @@ mod state;
 pub use apis::SUPPORTED as SUPPORTED_APIS;
 pub use config::{BrokerConfig, SMALL_REQUEST_BYTES};
 pub use server::{answer_frame, Broker};
-pub use state::BrokerState;
+pub use state::{load_cluster_id, BrokerState};
 
 use std::net::SocketAddr;
 

@@ -55,7 +55,8 @@ impl BrokerState {
     }
 }
 
-fn load_cluster_id(dir: &Path) -> std::io::Result<String> {
+/// The cluster id kept in the data directory (`cluster.id`), created on first use.
+pub fn load_cluster_id(dir: &Path) -> std::io::Result<String> {
     let path = dir.join("cluster.id");
     if let Ok(id) = std::fs::read_to_string(&path) {
         let id = id.trim().to_string();

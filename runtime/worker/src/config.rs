@@ -11,6 +11,7 @@
 //!   data_dir: ./data
 //!   broker: { listen: 127.0.0.1:9092 }     # optional Kafka listener
 //!   registry: { listen: 127.0.0.1:8081 }   # optional schema registry (`auth` beyond loopback)
+//!   rest: { listen: 127.0.0.1:8083 }       # Kafka Connect's REST API (the default; `enabled: false`)
 //! topics:
 //!   orders: { partitions: 3, config: { retention.ms: 86400000 } }
 //! sources:
@@ -33,6 +34,7 @@ use sluice_log::{validate_topic_name, TopicConfig};
 use crate::yaml::{load, Kind, Node, Pos};
 
 mod connector;
+mod rest;
 mod transform_chain;
 
 use connector::check_reader_schemas;
@@ -123,6 +125,8 @@ pub struct ConnectorPlan {
     pub value_format: Format,
     pub tasks: u32,
     pub errors: ErrorPolicy,
+    /// How failed tasks restart by themselves.
+    pub restart: RestartPolicy,
     /// The connector's own settings, validated against its spec.
     pub settings: ConfigValues,
     /// The Avro schema (JSON text) of the keys: on a source, what `avro` writes and `json`
@@ -139,6 +143,28 @@ pub struct ConnectorPlan {
     /// Applied in order: on a source before its records are stored, on a sink after they
     /// are read (and decoded).
     pub transforms: Vec<crate::transforms::Transform>,
+}
+
+/// `restart:` of a connector: a failed task is started again after `initial_backoff`,
+/// doubling up to `max_backoff`, at most `max_attempts` times in a row (a task that then
+/// runs for a minute starts counting afresh); then it stays FAILED until restarted over the
+/// REST API. Failures a restart cannot help (a bad record with `tolerance: none`, a deleted
+/// topic) are not restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `runtime.broker`: the Kafka listener.
@@ -161,12 +187,37 @@ pub struct RegistryListener {
     pub auth: sluice_schema_registry::api::AuthConfig,
 }
 
+/// `runtime.rest`: Kafka Connect's REST API, on by default on loopback.
+#[derive(Debug, Clone)]
+pub struct RestListener {
+    pub listen: SocketAddr,
+    /// `auth`: basic users and bearer tokens; required beyond loopback.
+    pub auth: sluice_schema_registry::api::AuthConfig,
+}
+
+impl RestListener {
+    /// Kafka Connect's default port, on loopback.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8083);
+}
+
+impl Default for RestListener {
+    fn default() -> Self {
+        RestListener {
+            listen: RestListener::DEFAULT_LISTEN,
+            auth: Default::default(),
+        }
+    }
+}
+
 /// A checked pipeline file.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub data_dir: PathBuf,
     pub broker: Option<BrokerListener>,
     pub registry: Option<RegistryListener>,
+    /// `None`: `runtime.rest.enabled: false`.
+    pub rest: Option<RestListener>,
     pub plugin_path: Vec<PathBuf>,
     pub topics: BTreeMap<String, (u32, TopicConfig)>,
     pub sources: Vec<ConnectorPlan>,
@@ -386,7 +437,11 @@ impl Checker<'_> {
     }
 
     /// `auth: { basic: [{username, password}], bearer_tokens: [...] }`.
-    fn http_auth(&mut self, node: &Node, what: &str) -> sluice_schema_registry::api::AuthConfig {
+    pub(super) fn http_auth(
+        &mut self,
+        node: &Node,
+        what: &str,
+    ) -> sluice_schema_registry::api::AuthConfig {
         use sluice_schema_registry::api::{AuthConfig, BasicUser};
         let mut auth = AuthConfig::default();
         for (k, v, _) in self.mapping(node, what, Some(&["basic", "bearer_tokens"])) {
@@ -558,6 +613,7 @@ pub fn parse_pipeline(
         data_dir: PathBuf::from("./data"),
         broker: None,
         registry: None,
+        rest: Some(RestListener::default()),
         plugin_path: Vec::new(),
         topics: BTreeMap::new(),
         sources: Vec::new(),
@@ -577,9 +633,11 @@ pub fn parse_pipeline(
     for (key, node, _) in &top {
         match *key {
             "runtime" => {
-                for (k, v, _) in
-                    c.mapping(node, "`runtime`", Some(&["data_dir", "broker", "registry"]))
-                {
+                for (k, v, _) in c.mapping(
+                    node,
+                    "`runtime`",
+                    Some(&["data_dir", "broker", "registry", "rest"]),
+                ) {
                     match k {
                         "data_dir" => {
                             if let Some(s) = c.string(v, "`data_dir`") {
@@ -588,6 +646,7 @@ pub fn parse_pipeline(
                         }
                         "broker" => pipeline.broker = c.broker_listener(v),
                         "registry" => pipeline.registry = c.registry_listener(v),
+                        "rest" => pipeline.rest = c.rest_listener(v),
                         _ => {}
                     }
                 }

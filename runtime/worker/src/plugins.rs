@@ -333,7 +333,7 @@ impl LoadedPlugin {
             STATUS_RETRIABLE => ConnectorError::retriable(message),
             STATUS_BAD_RECORD => ConnectorError::bad_record(message),
             STATUS_PANIC => ConnectorError::fatal(format!(
-                "{message}; the task is stopped (other connectors go on); restart it once fixed"
+                "{message}; only this task fails (other connectors go on)"
             )),
             _ => ConnectorError::fatal(message),
         })

@@ -1,5 +1,7 @@
-//! The connector runtime: one thread per task (connectors are synchronous by design), a
-//! shared stop flag, and shutdown that drains within a time limit and names what it left.
+//! The connector runtime: a supervisor of independently controlled connectors, one thread
+//! per task (connectors are synchronous by design), each task with its own controls (stop,
+//! pause, restart), failed tasks started again with backoff, and shutdown that drains within
+//! a time limit and names what it left.
 //!
 //! Delivery is at least once everywhere: a source's positions are committed to
 //! `__connect_offsets` only after the records they cover are appended (and fsynced per the
@@ -10,32 +12,33 @@
 //! Backpressure is by construction: sources append before they poll again, and sinks read
 //! the log only as fast as `put` returns, a bounded batch at a time.
 //!
-//! Layout: this file sets connectors up (converters, schemas, task threads) and holds what
-//! every task shares (status, retries, the error policy and dead-letter topic); `source`
-//! is a source task's loop, `sink` a sink task's.
+//! Layout: this file holds what a task's loop shares with its connector (converters,
+//! retries, the error policy and dead-letter topic); `supervisor` builds connectors and
+//! drives their tasks; `control` is one task's controls; `status` the states and typed
+//! errors reported; `source` is a source task's loop, `sink` a sink task's.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_connector_sdk::connector::{ConnectorError, ErrorKind, TaskInfo, TopicPartition};
+use sluice_connector_sdk::connector::{ConnectorError, ErrorKind};
 use sluice_connector_sdk::data::Payload;
-use sluice_connector_sdk::registry::{ConnectorRegistry, Factory};
 use sluice_log::{BatchBuilder, Log, LogError, Record, TopicConfig};
 
-use crate::config::{ConnectorPlan, ErrorPolicy, Format, Pipeline};
+use crate::config::{ConnectorPlan, ErrorPolicy, Format};
 use crate::convert::{AvroIn, AvroOut, Decoder, Encoder};
-use crate::offsets::SourceOffsets;
 use crate::transforms::Transform;
 use sluice_schema_registry::registry::{Registry, SchemaRequest};
 
+mod control;
 mod sink;
 mod source;
+pub mod status;
+mod supervisor;
 
-use sink::sink_loop;
-use source::source_loop;
+use control::TaskControl;
+pub use status::{ConnectorStatus, Event, Observer, Role, Stage, State, TaskError, TaskStatus};
+pub use supervisor::{ControlError, Worker};
 
 const POLL_RECORDS: usize = 20_000;
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
@@ -63,30 +66,6 @@ pub enum WorkerError {
     Schemas(String),
 }
 
-/// Where a task stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskState {
-    Running,
-    Failed(String),
-    Stopped,
-}
-
-type Statuses = Arc<Mutex<BTreeMap<String, TaskState>>>;
-
-/// Running connector tasks.
-pub struct Worker {
-    stop: Arc<AtomicBool>,
-    threads: Vec<(String, JoinHandle<()>)>,
-    status: Statuses,
-}
-
-fn set(status: &Statuses, task: &str, state: TaskState) {
-    status
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(task.to_string(), state);
-}
-
 /// Held once per connector behind an `Arc`; the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 enum Converters {
@@ -94,44 +73,43 @@ enum Converters {
     Sink { key: Decoder, value: Decoder },
 }
 
+/// What one run of a task's loop holds: its connector's settings and converters, its
+/// controls, and the first failure it met (the loop returns after recording it).
 struct Ctx {
     name: String,
     task: String,
     log: Log,
-    stop: Arc<AtomicBool>,
-    status: Statuses,
+    control: Arc<TaskControl>,
+    observer: Option<Observer>,
     errors: ErrorPolicy,
     /// Converters: a source's encoders, a sink's decoders.
     converters: Arc<Converters>,
     transforms: Arc<Vec<Transform>>,
+    failure: RefCell<Option<TaskError>>,
 }
 
 impl Ctx {
-    /// The context of task `i` of a connector.
-    fn for_task(
-        plan: &ConnectorPlan,
-        i: usize,
-        log: &Log,
-        stop: &Arc<AtomicBool>,
-        status: &Statuses,
-        converters: &Arc<Converters>,
-    ) -> Ctx {
-        Ctx {
-            name: plan.name.clone(),
-            task: format!("{}/{i}", plan.name),
-            log: log.clone(),
-            stop: stop.clone(),
-            status: status.clone(),
-            errors: plan.errors.clone(),
-            converters: converters.clone(),
-            transforms: Arc::new(plan.transforms.clone()),
+    fn tell(&self, event: Event) {
+        if let Some(o) = &self.observer {
+            o(&event);
         }
     }
 
-    fn fail(&self, e: impl std::fmt::Display) {
-        tracing::error!(connector = %self.name, task = %self.task, error = %e, "task failed");
-        eprintln!("connector {} task {} FAILED: {e}", self.name, self.task);
-        set(&self.status, &self.task, TaskState::Failed(e.to_string()));
+    /// Records why the task cannot go on (the first reason wins); the loop returns next.
+    fn fail(&self, stage: Stage, e: impl std::fmt::Display) {
+        self.fail_with(TaskError::new(stage, e));
+    }
+
+    fn fail_with(&self, e: TaskError) {
+        let mut failure = self.failure.borrow_mut();
+        if failure.is_none() {
+            tracing::error!(connector = %self.name, task = %self.task, stage = %e.stage, error = %e.message, "task failed");
+            *failure = Some(e);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.borrow().is_some()
     }
 
     /// Runs `op` until it succeeds, retrying retriable errors with exponential backoff up to
@@ -149,15 +127,15 @@ impl Ctx {
                 Err(e)
                     if e.kind == ErrorKind::Retriable
                         && started.elapsed() < self.errors.retry_timeout
-                        && !self.stop.load(Ordering::Acquire) =>
+                        && !self.control.should_stop() =>
                 {
                     if failures == 0 {
-                        eprintln!(
-                            "connector {} task {}: {what} failed, retrying for up to {} s: {e}",
-                            self.name,
-                            self.task,
-                            self.errors.retry_timeout.as_secs()
-                        );
+                        self.tell(Event::Retrying {
+                            task: self.task.clone(),
+                            what: what.to_string(),
+                            error: e.to_string(),
+                            for_secs: self.errors.retry_timeout.as_secs(),
+                        });
                     }
                     failures += 1;
                     tracing::warn!(connector = %self.name, task = %self.task, error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed; retrying");
@@ -166,7 +144,11 @@ impl Ctx {
                 }
                 Ok(v) => {
                     if failures > 0 {
-                        eprintln!("connector {} task {} recovered: {what} succeeded after {failures} retries", self.name, self.task);
+                        self.tell(Event::Recovered {
+                            task: self.task.clone(),
+                            what: what.to_string(),
+                            failures,
+                        });
                         tracing::info!(connector = %self.name, task = %self.task, failures, "{what} recovered");
                     }
                     return Ok(v);
@@ -189,7 +171,16 @@ impl Ctx {
             tracing::warn!(connector = %self.name, task = %self.task, stage, error = message, "record failed");
         }
         if !self.errors.tolerate_all {
-            self.fail(format!("a record failed in {stage}: {message} (set `errors.tolerance: all` to route failing records to a dead-letter topic)"));
+            // Not restarted: the same record would fail again.
+            self.fail_with(TaskError::permanent(
+                match stage {
+                    "transform" => Stage::Transform,
+                    "sink" => Stage::Put,
+                    "source" => Stage::Poll,
+                    _ => Stage::Convert,
+                },
+                format!("a record failed in {stage}: {message} (set `errors.tolerance: all` to route failing records to a dead-letter topic)"),
+            ));
             return false;
         }
         let Some(dlq) = &self.errors.dead_letter_topic else {
@@ -226,8 +217,10 @@ impl Ctx {
         {
             Ok(_) => true,
             Err(e) => {
-                self.fail(format!(
-                    "cannot write to the dead-letter topic `{dlq}`: {e}"
+                self.fail_with(TaskError::from_log(
+                    Stage::DeadLetter,
+                    format_args!("cannot write to the dead-letter topic `{dlq}`"),
+                    &e,
                 ));
                 false
             }
@@ -251,24 +244,6 @@ fn ensure_topic(
     }
 }
 
-/// Marks a task running and starts its thread, named `<kind>-<connector>/<task>`.
-fn spawn_task(
-    kind: &str,
-    ctx: Ctx,
-    body: impl FnOnce(Ctx) + Send + 'static,
-) -> Result<(String, JoinHandle<()>), WorkerError> {
-    set(&ctx.status, &ctx.task, TaskState::Running);
-    let label = ctx.task.clone();
-    let handle = std::thread::Builder::new()
-        .name(format!("{kind}-{label}"))
-        .spawn(move || body(ctx))
-        .map_err(|e| WorkerError::Connector {
-            connector: label.clone(),
-            message: e.to_string(),
-        })?;
-    Ok((label, handle))
-}
-
 /// A connector that cannot be set up, and why.
 fn connector_err(plan: &ConnectorPlan, e: impl std::fmt::Display) -> WorkerError {
     WorkerError::Connector {
@@ -282,163 +257,6 @@ fn raw(p: &Option<Payload>) -> Option<Vec<u8>> {
         Some(Payload::Raw(b)) => Some(b.to_vec()),
         Some(Payload::Typed { value, .. }) => Some(format!("{value:?}").into_bytes()),
         None => None,
-    }
-}
-
-impl Worker {
-    /// Creates the topics the pipeline needs and starts every task.
-    /// `schemas` is the registry the `avro` format registers and looks up schemas in (opened
-    /// on the log's `__schemas` when `None` and a connector needs it).
-    pub fn start(
-        pipeline: &Pipeline,
-        registry: &ConnectorRegistry,
-        log: &Log,
-        schemas: Option<Arc<Registry>>,
-    ) -> Result<Worker, WorkerError> {
-        let needs_schemas = pipeline
-            .sources
-            .iter()
-            .chain(&pipeline.sinks)
-            .any(|p| p.value_format == Format::Avro || p.key_format == Format::Avro);
-        let schemas = match (schemas, needs_schemas) {
-            (Some(s), _) => Some(s),
-            (None, true) => {
-                let store = sluice_schema_registry::store::LogStore::open(log)
-                    .map_err(|e| WorkerError::Schemas(e.to_string()))?;
-                Some(Arc::new(
-                    Registry::open(Arc::new(store))
-                        .map_err(|e| WorkerError::Schemas(e.to_string()))?,
-                ))
-            }
-            (None, false) => None,
-        };
-        let avro_in = schemas.as_ref().map(|r| Arc::new(AvroIn::new(r.clone())));
-        for (name, (partitions, config)) in &pipeline.topics {
-            ensure_topic(log, name, *partitions, config.clone())?;
-        }
-        for plan in pipeline.sources.iter().chain(&pipeline.sinks) {
-            for t in plan
-                .topics
-                .iter()
-                .chain(plan.errors.dead_letter_topic.iter())
-            {
-                ensure_topic(log, t, 1, TopicConfig::default())?;
-            }
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let status: Statuses = Arc::new(Mutex::new(BTreeMap::new()));
-        let offsets = Arc::new(SourceOffsets::open(log)?);
-        let mut threads = Vec::new();
-        for plan in &pipeline.sources {
-            let t = registry
-                .source(&plan.type_name)
-                .map_err(|e| connector_err(plan, e))?;
-            let Factory::Source(make) = &t.factory else {
-                continue;
-            };
-            let connector = make(plan.settings.clone()).map_err(|e| connector_err(plan, e))?;
-            let configs = connector
-                .task_configs(plan.tasks)
-                .map_err(|e| connector_err(plan, e))?;
-            let tasks = configs.len() as u32;
-            let converters = Arc::new(Converters::Source {
-                key: source_encoder(plan, "key", schemas.as_deref())?,
-                value: source_encoder(plan, "value", schemas.as_deref())?,
-            });
-            for (i, c) in configs.into_iter().enumerate() {
-                let info = TaskInfo {
-                    connector: plan.name.clone(),
-                    task: i as u32,
-                    tasks,
-                };
-                let task = connector
-                    .create_task(info, c)
-                    .map_err(|e| connector_err(plan, e))?;
-                let ctx = Ctx::for_task(plan, i, log, &stop, &status, &converters);
-                let (topic, offsets) = (plan.topics[0].clone(), offsets.clone());
-                threads.push(spawn_task("src", ctx, move |ctx| {
-                    source_loop(ctx, task, topic, offsets)
-                })?);
-            }
-        }
-        for plan in &pipeline.sinks {
-            let t = registry
-                .sink(&plan.type_name)
-                .map_err(|e| connector_err(plan, e))?;
-            let Factory::Sink(make) = &t.factory else {
-                continue;
-            };
-            let connector = make(plan.settings.clone()).map_err(|e| connector_err(plan, e))?;
-            let configs = connector
-                .task_configs(plan.tasks)
-                .map_err(|e| connector_err(plan, e))?;
-            let mut all = Vec::new();
-            for topic in &plan.topics {
-                let n = log.topic(topic)?.partitions.len();
-                all.extend((0..n as i32).map(|p| TopicPartition {
-                    topic: topic.clone(),
-                    partition: p,
-                }));
-            }
-            let tasks = configs.len().max(1);
-            let converters = Arc::new(Converters::Sink {
-                key: sink_decoder(plan, "key", &avro_in)?,
-                value: sink_decoder(plan, "value", &avro_in)?,
-            });
-            for (i, c) in configs.into_iter().enumerate() {
-                let mine: Vec<TopicPartition> = all
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| j % tasks == i)
-                    .map(|(_, tp)| tp.clone())
-                    .collect();
-                if mine.is_empty() {
-                    continue;
-                }
-                let info = TaskInfo {
-                    connector: plan.name.clone(),
-                    task: i as u32,
-                    tasks: tasks as u32,
-                };
-                let task = connector
-                    .create_task(info, c)
-                    .map_err(|e| connector_err(plan, e))?;
-                let ctx = Ctx::for_task(plan, i, log, &stop, &status, &converters);
-                threads.push(spawn_task("sink", ctx, move |ctx| {
-                    sink_loop(ctx, task, mine)
-                })?);
-            }
-        }
-        Ok(Worker {
-            stop,
-            threads,
-            status,
-        })
-    }
-
-    pub fn status(&self) -> BTreeMap<String, TaskState> {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Asks every task to stop, waits up to `grace`, and returns the tasks still running then.
-    pub fn stop(self, grace: Duration) -> Vec<String> {
-        self.stop.store(true, Ordering::Release);
-        let deadline = Instant::now() + grace;
-        let mut left = Vec::new();
-        for (name, handle) in self.threads {
-            while !handle.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if handle.is_finished() {
-                let _ = handle.join();
-            } else {
-                left.push(name);
-            }
-        }
-        left
     }
 }
 

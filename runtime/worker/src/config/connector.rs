@@ -23,6 +23,7 @@ impl Checker<'_> {
                 "value_format",
                 "tasks",
                 "errors",
+                "restart",
                 "transforms",
                 "key_schema",
                 "value_schema",
@@ -37,6 +38,7 @@ impl Checker<'_> {
                 "value_format",
                 "tasks",
                 "errors",
+                "restart",
                 "transforms",
                 "key_schema",
                 "value_schema",
@@ -49,6 +51,7 @@ impl Checker<'_> {
         let (mut type_name, mut topics, mut tasks) = (None, Vec::new(), 1u32);
         let (mut key_format, mut value_format) = (Format::Bytes, Format::Bytes);
         let mut errors = ErrorPolicy::default();
+        let mut restart = RestartPolicy::default();
         let mut settings = Map::new();
         let mut setting_pos: BTreeMap<String, Pos> = BTreeMap::new();
         let mut topic_seen = false;
@@ -88,6 +91,7 @@ impl Checker<'_> {
                 "value_format" => value_format = self.format(v, "`value_format`"),
                 "tasks" => tasks = self.int(v, "`tasks`", 1, 1024).unwrap_or(1) as u32,
                 "errors" => errors = self.errors_policy(v, &format!("`errors` of {what}")),
+                "restart" => restart = self.restart_policy(v, &format!("`restart` of {what}")),
                 "key_schema" | "value_schema" => {
                     let text = match &v.kind {
                         Kind::Str(s) => s.clone(),
@@ -199,6 +203,7 @@ impl Checker<'_> {
             value_format,
             tasks,
             errors,
+            restart,
             settings,
             key_schema: key_schema.map(|(t, _)| t),
             value_schema: value_schema.clone().map(|(t, _)| t),
@@ -208,6 +213,49 @@ impl Checker<'_> {
             transforms,
         };
         Some((plan, topics))
+    }
+}
+
+impl Checker<'_> {
+    /// `restart: { max_attempts, initial_backoff, max_backoff }`: how a failed task is
+    /// restarted by itself.
+    fn restart_policy(&mut self, node: &Node, what: &str) -> RestartPolicy {
+        let mut p = RestartPolicy::default();
+        for (k, v, _) in self.mapping(
+            node,
+            what,
+            Some(&["max_attempts", "initial_backoff", "max_backoff"]),
+        ) {
+            match k {
+                "max_attempts" => {
+                    if let Some(n) = self.int(v, "`max_attempts`", 0, 1_000_000) {
+                        p.max_attempts = n as u32;
+                    }
+                }
+                "initial_backoff" | "max_backoff" => match v.as_str().and_then(parse_duration) {
+                    Some(d) if k == "initial_backoff" => p.initial_backoff = d,
+                    Some(d) => p.max_backoff = d,
+                    None => self.err(
+                        v.pos,
+                        format!(
+                            "`{k}` must be a duration such as 500ms, 10s or 5m, found {}",
+                            v.shown()
+                        ),
+                    ),
+                },
+                _ => {}
+            }
+        }
+        if p.initial_backoff > p.max_backoff {
+            self.err(
+                node.pos,
+                format!(
+                    "{what}: `initial_backoff` ({:?}) is longer than `max_backoff` ({:?})",
+                    p.initial_backoff, p.max_backoff
+                ),
+            );
+        }
+        p
     }
 }
 

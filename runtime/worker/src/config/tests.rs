@@ -118,6 +118,7 @@ sources:
     path: /in/*.json
     token: ${env:API_TOKEN}
     errors: { tolerance: all, dead_letter_topic: orders-dlq, retry_timeout: 1m }
+    restart: { max_attempts: 3, initial_backoff: 250ms }
 sinks:
   orders_out: { type: file, topics: [orders], value_format: avro, path: /out, tasks: 2 }
 "#;
@@ -150,4 +151,23 @@ sinks:
     );
     assert!(src.errors.tolerate_all && src.errors.retry_timeout == Duration::from_secs(60));
     assert_eq!(p.sinks[0].tasks, 2);
+    assert_eq!(
+        (
+            src.restart.max_attempts,
+            src.restart.initial_backoff,
+            src.restart.max_backoff
+        ),
+        (3, Duration::from_millis(250), Duration::from_secs(60)),
+        "unset restart settings keep their defaults"
+    );
+    assert_eq!(p.sinks[0].restart, crate::config::RestartPolicy::default());
+    let rest = p.rest.expect("the REST API is on by default");
+    assert_eq!(rest.listen, "127.0.0.1:8083".parse().unwrap());
+    let off = parse_pipeline(
+        "runtime: { rest: { enabled: false } }\nsources: { s: { type: file, topic: t, path: /in } }\nsinks: {}\n",
+        &test_registry(),
+        &env,
+    )
+    .unwrap();
+    assert!(off.rest.is_none());
 }

@@ -2,7 +2,6 @@
 //! batches, `flush` at least every SINK_FLUSH_EVERY, and commit what the sink made durable.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,9 +13,7 @@ use sluice_connector_sdk::plugin::wire;
 use sluice_connector_sdk::Bytes;
 use sluice_log::{LogError, OffsetCommit};
 
-use super::{
-    raw, set, Converters, Ctx, TaskState, SINK_FLUSH_EVERY, SINK_IDLE_WAIT, SINK_READ_BYTES,
-};
+use super::{raw, Converters, Ctx, Stage, SINK_FLUSH_EVERY, SINK_IDLE_WAIT, SINK_READ_BYTES};
 use crate::convert::decode_batches;
 use crate::transforms::{apply_all, TRecord, Transform};
 
@@ -68,13 +65,42 @@ fn commit_sink(ctx: &Ctx, durable: &[(TopicPartition, i64)]) -> Result<(), LogEr
     ctx.log.commit_offsets(&group(&ctx.name), &commits)
 }
 
-pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartition>) {
-    let overrides = match ctx.retry("open", || task.open(partitions.clone())) {
+/// Runs a sink task until it is asked to stop or fails (the failure is in `ctx`). Either way
+/// the task's partitions are closed and the task stopped; only a task that did not fail
+/// flushes and commits on the way out.
+pub(super) fn sink_loop(ctx: &Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartition>) {
+    let opened = run_sink(ctx, &mut task, &partitions);
+    if opened {
+        if let Err(e) = task.close(partitions.clone()) {
+            tracing::warn!(connector = %ctx.name, task = %ctx.task, error = %e, "the sink did not close its partitions cleanly");
+        }
+        if !ctx.failed() {
+            match task.flush() {
+                Ok(durable) => {
+                    if let Err(e) = commit_sink(ctx, &durable) {
+                        ctx.fail(Stage::Commit, format!("committing sink positions: {e}"));
+                    }
+                }
+                Err(e) => ctx.fail(Stage::Flush, e),
+            }
+        }
+    }
+    if let Err(e) = task.stop() {
+        tracing::warn!(connector = %ctx.name, task = %ctx.task, error = %e, "the sink did not stop cleanly");
+    }
+}
+
+/// The loop; `false` when the partitions could not be opened.
+fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartition]) -> bool {
+    let overrides = match ctx.retry("open", || task.open(partitions.to_vec())) {
         Ok(o) => o,
-        Err(e) => return ctx.fail(e),
+        Err(e) => {
+            ctx.fail(Stage::Start, e);
+            return false;
+        }
     };
     let mut positions: HashMap<TopicPartition, i64> = HashMap::new();
-    for tp in &partitions {
+    for tp in partitions {
         let Ok(p) = ctx.log.partition(&tp.topic, tp.partition) else {
             continue;
         };
@@ -111,14 +137,34 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
         && matches!(&*ctx.converters, Converters::Sink { key, value } if key.is_pass_through() && value.decodes_in_place());
     let mut spare_buffers: Vec<Vec<u8>> = Vec::new();
     let mut last_committed: Vec<(TopicPartition, i64)> = Vec::new();
-    while !ctx.stop.load(Ordering::Acquire) {
+    while !ctx.control.should_stop() {
+        if ctx.control.is_paused() {
+            // Nothing is read while paused; what was put is flushed and committed first.
+            match ctx.retry("flush", || task.flush()) {
+                Ok(durable) => {
+                    if durable != last_committed {
+                        if let Err(e) = commit_sink(ctx, &durable) {
+                            ctx.fail(Stage::Commit, format!("committing sink positions: {e}"));
+                            return true;
+                        }
+                        last_committed = durable;
+                    }
+                }
+                Err(e) => {
+                    ctx.fail(Stage::Flush, e);
+                    return true;
+                }
+            }
+            ctx.control.wait_while_paused();
+            continue;
+        }
         let mut batch: Vec<SinkRecord> = Vec::new();
         let mut read_buffers: Vec<Bytes> = Vec::new();
         let mut value_runs: Vec<SinkValueRun> = Vec::new();
         // A sink that takes encoded batches (a plugin) gets one written straight from what
         // was read, when nothing changes the records on the way.
         let mut encoded = (encoded_path).then(|| wire::SinkBatchWriter::new(&mut encoded_batch));
-        for tp in &partitions {
+        for tp in partitions {
             let Ok(p) = ctx.log.partition(&tp.topic, tp.partition) else {
                 continue;
             };
@@ -129,7 +175,10 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
             let reuse = spare_buffers.pop().unwrap_or_default();
             let read = match p.read_into(pos.max(p.log_start_offset()), SINK_READ_BYTES, reuse) {
                 Ok(r) => r,
-                Err(e) => return ctx.fail(e),
+                Err(e) => {
+                    ctx.fail(Stage::Read, e);
+                    return true;
+                }
             };
             let read_buffer = Bytes::from(read.records);
             read_buffers.push(read_buffer.clone());
@@ -138,12 +187,16 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
                     Some(Ok((raw, next))) => {
                         let run = if decoded_values_path {
                             let Converters::Sink { value, .. } = &*ctx.converters else {
-                                return ctx.fail("a sink task was given a source's converters");
+                                ctx.fail(
+                                    Stage::Convert,
+                                    "a sink task was given a source's converters",
+                                );
+                                return true;
                             };
                             let mut out = spare_buffers.pop().unwrap_or_default();
                             out.clear();
-                            let Some(run) = decode_run(&ctx, value, &raw, out) else {
-                                return; // a bad record the error policy does not tolerate
+                            let Some(run) = decode_run(ctx, value, &raw, out) else {
+                                return true; // a bad record the error policy does not tolerate
                             };
                             read_buffers.push(run.buf.clone());
                             run
@@ -157,14 +210,24 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
                         continue;
                     }
                     Some(Err(e)) => {
-                        return ctx.fail(format!("decoding {}-{}: {e}", tp.topic, tp.partition))
+                        ctx.fail(
+                            Stage::Read,
+                            format!("decoding {}-{}: {e}", tp.topic, tp.partition),
+                        );
+                        return true;
                     }
                     None => {} // compressed batches: as records, below
                 }
             }
             let records = match decode_batches(&read_buffer) {
                 Ok(r) => r,
-                Err(e) => return ctx.fail(format!("decoding {}-{}: {e}", tp.topic, tp.partition)),
+                Err(e) => {
+                    ctx.fail(
+                        Stage::Read,
+                        format!("decoding {}-{}: {e}", tp.topic, tp.partition),
+                    );
+                    return true;
+                }
             };
             let mut next = pos;
             let shared_topic: Arc<str> = Arc::from(tp.topic.as_str());
@@ -199,7 +262,11 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
                     value: value_decoder,
                 } = &*ctx.converters
                 else {
-                    return ctx.fail("a sink task was given a source's converters");
+                    ctx.fail(
+                        Stage::Convert,
+                        "a sink task was given a source's converters",
+                    );
+                    return true;
                 };
                 let origin = || {
                     vec![
@@ -214,7 +281,7 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
                     Some(Err((e, _))) => {
                         let e = format!("key: {e}");
                         if !ctx.bad_record("converter", &e, r.value.as_deref(), origin()) {
-                            return;
+                            return true;
                         }
                         continue;
                     }
@@ -224,7 +291,7 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
                     Some(Ok((v, schema))) => (Some(v), schema),
                     Some(Err((e, original))) => {
                         if !ctx.bad_record("converter", &e, Some(&original), origin()) {
-                            return;
+                            return true;
                         }
                         continue;
                     }
@@ -264,7 +331,7 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
                                 _ => None,
                             };
                             if !ctx.bad_record("transform", &e, original.as_deref(), origin) {
-                                return;
+                                return true;
                             }
                             continue;
                         }
@@ -282,13 +349,15 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
         }
         let encoded_count = encoded.map(|w| w.finish()).unwrap_or(0);
         if encoded_count > 0 {
-            if let Err(e) = put_encoded(&ctx, task.as_mut(), &encoded_batch) {
-                return ctx.fail(e);
+            if let Err(e) = put_encoded(ctx, task.as_mut(), &encoded_batch) {
+                ctx.fail(Stage::Put, e);
+                return true;
             }
         }
         if !value_runs.is_empty() {
-            if let Err(e) = put_values(&ctx, task.as_mut(), &value_runs) {
-                return ctx.fail(e);
+            if let Err(e) = put_values(ctx, task.as_mut(), &value_runs) {
+                ctx.fail(Stage::Put, e);
+                return true;
             }
         }
         let caught_up = batch.is_empty() && encoded_count == 0 && value_runs.is_empty();
@@ -301,8 +370,9 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
             }
         } else {
             if !batch.is_empty() {
-                if let Err(e) = put_batch(&ctx, task.as_mut(), batch) {
-                    return ctx.fail(e);
+                if let Err(e) = put_batch(ctx, task.as_mut(), batch) {
+                    ctx.fail(Stage::Put, e);
+                    return true;
                 }
             }
             put_since_flush = true;
@@ -321,23 +391,21 @@ pub(super) fn sink_loop(ctx: Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<T
                 Ok(durable) => {
                     // Committing costs an fsync: only when a position moved.
                     if durable != last_committed {
-                        if let Err(e) = commit_sink(&ctx, &durable) {
-                            return ctx.fail(format!("committing sink positions: {e}"));
+                        if let Err(e) = commit_sink(ctx, &durable) {
+                            ctx.fail(Stage::Commit, format!("committing sink positions: {e}"));
+                            return true;
                         }
                         last_committed = durable;
                     }
                 }
-                Err(e) => return ctx.fail(e),
+                Err(e) => {
+                    ctx.fail(Stage::Flush, e);
+                    return true;
+                }
             }
         }
     }
-    // Graceful stop: finish what was put, then commit it.
-    let _ = task.close(partitions.clone());
-    if let Ok(durable) = task.flush() {
-        let _ = commit_sink(&ctx, &durable);
-    }
-    let _ = task.stop();
-    set(&ctx.status, &ctx.task, TaskState::Stopped);
+    true
 }
 
 /// A run of stored values decoded (Avro to JSON, resolved to a reader schema) into `out`,

@@ -15,26 +15,45 @@ use sluice_connector_sdk::Bytes;
 use sluice_log::{BatchBuilder, Log, LogError, Record, TopicConfig};
 
 use super::{
-    ensure_topic, set, Converters, Ctx, TaskState, MAX_BATCH_BYTES, POLL_RECORDS, POLL_TIMEOUT,
+    ensure_topic, Converters, Ctx, Stage, TaskError, MAX_BATCH_BYTES, POLL_RECORDS, POLL_TIMEOUT,
     SOURCE_COMMIT_EVERY,
 };
 use crate::offsets::SourceOffsets;
 use crate::partitioner::partition_for_key;
 use crate::transforms::{apply_all, TRecord, Transform};
 
+/// Runs a source task until it is asked to stop or fails (the failure is in `ctx`); the
+/// task's `stop` is called either way.
 pub(super) fn source_loop(
-    ctx: Ctx,
+    ctx: &Ctx,
     mut task: Box<dyn SourceTask>,
-    topic: String,
-    offsets: Arc<SourceOffsets>,
+    topic: &str,
+    offsets: &SourceOffsets,
 ) {
+    run_source(ctx, &mut task, topic.to_string(), offsets);
+    if let Err(e) = task.stop() {
+        tracing::warn!(connector = %ctx.name, task = %ctx.task, error = %e, "the source did not stop cleanly");
+    }
+}
+
+fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets: &SourceOffsets) {
     let committed = offsets.positions(&ctx.name);
     if let Err(e) = ctx.retry("start", || task.start(committed.clone())) {
-        return ctx.fail(e);
+        return ctx.fail(Stage::Start, e);
     }
     let mut partitions: HashMap<String, Vec<Arc<sluice_log::Partition>>> = HashMap::new();
-    if let Err(e) = partitions_of(&ctx.log, &mut partitions, &topic) {
-        return ctx.fail(e);
+    // The connector's own topic was created when the worker started: a topic deleted since
+    // is not created again behind the operator's back.
+    match ctx.log.topic(&topic) {
+        Ok(t) => {
+            partitions.insert(topic.clone(), t.partitions.clone());
+        }
+        Err(e) => {
+            return ctx.fail_with(TaskError::permanent(
+                Stage::Append,
+                format!("topic `{topic}`: {e}"),
+            ))
+        }
     }
     let main_parts = partitions[&topic].clone();
     let sticky = AtomicU32::new(0);
@@ -49,10 +68,18 @@ pub(super) fn source_loop(
         main_builders: (0..main_parts.len()).map(|_| BatchBuilder::new()).collect(),
         routed: HashMap::new(),
     };
-    while !ctx.stop.load(Ordering::Acquire) {
+    while !ctx.control.should_stop() {
+        if ctx.control.is_paused() {
+            // Nothing is polled while paused; what is in the log is committed first.
+            if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions) {
+                return ctx.fail(Stage::Commit, e);
+            }
+            ctx.control.wait_while_paused();
+            continue;
+        }
         let polled = match ctx.retry("poll", || task.poll_batch(POLL_RECORDS, POLL_TIMEOUT)) {
             Ok(p) => p,
-            Err(e) => return ctx.fail(e),
+            Err(e) => return ctx.fail(Stage::Poll, e),
         };
         // An encoded batch (from a plugin) and runs of values are read in place unless
         // transforms or the converter need records.
@@ -69,18 +96,18 @@ pub(super) fn source_loop(
             Polled::Encoded(b) if ctx.transforms.is_empty() => (Vec::new(), Some(b), Vec::new()),
             Polled::Encoded(b) => match wire::decode_source(&b) {
                 Ok(r) => (r, None, Vec::new()),
-                Err(e) => return ctx.fail(format!("the source's records: {e}")),
+                Err(e) => return ctx.fail(Stage::Poll, format!("the source's records: {e}")),
             },
         };
         let views = match encoded.as_deref().map(wire::source_views) {
             None => Vec::new(),
             Some(Ok(v)) => v,
-            Some(Err(e)) => return ctx.fail(format!("the source's records: {e}")),
+            Some(Err(e)) => return ctx.fail(Stage::Poll, format!("the source's records: {e}")),
         };
         let count = records.len() + views.len() + runs.iter().map(ValueRun::len).sum::<usize>();
         if count == 0 {
-            if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
-                return ctx.fail(e);
+            if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions) {
+                return ctx.fail(Stage::Commit, e);
             }
             last_commit = Instant::now();
             continue;
@@ -131,7 +158,7 @@ pub(super) fn source_loop(
                     }
                 }
             }
-            let (key, value) = match convert(&ctx, r.key.take(), r.value.take()) {
+            let (key, value) = match convert(ctx, r.key.take(), r.value.take()) {
                 Ok(kv) => kv,
                 Err(e) => {
                     let o = origin(&r);
@@ -149,7 +176,7 @@ pub(super) fn source_loop(
                 .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
                 .collect();
             let stored = out.push(
-                &ctx,
+                ctx,
                 (&topic, &main_parts, &mut partitions),
                 target.as_deref(),
                 OutRecord {
@@ -161,7 +188,7 @@ pub(super) fn source_loop(
                 },
             );
             if let Err(e) = stored {
-                return ctx.fail(e);
+                return ctx.fail_with(e);
             }
             positions.remember(r.position);
         }
@@ -176,7 +203,7 @@ pub(super) fn source_loop(
             for v in &views {
                 if run.is_some_and(|r| r.stream != v.stream) {
                     if let Err(e) = remember_view(&mut positions, run.take()) {
-                        return ctx.fail(e);
+                        return ctx.fail(Stage::Poll, e);
                     }
                 }
                 let failed = v
@@ -188,7 +215,7 @@ pub(super) fn source_loop(
                     // `bytes` keys and values go into the batch straight from the plugin's.
                     None if pass_through => Ok((None, None)),
                     None => convert(
-                        &ctx,
+                        ctx,
                         v.key.map(|k| Payload::Raw(buf.slice_ref(k))),
                         v.value.map(|b| Payload::Raw(buf.slice_ref(b))),
                     )
@@ -214,7 +241,7 @@ pub(super) fn source_loop(
                     }
                 };
                 let stored = out.push(
-                    &ctx,
+                    ctx,
                     (&topic, &main_parts, &mut partitions),
                     v.topic.filter(|t| *t != topic),
                     OutRecord {
@@ -230,17 +257,20 @@ pub(super) fn source_loop(
                     },
                 );
                 if let Err(e) = stored {
-                    return ctx.fail(e);
+                    return ctx.fail_with(e);
                 }
                 run = Some(*v);
             }
             if let Err(e) = remember_view(&mut positions, run) {
-                return ctx.fail(e);
+                return ctx.fail(Stage::Poll, e);
             }
         }
         if !stopped_at_bad_record && !runs.is_empty() {
             let Converters::Source { value: encoder, .. } = &*ctx.converters else {
-                return ctx.fail("a source task was given a sink's converters");
+                return ctx.fail(
+                    Stage::Convert,
+                    "a source task was given a sink's converters",
+                );
             };
             'runs: for run in &runs {
                 // The position after the last value stored (or refused and tolerated).
@@ -273,7 +303,7 @@ pub(super) fn source_loop(
                         }
                     };
                     if let Err(e) = out.push_value(&topic, &main_parts, v) {
-                        return ctx.fail(e);
+                        return ctx.fail_with(e);
                     }
                     done = Some(position);
                 }
@@ -281,27 +311,24 @@ pub(super) fn source_loop(
             }
         }
         if let Err(e) = out.finish((&topic, &main_parts, &mut partitions)) {
-            return ctx.fail(e);
+            return ctx.fail_with(e);
         }
         // The records are in the log (durable per the topic's flush policy): now their
         // positions, at once when the source has caught up (a webhook's callers are waiting),
         // else at most every SOURCE_COMMIT_EVERY (each commit is an fsync).
         if caught_up || stopped_at_bad_record || last_commit.elapsed() >= SOURCE_COMMIT_EVERY {
-            if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
-                return ctx.fail(e);
+            if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions) {
+                return ctx.fail(Stage::Commit, e);
             }
             last_commit = Instant::now();
         }
         if stopped_at_bad_record {
-            let _ = task.stop();
-            return; // the status already says why
+            return; // the failure is recorded in `ctx`
         }
     }
-    if let Err(e) = commit_source(&ctx, task.as_mut(), &offsets, &mut positions) {
-        return ctx.fail(e);
+    if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions) {
+        ctx.fail(Stage::Commit, e);
     }
-    let _ = task.stop();
-    set(&ctx.status, &ctx.task, TaskState::Stopped);
 }
 
 /// Remembers the position after the last value of a run handled.
@@ -383,12 +410,11 @@ impl Batching {
         (topic, main_parts, partitions): Topics<'_>,
         target: Option<&str>,
         r: OutRecord<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TaskError> {
         let parts: &[Arc<sluice_log::Partition>] = match target {
             None => main_parts,
-            Some(t) => {
-                partitions_of(&ctx.log, partitions, t).map_err(|e| format!("topic `{t}`: {e}"))?
-            }
+            Some(t) => partitions_of(&ctx.log, partitions, t)
+                .map_err(|e| TaskError::from_log(Stage::Append, format_args!("topic `{t}`"), &e))?,
         };
         let p = match (r.partition, r.key) {
             (Some(p), _) => (p.max(0) as usize) % parts.len(),
@@ -414,7 +440,10 @@ impl Batching {
         if builder.size_estimate() >= MAX_BATCH_BYTES {
             let appended = parts[p].append_built(builder.build_in_place(), self.now);
             builder.clear();
-            appended.map_err(|e| format!("appending to {}-{p}: {e}", target.unwrap_or(topic)))?;
+            appended.map_err(|e| {
+                let to = target.unwrap_or(topic);
+                TaskError::from_log(Stage::Append, format_args!("appending to {to}-{p}"), &e)
+            })?;
         }
         Ok(())
     }
@@ -427,7 +456,7 @@ impl Batching {
         topic: &str,
         main_parts: &[Arc<sluice_log::Partition>],
         value: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), TaskError> {
         let p = self.round % main_parts.len();
         let builder = &mut self.main_builders[p];
         builder.push(&Record {
@@ -439,18 +468,22 @@ impl Batching {
         if builder.size_estimate() >= MAX_BATCH_BYTES {
             let appended = main_parts[p].append_built(builder.build_in_place(), self.now);
             builder.clear();
-            appended.map_err(|e| format!("appending to {topic}-{p}: {e}"))?;
+            appended.map_err(|e| {
+                TaskError::from_log(Stage::Append, format_args!("appending to {topic}-{p}"), &e)
+            })?;
         }
         Ok(())
     }
 
     /// Appends what is left in every batch; the builders stay, empty, for the next poll.
-    fn finish(&mut self, (topic, main_parts, partitions): Topics<'_>) -> Result<(), String> {
+    fn finish(&mut self, (topic, main_parts, partitions): Topics<'_>) -> Result<(), TaskError> {
         for (p, builder) in self.main_builders.iter_mut().enumerate() {
             if !builder.is_empty() {
                 let appended = main_parts[p].append_built(builder.build_in_place(), self.now);
                 builder.clear();
-                appended.map_err(|e| format!("appending to {topic}-{p}: {e}"))?;
+                appended.map_err(|e| {
+                    TaskError::from_log(Stage::Append, format_args!("appending to {topic}-{p}"), &e)
+                })?;
             }
         }
         for (t, per_topic) in &mut self.routed {
@@ -458,12 +491,14 @@ impl Batching {
                 if builder.is_empty() {
                     continue;
                 }
-                let parts = partitions
-                    .get(t)
-                    .ok_or_else(|| format!("topic `{t}` vanished"))?;
+                let parts = partitions.get(t).ok_or_else(|| {
+                    TaskError::new(Stage::Append, format!("topic `{t}` vanished"))
+                })?;
                 let appended = parts[*p].append_built(builder.build_in_place(), self.now);
                 builder.clear();
-                appended.map_err(|e| format!("appending to {t}-{p}: {e}"))?;
+                appended.map_err(|e| {
+                    TaskError::from_log(Stage::Append, format_args!("appending to {t}-{p}"), &e)
+                })?;
             }
         }
         Ok(())

@@ -1,12 +1,14 @@
 //! Test fixtures for the plugin boundary's error paths:
 //! - source `panicky` hands out `good_polls` batches of one record, then panics in `poll`
-//!   (a panic fails only its task);
+//!   (a panic fails only its task); with `panicking_tasks: N` only the first N tasks the
+//!   connector creates panic (a task restarted after that recovers);
 //! - source `mixed` emits `count` records `{"n": i}`, every third one marked bad with the
 //!   SDK's `SOURCE_ERROR_HEADER` (bad input goes to the error policy, not dropped);
 //! - sink `picky` appends values to `file` but refuses any value containing `bad` as a bad
 //!   record (the runtime must retry the batch record by record so only those meet the
 //!   error policy).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,15 +29,26 @@ fn register(registry: &mut ConnectorRegistry) -> std::result::Result<(), Registr
     registry.register(ConnectorType {
         name: "panicky".into(),
         description: "panics in poll after `good_polls` polls".into(),
-        config: ConfigSpec::new(vec![FieldSpec::optional(
-            "good_polls",
-            FieldKind::Integer { min: 0, max: 1000 },
-            Some(json!(0)),
-            "polls that return a record before the panic",
-        )]),
+        config: ConfigSpec::new(vec![
+            FieldSpec::optional(
+                "good_polls",
+                FieldKind::Integer { min: 0, max: 1000 },
+                Some(json!(0)),
+                "polls that return a record before the panic",
+            ),
+            FieldSpec::optional(
+                "panicking_tasks",
+                FieldKind::Integer {
+                    min: 0,
+                    max: 1_000_000,
+                },
+                Some(json!(1_000_000)),
+                "how many of the tasks the connector creates panic (later ones do not)",
+            ),
+        ]),
         origin: Origin::BuiltIn,
         factory: Factory::Source(Box::new(|c| {
-            Ok(Box::new(Panicky(c)) as Box<dyn SourceConnector>)
+            Ok(Box::new(Panicky(c, AtomicI64::new(0))) as Box<dyn SourceConnector>)
         })),
     })
 }
@@ -211,30 +224,38 @@ impl SinkTask for PickyTask {
     }
 }
 
-struct Panicky(ConfigValues);
+/// The settings, and how many tasks were created so far.
+struct Panicky(ConfigValues, AtomicI64);
 
 impl SourceConnector for Panicky {
     fn task_configs(&self, _max_tasks: u32) -> Result<Vec<ConfigValues>> {
         Ok(vec![self.0.clone()])
     }
     fn create_task(&self, _info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SourceTask>> {
+        let created = self.1.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(PanickyTask {
             left: config.int("good_polls").unwrap_or(0),
+            panics: created < config.int("panicking_tasks").unwrap_or(i64::MAX),
         }))
     }
 }
 
 struct PanickyTask {
     left: i64,
+    panics: bool,
 }
 
 impl SourceTask for PanickyTask {
     fn start(&mut self, _committed: Vec<SourcePosition>) -> Result<()> {
         Ok(())
     }
-    fn poll(&mut self, _max: usize, _timeout: Duration) -> Result<Vec<SourceRecord>> {
-        if self.left == 0 {
+    fn poll(&mut self, _max: usize, timeout: Duration) -> Result<Vec<SourceRecord>> {
+        if self.left == 0 && self.panics {
             panic!("deliberate panic in poll");
+        }
+        if self.left == 0 {
+            std::thread::sleep(timeout.min(Duration::from_millis(20)));
+            return Ok(Vec::new());
         }
         self.left -= 1;
         Ok(vec![SourceRecord {

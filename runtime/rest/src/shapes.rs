@@ -1,0 +1,336 @@
+//! Kafka Connect's JSON bodies, built from the worker's state: `ConnectorInfo`,
+//! `ConnectorStateInfo` (with `trace` left out when empty), the flat string config map
+//! (dotted keys for the YAML's nesting), `ConfigKeyInfo` and the validate response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+use sluice_connector_sdk::config::{ConfigValues, FieldKind, FieldSpec};
+use sluice_connector_sdk::registry::{ConnectorRegistry, ConnectorType};
+use sluice_worker::config::ConnectorPlan;
+use sluice_worker::run::{Role, State as TaskState, TaskStatus};
+
+use crate::{ok, ApiError, RestApi};
+
+/// Keys of a flat config that belong to the runtime, not to the connector type's settings.
+const RUNTIME_KEYS: [&str; 11] = [
+    "connector.class",
+    "name",
+    "tasks.max",
+    "topic",
+    "topics",
+    "key_format",
+    "value_format",
+    "key_schema",
+    "value_schema",
+    "key_schemas_enable",
+    "value_schemas_enable",
+];
+const RUNTIME_PREFIXES: [&str; 3] = ["errors.", "restart.", "transforms"];
+
+fn duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A setting as Kafka Connect shows one: a string (lists comma-separated).
+fn flat_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(flat_value).collect::<Vec<_>>().join(","),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A connector type's settings as flat strings, secrets hidden.
+pub fn settings_map(values: &ConfigValues) -> Map<String, Value> {
+    let secrets = values.secret_keys();
+    values
+        .to_json()
+        .into_iter()
+        .map(|(k, v)| {
+            let shown = if secrets.contains(&k) {
+                "[hidden]".to_string()
+            } else {
+                flat_value(&v)
+            };
+            (k, Value::String(shown))
+        })
+        .collect()
+}
+
+/// A connector's configuration as Kafka Connect's flat string map.
+pub fn config(plan: &ConnectorPlan, role: Role) -> Map<String, Value> {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), Value::String(v));
+    };
+    put("connector.class", plan.type_name.clone());
+    put("name", plan.name.clone());
+    put("tasks.max", plan.tasks.to_string());
+    put("key_format", plan.key_format.name().to_string());
+    put("value_format", plan.value_format.name().to_string());
+    if let Some(s) = &plan.key_schema {
+        put("key_schema", s.clone());
+    }
+    if let Some(s) = &plan.value_schema {
+        put("value_schema", s.clone());
+    }
+    if plan.key_schemas_enable {
+        put("key_schemas_enable", "true".into());
+    }
+    if plan.value_schemas_enable {
+        put("value_schemas_enable", "true".into());
+    }
+    let e = &plan.errors;
+    put(
+        "errors.tolerance",
+        if e.tolerate_all { "all" } else { "none" }.into(),
+    );
+    if let Some(t) = &e.dead_letter_topic {
+        put("errors.dead_letter_topic", t.clone());
+    }
+    put("errors.retry_timeout", duration(e.retry_timeout));
+    put("errors.log", e.log_errors.to_string());
+    let r = &plan.restart;
+    put("restart.max_attempts", r.max_attempts.to_string());
+    put("restart.initial_backoff", duration(r.initial_backoff));
+    put("restart.max_backoff", duration(r.max_backoff));
+    if !plan.transforms.is_empty() {
+        let names: Vec<&str> = plan.transforms.iter().map(|t| t.name.as_str()).collect();
+        put("transforms", names.join(","));
+    }
+    for (k, v) in settings_map(&plan.settings) {
+        m.insert(k, v);
+    }
+    // A source writes one topic, a sink reads a list (Connect's `topics`).
+    let key = if role == Role::Source {
+        "topic"
+    } else {
+        "topics"
+    };
+    m.insert(key.into(), Value::String(plan.topics.join(",")));
+    m
+}
+
+/// `ConnectorInfo`: name, config, tasks, type.
+pub fn info(api: &RestApi, name: &str) -> Result<Value, ApiError> {
+    let status = api.worker.status(name)?;
+    let plan = api.worker.plan(name)?;
+    let cfg = config(plan, status.role);
+    let tasks: Vec<Value> = api
+        .worker
+        .task_configs(name)?
+        .into_iter()
+        .map(|(id, _)| json!({"connector": name, "task": id}))
+        .collect();
+    Ok(json!({
+        "name": name,
+        "config": cfg,
+        "tasks": tasks,
+        "type": status.role.as_str(),
+    }))
+}
+
+/// One task's `TaskState`.
+pub fn task_state(api: &RestApi, t: &TaskStatus) -> Value {
+    let mut v = json!({
+        "id": t.id,
+        "state": t.state.as_str(),
+        "worker_id": api.info.worker_id,
+    });
+    if let Some(trace) = t.trace.as_deref().filter(|s| !s.is_empty()) {
+        v["trace"] = json!(trace);
+    }
+    v
+}
+
+/// `ConnectorStateInfo`.
+pub fn status(api: &RestApi, name: &str) -> Result<Value, ApiError> {
+    let s = api.worker.status(name)?;
+    let tasks: Vec<Value> = s.tasks.iter().map(|t| task_state(api, t)).collect();
+    // A connector's own state is what was asked of it; a connector all of whose tasks
+    // failed reads RUNNING with FAILED tasks, as in Kafka Connect.
+    let state = match s.state {
+        TaskState::Paused | TaskState::Stopped => s.state,
+        _ => TaskState::Running,
+    };
+    Ok(json!({
+        "name": s.name,
+        "connector": {"state": state.as_str(), "worker_id": api.info.worker_id},
+        "tasks": tasks,
+        "type": s.role.as_str(),
+    }))
+}
+
+/// A connector type by the name Kafka Connect clients use (`connector.class`): Sluice's
+/// type name, or the last segment of a Java class name that matches it.
+pub fn plugin<'a>(
+    registry: &'a ConnectorRegistry,
+    name: &str,
+) -> Result<&'a ConnectorType, ApiError> {
+    let short = name.rsplit('.').next().unwrap_or(name);
+    registry
+        .sources()
+        .chain(registry.sinks())
+        .find(|t| t.name == name || t.name == short)
+        .ok_or_else(|| ApiError::not_found(format!("Unknown plugin {name}")))
+}
+
+fn kind_name(kind: &FieldKind) -> &'static str {
+    match kind {
+        FieldKind::String | FieldKind::OneOf(_) | FieldKind::Duration => "STRING",
+        FieldKind::Secret => "PASSWORD",
+        FieldKind::Integer { .. } => "LONG",
+        FieldKind::Boolean => "BOOLEAN",
+        FieldKind::List(_) => "LIST",
+    }
+}
+
+/// `ConfigKeyInfo` of a setting (the `definition` of a validate entry).
+pub fn config_key(f: &FieldSpec, order: Option<usize>) -> Value {
+    json!({
+        "name": f.name,
+        "type": kind_name(&f.kind),
+        "required": f.required,
+        "default_value": f.default.as_ref().map(flat_value),
+        "importance": if f.required { "HIGH" } else { "MEDIUM" },
+        "documentation": f.doc,
+        "group": "Common",
+        "order": order.map_or(-1, |o| o as i64),
+        "width": "NONE",
+        "display_name": f.name,
+        "dependents": [],
+    })
+}
+
+/// A flat string setting as the JSON value the type's spec checks.
+fn typed(kind: &FieldKind, s: &str) -> Value {
+    match kind {
+        FieldKind::Integer { .. } => s.trim().parse::<i64>().map_or(json!(s), |i| json!(i)),
+        FieldKind::Boolean => match s.trim() {
+            "true" => json!(true),
+            "false" => json!(false),
+            _ => json!(s),
+        },
+        FieldKind::List(inner) => Value::Array(
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| typed(inner, p))
+                .collect(),
+        ),
+        _ => json!(s),
+    }
+}
+
+/// `PUT /connector-plugins/{type}/config/validate`: 200 even when invalid, with each
+/// setting's errors; a `connector.class` naming another type is a 400.
+pub async fn validate(
+    State(api): State<Arc<RestApi>>,
+    Path(plugin_name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let t = plugin(&api.registry, &plugin_name)?;
+    let given: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body is not a JSON object of settings: {e}"
+        ))
+    })?;
+    if let Some(class) = given.get("connector.class").and_then(Value::as_str) {
+        if plugin(&api.registry, class).ok().map(|c| c.name.as_str()) != Some(t.name.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Included connector type {class} does not match request type {plugin_name}"
+            )));
+        }
+    }
+    let mut settings = Map::new();
+    for (k, v) in &given {
+        if RUNTIME_KEYS.contains(&k.as_str()) || RUNTIME_PREFIXES.iter().any(|p| k.starts_with(p)) {
+            continue;
+        }
+        let text = flat_value(v);
+        let kind = t
+            .config
+            .fields
+            .iter()
+            .find(|f| &f.name == k)
+            .map(|f| &f.kind);
+        settings.insert(
+            k.clone(),
+            kind.map_or(json!(text), |kind| typed(kind, &text)),
+        );
+    }
+    let issues = ConnectorRegistry::validate(t, &settings)
+        .err()
+        .unwrap_or_default();
+    let errors_of = |key: Option<&str>| -> Vec<String> {
+        issues
+            .iter()
+            .filter(|i| i.key.as_deref() == key)
+            .map(|i| i.message.clone())
+            .collect()
+    };
+    let mut configs = Vec::new();
+    let mut class_errors = errors_of(None);
+    for (i, f) in t.config.fields.iter().enumerate() {
+        configs.push(json!({
+            "definition": config_key(f, Some(i + 1)),
+            "value": {
+                "name": f.name,
+                "value": given.get(&f.name).map(flat_value).or_else(|| f.default.as_ref().map(flat_value)),
+                "recommended_values": match &f.kind {
+                    FieldKind::OneOf(v) => v.clone(),
+                    _ => Vec::new(),
+                },
+                "errors": errors_of(Some(&f.name)),
+                "visible": true,
+            }
+        }));
+    }
+    // Settings the type does not know: their errors go with `connector.class`'s, as
+    // Connect reports problems with no field of their own.
+    for i in &issues {
+        if let Some(k) = &i.key {
+            if !t.config.fields.iter().any(|f| &f.name == k) {
+                class_errors.push(format!("{k}: {}", i.message));
+            }
+        }
+    }
+    configs.insert(
+        0,
+        json!({
+            "definition": {
+                "name": "connector.class", "type": "STRING", "required": true,
+                "default_value": null, "importance": "HIGH",
+                "documentation": "The Sluice connector type (or a Kafka Connect class name Sluice knows).",
+                "group": "Common", "order": 0, "width": "LONG", "display_name": "Connector class",
+                "dependents": [],
+            },
+            "value": {
+                "name": "connector.class",
+                "value": t.name,
+                "recommended_values": [],
+                "errors": class_errors,
+                "visible": true,
+            }
+        }),
+    );
+    let error_count: usize = configs
+        .iter()
+        .map(|c| c["value"]["errors"].as_array().map_or(0, Vec::len))
+        .sum();
+    ok(json!({
+        "name": t.name,
+        "error_count": error_count,
+        "groups": ["Common"],
+        "configs": configs,
+    }))
+}
