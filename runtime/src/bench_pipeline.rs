@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sluice_log::{Log, LogOptions};
 use sluice_worker::config::parse_pipeline;
-use sluice_worker::run::Worker;
+use sluice_worker::metrics::WorkerMetrics;
+use sluice_worker::run::{Worker, WorkerOptions};
 
 use crate::cli::PipelineBenchArgs;
 
@@ -49,8 +50,9 @@ fn count_output_lines(dir: &std::path::Path, ext: &str) -> usize {
 }
 
 /// Every run: its name for `--runs` and its label in the figures.
-pub const RUNS: [(&str, &str); 5] = [
+pub const RUNS: [(&str, &str); 6] = [
     ("bytes", "pipeline, bytes pass-through"),
+    ("bytes-no-metrics", "pipeline, bytes, metrics off"),
     ("json", "pipeline, json checked in and out"),
     ("avro", "pipeline, json -> avro topic -> json"),
     ("envelope", "pipeline, json -> Connect envelope"),
@@ -77,6 +79,16 @@ fn run_once(
     format: &str,
     records: usize,
 ) -> Result<f64> {
+    // Every run counts into metrics, as `sluice run` does, but the one that measures them.
+    let (format, metrics) = match format.strip_suffix("-no-metrics") {
+        Some(base) => (base, false),
+        None => (format, true),
+    };
+    let run_dir = if metrics {
+        format!("run-{format}")
+    } else {
+        format!("run-{format}-no-metrics")
+    };
     let (source, sink) = match format {
         "avro" => (
             format!("value_format: avro, value_schema: '{SCHEMA}'"),
@@ -110,7 +122,7 @@ fn run_once(
     } else {
         input
     };
-    let base = work.join(format!("run-{format}"));
+    let base = work.join(run_dir);
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("in"))?;
     let yaml = format!(
@@ -127,7 +139,11 @@ fn run_once(
             maintenance_interval: None,
         },
     )?;
-    let worker = Worker::start(&pipeline, &registry, &log, None, None)?;
+    let options = WorkerOptions {
+        metrics: metrics.then(|| std::sync::Arc::new(WorkerMetrics::new("bench"))),
+        ..Default::default()
+    };
+    let worker = Worker::start(&pipeline, &registry, &log, options)?;
     let start = Instant::now();
     // The source sees the file appear whole (a rename), as a finished log file would.
     std::fs::hard_link(input, base.join("in/.staged"))
@@ -224,16 +240,24 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
         args.rounds.max(1)
     );
     println!("{:<40} {:>12.0} {:>9.1}", "cp", n / cp, mb / cp);
-    let mut bytes_run = None;
+    let (mut bytes_run, mut no_metrics_run) = (None, None);
     for (i, (format, label)) in runs.iter().enumerate() {
         let secs = median(&mut times[i]);
-        if *format == "bytes" {
-            bytes_run = Some(secs);
+        match *format {
+            "bytes" => bytes_run = Some(secs),
+            "bytes-no-metrics" => no_metrics_run = Some(secs),
+            _ => {}
         }
         println!("{label:<40} {:>12.0} {:>9.1}", n / secs, mb / secs);
     }
     if let Some(bytes_run) = bytes_run {
         println!("bytes pass-through / cp: {:.2}", cp / bytes_run);
+        if let Some(off) = no_metrics_run {
+            println!(
+                "bytes pass-through, metrics on / off: {:.3}",
+                off / bytes_run
+            );
+        }
     }
     println!(
         "peak memory of this process (VmHWM): {:.0} MB",

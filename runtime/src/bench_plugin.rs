@@ -47,7 +47,7 @@ fn run_once(
         },
     )?;
     let start = Instant::now();
-    let worker = Worker::start(&pipeline, registry, &log, None, None)?;
+    let worker = Worker::start(&pipeline, registry, &log, Default::default())?;
     let deadline = start + Duration::from_secs(600);
     loop {
         let done = log

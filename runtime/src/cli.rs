@@ -208,11 +208,13 @@ pub struct PipelineBenchArgs {
     /// Rounds of every run (and of `cp`); medians are printed, as the machine is shared.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// Which runs: any of bytes, json, avro, envelope, csv (comma-separated).
+    /// Which runs: any of bytes, bytes-no-metrics, json, avro, envelope, csv
+    /// (comma-separated). Every run counts into metrics as `sluice run` does, except
+    /// bytes-no-metrics, which gives the metrics' cost beside bytes.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "bytes,json,avro,envelope,csv"
+        default_value = "bytes,bytes-no-metrics,json,avro,envelope,csv"
     )]
     pub runs: Vec<String>,
     /// Memory for the page cache before each timed step (`cp` and every run): `warm` writes

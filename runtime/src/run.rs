@@ -10,8 +10,9 @@ use anyhow::{bail, Context, Result};
 use sluice_connector_sdk::registry::ConnectorRegistry;
 use sluice_log::{Log, LogOptions};
 use sluice_worker::config::load_pipeline;
+use sluice_worker::metrics::WorkerMetrics;
 use sluice_worker::plugins;
-use sluice_worker::run::{Event, Observer, Worker};
+use sluice_worker::run::{Event, Observer, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -181,12 +182,18 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>) -> Result<()>
         }
         None => None,
     };
+    let pipeline_name = file
+        .file_stem()
+        .map_or("pipeline".into(), |s| s.to_string_lossy().into_owned());
     let worker = Arc::new(Worker::start(
         &pipeline,
         &registry,
         &log,
-        schemas,
-        Some(print_events()),
+        WorkerOptions {
+            schemas,
+            observer: Some(print_events()),
+            metrics: Some(Arc::new(WorkerMetrics::new(&pipeline_name))),
+        },
     )?);
     if let Some(listener) = rest {
         let addr = listener.local_addr();

@@ -112,6 +112,11 @@ impl ValueRun {
         &self.stream
     }
 
+    /// The bytes of the buffer the values are slices of.
+    pub fn buffer_len(&self) -> usize {
+        self.buf.len()
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }

@@ -9,7 +9,7 @@
 //! **Must not touch:** how tasks run (that is [`sluice_worker::run::Worker`]); what a
 //! request may change is what the worker offers.
 //!
-//! Built now: `GET /`, `/health`, `/connectors` (with `expand=status|info`),
+//! Built now: `GET /`, `/health`, `/metrics` (Prometheus), `/connectors` (with `expand=status|info`),
 //! `/connectors/{name}`, `…/config`, `…/status`, `…/tasks`, `…/tasks/{id}/status`,
 //! `…/topics`, `…/offsets`; `POST …/restart` (`includeTasks`, `onlyFailed`), `…/tasks/{id}/
 //! restart`; `PUT …/pause`, `…/resume`, `…/stop`; `GET /connector-plugins`,
@@ -190,6 +190,7 @@ pub fn router(api: RestApi) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/connectors", get(list_connectors).post(create_connector))
         .route(
             "/connectors/{name}",
@@ -275,6 +276,21 @@ async fn health(State(_api): Api) -> Reply {
         "status": "healthy",
         "message": "Worker has completed startup and is ready to handle requests."
     }))
+}
+
+/// Prometheus' text exposition: the tasks' counters and what is read at scrape time.
+async fn metrics(State(api): Api) -> Reply {
+    let worker = api.worker.clone();
+    let text = tokio::task::spawn_blocking(move || worker.metrics_text())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| ApiError::not_found("this worker runs without metrics"))?;
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
 }
 
 async fn list_connectors(State(api): Api, RawQuery(q): RawQuery) -> Reply {

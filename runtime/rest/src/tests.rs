@@ -41,7 +41,16 @@ fn fixture() -> Fixture {
     );
     let pipeline = sluice_worker::config::parse_pipeline(&yaml, &registry, &|_| None).unwrap();
     let log = Log::open(root.join("data"), LogOptions::default()).unwrap();
-    let worker = Worker::start(&pipeline, &registry, &log, None, None).unwrap();
+    let worker = Worker::start(
+        &pipeline,
+        &registry,
+        &log,
+        sluice_worker::run::WorkerOptions {
+            metrics: Some(Arc::new(sluice_worker::metrics::WorkerMetrics::new("test"))),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     Fixture {
         _tmp: tmp,
         api: RestApi {
@@ -182,6 +191,38 @@ async fn reading_endpoints_have_kafka_connects_shapes() {
         .unwrap()
         .iter()
         .any(|k| k["name"] == "path" && k["required"] == true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_in_prometheus_text_format() {
+    let f = fixture();
+    wait_for_state(&f.api, "lines_out", "RUNNING").await;
+    let resp = router(f.api.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("sluice_task_state{pipeline=\"test\",connector=\"lines_out\",task=\"0\",state=\"RUNNING\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE sluice_task_records_in_total counter"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

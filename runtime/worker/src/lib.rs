@@ -37,12 +37,14 @@
 //! - [`transforms`]: single-message transforms and predicates.
 //! - [`offsets`]: source positions in the compacted `__connect_offsets` topic.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner.
+//! - [`metrics`]: Prometheus counters per task and the state read at scrape time.
 //! - [`plugins`]: connector plugins (dynamic libraries with the SDK's C ABI), loaded with
 //!   `libloading` into the same registry as the built-in connectors.
 
 pub mod config;
 pub mod connect_schema;
 pub mod convert;
+pub mod metrics;
 pub mod offsets;
 pub mod partitioner;
 pub mod plugins;

@@ -27,6 +27,7 @@ use sluice_log::{BatchBuilder, Log, LogError, Record, TopicConfig};
 
 use crate::config::{ConnectorPlan, ErrorPolicy, Format};
 use crate::convert::{AvroIn, AvroOut, Decoder, Encoder};
+use crate::metrics::TaskMetrics;
 use crate::transforms::Transform;
 use sluice_schema_registry::registry::{Registry, SchemaRequest};
 
@@ -38,7 +39,7 @@ mod supervisor;
 
 use control::TaskControl;
 pub use status::{ConnectorStatus, Event, Observer, Role, Stage, State, TaskError, TaskStatus};
-pub use supervisor::{ControlError, Worker};
+pub use supervisor::{ControlError, Worker, WorkerOptions};
 
 const POLL_RECORDS: usize = 20_000;
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
@@ -86,6 +87,8 @@ struct Ctx {
     converters: Arc<Converters>,
     transforms: Arc<Vec<Transform>>,
     failure: RefCell<Option<TaskError>>,
+    /// Counted once per batch; `None` when metrics are off.
+    metrics: Option<TaskMetrics>,
 }
 
 impl Ctx {
@@ -103,6 +106,9 @@ impl Ctx {
     fn fail_with(&self, e: TaskError) {
         let mut failure = self.failure.borrow_mut();
         if failure.is_none() {
+            if let Some(m) = &self.metrics {
+                m.error(e.stage.as_str());
+            }
             tracing::error!(connector = %self.name, task = %self.task, stage = %e.stage, error = %e.message, "task failed");
             *failure = Some(e);
         }
@@ -138,6 +144,9 @@ impl Ctx {
                         });
                     }
                     failures += 1;
+                    if let Some(m) = &self.metrics {
+                        m.retries.inc();
+                    }
                     tracing::warn!(connector = %self.name, task = %self.task, error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed; retrying");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -181,7 +190,10 @@ impl Ctx {
                 },
                 format!("a record failed in {stage}: {message} (set `errors.tolerance: all` to route failing records to a dead-letter topic)"),
             ));
-            return false;
+            return false; // counted as the task's failure
+        }
+        if let Some(m) = &self.metrics {
+            m.error(stage);
         }
         let Some(dlq) = &self.errors.dead_letter_topic else {
             return true;
@@ -215,7 +227,12 @@ impl Ctx {
             .partition(dlq, 0)
             .and_then(|p| p.append(&mut b.build(), now))
         {
-            Ok(_) => true,
+            Ok(_) => {
+                if let Some(m) = &self.metrics {
+                    m.dead_letter.inc();
+                }
+                true
+            }
             Err(e) => {
                 self.fail_with(TaskError::from_log(
                     Stage::DeadLetter,

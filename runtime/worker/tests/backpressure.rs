@@ -107,7 +107,7 @@ fn a_stalled_sink_holds_back_reading_not_memory() {
     )
     .unwrap();
     let before = rss_mb();
-    let worker = Worker::start(&pipeline, &registry, &log, None, None).unwrap();
+    let worker = Worker::start(&pipeline, &registry, &log, Default::default()).unwrap();
     let topic = log.partition("big", 0).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while topic.end_offset() < total as i64 && Instant::now() < deadline {

@@ -15,6 +15,7 @@ use sluice_log::{LogError, OffsetCommit};
 
 use super::{raw, Converters, Ctx, Stage, SINK_FLUSH_EVERY, SINK_IDLE_WAIT, SINK_READ_BYTES};
 use crate::convert::decode_batches;
+use crate::metrics::TaskMetrics;
 use crate::transforms::{apply_all, TRecord, Transform};
 
 /// Runs a sink's transforms on a record's key and value (as JSON); `false`: filtered out.
@@ -181,6 +182,9 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
                 }
             };
             let read_buffer = Bytes::from(read.records);
+            if let Some(m) = &ctx.metrics {
+                m.bytes_in.inc_by(read_buffer.len() as u64);
+            }
             read_buffers.push(read_buffer.clone());
             if values_path || decoded_values_path {
                 match value_run(&read_buffer, tp, pos) {
@@ -203,6 +207,9 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
                         } else {
                             raw
                         };
+                        if let Some(m) = &ctx.metrics {
+                            m.records_in.inc_by((next - pos).max(0) as u64);
+                        }
                         positions.insert(tp.clone(), next);
                         if !run.values.is_empty() {
                             value_runs.push(run);
@@ -345,9 +352,16 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
             {
                 next = next.max(h.last_offset() + 1);
             }
+            if let Some(m) = &ctx.metrics {
+                m.records_in.inc_by((next - pos).max(0) as u64);
+            }
             positions.insert(tp.clone(), next);
         }
         let encoded_count = encoded.map(|w| w.finish()).unwrap_or(0);
+        let put_started = Instant::now();
+        let put_count = encoded_count as usize
+            + value_runs.iter().map(|r| r.values.len()).sum::<usize>()
+            + batch.len();
         if encoded_count > 0 {
             if let Err(e) = put_encoded(ctx, task.as_mut(), &encoded_batch) {
                 ctx.fail(Stage::Put, e);
@@ -376,6 +390,10 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
                 }
             }
             put_since_flush = true;
+            if let Some(m) = &ctx.metrics {
+                m.records_out.inc_by(put_count as u64);
+                TaskMetrics::observe(&m.put_seconds, put_started.elapsed());
+            }
         }
         // Read buffers no record holds any more are read into again: fresh 4 MB buffers
         // would cost page faults and zeroing on every read.
@@ -387,7 +405,11 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
         if last_flush.elapsed() >= SINK_FLUSH_EVERY || (caught_up && put_since_flush) {
             last_flush = Instant::now();
             put_since_flush = false;
-            match ctx.retry("flush", || task.flush()) {
+            let flushed = ctx.retry("flush", || task.flush());
+            if let Some(m) = &ctx.metrics {
+                TaskMetrics::observe(&m.flush_seconds, last_flush.elapsed());
+            }
+            match flushed {
                 Ok(durable) => {
                     // Committing costs an fsync: only when a position moved.
                     if durable != last_committed {

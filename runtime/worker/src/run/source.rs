@@ -18,6 +18,7 @@ use super::{
     ensure_topic, Converters, Ctx, Stage, TaskError, MAX_BATCH_BYTES, POLL_RECORDS, POLL_TIMEOUT,
     SOURCE_COMMIT_EVERY,
 };
+use crate::metrics::TaskMetrics;
 use crate::offsets::SourceOffsets;
 use crate::partitioner::partition_for_key;
 use crate::transforms::{apply_all, TRecord, Transform};
@@ -65,6 +66,8 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
     let mut out = Batching {
         now: 0,
         round: 0,
+        appended_records: 0,
+        appended_bytes: 0,
         main_builders: (0..main_parts.len()).map(|_| BatchBuilder::new()).collect(),
         routed: HashMap::new(),
     };
@@ -77,10 +80,15 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
             ctx.control.wait_while_paused();
             continue;
         }
+        let poll_started = Instant::now();
         let polled = match ctx.retry("poll", || task.poll_batch(POLL_RECORDS, POLL_TIMEOUT)) {
             Ok(p) => p,
             Err(e) => return ctx.fail(Stage::Poll, e),
         };
+        if let Some(m) = &ctx.metrics {
+            TaskMetrics::observe(&m.poll_seconds, poll_started.elapsed());
+            m.bytes_in.inc_by(polled_bytes(&polled));
+        }
         // An encoded batch (from a plugin) and runs of values are read in place unless
         // transforms or the converter need records.
         let values_in_place = ctx.transforms.is_empty()
@@ -113,6 +121,9 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
             continue;
         }
         let caught_up = count < POLL_RECORDS;
+        if let Some(m) = &ctx.metrics {
+            m.records_in.inc_by(count as u64);
+        }
         out.now = sluice_log::now_ms();
         out.round = sticky.fetch_add(1, Ordering::Relaxed) as usize;
         // A record the error policy does not tolerate stops the task, but only after the
@@ -310,7 +321,13 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
                 remember_run(&mut positions, run, done);
             }
         }
-        if let Err(e) = out.finish((&topic, &main_parts, &mut partitions)) {
+        let finished = out.finish((&topic, &main_parts, &mut partitions));
+        if let Some(m) = &ctx.metrics {
+            m.records_out
+                .inc_by(std::mem::take(&mut out.appended_records));
+            m.bytes_out.inc_by(std::mem::take(&mut out.appended_bytes));
+        }
+        if let Err(e) = finished {
             return ctx.fail_with(e);
         }
         // The records are in the log (durable per the topic's flush policy): now their
@@ -328,6 +345,19 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
     }
     if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions) {
         ctx.fail(Stage::Commit, e);
+    }
+}
+
+/// The bytes a poll handed over: an encoded batch's, runs' buffers, records' keys and values.
+fn polled_bytes(polled: &Polled) -> u64 {
+    let raw = |p: &Option<Payload>| match p {
+        Some(Payload::Raw(b)) => b.len() as u64,
+        _ => 0,
+    };
+    match polled {
+        Polled::Encoded(b) => b.len() as u64,
+        Polled::Values(runs) => runs.iter().map(|r| r.buffer_len() as u64).sum(),
+        Polled::Records(records) => records.iter().map(|r| raw(&r.key) + raw(&r.value)).sum(),
     }
 }
 
@@ -399,6 +429,9 @@ type Topics<'a> = (
 struct Batching {
     now: i64,
     round: usize,
+    /// Records and bytes appended since the metrics last took them.
+    appended_records: u64,
+    appended_bytes: u64,
     main_builders: Vec<BatchBuilder>,
     routed: HashMap<String, HashMap<usize, BatchBuilder>>,
 }
@@ -438,7 +471,10 @@ impl Batching {
             headers: r.headers,
         });
         if builder.size_estimate() >= MAX_BATCH_BYTES {
-            let appended = parts[p].append_built(builder.build_in_place(), self.now);
+            self.appended_records += builder.len() as u64;
+            let built = builder.build_in_place();
+            self.appended_bytes += built.len() as u64;
+            let appended = parts[p].append_built(built, self.now);
             builder.clear();
             appended.map_err(|e| {
                 let to = target.unwrap_or(topic);
@@ -466,7 +502,10 @@ impl Batching {
             headers: Vec::new(),
         });
         if builder.size_estimate() >= MAX_BATCH_BYTES {
-            let appended = main_parts[p].append_built(builder.build_in_place(), self.now);
+            self.appended_records += builder.len() as u64;
+            let built = builder.build_in_place();
+            self.appended_bytes += built.len() as u64;
+            let appended = main_parts[p].append_built(built, self.now);
             builder.clear();
             appended.map_err(|e| {
                 TaskError::from_log(Stage::Append, format_args!("appending to {topic}-{p}"), &e)
@@ -479,7 +518,10 @@ impl Batching {
     fn finish(&mut self, (topic, main_parts, partitions): Topics<'_>) -> Result<(), TaskError> {
         for (p, builder) in self.main_builders.iter_mut().enumerate() {
             if !builder.is_empty() {
-                let appended = main_parts[p].append_built(builder.build_in_place(), self.now);
+                self.appended_records += builder.len() as u64;
+                let built = builder.build_in_place();
+                self.appended_bytes += built.len() as u64;
+                let appended = main_parts[p].append_built(built, self.now);
                 builder.clear();
                 appended.map_err(|e| {
                     TaskError::from_log(Stage::Append, format_args!("appending to {topic}-{p}"), &e)
@@ -494,7 +536,10 @@ impl Batching {
                 let parts = partitions.get(t).ok_or_else(|| {
                     TaskError::new(Stage::Append, format!("topic `{t}` vanished"))
                 })?;
-                let appended = parts[*p].append_built(builder.build_in_place(), self.now);
+                self.appended_records += builder.len() as u64;
+                let built = builder.build_in_place();
+                self.appended_bytes += built.len() as u64;
+                let appended = parts[*p].append_built(built, self.now);
                 builder.clear();
                 appended.map_err(|e| {
                     TaskError::from_log(Stage::Append, format_args!("appending to {t}-{p}"), &e)

@@ -30,10 +30,23 @@ use super::{
 };
 use crate::config::{ConnectorPlan, Format, Pipeline};
 use crate::convert::AvroIn;
+use crate::metrics::{Scrape, WorkerMetrics};
 use crate::offsets::SourceOffsets;
 
 /// A task that has run this long without failing starts its restart count afresh.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// What a worker is started with beside its pipeline.
+#[derive(Clone, Default)]
+pub struct WorkerOptions {
+    /// The registry the `avro` format registers and looks up schemas in (opened on the
+    /// log's `__schemas` when `None` and a connector needs it).
+    pub schemas: Option<Arc<Registry>>,
+    /// Hears of retries, restarts and failures (the binary prints them).
+    pub observer: Option<Observer>,
+    /// Where tasks count; `None`: no metrics.
+    pub metrics: Option<Arc<WorkerMetrics>>,
+}
 
 /// Why a control request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +90,7 @@ struct Unit {
     tasks_in_all: u32,
     log: Log,
     observer: Option<Observer>,
+    metrics: Option<Arc<WorkerMetrics>>,
     /// RUNNING, PAUSED or STOPPED: what was asked of the connector.
     state: Mutex<State>,
     slots: Vec<Arc<Slot>>,
@@ -117,6 +131,10 @@ impl Unit {
             converters: self.converters.clone(),
             transforms: self.transforms.clone(),
             failure: Default::default(),
+            metrics: self
+                .metrics
+                .as_ref()
+                .map(|m| m.task(&self.plan.name, slot.control.id, self.plan_role())),
         };
         let ran = catch_unwind(AssertUnwindSafe(|| match (body, &self.instance) {
             (TaskBody::Source(task), Instance::Source { offsets, .. }) => {
@@ -128,7 +146,11 @@ impl Unit {
             _ => ctx.fail(Stage::Start, "a task of the wrong kind for its connector"),
         }));
         if let Err(payload) = ran {
-            return Err(TaskError::from_panic(payload.as_ref()));
+            let e = TaskError::from_panic(payload.as_ref());
+            if let Some(m) = &ctx.metrics {
+                m.error(e.stage.as_str());
+            }
+            return Err(e);
         }
         match ctx.failure.into_inner() {
             Some(e) => Err(e),
@@ -161,7 +183,7 @@ impl Unit {
             match control.want() {
                 Want::Exit => break,
                 Want::Restart => {
-                    control.count_restart();
+                    self.count_restart(control.id);
                     attempt = 0;
                     continue;
                 }
@@ -201,13 +223,23 @@ impl Unit {
                 Want::Restart => attempt = 0,
                 Want::Run => {}
             }
-            control.count_restart();
+            self.count_restart(control.id);
         }
         control.set(State::Unassigned, None);
     }
 
     fn state(&self) -> State {
         *lock(&self.state)
+    }
+
+    fn count_restart(&self, task: u32) {
+        self.slots
+            .iter()
+            .find(|s| s.control.id == task)
+            .inspect(|s| s.control.count_restart());
+        if let Some(m) = &self.metrics {
+            m.count_restart(&self.plan.name, task);
+        }
     }
 
     /// Starts a driver for each slot that has none running (`first`: tasks already built).
@@ -293,20 +325,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Running connectors and their tasks.
 pub struct Worker {
     units: BTreeMap<String, Arc<Unit>>,
+    log: Log,
+    metrics: Option<Arc<WorkerMetrics>>,
 }
 
 impl Worker {
     /// Creates the topics the pipeline needs, builds every connector and task, then starts
-    /// them. `schemas` is the registry the `avro` format registers and looks up schemas in
-    /// (opened on the log's `__schemas` when `None` and a connector needs it). `observer`
-    /// hears of retries, restarts and failures (the binary prints them).
+    /// them.
     pub fn start(
         pipeline: &Pipeline,
         registry: &ConnectorRegistry,
         log: &Log,
-        schemas: Option<Arc<Registry>>,
-        observer: Option<Observer>,
+        options: WorkerOptions,
     ) -> Result<Worker, WorkerError> {
+        let WorkerOptions {
+            schemas,
+            observer,
+            metrics,
+        } = options;
         let needs_schemas = pipeline
             .sources
             .iter()
@@ -375,6 +411,7 @@ impl Worker {
                 tasks_in_all,
                 log: log.clone(),
                 observer: observer.clone(),
+                metrics: metrics.clone(),
                 state: Mutex::new(State::Running),
                 slots,
             });
@@ -432,6 +469,7 @@ impl Worker {
                 tasks_in_all: tasks as u32,
                 log: log.clone(),
                 observer: observer.clone(),
+                metrics: metrics.clone(),
                 state: Mutex::new(State::Running),
                 slots,
             });
@@ -440,6 +478,8 @@ impl Worker {
         }
         let mut worker = Worker {
             units: BTreeMap::new(),
+            log: log.clone(),
+            metrics,
         };
         for (unit, bodies) in built {
             if let Err(e) = unit.start_drivers(bodies) {
@@ -622,6 +662,61 @@ impl Worker {
                 })
                 .collect(),
         })
+    }
+
+    /// The metrics in Prometheus' text format: the tasks' counters, and their states, the
+    /// sinks' lag, the log's partitions and consumer groups' lag read now. `None` when the
+    /// worker was started without metrics.
+    pub fn metrics_text(&self) -> Option<String> {
+        let metrics = self.metrics.as_ref()?;
+        let scrape = Scrape::new(metrics.pipeline());
+        for unit in self.units.values() {
+            scrape.states(&unit.status());
+            if let Instance::Sink { .. } = unit.instance {
+                let group = format!("connect-{}", unit.plan.name);
+                for tp in unit.slots.iter().flat_map(|s| s.partitions.iter()) {
+                    let Ok(p) = self.log.partition(&tp.topic, tp.partition) else {
+                        continue;
+                    };
+                    let committed = self
+                        .log
+                        .committed_offset(&group, &tp.topic, tp.partition)
+                        .map_or(p.log_start_offset(), |c| c.offset);
+                    scrape.sink_lag(
+                        &unit.plan.name,
+                        &tp.topic,
+                        tp.partition,
+                        (p.end_offset() - committed).max(0),
+                    );
+                }
+            }
+        }
+        for topic in self.log.topics() {
+            for p in &topic.partitions {
+                let s = p.stats();
+                scrape.partition(
+                    p.topic(),
+                    p.id() as i32,
+                    s.log_start_offset,
+                    s.end_offset,
+                    s.size_bytes,
+                    s.segments,
+                );
+            }
+        }
+        for group in self.log.groups() {
+            for (topic, partition, c) in self.log.group_offsets(&group) {
+                if let Ok(p) = self.log.partition(&topic, partition as i32) {
+                    scrape.group_lag(
+                        &group,
+                        &topic,
+                        partition as i32,
+                        (p.end_offset() - c.offset).max(0),
+                    );
+                }
+            }
+        }
+        metrics.render(&scrape).ok()
     }
 
     /// Asks every task to stop, waits up to `grace`, and returns the tasks still running then.
