@@ -74,6 +74,48 @@ fn a_running_pipeline_is_steered_over_kafka_connects_rest_api() {
     .unwrap();
     wait_until("the first lines", || lines_out(&out).len() == 100);
 
+    // The terminal's view of the same API.
+    let table = support::run_ok(Command::new(binary()).args(["status", "--url", &url]));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("lines_out"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["lines_out", "sink", "file", "RUNNING", "0:RUNNING"],
+        "{table}"
+    );
+    let paused = support::run_ok(Command::new(binary()).args([
+        "connectors",
+        "pause",
+        "lines_out",
+        "--url",
+        &url,
+    ]));
+    assert_eq!(paused.trim(), "lines_out: pausing");
+    wait_until("the CLI's pause", || {
+        curl("GET", &format!("{url}/connectors/lines_out/status")).1["tasks"][0]["state"]
+            == "PAUSED"
+    });
+    support::run_ok(Command::new(binary()).args([
+        "connectors",
+        "resume",
+        "lines_out",
+        "--url",
+        &url,
+    ]));
+    let unknown = Command::new(binary())
+        .args(["connectors", "pause", "nope", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("404 Connector nope not found"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+
     // Stopped: the source's tasks end after committing; its offsets can be read.
     let (code, body) = curl("PUT", &format!("{url}/connectors/lines_in/stop"));
     assert_eq!((code, body), (204, serde_json::Value::Null));

@@ -58,6 +58,18 @@ pub enum Command {
         /// port 0 picks a free one, printed on stdout).
         #[arg(long, value_name = "HOST:PORT")]
         rest_listen: Option<std::net::SocketAddr>,
+        /// Do not watch the file for changes (SIGHUP still reloads it).
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// The connectors of a running `sluice run` and their tasks, from its REST API.
+    Status(RestArgs),
+    /// Steer the connectors of a running `sluice run` over its REST API.
+    Connectors {
+        #[command(flatten)]
+        rest: RestArgs,
+        #[command(subcommand)]
+        command: ConnectorsCommand,
     },
     /// Check a pipeline file without running it: every error with its line and column.
     Validate { file: PathBuf },
@@ -330,4 +342,46 @@ pub struct RegistryArgs {
     /// Without auth the registry only listens on loopback addresses.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// Where a running `sluice run`'s REST API is.
+#[derive(Debug, Args)]
+pub struct RestArgs {
+    /// The REST API's address.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_URL",
+        default_value = "http://127.0.0.1:8083"
+    )]
+    pub url: String,
+    /// A bearer token, when the API asks for one.
+    #[arg(long, global = true, env = "SLUICE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectorsCommand {
+    /// The connectors' names.
+    List,
+    /// One connector's state and its tasks', as JSON.
+    Status { name: String },
+    /// Stop reading and writing until resumed (nothing is lost).
+    Pause { name: String },
+    /// Resume a paused or stopped connector.
+    Resume { name: String },
+    /// Stop a connector's tasks (their positions committed); it stays, STOPPED.
+    Stop { name: String },
+    /// Restart a connector's tasks (all, or only the failed ones).
+    Restart {
+        name: String,
+        /// Restart the tasks too (Kafka Connect's `includeTasks`).
+        #[arg(long)]
+        include_tasks: bool,
+        /// Only the tasks that are FAILED (`onlyFailed`).
+        #[arg(long)]
+        only_failed: bool,
+    },
+    /// Restart one task.
+    RestartTask { name: String, task: u32 },
 }

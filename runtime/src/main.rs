@@ -33,7 +33,9 @@ mod groups;
 mod plugins;
 mod produce;
 mod registry;
+mod reload;
 mod run;
+mod status;
 mod topics;
 
 use std::process::ExitCode;
@@ -102,8 +104,14 @@ fn main() -> ExitCode {
         Command::Plugins { command } => match command {
             cli::PluginsCommand::List(args) => plugins::list(args),
         },
-        Command::Run { file, rest_listen } => run::run(&file, rest_listen),
+        Command::Run {
+            file,
+            rest_listen,
+            no_watch,
+        } => run::run(&file, rest_listen, !no_watch),
         Command::Bench { command } => bench::run(command),
+        Command::Status(rest) => status::status(&rest),
+        Command::Connectors { rest, command } => status::connectors(&rest, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -102,8 +102,8 @@ fn print_events() -> Observer {
     })
 }
 
-pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>) -> Result<()> {
-    let registry = connectors_for(file)?;
+pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) -> Result<()> {
+    let registry = Arc::new(connectors_for(file)?);
     let env = |name: &str| std::env::var(name).ok();
     let pipeline = match load_pipeline(file, &registry, &env) {
         Ok(p) => p,
@@ -200,7 +200,7 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>) -> Result<()>
         let cluster_id = sluice_broker::load_cluster_id(log.dir()).unwrap_or_default();
         let api = sluice_rest::RestApi {
             worker: worker.clone(),
-            registry: Arc::new(registry),
+            registry: registry.clone(),
             info: sluice_rest::ServerInfo::new(
                 &cluster_id,
                 &addr.to_string(),
@@ -235,16 +235,43 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>) -> Result<()>
             s.topics.join(", ")
         );
     }
+    // SIGHUP reloads (registered before anyone is told the pipeline runs: unhandled, it
+    // would end the process).
+    let hangup = {
+        let _in_runtime = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?
+    };
+    let gate = crate::reload::ReloadGate::default();
+    let reloads = CancellationToken::new();
+    runtime.spawn(crate::reload::reload_loop(
+        crate::reload::Reloader {
+            file: file.to_path_buf(),
+            worker: worker.clone(),
+            registry: registry.clone(),
+            active: pipeline.clone(),
+            watch,
+            gate: gate.clone(),
+        },
+        hangup,
+        reloads.clone(),
+    ));
     println!(
-        "sluice run: {} running; data in {}",
+        "sluice run: {} running; data in {}{}",
         file.display(),
-        pipeline.data_dir.display()
+        pipeline.data_dir.display(),
+        if watch {
+            "; reloads when the file changes or on SIGHUP"
+        } else {
+            "; reloads on SIGHUP"
+        }
     );
     runtime.block_on(crate::broker::wait_for_signal());
     println!(
         "sluice run: stopping (up to {} s)",
         SHUTDOWN_GRACE.as_secs()
     );
+    reloads.cancel();
+    let _no_reload_from_here = gate.lock().unwrap_or_else(|e| e.into_inner());
     let left = worker.stop(SHUTDOWN_GRACE);
     listeners.cancel();
     drop(runtime);

@@ -9,7 +9,7 @@
 //! **Must not touch:** how tasks run (that is [`sluice_worker::run::Worker`]); what a
 //! request may change is what the worker offers.
 //!
-//! Built now: `GET /`, `/health`, `/metrics` (Prometheus), `/connectors` (with `expand=status|info`),
+//! Built now: `GET /`, `/health`, `/metrics` (Prometheus), `/reload` (hot reload status), `/connectors` (with `expand=status|info`),
 //! `/connectors/{name}`, `…/config`, `…/status`, `…/tasks`, `…/tasks/{id}/status`,
 //! `…/topics`, `…/offsets`; `POST …/restart` (`includeTasks`, `onlyFailed`), `…/tasks/{id}/
 //! restart`; `PUT …/pause`, `…/resume`, `…/stop`; `GET /connector-plugins`,
@@ -191,6 +191,7 @@ pub fn router(api: RestApi) -> Router {
         .route("/", get(root))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/reload", get(reload_status))
         .route("/connectors", get(list_connectors).post(create_connector))
         .route(
             "/connectors/{name}",
@@ -293,6 +294,11 @@ async fn metrics(State(api): Api) -> Reply {
     Ok(resp)
 }
 
+/// The active configuration's hash and time, and the last reload with its errors.
+async fn reload_status(State(api): Api) -> Reply {
+    ok(shapes::reload(&api.worker.reload_status()))
+}
+
 async fn list_connectors(State(api): Api, RawQuery(q): RawQuery) -> Reply {
     let pairs = query_pairs(&q);
     let expand: Vec<&str> = pairs
@@ -325,7 +331,10 @@ async fn connector_info(State(api): Api, Path(name): Path<String>) -> Reply {
 
 async fn connector_config(State(api): Api, Path(name): Path<String>) -> Reply {
     let role = api.worker.status(&name)?.role;
-    ok(Value::Object(shapes::config(api.worker.plan(&name)?, role)))
+    ok(Value::Object(shapes::config(
+        &api.worker.plan(&name)?,
+        role,
+    )))
 }
 
 async fn connector_status(State(api): Api, Path(name): Path<String>) -> Reply {
@@ -340,7 +349,7 @@ async fn connector_tasks(State(api): Api, Path(name): Path<String>) -> Reply {
         .task_configs(&name)?
         .into_iter()
         .map(|(id, config)| {
-            let mut flat = shapes::config(plan, role);
+            let mut flat = shapes::config(&plan, role);
             for (k, v) in shapes::settings_map(&config) {
                 flat.insert(k, v);
             }

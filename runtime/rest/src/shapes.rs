@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use sluice_connector_sdk::config::{ConfigValues, FieldKind, FieldSpec};
 use sluice_connector_sdk::registry::{ConnectorRegistry, ConnectorType};
 use sluice_worker::config::ConnectorPlan;
+use sluice_worker::run::reload::ReloadStatus;
 use sluice_worker::run::{Role, State as TaskState, TaskStatus};
 
 use crate::{ok, ApiError, RestApi};
@@ -124,7 +125,7 @@ pub fn config(plan: &ConnectorPlan, role: Role) -> Map<String, Value> {
 pub fn info(api: &RestApi, name: &str) -> Result<Value, ApiError> {
     let status = api.worker.status(name)?;
     let plan = api.worker.plan(name)?;
-    let cfg = config(plan, status.role);
+    let cfg = config(&plan, status.role);
     let tasks: Vec<Value> = api
         .worker
         .task_configs(name)?
@@ -333,4 +334,30 @@ pub async fn validate(
         "groups": ["Common"],
         "configs": configs,
     }))
+}
+
+fn time(ms: i64) -> Value {
+    json!(ms)
+}
+
+/// `GET /reload`: the active configuration and the last attempt.
+pub fn reload(s: &ReloadStatus) -> Value {
+    let last = s.last.as_ref().map(|a| {
+        json!({
+            "at_ms": time(a.at_ms),
+            "result": a.result.as_str(),
+            "added": a.added,
+            "changed": a.changed,
+            "removed": a.removed,
+            "needs_restart": a.needs_restart,
+            "errors": a.errors.iter().map(|e| json!({
+                "file": e.file, "line": e.line, "column": e.column, "message": e.message,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    json!({
+        "active": {"hash": s.active_hash, "since_ms": time(s.active_since_ms)},
+        "last_attempt": last,
+        "attempts": s.counts,
+    })
 }

@@ -107,6 +107,14 @@ async fn reading_endpoints_have_kafka_connects_shapes() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(root["kafka_cluster_id"], "cluster-1");
     assert!(root["version"].is_string() && root["commit"].is_string());
+    let (st, reload) = call(api, "GET", "/reload", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        reload["active"]["hash"].as_str().map(str::len),
+        Some(16),
+        "{reload}"
+    );
+    assert_eq!(reload["last_attempt"], Value::Null, "no reload yet");
     let (st, health) = call(api, "GET", "/health", None).await;
     assert_eq!(
         (st, health["status"].clone()),

@@ -127,6 +127,9 @@ pub struct ConnectorPlan {
     pub errors: ErrorPolicy,
     /// How failed tasks restart by themselves.
     pub restart: RestartPolicy,
+    /// A hash of the connector's entry as written (after substitutions; positions left
+    /// out): a reload restarts the connectors whose fingerprint changed, and only those.
+    pub fingerprint: u64,
     /// The connector's own settings, validated against its spec.
     pub settings: ConfigValues,
     /// The Avro schema (JSON text) of the keys: on a source, what `avro` writes and `json`

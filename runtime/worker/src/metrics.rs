@@ -69,6 +69,11 @@ struct SluiceGroupLabels {
     partition: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
 #[derive(Clone)]
 struct Latency;
 
@@ -323,6 +328,7 @@ pub struct Scrape {
     log_segments: Family<TopicPartitionLabels, Gauge>,
     group_lag: Family<SluiceGroupLabels, Gauge>,
     kafka_group_lag: Family<GroupLabels, Gauge>,
+    reloads: Family<ResultLabels, Counter>,
 }
 
 impl Scrape {
@@ -367,7 +373,14 @@ impl Scrape {
             "kafka_exporter's name for a consumer group's lag per partition",
             kafka_group_lag.clone(),
         );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "sluice_config_reloads",
+            "Reloads of the pipeline file, by result (applied, unchanged, invalid, failed)",
+            reloads.clone(),
+        );
         Scrape {
+            reloads,
             registry,
             pipeline: pipeline.to_string(),
             state,
@@ -397,6 +410,17 @@ impl Scrape {
                     })
                     .set(i64::from(t.state == s));
             }
+        }
+    }
+
+    /// Reload attempts so far, by result.
+    pub fn reloads(&self, counts: &std::collections::BTreeMap<&'static str, u64>) {
+        for result in ["applied", "unchanged", "invalid", "failed"] {
+            self.reloads
+                .get_or_create(&ResultLabels {
+                    result: result.to_string(),
+                })
+                .inc_by(counts.get(result).copied().unwrap_or(0));
         }
     }
 

@@ -13,9 +13,11 @@
 //! the log only as fast as `put` returns, a bounded batch at a time.
 //!
 //! Layout: this file holds what a task's loop shares with its connector (converters,
-//! retries, the error policy and dead-letter topic); `supervisor` builds connectors and
-//! drives their tasks; `control` is one task's controls; `status` the states and typed
-//! errors reported; `source` is a source task's loop, `sink` a sink task's.
+//! retries, the error policy and dead-letter topic); `supervisor` is the worker that holds
+//! and steers the connectors; `unit` one connector, its tasks' drivers and the builder;
+//! `reload` swaps connectors when the file changes; `control` is one task's controls;
+//! `status` the states and typed errors reported; `source` is a source task's loop, `sink`
+//! a sink task's.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -32,10 +34,12 @@ use crate::transforms::Transform;
 use sluice_schema_registry::registry::{Registry, SchemaRequest};
 
 mod control;
+pub mod reload;
 mod sink;
 mod source;
 pub mod status;
 mod supervisor;
+mod unit;
 
 use control::TaskControl;
 pub use status::{ConnectorStatus, Event, Observer, Role, Stage, State, TaskError, TaskStatus};

@@ -195,7 +195,14 @@ impl Checker<'_> {
             return None;
         }
         let [key_schema, value_schema] = schemas;
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (source, node.to_json().to_string()).hash(&mut h);
+            h.finish()
+        };
         let plan = ConnectorPlan {
+            fingerprint,
             name: name.to_string(),
             type_name,
             topics: topics.iter().map(|(t, _)| t.clone()).collect(),

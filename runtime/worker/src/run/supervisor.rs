@@ -1,40 +1,28 @@
-//! The supervisor: every connector and its tasks are built before any starts (so a setup
-//! error leaves nothing running), then each task gets a driver thread that runs its loop,
-//! catches a panic as a failure, starts the task again per the connector's `restart`
-//! policy, and obeys its controls: pause, resume, restart, stop.
+//! The supervisor: a [`Worker`] holds the running connectors, each built in full (every
+//! task created) before any starts, so a setup error leaves nothing running; it steers them
+//! (pause, resume, stop, restart), reports their state and metrics, and swaps connectors on
+//! a reload ([`super::reload`]).
 //!
 //! A connector owns its tasks' slots; a slot holds the task's controls and its driver's
 //! thread. Stopping a connector (Kafka Connect's `PUT /connectors/{name}/stop`) ends its
 //! drivers after their loops commit; resuming it starts new ones from committed positions.
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use sluice_connector_sdk::config::ConfigValues;
-use sluice_connector_sdk::connector::{
-    SinkConnector, SinkTask, SourceConnector, SourceTask, TaskInfo, TopicPartition,
-};
-use sluice_connector_sdk::registry::{ConnectorRegistry, Factory};
-use sluice_log::{Log, TopicConfig};
+use sluice_connector_sdk::registry::ConnectorRegistry;
+use sluice_log::Log;
 use sluice_schema_registry::registry::Registry;
 
-use super::control::{TaskControl, Want};
-use super::sink::sink_loop;
-use super::source::source_loop;
-use super::status::{ConnectorStatus, Event, Observer, Role, Stage, State, TaskError};
-use super::{
-    connector_err, ensure_topic, sink_decoder, source_encoder, Converters, Ctx, WorkerError,
-};
-use crate::config::{ConnectorPlan, Format, Pipeline};
-use crate::convert::AvroIn;
+use super::control::Want;
+use super::reload::ReloadStatus;
+use super::status::{ConnectorStatus, Observer, Role, State};
+use super::unit::{lock, Builder, Instance, Unit};
+use super::WorkerError;
+use crate::config::{ConnectorPlan, Pipeline};
 use crate::metrics::{Scrape, WorkerMetrics};
-use crate::offsets::SourceOffsets;
-
-/// A task that has run this long without failing starts its restart count afresh.
-const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 /// What a worker is started with beside its pipeline.
 #[derive(Clone, Default)]
@@ -59,274 +47,11 @@ pub enum ControlError {
     Refused { connector: String, message: String },
 }
 
-enum Instance {
-    Source {
-        connector: Mutex<Box<dyn SourceConnector>>,
-        offsets: Arc<SourceOffsets>,
-    },
-    Sink {
-        connector: Mutex<Box<dyn SinkConnector>>,
-    },
-}
-
-enum TaskBody {
-    Source(Box<dyn SourceTask>),
-    Sink(Box<dyn SinkTask>),
-}
-
-struct Slot {
-    control: Arc<TaskControl>,
-    config: ConfigValues,
-    /// A sink task's partitions.
-    partitions: Vec<TopicPartition>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-struct Unit {
-    plan: ConnectorPlan,
-    instance: Instance,
-    converters: Arc<Converters>,
-    transforms: Arc<Vec<super::Transform>>,
-    tasks_in_all: u32,
-    log: Log,
-    observer: Option<Observer>,
-    metrics: Option<Arc<WorkerMetrics>>,
-    /// RUNNING, PAUSED or STOPPED: what was asked of the connector.
-    state: Mutex<State>,
-    slots: Vec<Arc<Slot>>,
-}
-
-impl Unit {
-    fn task_label(&self, id: u32) -> String {
-        format!("{}/{id}", self.plan.name)
-    }
-
-    fn create_task(&self, slot: &Slot) -> Result<TaskBody, TaskError> {
-        let info = TaskInfo {
-            connector: self.plan.name.clone(),
-            task: slot.control.id,
-            tasks: self.tasks_in_all,
-        };
-        let config = slot.config.clone();
-        let created = match &self.instance {
-            Instance::Source { connector, .. } => lock(connector)
-                .create_task(info, config)
-                .map(TaskBody::Source),
-            Instance::Sink { connector } => lock(connector)
-                .create_task(info, config)
-                .map(TaskBody::Sink),
-        };
-        created.map_err(|e| TaskError::new(Stage::Start, format!("creating the task: {e}")))
-    }
-
-    /// One run of the task's loop, until it stops or fails.
-    fn run(&self, slot: &Slot, body: TaskBody) -> Result<(), TaskError> {
-        let ctx = Ctx {
-            name: self.plan.name.clone(),
-            task: self.task_label(slot.control.id),
-            log: self.log.clone(),
-            control: slot.control.clone(),
-            observer: self.observer.clone(),
-            errors: self.plan.errors.clone(),
-            converters: self.converters.clone(),
-            transforms: self.transforms.clone(),
-            failure: Default::default(),
-            metrics: self
-                .metrics
-                .as_ref()
-                .map(|m| m.task(&self.plan.name, slot.control.id, self.plan_role())),
-        };
-        let ran = catch_unwind(AssertUnwindSafe(|| match (body, &self.instance) {
-            (TaskBody::Source(task), Instance::Source { offsets, .. }) => {
-                source_loop(&ctx, task, &self.plan.topics[0], offsets)
-            }
-            (TaskBody::Sink(task), Instance::Sink { .. }) => {
-                sink_loop(&ctx, task, slot.partitions.clone())
-            }
-            _ => ctx.fail(Stage::Start, "a task of the wrong kind for its connector"),
-        }));
-        if let Err(payload) = ran {
-            let e = TaskError::from_panic(payload.as_ref());
-            if let Some(m) = &ctx.metrics {
-                m.error(e.stage.as_str());
-            }
-            return Err(e);
-        }
-        match ctx.failure.into_inner() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn tell(&self, event: Event) {
-        if let Some(o) = &self.observer {
-            o(&event);
-        }
-    }
-
-    /// A task's driver: runs the loop, restarts it per the policy, obeys requests.
-    fn drive(self: &Arc<Unit>, slot: &Arc<Slot>, mut first: Option<TaskBody>) {
-        let control = &slot.control;
-        let policy = self.plan.restart;
-        let label = self.task_label(control.id);
-        let mut attempt = 0u32;
-        loop {
-            if control.begin_run() == Want::Exit {
-                break;
-            }
-            let started = Instant::now();
-            let result = match first.take() {
-                Some(body) => Ok(body),
-                None => self.create_task(slot),
-            }
-            .and_then(|body| self.run(slot, body));
-            match control.want() {
-                Want::Exit => break,
-                Want::Restart => {
-                    self.count_restart(control.id);
-                    attempt = 0;
-                    continue;
-                }
-                Want::Run => {}
-            }
-            let Err(error) = result else {
-                break; // the loop returns by itself only when asked to stop
-            };
-            if started.elapsed() >= HEALTHY_AFTER {
-                attempt = 0;
-            }
-            let wait = if error.restartable && attempt < policy.max_attempts {
-                attempt += 1;
-                let backoff = policy
-                    .initial_backoff
-                    .saturating_mul(1u32 << (attempt - 1).min(20))
-                    .min(policy.max_backoff);
-                control.set(State::Restarting, Some(error.trace()));
-                self.tell(Event::Restarting {
-                    task: label.clone(),
-                    error,
-                    attempt,
-                    max_attempts: policy.max_attempts,
-                    backoff,
-                });
-                Some(backoff)
-            } else {
-                control.set(State::Failed, Some(error.trace()));
-                self.tell(Event::Failed {
-                    task: label.clone(),
-                    error,
-                });
-                None
-            };
-            match control.wait_for_request(wait) {
-                Want::Exit => break,
-                Want::Restart => attempt = 0,
-                Want::Run => {}
-            }
-            self.count_restart(control.id);
-        }
-        control.set(State::Unassigned, None);
-    }
-
-    fn state(&self) -> State {
-        *lock(&self.state)
-    }
-
-    fn count_restart(&self, task: u32) {
-        self.slots
-            .iter()
-            .find(|s| s.control.id == task)
-            .inspect(|s| s.control.count_restart());
-        if let Some(m) = &self.metrics {
-            m.count_restart(&self.plan.name, task);
-        }
-    }
-
-    /// Starts a driver for each slot that has none running (`first`: tasks already built).
-    fn start_drivers(
-        self: &Arc<Unit>,
-        mut first: Vec<Option<TaskBody>>,
-    ) -> Result<(), WorkerError> {
-        for (i, slot) in self.slots.iter().enumerate() {
-            let mut thread = lock(&slot.thread);
-            if thread.as_ref().is_some_and(|t| !t.is_finished()) {
-                continue;
-            }
-            if let Some(done) = thread.take() {
-                let _ = done.join();
-            }
-            let body = first.get_mut(i).and_then(Option::take);
-            let (unit, s) = (self.clone(), slot.clone());
-            let kind = match self.plan_role() {
-                Role::Source => "src",
-                Role::Sink => "sink",
-            };
-            let handle = std::thread::Builder::new()
-                .name(format!("{kind}-{}", self.task_label(slot.control.id)))
-                .spawn(move || unit.drive(&s, body))
-                .map_err(|e| connector_err(&self.plan, format!("starting a task thread: {e}")))?;
-            *thread = Some(handle);
-        }
-        Ok(())
-    }
-
-    fn plan_role(&self) -> Role {
-        match self.instance {
-            Instance::Source { .. } => Role::Source,
-            Instance::Sink { .. } => Role::Sink,
-        }
-    }
-
-    /// Asks every driver to leave and waits for them until `deadline`; names the tasks
-    /// still running then.
-    fn exit_drivers(&self, deadline: Instant) -> Vec<String> {
-        for slot in &self.slots {
-            slot.control.request(Want::Exit);
-        }
-        let mut left = Vec::new();
-        for slot in &self.slots {
-            let mut thread = lock(&slot.thread);
-            let Some(handle) = thread.take() else {
-                continue;
-            };
-            while !handle.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if handle.is_finished() {
-                let _ = handle.join();
-            } else {
-                left.push(self.task_label(slot.control.id));
-                *thread = Some(handle);
-            }
-        }
-        left
-    }
-
-    fn status(&self) -> ConnectorStatus {
-        let state = self.state();
-        ConnectorStatus {
-            name: self.plan.name.clone(),
-            role: self.plan_role(),
-            type_name: self.plan.type_name.clone(),
-            state,
-            tasks: if state == State::Stopped {
-                Vec::new() // a stopped connector has no tasks, as in Kafka Connect
-            } else {
-                self.slots.iter().map(|s| s.control.status()).collect()
-            },
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Running connectors and their tasks.
 pub struct Worker {
-    units: BTreeMap<String, Arc<Unit>>,
-    log: Log,
-    metrics: Option<Arc<WorkerMetrics>>,
+    pub(super) units: RwLock<BTreeMap<String, Arc<Unit>>>,
+    pub(super) builder: Builder,
+    pub(super) reload: Mutex<ReloadStatus>,
 }
 
 impl Worker {
@@ -343,143 +68,22 @@ impl Worker {
             observer,
             metrics,
         } = options;
-        let needs_schemas = pipeline
-            .sources
-            .iter()
-            .chain(&pipeline.sinks)
-            .any(|p| p.value_format == Format::Avro || p.key_format == Format::Avro);
-        let schemas = match (schemas, needs_schemas) {
-            (Some(s), _) => Some(s),
-            (None, true) => {
-                let store = sluice_schema_registry::store::LogStore::open(log)
-                    .map_err(|e| WorkerError::Schemas(e.to_string()))?;
-                Some(Arc::new(
-                    Registry::open(Arc::new(store))
-                        .map_err(|e| WorkerError::Schemas(e.to_string()))?,
-                ))
-            }
-            (None, false) => None,
-        };
-        let avro_in = schemas.as_ref().map(|r| Arc::new(AvroIn::new(r.clone())));
-        for (name, (partitions, config)) in &pipeline.topics {
-            ensure_topic(log, name, *partitions, config.clone())?;
-        }
-        for plan in pipeline.sources.iter().chain(&pipeline.sinks) {
-            for t in plan
-                .topics
-                .iter()
-                .chain(plan.errors.dead_letter_topic.iter())
-            {
-                ensure_topic(log, t, 1, TopicConfig::default())?;
-            }
-        }
-        let offsets = Arc::new(SourceOffsets::open(log)?);
+        let builder = Builder::new(log, schemas, observer, metrics)?;
+        builder.prepare(pipeline)?;
         // Everything is built before anything starts.
-        let mut built: Vec<(Arc<Unit>, Vec<Option<TaskBody>>)> = Vec::new();
-        for plan in &pipeline.sources {
-            let t = registry
-                .source(&plan.type_name)
-                .map_err(|e| connector_err(plan, e))?;
-            let Factory::Source(make) = &t.factory else {
-                return Err(connector_err(
-                    plan,
-                    format!("`{}` is not a source type", plan.type_name),
-                ));
-            };
-            let connector = make(plan.settings.clone()).map_err(|e| connector_err(plan, e))?;
-            let configs = connector
-                .task_configs(plan.tasks)
-                .map_err(|e| connector_err(plan, e))?;
-            let converters = Arc::new(Converters::Source {
-                key: source_encoder(plan, "key", schemas.as_deref())?,
-                value: source_encoder(plan, "value", schemas.as_deref())?,
-            });
-            let tasks_in_all = configs.len() as u32;
-            let slots: Vec<Arc<Slot>> = configs
-                .into_iter()
-                .enumerate()
-                .map(|(i, config)| new_slot(i as u32, config, Vec::new()))
-                .collect();
-            let unit = Arc::new(Unit {
-                plan: plan.clone(),
-                instance: Instance::Source {
-                    connector: Mutex::new(connector),
-                    offsets: offsets.clone(),
-                },
-                converters,
-                transforms: Arc::new(plan.transforms.clone()),
-                tasks_in_all,
-                log: log.clone(),
-                observer: observer.clone(),
-                metrics: metrics.clone(),
-                state: Mutex::new(State::Running),
-                slots,
-            });
-            let bodies = build_tasks(&unit)?;
-            built.push((unit, bodies));
-        }
-        for plan in &pipeline.sinks {
-            let t = registry
-                .sink(&plan.type_name)
-                .map_err(|e| connector_err(plan, e))?;
-            let Factory::Sink(make) = &t.factory else {
-                return Err(connector_err(
-                    plan,
-                    format!("`{}` is not a sink type", plan.type_name),
-                ));
-            };
-            let connector = make(plan.settings.clone()).map_err(|e| connector_err(plan, e))?;
-            let configs = connector
-                .task_configs(plan.tasks)
-                .map_err(|e| connector_err(plan, e))?;
-            let mut all = Vec::new();
-            for topic in &plan.topics {
-                let n = log.topic(topic)?.partitions.len();
-                all.extend((0..n as i32).map(|p| TopicPartition {
-                    topic: topic.clone(),
-                    partition: p,
-                }));
+        let mut built = Vec::new();
+        for (plans, role) in [
+            (&pipeline.sources, Role::Source),
+            (&pipeline.sinks, Role::Sink),
+        ] {
+            for plan in plans {
+                built.push(builder.build(plan, role, registry)?);
             }
-            let tasks = configs.len().max(1);
-            let converters = Arc::new(Converters::Sink {
-                key: sink_decoder(plan, "key", &avro_in)?,
-                value: sink_decoder(plan, "value", &avro_in)?,
-            });
-            // Partitions round robin over the tasks; a task with none is not started.
-            let slots: Vec<Arc<Slot>> = configs
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, config)| {
-                    let mine: Vec<TopicPartition> = all
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| j % tasks == i)
-                        .map(|(_, tp)| tp.clone())
-                        .collect();
-                    (!mine.is_empty()).then(|| new_slot(i as u32, config, mine))
-                })
-                .collect();
-            let unit = Arc::new(Unit {
-                plan: plan.clone(),
-                instance: Instance::Sink {
-                    connector: Mutex::new(connector),
-                },
-                converters,
-                transforms: Arc::new(plan.transforms.clone()),
-                tasks_in_all: tasks as u32,
-                log: log.clone(),
-                observer: observer.clone(),
-                metrics: metrics.clone(),
-                state: Mutex::new(State::Running),
-                slots,
-            });
-            let bodies = build_tasks(&unit)?;
-            built.push((unit, bodies));
         }
-        let mut worker = Worker {
-            units: BTreeMap::new(),
-            log: log.clone(),
-            metrics,
+        let worker = Worker {
+            units: RwLock::new(BTreeMap::new()),
+            builder,
+            reload: Mutex::new(ReloadStatus::started(pipeline)),
         };
         for (unit, bodies) in built {
             if let Err(e) = unit.start_drivers(bodies) {
@@ -488,25 +92,36 @@ impl Worker {
                 worker.stop(Duration::from_secs(10));
                 return Err(e);
             }
-            worker.units.insert(unit.plan.name.clone(), unit);
+            worker.write_units().insert(unit.plan.name.clone(), unit);
         }
         Ok(worker)
     }
 
-    fn unit(&self, name: &str) -> Result<&Arc<Unit>, ControlError> {
-        self.units
+    pub(super) fn read_units(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Unit>>> {
+        self.units.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn write_units(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Unit>>> {
+        self.units.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unit(&self, name: &str) -> Result<Arc<Unit>, ControlError> {
+        self.read_units()
             .get(name)
+            .cloned()
             .ok_or_else(|| ControlError::UnknownConnector(name.to_string()))
     }
 
     /// The connectors' names, in order.
     pub fn connectors(&self) -> Vec<String> {
-        self.units.keys().cloned().collect()
+        self.read_units().keys().cloned().collect()
     }
 
     /// A connector's plan (what the pipeline file says of it).
-    pub fn plan(&self, name: &str) -> Result<&ConnectorPlan, ControlError> {
-        Ok(&self.unit(name)?.plan)
+    pub fn plan(&self, name: &str) -> Result<ConnectorPlan, ControlError> {
+        Ok(self.unit(name)?.plan.clone())
     }
 
     /// A connector's tasks: id, settings, and (sinks) partitions.
@@ -524,12 +139,12 @@ impl Worker {
     }
 
     pub fn statuses(&self) -> Vec<ConnectorStatus> {
-        self.units.values().map(|u| u.status()).collect()
+        self.read_units().values().map(|u| u.status()).collect()
     }
 
     /// The first task that is failed or restarting, with its trace.
     pub fn first_failure(&self) -> Option<(String, String)> {
-        self.units.values().find_map(|u| {
+        self.read_units().values().find_map(|u| {
             u.slots.iter().find_map(|s| {
                 let st = s.control.status();
                 matches!(st.state, State::Failed | State::Restarting).then(|| {
@@ -668,18 +283,18 @@ impl Worker {
     /// sinks' lag, the log's partitions and consumer groups' lag read now. `None` when the
     /// worker was started without metrics.
     pub fn metrics_text(&self) -> Option<String> {
-        let metrics = self.metrics.as_ref()?;
+        let metrics = self.builder.metrics.as_ref()?;
         let scrape = Scrape::new(metrics.pipeline());
-        for unit in self.units.values() {
+        let log = &self.builder.log;
+        for unit in self.read_units().values() {
             scrape.states(&unit.status());
             if let Instance::Sink { .. } = unit.instance {
                 let group = format!("connect-{}", unit.plan.name);
                 for tp in unit.slots.iter().flat_map(|s| s.partitions.iter()) {
-                    let Ok(p) = self.log.partition(&tp.topic, tp.partition) else {
+                    let Ok(p) = log.partition(&tp.topic, tp.partition) else {
                         continue;
                     };
-                    let committed = self
-                        .log
+                    let committed = log
                         .committed_offset(&group, &tp.topic, tp.partition)
                         .map_or(p.log_start_offset(), |c| c.offset);
                     scrape.sink_lag(
@@ -691,7 +306,7 @@ impl Worker {
                 }
             }
         }
-        for topic in self.log.topics() {
+        for topic in log.topics() {
             for p in &topic.partitions {
                 let s = p.stats();
                 scrape.partition(
@@ -704,9 +319,9 @@ impl Worker {
                 );
             }
         }
-        for group in self.log.groups() {
-            for (topic, partition, c) in self.log.group_offsets(&group) {
-                if let Ok(p) = self.log.partition(&topic, partition as i32) {
+        for group in log.groups() {
+            for (topic, partition, c) in log.group_offsets(&group) {
+                if let Ok(p) = log.partition(&topic, partition as i32) {
                     scrape.group_lag(
                         &group,
                         &topic,
@@ -716,41 +331,22 @@ impl Worker {
                 }
             }
         }
+        scrape.reloads(&lock(&self.reload).counts);
         metrics.render(&scrape).ok()
     }
 
     /// Asks every task to stop, waits up to `grace`, and returns the tasks still running then.
     pub fn stop(&self, grace: Duration) -> Vec<String> {
         let deadline = Instant::now() + grace;
-        for unit in self.units.values() {
+        let units = self.read_units();
+        for unit in units.values() {
             for slot in &unit.slots {
                 slot.control.request(Want::Exit);
             }
         }
-        self.units
+        units
             .values()
             .flat_map(|u| u.exit_drivers(deadline))
             .collect()
     }
-}
-
-fn new_slot(id: u32, config: ConfigValues, partitions: Vec<TopicPartition>) -> Arc<Slot> {
-    Arc::new(Slot {
-        control: Arc::new(TaskControl::new(id, false)),
-        config,
-        partitions,
-        thread: Mutex::new(None),
-    })
-}
-
-/// Builds each slot's first task, before any starts.
-fn build_tasks(unit: &Arc<Unit>) -> Result<Vec<Option<TaskBody>>, WorkerError> {
-    unit.slots
-        .iter()
-        .map(|s| {
-            unit.create_task(s)
-                .map(Some)
-                .map_err(|e| connector_err(&unit.plan, e.message))
-        })
-        .collect()
 }
