@@ -23,6 +23,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Registry(args) => crate::bench_registry::run(args),
         BenchCommand::Pipeline(args) => crate::bench_pipeline::run(args),
         BenchCommand::Plugin(args) => crate::bench_plugin::run(args),
+        BenchCommand::Rest(args) => crate::bench_rest::run(args),
     }
 }
 

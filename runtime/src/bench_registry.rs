@@ -58,10 +58,10 @@ fn register_all(
     Ok((per, registry, log))
 }
 
-struct WrkResult {
-    requests_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(crate) struct WrkResult {
+    pub requests_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 fn parse_ms(s: &str) -> Option<f64> {
@@ -78,11 +78,22 @@ fn parse_ms(s: &str) -> Option<f64> {
 }
 
 fn wrk(url: &str, script: &std::path::Path, args: &RegistryBenchArgs) -> Result<WrkResult> {
+    wrk_with(url, script, args.connections, args.seconds)
+}
+
+/// `wrk -t1 -c<connections> -d<seconds>s --latency -s <script> <url>`, parsed; an error when
+/// wrk fails or sees a non-2xx answer.
+pub(crate) fn wrk_with(
+    url: &str,
+    script: &std::path::Path,
+    connections: u32,
+    seconds: u64,
+) -> Result<WrkResult> {
     let out = Command::new("wrk")
         .args([
             "-t1",
-            &format!("-c{}", args.connections),
-            &format!("-d{}s", args.seconds),
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
             "--latency",
             "-s",
         ])

@@ -173,6 +173,21 @@ pub enum BenchCommand {
     Pipeline(PipelineBenchArgs),
     /// The cost of the plugin boundary: the same connectors built in and loaded as a plugin.
     Plugin(PluginBenchArgs),
+    /// The REST API under load from `wrk` while a pipeline runs: status calls/s and latency.
+    Rest(RestBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestBenchArgs {
+    /// Seconds of load per endpoint.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    pub connections: u32,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
