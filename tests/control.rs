@@ -193,10 +193,41 @@ fn a_running_pipeline_is_steered_over_kafka_connects_rest_api() {
     });
     std::fs::write(root.join("in/c.txt"), "c-0\n").unwrap();
     wait_until("a line after the restart", || lines_out(&out).len() == 121);
+
+    // Offsets change only while stopped; reset, the source reads every file again.
+    let (code, body) = curl("DELETE", &format!("{url}/connectors/lines_in/offsets"));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("STOPPED state"),
+        "{body}"
+    );
+    assert_eq!(
+        curl("PUT", &format!("{url}/connectors/lines_in/stop")).0,
+        204
+    );
+    let (code, body) = curl("DELETE", &format!("{url}/connectors/lines_in/offsets"));
+    assert_eq!(
+        (code, body["message"].clone()),
+        (
+            200,
+            serde_json::json!("The offsets for this connector have been reset successfully")
+        )
+    );
+    assert_eq!(
+        curl("GET", &format!("{url}/connectors/lines_in/offsets")).1,
+        serde_json::json!({"offsets": []})
+    );
+    assert_eq!(
+        curl("PUT", &format!("{url}/connectors/lines_in/resume")).0,
+        202
+    );
+    wait_until("every file read again after the reset", || {
+        lines_out(&out).len() == 242
+    });
     stop(run);
     assert_eq!(
         lines_out(&out).len(),
-        121,
+        242,
         "nothing written twice on the way out"
     );
 }

@@ -14,8 +14,8 @@
 //! `…/topics`, `…/offsets`; `POST …/restart` (`includeTasks`, `onlyFailed`), `…/tasks/{id}/
 //! restart`; `PUT …/pause`, `…/resume`, `…/stop`; `GET /connector-plugins`,
 //! `…/{type}/config`; `PUT …/{type}/config/validate`. Connectors come from the pipeline
-//! file: creating, reconfiguring or deleting one over REST answers 409 (edit the file), and
-//! changing offsets answers 501 until it is built.
+//! file: creating, reconfiguring or deleting one over REST answers 409 (edit the file);
+//! `PATCH`/`DELETE …/offsets` change a stopped connector's positions (KIP-875).
 //!
 //! ## Example
 //! ```no_run
@@ -110,6 +110,7 @@ impl From<ControlError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             ControlError::Refused { .. } => StatusCode::CONFLICT,
+            ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
         };
         ApiError(status, e.to_string())
     }
@@ -215,7 +216,7 @@ pub fn router(api: RestApi) -> Router {
         .route("/connectors/{name}/topics/reset", put(reset_topics))
         .route(
             "/connectors/{name}/offsets",
-            get(offsets).patch(change_offsets).delete(change_offsets),
+            get(offsets).patch(alter_offsets).delete(reset_offsets),
         )
         .route("/connector-plugins", get(plugins))
         .route("/connector-plugins/{plugin}/config", get(plugin_config))
@@ -471,14 +472,35 @@ async fn offsets(State(api): Api, Path(name): Path<String>) -> Reply {
     ok(json!({ "offsets": offsets }))
 }
 
-async fn change_offsets(State(api): Api, Path(name): Path<String>) -> Reply {
+/// KIP-875: `{"offsets": [{"partition": {…}, "offset": {…} | null}]}` on a stopped connector.
+async fn alter_offsets(
+    State(api): Api,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Reply {
     api.worker.plan(&name)?;
-    Err(ApiError(
-        StatusCode::NOT_IMPLEMENTED,
-        "changing or resetting offsets over the REST API is not built in this version of \
-         Sluice yet"
-            .into(),
-    ))
+    let parsed: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not JSON: {e}")))?;
+    let Some(list) = parsed
+        .get("offsets")
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+    else {
+        return Err(ApiError::bad_request(
+            "the request body must list the offsets to change: {\"offsets\": [{\"partition\": …, \"offset\": …}]}",
+        ));
+    };
+    let changes = list
+        .iter()
+        .map(|e| (e["partition"].clone(), e["offset"].clone()))
+        .collect();
+    let message = api.worker.alter_offsets(&name, Some(changes))?;
+    ok(json!({ "message": message }))
+}
+
+async fn reset_offsets(State(api): Api, Path(name): Path<String>) -> Reply {
+    let message = api.worker.alter_offsets(&name, None)?;
+    ok(json!({ "message": message }))
 }
 
 /// The pipeline file defines the connectors: a request to create, change or delete one

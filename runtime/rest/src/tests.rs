@@ -251,7 +251,9 @@ async fn errors_have_the_connect_shape_and_status() {
         ("PATCH", "/connectors/lines_in/config", 409),
         ("DELETE", "/connectors/lines_in", 409),
         ("DELETE", "/connectors/nope", 404),
-        ("PATCH", "/connectors/lines_in/offsets", 501),
+        ("PATCH", "/connectors/lines_in/offsets", 400),
+        ("DELETE", "/connectors/lines_in/offsets", 400),
+        ("PATCH", "/connectors/nope/offsets", 404),
     ] {
         let (st, body) = call(api, method, uri, Some(json!({}))).await;
         assert_eq!(st.as_u16(), status, "{method} {uri}: {body}");
@@ -316,6 +318,38 @@ async fn pause_resume_stop_and_restart_steer_the_tasks() {
     assert_eq!(s["tasks"], json!([]), "a stopped connector has no tasks");
     let (st, _) = call(api, "PUT", "/connectors/lines_in/stop", None).await;
     assert_eq!(st, StatusCode::NO_CONTENT, "stop is idempotent");
+    // Offsets change only while stopped (KIP-875).
+    let change =
+        json!({"offsets": [{"partition": {"stream": "file:1:2:3"}, "offset": {"position": 42}}]});
+    let (st, body) = call(api, "PATCH", "/connectors/lines_in/offsets", Some(change)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["message"],
+        "The offsets for this connector have been altered successfully"
+    );
+    let (_, got) = call(api, "GET", "/connectors/lines_in/offsets", None).await;
+    assert_eq!(
+        got,
+        json!({"offsets": [{"partition": {"stream": "file:1:2:3"}, "offset": {"position": 42}}]})
+    );
+    let (st, body) = call(api, "DELETE", "/connectors/lines_in/offsets", None).await;
+    assert_eq!(
+        (st, body["message"].clone()),
+        (
+            StatusCode::OK,
+            json!("The offsets for this connector have been reset successfully")
+        )
+    );
+    let (_, got) = call(api, "GET", "/connectors/lines_in/offsets", None).await;
+    assert_eq!(got, json!({"offsets": []}));
+    let bad =
+        json!({"offsets": [{"partition": {"kafka_topic": "lines"}, "offset": {"position": 1}}]});
+    let (st, _) = call(api, "PATCH", "/connectors/lines_in/offsets", Some(bad)).await;
+    assert_eq!(
+        st,
+        StatusCode::BAD_REQUEST,
+        "a source partition names its stream"
+    );
     let (st, _) = call(api, "PUT", "/connectors/lines_in/resume", None).await;
     assert_eq!(
         st,

@@ -90,6 +90,47 @@ impl SourceOffsets {
             .collect()
     }
 
+    /// Sets or (with `None`) forgets positions of a connector's streams, durably (one batch
+    /// with tombstones for the forgotten): what `PATCH`/`DELETE …/offsets` do.
+    pub fn alter(
+        &self,
+        connector: &str,
+        changes: &[(String, Option<Json>)],
+    ) -> Result<(), LogError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let now = sluice_log::now_ms();
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = changes
+            .iter()
+            .map(|(stream, o)| {
+                (
+                    key(connector, stream),
+                    o.as_ref().map(|o| o.to_string().into_bytes()),
+                )
+            })
+            .collect();
+        let mut batch = BatchBuilder::new();
+        for (k, v) in &encoded {
+            batch.push(&Record {
+                key: Some(k),
+                value: v.as_deref(),
+                timestamp: now,
+                headers: vec![],
+            });
+        }
+        self.partition.append(&mut batch.build(), now)?;
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        for (stream, o) in changes {
+            let k = (connector.to_string(), stream.clone());
+            match o {
+                Some(o) => table.insert(k, o.clone()),
+                None => table.remove(&k),
+            };
+        }
+        Ok(())
+    }
+
     /// Stores positions durably (one batch), then remembers them.
     pub fn commit(&self, connector: &str, positions: &[SourcePosition]) -> Result<(), LogError> {
         if positions.is_empty() {

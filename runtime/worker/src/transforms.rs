@@ -13,6 +13,29 @@
 use serde_json::{json, Map, Value as Json};
 use sluice_connector_sdk::config::{ConfigSpec, ConfigValues, FieldKind, FieldSpec};
 
+/// A record's key as transforms see it, the same on both sides: JSON when it parses as
+/// JSON, else its text as a JSON string (so a plain string key is never dropped).
+pub fn key_to_json(key: &Option<sluice_connector_sdk::data::Payload>) -> Option<Json> {
+    use sluice_connector_sdk::data::Payload;
+    match key {
+        Some(Payload::Raw(b)) => Some(
+            serde_json::from_slice(b)
+                .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(b).into_owned())),
+        ),
+        Some(Payload::Typed { value, .. }) => Some(crate::convert::value_to_json(value)),
+        None => None,
+    }
+}
+
+/// A transformed key back to bytes: a JSON string as its text, anything else as JSON.
+pub fn key_from_json(key: Json) -> sluice_connector_sdk::data::Payload {
+    use sluice_connector_sdk::data::Payload;
+    match key {
+        Json::String(s) => Payload::Raw(s.into()),
+        other => Payload::Raw(other.to_string().into()),
+    }
+}
+
 /// A record as transforms see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TRecord {

@@ -31,15 +31,16 @@ fn transform_sink_record(chain: &[Transform], r: &mut SinkRecord) -> Result<bool
     };
     let t = TRecord {
         topic: r.topic.to_string(),
-        key: json(&r.key).ok().flatten(),
+        key: crate::transforms::key_to_json(&r.key),
         value: json(&r.value)?,
         headers: std::mem::take(&mut r.headers),
         timestamp: r.timestamp,
     };
     match apply_all(chain, t)? {
         Some(t) => {
+            // Keys and values were read the same way as on the source side.
             r.value = t.value.map(|v| Payload::Raw(v.to_string().into()));
-            r.key = t.key.map(|k| Payload::Raw(k.to_string().into()));
+            r.key = t.key.map(crate::transforms::key_from_json);
             r.headers = t.headers;
             r.timestamp = t.timestamp;
             Ok(true)
@@ -562,5 +563,49 @@ fn put_batch(ctx: &Ctx, task: &mut dyn SinkTask, batch: Vec<SinkRecord>) -> Resu
             Ok(())
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::Transform;
+    use sluice_connector_sdk::config::ConfigSpec;
+
+    fn insert_origin() -> Vec<Transform> {
+        let spec: ConfigSpec = crate::transforms::spec("insert_field").unwrap();
+        let settings = serde_json::json!({"static_field": "origin", "static_value": "sink"});
+        let values = spec.validate(settings.as_object().unwrap()).unwrap();
+        vec![Transform::build("t", "insert_field", &values, None, false).unwrap()]
+    }
+
+    #[test]
+    fn a_key_that_is_not_json_survives_a_sinks_transforms_as_on_a_source() {
+        for (key, back) in [
+            (&b"plain-key"[..], &b"plain-key"[..]),
+            (b"{\"id\":7}", b"{\"id\":7}"),
+            (b"\"quoted\"", b"quoted"),
+        ] {
+            let mut r = SinkRecord {
+                topic: Arc::from("t"),
+                partition: 0,
+                offset: 0,
+                timestamp: 0,
+                key: Some(Payload::Raw(Bytes::copy_from_slice(key))),
+                value: Some(Payload::Raw(Bytes::from_static(b"{\"n\":1}"))),
+                key_schema: None,
+                value_schema: None,
+                headers: Vec::new(),
+            };
+            assert!(transform_sink_record(&insert_origin(), &mut r).unwrap());
+            let Some(Payload::Raw(k)) = &r.key else {
+                panic!("the key was dropped")
+            };
+            assert_eq!(&k[..], back, "key {:?}", String::from_utf8_lossy(key));
+            let Some(Payload::Raw(v)) = &r.value else {
+                panic!()
+            };
+            assert_eq!(&v[..], br#"{"n":1,"origin":"sink"}"#);
+        }
     }
 }

@@ -599,13 +599,7 @@ fn transform_source_record(
         Some(Payload::Typed { value, .. }) => Some(crate::convert::value_to_json(value)),
         None => None,
     };
-    let key = match &r.key {
-        Some(Payload::Raw(b)) => Some(serde_json::from_slice(b).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
-        })),
-        Some(Payload::Typed { value, .. }) => Some(crate::convert::value_to_json(value)),
-        None => None,
-    };
+    let key = crate::transforms::key_to_json(&r.key);
     let original = match &r.value {
         Some(Payload::Raw(b)) => Some(b.clone()),
         _ => None,
@@ -620,10 +614,7 @@ fn transform_source_record(
     match apply_all(chain, t) {
         Ok(Some(t)) => {
             r.value = t.value.map(|v| Payload::Raw(v.to_string().into()));
-            r.key = t.key.map(|k| match k {
-                serde_json::Value::String(s) => Payload::Raw(s.into()),
-                other => Payload::Raw(other.to_string().into()),
-            });
+            r.key = t.key.map(crate::transforms::key_from_json);
             r.headers = t.headers;
             r.timestamp = Some(t.timestamp);
             Ok(Some(t.topic))

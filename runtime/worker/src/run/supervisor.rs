@@ -45,6 +45,9 @@ pub enum ControlError {
     UnknownTask(String, u32),
     #[error("connector {connector}: {message}")]
     Refused { connector: String, message: String },
+    /// The request itself is wrong (Kafka Connect's 400).
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 /// Running connectors and their tasks.
@@ -333,6 +336,103 @@ impl Worker {
         }
         scrape.reloads(&lock(&self.reload).counts);
         metrics.render(&scrape).ok()
+    }
+
+    /// Changes a stopped connector's committed positions (KIP-875): each `(partition,
+    /// offset)` as `GET …/offsets` shows them, a `null` offset resetting that partition;
+    /// `None`: reset them all. Returns what Kafka Connect says when it is done.
+    pub fn alter_offsets(
+        &self,
+        name: &str,
+        changes: Option<Vec<(serde_json::Value, serde_json::Value)>>,
+    ) -> Result<String, ControlError> {
+        use serde_json::Value as Json;
+        let unit = self.unit(name)?;
+        if unit.state() != State::Stopped {
+            return Err(ControlError::BadRequest(format!(
+                "Connectors must be in the STOPPED state before their offsets can be modified. \
+                 This can be done for the specified connector by issuing a 'PUT' request to the \
+                 '/connectors/{name}/stop' endpoint"
+            )));
+        }
+        let bad = |what: &str| ControlError::BadRequest(what.to_string());
+        let store = |e: sluice_log::LogError| ControlError::Refused {
+            connector: name.to_string(),
+            message: format!("cannot store the offsets: {e}"),
+        };
+        let reset = changes.is_none();
+        match &unit.instance {
+            Instance::Source { offsets, .. } => {
+                let changes: Vec<(String, Option<Json>)> = match changes {
+                    None => offsets
+                        .positions(name)
+                        .into_iter()
+                        .map(|p| (p.stream.to_string(), None))
+                        .collect(),
+                    Some(list) => list
+                        .into_iter()
+                        .map(|(partition, offset)| {
+                            let stream = partition["stream"]
+                                .as_str()
+                                .ok_or_else(|| bad("a source partition is {\"stream\": \"…\"}, as GET …/offsets shows it"))?
+                                .to_string();
+                            let offset = match offset {
+                                Json::Null => None,
+                                Json::Object(mut o) if o.len() == 1 && o.contains_key("position") => o.remove("position"),
+                                o @ Json::Object(_) => Some(o),
+                                other => return Err(bad(&format!("an offset is an object or null, not {other}"))),
+                            };
+                            Ok((stream, offset))
+                        })
+                        .collect::<Result<_, _>>()?,
+                };
+                offsets.alter(name, &changes).map_err(store)?;
+            }
+            Instance::Sink { .. } => {
+                let group = format!("connect-{name}");
+                let log = &self.builder.log;
+                let mine: Vec<&sluice_connector_sdk::connector::TopicPartition> = unit
+                    .slots
+                    .iter()
+                    .flat_map(|s| s.partitions.iter())
+                    .collect();
+                let list: Vec<(String, i32, Option<i64>)> = match changes {
+                    None => mine.iter().map(|tp| (tp.topic.clone(), tp.partition, None)).collect(),
+                    Some(list) => list
+                        .into_iter()
+                        .map(|(p, o)| {
+                            let topic = p["kafka_topic"].as_str().ok_or_else(|| bad("a sink partition needs `kafka_topic`"))?;
+                            let partition = p["kafka_partition"].as_i64().ok_or_else(|| bad("a sink partition needs `kafka_partition`"))? as i32;
+                            let offset = match &o {
+                                Json::Null => None,
+                                o => Some(o["kafka_offset"].as_i64().filter(|n| *n >= 0).ok_or_else(|| bad("a sink offset is {\"kafka_offset\": N} with N >= 0, or null"))?),
+                            };
+                            Ok((topic.to_string(), partition, offset))
+                        })
+                        .collect::<Result<_, _>>()?,
+                };
+                let mut commits = Vec::new();
+                for (topic, partition, offset) in list {
+                    let p = log
+                        .partition(&topic, partition)
+                        .map_err(|e| bad(&format!("{topic}-{partition}: {e}")))?;
+                    commits.push(sluice_log::OffsetCommit {
+                        topic,
+                        partition,
+                        // A reset starts the partition over from its first record.
+                        offset: offset.unwrap_or(p.log_start_offset()),
+                        leader_epoch: -1,
+                        metadata: String::new(),
+                    });
+                }
+                log.commit_offsets(&group, &commits).map_err(store)?;
+            }
+        }
+        Ok(if reset {
+            "The offsets for this connector have been reset successfully".to_string()
+        } else {
+            "The offsets for this connector have been altered successfully".to_string()
+        })
     }
 
     /// Asks every task to stop, waits up to `grace`, and returns the tasks still running then.
