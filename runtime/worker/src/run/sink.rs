@@ -142,20 +142,8 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
     while !ctx.control.should_stop() {
         if ctx.control.is_paused() {
             // Nothing is read while paused; what was put is flushed and committed first.
-            match ctx.retry("flush", || task.flush()) {
-                Ok(durable) => {
-                    if durable != last_committed {
-                        if let Err(e) = commit_sink(ctx, &durable) {
-                            ctx.fail(Stage::Commit, format!("committing sink positions: {e}"));
-                            return true;
-                        }
-                        last_committed = durable;
-                    }
-                }
-                Err(e) => {
-                    ctx.fail(Stage::Flush, e);
-                    return true;
-                }
+            if !flush_and_commit(ctx, task.as_mut(), &mut last_committed) {
+                return true;
             }
             ctx.control.wait_while_paused();
             continue;
@@ -406,29 +394,42 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
         if last_flush.elapsed() >= SINK_FLUSH_EVERY || (caught_up && put_since_flush) {
             last_flush = Instant::now();
             put_since_flush = false;
-            let flushed = ctx.retry("flush", || task.flush());
-            if let Some(m) = &ctx.metrics {
-                TaskMetrics::observe(&m.flush_seconds, last_flush.elapsed());
-            }
-            match flushed {
-                Ok(durable) => {
-                    // Committing costs an fsync: only when a position moved.
-                    if durable != last_committed {
-                        if let Err(e) = commit_sink(ctx, &durable) {
-                            ctx.fail(Stage::Commit, format!("committing sink positions: {e}"));
-                            return true;
-                        }
-                        last_committed = durable;
-                    }
-                }
-                Err(e) => {
-                    ctx.fail(Stage::Flush, e);
-                    return true;
-                }
+            if !flush_and_commit(ctx, task.as_mut(), &mut last_committed) {
+                return true;
             }
         }
     }
     true
+}
+
+/// Flushes the sink and commits what it made durable (an fsync: only when a position moved
+/// since `last_committed`); `false` when the task failed (recorded in `ctx`).
+fn flush_and_commit(
+    ctx: &Ctx,
+    task: &mut dyn SinkTask,
+    last_committed: &mut Vec<(TopicPartition, i64)>,
+) -> bool {
+    let started = Instant::now();
+    let flushed = ctx.retry("flush", || task.flush());
+    if let Some(m) = &ctx.metrics {
+        TaskMetrics::observe(&m.flush_seconds, started.elapsed());
+    }
+    match flushed {
+        Ok(durable) => {
+            if durable != *last_committed {
+                if let Err(e) = commit_sink(ctx, &durable) {
+                    ctx.fail(Stage::Commit, format!("committing sink positions: {e}"));
+                    return false;
+                }
+                *last_committed = durable;
+            }
+            true
+        }
+        Err(e) => {
+            ctx.fail(Stage::Flush, e);
+            false
+        }
+    }
 }
 
 /// A run of stored values decoded (Avro to JSON, resolved to a reader schema) into `out`,
