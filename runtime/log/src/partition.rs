@@ -672,7 +672,7 @@ impl Partition {
         for seg in &segs[first..] {
             let io = |e| LogError::io(format!("reading {}", seg.log_path.display()), e);
             if let Some((pos, h)) = seg.locate(offset).map_err(io)? {
-                out.records = seg.read_batches_into(pos, h.size, max_bytes, buf)?;
+                out.records = seg.read_batches_into(pos, h.size, max_bytes, end, buf)?;
                 return Ok(out);
             }
         }

@@ -322,16 +322,18 @@ impl Segment {
 
     /// Whole batches from `pos`: as many as fit in `max_bytes`, and at least the first.
     pub fn read_batches(&self, pos: u64, first_size: usize, max_bytes: usize) -> Result<Vec<u8>> {
-        self.read_batches_into(pos, first_size, max_bytes, Vec::new())
+        self.read_batches_into(pos, first_size, max_bytes, i64::MAX, Vec::new())
     }
 
     /// [`Segment::read_batches`] into `buf`, a buffer to reuse: memory that was read into
-    /// before is not zeroed or faulted in again.
+    /// before is not zeroed or faulted in again. Stops before a batch whose base offset is at
+    /// or past `below_offset` (the end offset the caller read first), except the first.
     pub fn read_batches_into(
         &self,
         pos: u64,
         first_size: usize,
         max_bytes: usize,
+        below_offset: i64,
         mut buf: Vec<u8>,
     ) -> Result<Vec<u8>> {
         let limit = self.len();
@@ -355,6 +357,12 @@ impl Segment {
                 i32::from_be_bytes([buf[end + 8], buf[end + 9], buf[end + 10], buf[end + 11]]);
             let size = len.max(0) as usize + LOG_OVERHEAD;
             if end + size > buf.len() {
+                break;
+            }
+            let base = i64::from_be_bytes(buf[end..end + 8].try_into().unwrap_or([0; 8]));
+            if end > 0 && base >= below_offset {
+                // Written but not yet published as the end offset: a reader that got it would
+                // ask next for an offset past the end it was told.
                 break;
             }
             // Re-checked on every read: bytes that rotted on disk are reported, never served.
