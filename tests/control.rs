@@ -105,6 +105,47 @@ fn a_running_pipeline_is_steered_over_kafka_connects_rest_api() {
         "--url",
         &url,
     ]));
+    // Created from Kafka Connect's POST body in a file, shown, then deleted.
+    let body = root.join("copy.json");
+    std::fs::write(
+        &body,
+        serde_json::json!({"name": "lines_copy", "config": {
+            "connector.class": "file", "topics": "lines",
+            "path": root.join("copy").display().to_string(), "roll_interval": "100ms"}})
+        .to_string(),
+    )
+    .unwrap();
+    let made = support::run_ok(Command::new(binary()).args([
+        "connectors",
+        "create",
+        body.to_str().unwrap(),
+        "--url",
+        &url,
+    ]));
+    assert_eq!(made.trim(), "lines_copy: created");
+    let shown = support::run_ok(Command::new(binary()).args([
+        "connectors",
+        "config",
+        "lines_copy",
+        "--url",
+        &url,
+    ]));
+    assert!(shown.contains("\"roll_interval\": \"100ms\""), "{shown}");
+    wait_until("the created sink to copy the topic", || {
+        lines_out(&root.join("copy")).len() == 100
+    });
+    let gone = support::run_ok(Command::new(binary()).args([
+        "connectors",
+        "delete",
+        "lines_copy",
+        "--url",
+        &url,
+    ]));
+    assert_eq!(gone.trim(), "lines_copy: deleted");
+    assert_eq!(
+        curl("GET", &format!("{url}/connectors/lines_copy")).0,
+        404
+    );
     let unknown = Command::new(binary())
         .args(["connectors", "pause", "nope", "--url", &url])
         .output()

@@ -381,6 +381,13 @@ pub enum ConnectorsCommand {
     List,
     /// One connector's state and its tasks', as JSON.
     Status { name: String },
+    /// Create a connector from a JSON file (`-`: stdin) holding Kafka Connect's
+    /// `POST /connectors` body: `{"name": …, "config": {"connector.class": …}}`.
+    Create { file: std::path::PathBuf },
+    /// A connector's config, as Kafka Connect's flat map.
+    Config { name: String },
+    /// Delete a connector created over the REST API (its committed positions stay).
+    Delete { name: String },
     /// Stop reading and writing until resumed (nothing is lost).
     Pause { name: String },
     /// Resume a paused or stopped connector.

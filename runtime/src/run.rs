@@ -195,6 +195,9 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
             metrics: Some(Arc::new(WorkerMetrics::new(&pipeline_name))),
         },
     )?);
+    for problem in worker.restore_problems() {
+        eprintln!("warning: {problem}");
+    }
     if let Some(listener) = rest {
         let addr = listener.local_addr();
         let cluster_id = sluice_broker::load_cluster_id(log.dir()).unwrap_or_default();

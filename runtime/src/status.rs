@@ -25,8 +25,18 @@ impl Api {
 
     /// A call; the body as JSON (`Null` when empty), or the API's error message.
     fn call(&self, method: reqwest::Method, path: &str) -> Result<Value> {
+        self.call_with(method, path, None)
+    }
+
+    /// A call with a JSON body.
+    fn call_with(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method.clone(), &url);
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_string());
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -116,6 +126,35 @@ pub fn connectors(args: &RestArgs, command: ConnectorsCommand) -> Result<()> {
             }
             return Ok(());
         }
+        ConnectorsCommand::Create { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let body: Value = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not JSON: it holds Kafka Connect's POST body, {{\"name\": …, \"config\": {{…}}}}",
+                    file.display()
+                )
+            })?;
+            let info = api.call_with(Method::POST, "/connectors", Some(body))?;
+            println!("{}: created", info["name"].as_str().unwrap_or_default());
+            return Ok(());
+        }
+        ConnectorsCommand::Config { name } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&api.get(&format!("/connectors/{name}/config"))?)?
+            );
+            return Ok(());
+        }
+        ConnectorsCommand::Delete { name } => (
+            Method::DELETE,
+            format!("/connectors/{name}"),
+            format!("{name}: deleted"),
+        ),
         ConnectorsCommand::Status { name } => {
             println!(
                 "{}",

@@ -13,8 +13,9 @@
 //! `/connectors/{name}`, `…/config`, `…/status`, `…/tasks`, `…/tasks/{id}/status`,
 //! `…/topics`, `…/offsets`; `POST …/restart` (`includeTasks`, `onlyFailed`), `…/tasks/{id}/
 //! restart`; `PUT …/pause`, `…/resume`, `…/stop`; `GET /connector-plugins`,
-//! `…/{type}/config`; `PUT …/{type}/config/validate`. Connectors come from the pipeline
-//! file: creating, reconfiguring or deleting one over REST answers 409 (edit the file);
+//! `…/{type}/config`; `PUT …/{type}/config/validate`; `POST /connectors`, `PUT`/`PATCH
+//! …/config` and `DELETE` for connectors created over REST (stored by the worker, back after
+//! a restart); a connector of the pipeline file answers 409 to those (edit the file);
 //! `PATCH`/`DELETE …/offsets` change a stopped connector's positions (KIP-875).
 //!
 //! ## Example
@@ -52,6 +53,8 @@ pub mod serve;
 pub mod shapes;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_created;
 
 /// How long a connector's tasks get to stop (committing) on `PUT …/stop`.
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -109,8 +112,10 @@ impl From<ControlError> for ApiError {
             ControlError::UnknownConnector(_) | ControlError::UnknownTask(..) => {
                 StatusCode::NOT_FOUND
             }
-            ControlError::Refused { .. } => StatusCode::CONFLICT,
-            ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ControlError::Refused { .. } | ControlError::Exists(_) | ControlError::InFile(_) => {
+                StatusCode::CONFLICT
+            }
+            ControlError::BadRequest(_) | ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
         };
         ApiError(status, e.to_string())
     }
@@ -200,9 +205,7 @@ pub fn router(api: RestApi) -> Router {
         )
         .route(
             "/connectors/{name}/config",
-            get(connector_config)
-                .put(change_connector)
-                .patch(change_connector),
+            get(connector_config).put(put_config).patch(patch_config),
         )
         .route("/connectors/{name}/status", get(connector_status))
         .route("/connectors/{name}/tasks", get(connector_tasks))
@@ -331,11 +334,7 @@ async fn connector_info(State(api): Api, Path(name): Path<String>) -> Reply {
 }
 
 async fn connector_config(State(api): Api, Path(name): Path<String>) -> Reply {
-    let role = api.worker.status(&name)?.role;
-    ok(Value::Object(shapes::config(
-        &api.worker.plan(&name)?,
-        role,
-    )))
+    ok(Value::Object(shapes::connector_config(&api, &name)?))
 }
 
 async fn connector_status(State(api): Api, Path(name): Path<String>) -> Reply {
@@ -503,53 +502,147 @@ async fn reset_offsets(State(api): Api, Path(name): Path<String>) -> Reply {
     ok(json!({ "message": message }))
 }
 
-/// The pipeline file defines the connectors: a request to create, change or delete one
-/// is refused with where to make the change instead.
-fn defined_in_file(api: &RestApi, name: Option<&str>) -> ApiError {
-    match name {
-        Some(n) if api.worker.plan(n).is_ok() => ApiError(
-            StatusCode::CONFLICT,
-            format!(
-                "Connector {n} is defined in the pipeline file {}: edit the file to change it",
-                api.info.pipeline_file
-            ),
-        ),
-        _ => ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "creating connectors over the REST API is not built in this version of Sluice \
-                 yet: add it to the pipeline file {}",
-                api.info.pipeline_file
-            ),
-        ),
+/// The request body as a JSON object.
+fn object_body(body: &[u8], what: &str) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(ApiError::bad_request(format!(
+            "the request body must be {what}, found {}",
+            match other {
+                Value::Array(_) => "a list",
+                Value::String(_) => "a string",
+                Value::Null => "null",
+                _ => "a scalar",
+            }
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the request body is not JSON: {e}"
+        ))),
     }
 }
 
+/// Runs a config change off the async threads (it builds connectors and fsyncs), and names
+/// the pipeline file when the connector is one of its.
+async fn change<T: Send + 'static>(
+    api: &Arc<RestApi>,
+    f: impl FnOnce(&RestApi) -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let inner = api.clone();
+    tokio::task::spawn_blocking(move || f(&inner))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| match e {
+            ControlError::InFile(n) => in_file(api, &n),
+            e => e.into(),
+        })
+}
+
+/// A connector of the pipeline file is changed by editing the file: 409, whatever the body.
+fn refuse_file_connector(api: &RestApi, name: &str) -> Result<(), ApiError> {
+    match api.worker.origin(name) {
+        Ok(sluice_worker::run::Origin::File) => Err(in_file(api, name)),
+        _ => Ok(()),
+    }
+}
+
+fn in_file(api: &RestApi, name: &str) -> ApiError {
+    ApiError(
+        StatusCode::CONFLICT,
+        format!(
+            "Connector {name} is defined in the pipeline file {}: edit the file to change it",
+            api.info.pipeline_file
+        ),
+    )
+}
+
+fn created(body: Value) -> Result<Response, ApiError> {
+    Ok(json_reply(StatusCode::CREATED, &body))
+}
+
+/// `POST /connectors` with `{"name", "config", "initial_state"?}` (KIP-980): 201 and the
+/// new connector's `ConnectorInfo`; 409 when the name is taken; 400 when the config is
+/// invalid, every problem named with its key.
 async fn create_connector(State(api): Api, body: axum::body::Bytes) -> Reply {
-    let parsed: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not JSON: {e}")))?;
-    let name = parsed.get("name").and_then(Value::as_str);
-    if name.is_none() {
+    let parsed = object_body(&body, "an object with `name` and `config`")?;
+    let Some(name) = parsed
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
         return Err(ApiError::bad_request(
             "the request needs a connector `name`",
         ));
-    }
-    if let Some(n) = name.filter(|n| api.worker.plan(n).is_ok()) {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("Connector {n} already exists"),
-        ));
-    }
-    Err(defined_in_file(&api, name))
+    };
+    let config = match parsed.get("config") {
+        Some(Value::Object(c)) => c.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`config` must be an object of settings (Kafka Connect's flat string map)",
+            ))
+        }
+        None => return Err(ApiError::bad_request("the request needs a `config`")),
+    };
+    let initial = match parsed.get("initial_state").and_then(Value::as_str) {
+        None | Some("RUNNING") => sluice_worker::run::State::Running,
+        Some("PAUSED") => sluice_worker::run::State::Paused,
+        Some("STOPPED") => sluice_worker::run::State::Stopped,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`initial_state` must be RUNNING, PAUSED or STOPPED, found {other}"
+            )))
+        }
+    };
+    let n = name.clone();
+    change(&api, move |a| {
+        a.worker
+            .put_connector(&n, config, &a.registry, true, initial)
+    })
+    .await?;
+    created(shapes::info(&api, &name)?)
 }
 
-async fn change_connector(State(api): Api, Path(name): Path<String>) -> Reply {
-    Err(defined_in_file(&api, Some(&name)))
+/// `PUT /connectors/{name}/config`: creates (201) or reconfigures (200) a connector.
+async fn put_config(State(api): Api, Path(name): Path<String>, body: axum::body::Bytes) -> Reply {
+    refuse_file_connector(&api, &name)?;
+    let config = object_body(
+        &body,
+        "an object of settings (Kafka Connect's flat string map)",
+    )?;
+    let n = name.clone();
+    let was_created = change(&api, move |a| {
+        a.worker.put_connector(
+            &n,
+            config,
+            &a.registry,
+            false,
+            sluice_worker::run::State::Running,
+        )
+    })
+    .await?;
+    let info = shapes::info(&api, &name)?;
+    if was_created {
+        created(info)
+    } else {
+        ok(info)
+    }
+}
+
+/// `PATCH /connectors/{name}/config` (KIP-477): merges the given keys into the config
+/// (`null` removes one).
+async fn patch_config(State(api): Api, Path(name): Path<String>, body: axum::body::Bytes) -> Reply {
+    refuse_file_connector(&api, &name)?;
+    let patch = object_body(&body, "an object of settings to change")?;
+    let n = name.clone();
+    change(&api, move |a| {
+        a.worker.patch_connector(&n, patch, &a.registry)
+    })
+    .await?;
+    ok(shapes::info(&api, &name)?)
 }
 
 async fn delete_connector(State(api): Api, Path(name): Path<String>) -> Reply {
-    api.worker.plan(&name)?;
-    Err(defined_in_file(&api, Some(&name)))
+    change(&api, move |a| a.worker.delete_connector(&name)).await?;
+    no_content()
 }
 
 async fn plugins(State(api): Api) -> Reply {

@@ -12,7 +12,7 @@ use sluice_connector_sdk::config::{ConfigValues, FieldKind, FieldSpec};
 use sluice_connector_sdk::registry::{ConnectorRegistry, ConnectorType};
 use sluice_worker::config::ConnectorPlan;
 use sluice_worker::run::reload::ReloadStatus;
-use sluice_worker::run::{Role, State as TaskState, TaskStatus};
+use sluice_worker::run::{Origin, Role, State as TaskState, TaskStatus};
 
 use crate::{ok, ApiError, RestApi};
 
@@ -121,11 +121,25 @@ pub fn config(plan: &ConnectorPlan, role: Role) -> Map<String, Value> {
     m
 }
 
+/// What `GET …/config` shows: a connector created over REST, its config as it was given
+/// (with its `name`); one of the file, its entry as the flat map.
+pub fn connector_config(api: &RestApi, name: &str) -> Result<Map<String, Value>, ApiError> {
+    if api.worker.origin(name)? == Origin::Rest {
+        if let Some(mut given) = api.worker.stored_config(name) {
+            given
+                .entry("name")
+                .or_insert_with(|| Value::String(name.to_string()));
+            return Ok(given);
+        }
+    }
+    let role = api.worker.status(name)?.role;
+    Ok(config(&api.worker.plan(name)?, role))
+}
+
 /// `ConnectorInfo`: name, config, tasks, type.
 pub fn info(api: &RestApi, name: &str) -> Result<Value, ApiError> {
     let status = api.worker.status(name)?;
-    let plan = api.worker.plan(name)?;
-    let cfg = config(&plan, status.role);
+    let cfg = connector_config(api, name)?;
     let tasks: Vec<Value> = api
         .worker
         .task_configs(name)?

@@ -15,10 +15,10 @@ use tower::ServiceExt;
 
 use crate::{router, router_with_auth, RestApi, ServerInfo};
 
-struct Fixture {
-    _tmp: tempfile::TempDir,
-    api: RestApi,
-    log: Log,
+pub(crate) struct Fixture {
+    pub(crate) _tmp: tempfile::TempDir,
+    pub(crate) api: RestApi,
+    pub(crate) log: Log,
 }
 
 impl Drop for Fixture {
@@ -28,7 +28,7 @@ impl Drop for Fixture {
     }
 }
 
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     std::fs::create_dir_all(root.join("in")).unwrap();
@@ -62,7 +62,12 @@ fn fixture() -> Fixture {
     }
 }
 
-async fn call(api: &RestApi, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+pub(crate) async fn call(
+    api: &RestApi,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let req = Request::builder()
         .method(method)
         .uri(uri)
@@ -81,7 +86,7 @@ async fn call(api: &RestApi, method: &str, uri: &str, body: Option<Value>) -> (S
     (status, v)
 }
 
-async fn wait_for_state(api: &RestApi, name: &str, state: &str) -> Value {
+pub(crate) async fn wait_for_state(api: &RestApi, name: &str, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, s) = call(api, "GET", &format!("/connectors/{name}/status"), None).await;
@@ -286,7 +291,14 @@ async fn errors_have_the_connect_shape_and_status() {
         Some(json!({"name": "new", "config": {}})),
     )
     .await;
-    assert_eq!(st, StatusCode::NOT_IMPLEMENTED, "{body}");
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("connector.class"),
+        "{body}"
+    );
     let req = Request::builder()
         .method("POST")
         .uri("/connectors")

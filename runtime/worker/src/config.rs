@@ -34,10 +34,12 @@ use sluice_log::{validate_topic_name, TopicConfig};
 use crate::yaml::{load, Kind, Node, Pos};
 
 mod connector;
+mod flat;
 mod rest;
 mod transform_chain;
 
 use connector::check_reader_schemas;
+pub use flat::{connector_class, parse_flat_connector, FlatError};
 
 /// One problem in the pipeline file.
 #[derive(Debug, Clone, PartialEq, Eq)]

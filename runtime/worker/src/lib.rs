@@ -36,6 +36,9 @@
 //!   `avro` through the registry) and reader-schema resolution for sinks.
 //! - [`transforms`]: single-message transforms and predicates.
 //! - [`offsets`]: source positions in the compacted `__connect_offsets` topic.
+//! - [`connector_store`]: connectors created over REST, in the compacted
+//!   `__sluice_connectors` topic (their flat configs come through `config`'s
+//!   `parse_flat_connector`, the same checks as the file's).
 //! - [`partitioner`]: Kafka's murmur2 key partitioner.
 //! - [`metrics`]: Prometheus counters per task and the state read at scrape time.
 //! - [`plugins`]: connector plugins (dynamic libraries with the SDK's C ABI), loaded with
@@ -43,6 +46,7 @@
 
 pub mod config;
 pub mod connect_schema;
+pub mod connector_store;
 pub mod convert;
 pub mod metrics;
 pub mod offsets;

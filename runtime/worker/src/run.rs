@@ -34,6 +34,7 @@ use crate::transforms::Transform;
 use sluice_schema_registry::registry::{Registry, SchemaRequest};
 
 mod control;
+mod created;
 pub mod reload;
 mod sink;
 mod source;
@@ -44,6 +45,7 @@ mod unit;
 use control::TaskControl;
 pub use status::{ConnectorStatus, Event, Observer, Role, Stage, State, TaskError, TaskStatus};
 pub use supervisor::{ControlError, Worker, WorkerOptions};
+pub use unit::Origin;
 
 const POLL_RECORDS: usize = 20_000;
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);

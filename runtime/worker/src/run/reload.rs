@@ -12,7 +12,7 @@ use sluice_connector_sdk::registry::ConnectorRegistry;
 
 use super::status::{Role, State};
 use super::supervisor::Worker;
-use super::unit::lock;
+use super::unit::{lock, Origin};
 use crate::config::{ConfigErrors, Pipeline};
 
 /// How long a connector being replaced gets to stop.
@@ -145,6 +145,7 @@ impl Worker {
         registry: &ConnectorRegistry,
         needs_restart: Vec<String>,
     ) -> ReloadAttempt {
+        let _one_change_at_a_time = lock(&self.config_lock);
         let mut a = attempt(ReloadResult::Applied);
         a.needs_restart = needs_restart;
         let wanted: Vec<(&crate::config::ConnectorPlan, Role)> = new
@@ -153,11 +154,38 @@ impl Worker {
             .map(|p| (p, Role::Source))
             .chain(new.sinks.iter().map(|p| (p, Role::Sink)))
             .collect();
+        // Connectors created over REST are not the file's: a reload neither changes nor
+        // removes them, and a file connector may not take one's name.
+        let mut from_rest = Vec::new();
         let running: BTreeMap<String, (u64, Role)> = self
             .read_units()
             .iter()
+            .filter(|(n, u)| {
+                if u.origin == Origin::Rest {
+                    from_rest.push((*n).clone());
+                }
+                u.origin == Origin::File
+            })
             .map(|(n, u)| (n.clone(), (u.plan.fingerprint, u.plan_role())))
             .collect();
+        for (plan, _) in &wanted {
+            if from_rest.contains(&plan.name) {
+                a.errors.push(ReloadProblem {
+                    file: None,
+                    line: None,
+                    column: None,
+                    message: format!(
+                        "connector `{}` in the file has the name of a connector created over the REST API: rename it, or delete that one (DELETE /connectors/{})",
+                        plan.name, plan.name
+                    ),
+                });
+            }
+        }
+        if !a.errors.is_empty() {
+            a.result = ReloadResult::Failed;
+            lock(&self.reload).record(a.clone());
+            return a;
+        }
         let mut to_build = Vec::new();
         for (plan, role) in &wanted {
             match running.get(&plan.name) {
@@ -194,7 +222,7 @@ impl Worker {
             });
         } else {
             for (plan, role) in &to_build {
-                match self.builder.build(plan, *role, registry) {
+                match self.builder.build(plan, *role, Origin::File, registry) {
                     Ok(b) => built.push(b),
                     Err(e) => a.errors.push(ReloadProblem {
                         file: None,
@@ -236,15 +264,7 @@ impl Worker {
             // A changed connector keeps what was asked of it: paused stays paused, stopped
             // stays stopped.
             let was = asked.get(&unit.plan.name).copied();
-            if was == Some(State::Paused) {
-                *lock(&unit.state) = State::Paused;
-                for s in &unit.slots {
-                    s.control.pause();
-                }
-            }
-            if was == Some(State::Stopped) {
-                *lock(&unit.state) = State::Stopped;
-            } else if let Err(e) = unit.start_drivers(bodies) {
+            if let Err(e) = self.install((unit, bodies), was) {
                 a.errors.push(ReloadProblem {
                     file: None,
                     line: None,
@@ -253,7 +273,6 @@ impl Worker {
                 });
                 a.result = ReloadResult::Failed;
             }
-            self.write_units().insert(unit.plan.name.clone(), unit);
         }
         let mut status = lock(&self.reload);
         if a.result == ReloadResult::Applied {

@@ -19,9 +19,10 @@ use sluice_schema_registry::registry::Registry;
 use super::control::Want;
 use super::reload::ReloadStatus;
 use super::status::{ConnectorStatus, Observer, Role, State};
-use super::unit::{lock, Builder, Instance, Unit};
+use super::unit::{lock, Builder, Instance, Origin, Unit};
 use super::WorkerError;
-use crate::config::{ConnectorPlan, Pipeline};
+use crate::config::{ConnectorPlan, FlatError, Pipeline};
+use crate::connector_store::ConnectorStore;
 use crate::metrics::{Scrape, WorkerMetrics};
 
 /// What a worker is started with beside its pipeline.
@@ -48,6 +49,28 @@ pub enum ControlError {
     /// The request itself is wrong (Kafka Connect's 400).
     #[error("{0}")]
     BadRequest(String),
+    #[error("Connector {0} already exists")]
+    Exists(String),
+    /// Defined in the pipeline file: change it there.
+    #[error("Connector {0} is defined in the pipeline file: edit the file to change it")]
+    InFile(String),
+    /// A flat config that does not validate (Kafka Connect's 400), each problem with its key.
+    #[error("{}", invalid_message(.0))]
+    Invalid(Vec<FlatError>),
+}
+
+/// Kafka Connect's words for an invalid config, with Sluice's messages.
+fn invalid_message(errors: &[FlatError]) -> String {
+    let mut m = format!(
+        "Connector configuration is invalid and contains the following {} error(s):",
+        errors.len()
+    );
+    for e in errors {
+        m.push('\n');
+        m.push_str(&e.to_string());
+    }
+    m.push_str("\nYou can also find the above list of errors at the endpoint `/connector-plugins/{connectorType}/config/validate`");
+    m
 }
 
 /// Running connectors and their tasks.
@@ -55,11 +78,17 @@ pub struct Worker {
     pub(super) units: RwLock<BTreeMap<String, Arc<Unit>>>,
     pub(super) builder: Builder,
     pub(super) reload: Mutex<ReloadStatus>,
+    /// Connectors created over REST.
+    pub(super) store: ConnectorStore,
+    /// Config changes (REST and reloads) one at a time.
+    pub(super) config_lock: Mutex<()>,
+    restore_problems: Vec<String>,
 }
 
 impl Worker {
     /// Creates the topics the pipeline needs, builds every connector and task, then starts
-    /// them.
+    /// them; then builds and starts the connectors stored from the REST API (those that
+    /// cannot be are named by [`Worker::restore_problems`]).
     pub fn start(
         pipeline: &Pipeline,
         registry: &ConnectorRegistry,
@@ -80,13 +109,16 @@ impl Worker {
             (&pipeline.sinks, Role::Sink),
         ] {
             for plan in plans {
-                built.push(builder.build(plan, role, registry)?);
+                built.push(builder.build(plan, role, Origin::File, registry)?);
             }
         }
-        let worker = Worker {
+        let mut worker = Worker {
             units: RwLock::new(BTreeMap::new()),
+            store: ConnectorStore::open(log)?,
             builder,
             reload: Mutex::new(ReloadStatus::started(pipeline)),
+            config_lock: Mutex::new(()),
+            restore_problems: Vec::new(),
         };
         for (unit, bodies) in built {
             if let Err(e) = unit.start_drivers(bodies) {
@@ -97,7 +129,13 @@ impl Worker {
             }
             worker.write_units().insert(unit.plan.name.clone(), unit);
         }
+        worker.restore_problems = worker.restore(registry);
         Ok(worker)
+    }
+
+    /// The stored REST connectors that could not be started again, and why.
+    pub fn restore_problems(&self) -> &[String] {
+        &self.restore_problems
     }
 
     pub(super) fn read_units(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Unit>>> {
@@ -110,7 +148,7 @@ impl Worker {
         self.units.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn unit(&self, name: &str) -> Result<Arc<Unit>, ControlError> {
+    pub(super) fn unit(&self, name: &str) -> Result<Arc<Unit>, ControlError> {
         self.read_units()
             .get(name)
             .cloned()
@@ -168,6 +206,7 @@ impl Worker {
         if *state == State::Stopped {
             return Ok(()); // Kafka Connect leaves a stopped connector stopped
         }
+        self.persist_target_state(&unit, State::Paused)?;
         *state = State::Paused;
         for s in &unit.slots {
             s.control.pause();
@@ -179,6 +218,7 @@ impl Worker {
     /// positions. Idempotent.
     pub fn resume(&self, name: &str) -> Result<(), ControlError> {
         let unit = self.unit(name)?;
+        self.persist_target_state(&unit, State::Running)?;
         let was = std::mem::replace(&mut *lock(&unit.state), State::Running);
         for s in &unit.slots {
             s.control.resume();
@@ -200,6 +240,7 @@ impl Worker {
     /// connector stays, STOPPED, with no tasks. Idempotent.
     pub fn stop_connector(&self, name: &str, grace: Duration) -> Result<Vec<String>, ControlError> {
         let unit = self.unit(name)?;
+        self.persist_target_state(&unit, State::Stopped)?;
         *lock(&unit.state) = State::Stopped;
         Ok(unit.exit_drivers(Instant::now() + grace))
     }

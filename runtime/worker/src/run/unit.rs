@@ -54,8 +54,18 @@ pub(super) struct Slot {
     pub(super) thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Where a connector was defined: what may change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The pipeline file: reloads change it; REST may steer it but not reconfigure it.
+    File,
+    /// Created over the REST API and stored in `__sluice_connectors`.
+    Rest,
+}
+
 pub(super) struct Unit {
     pub(super) plan: ConnectorPlan,
+    pub(super) origin: Origin,
     pub(super) instance: Instance,
     pub(super) converters: Arc<Converters>,
     pub(super) transforms: Arc<Vec<super::Transform>>,
@@ -344,11 +354,19 @@ impl Builder {
     /// The topics a pipeline declares or its connectors use, created if missing, and the
     /// schema registry if a connector needs Avro.
     pub(super) fn prepare(&self, pipeline: &Pipeline) -> Result<(), WorkerError> {
-        let needs_schemas = pipeline
-            .sources
-            .iter()
-            .chain(&pipeline.sinks)
-            .any(|p| p.value_format == Format::Avro || p.key_format == Format::Avro);
+        for (name, (partitions, config)) in &pipeline.topics {
+            ensure_topic(&self.log, name, *partitions, config.clone())?;
+        }
+        for plan in pipeline.sources.iter().chain(&pipeline.sinks) {
+            self.prepare_connector(plan)?;
+        }
+        Ok(())
+    }
+
+    /// The topics one connector uses (one partition when created here), and the schema
+    /// registry if it needs Avro.
+    pub(super) fn prepare_connector(&self, plan: &ConnectorPlan) -> Result<(), WorkerError> {
+        let needs_schemas = plan.value_format == Format::Avro || plan.key_format == Format::Avro;
         let mut schemas = lock(&self.schemas);
         if needs_schemas && schemas.is_none() {
             let store = sluice_schema_registry::store::LogStore::open(&self.log)
@@ -357,17 +375,12 @@ impl Builder {
                 Registry::open(Arc::new(store)).map_err(|e| WorkerError::Schemas(e.to_string()))?,
             ));
         }
-        for (name, (partitions, config)) in &pipeline.topics {
-            ensure_topic(&self.log, name, *partitions, config.clone())?;
-        }
-        for plan in pipeline.sources.iter().chain(&pipeline.sinks) {
-            for t in plan
-                .topics
-                .iter()
-                .chain(plan.errors.dead_letter_topic.iter())
-            {
-                ensure_topic(&self.log, t, 1, TopicConfig::default())?;
-            }
+        for t in plan
+            .topics
+            .iter()
+            .chain(plan.errors.dead_letter_topic.iter())
+        {
+            ensure_topic(&self.log, t, 1, TopicConfig::default())?;
         }
         Ok(())
     }
@@ -377,6 +390,7 @@ impl Builder {
         &self,
         plan: &ConnectorPlan,
         role: Role,
+        origin: Origin,
         registry: &ConnectorRegistry,
     ) -> Result<(Arc<Unit>, Vec<Option<TaskBody>>), WorkerError> {
         let schemas = lock(&self.schemas).clone();
@@ -461,6 +475,7 @@ impl Builder {
         };
         let unit = Arc::new(Unit {
             plan: plan.clone(),
+            origin,
             instance,
             converters: Arc::new(converters),
             transforms: Arc::new(plan.transforms.clone()),
