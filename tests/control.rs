@@ -142,10 +142,7 @@ fn a_running_pipeline_is_steered_over_kafka_connects_rest_api() {
         &url,
     ]));
     assert_eq!(gone.trim(), "lines_copy: deleted");
-    assert_eq!(
-        curl("GET", &format!("{url}/connectors/lines_copy")).0,
-        404
-    );
+    assert_eq!(curl("GET", &format!("{url}/connectors/lines_copy")).0, 404);
     let unknown = Command::new(binary())
         .args(["connectors", "pause", "nope", "--url", &url])
         .output()
