@@ -416,7 +416,11 @@ async fn restart_connector(
 }
 
 async fn pause(State(api): Api, Path(name): Path<String>) -> Reply {
-    api.worker.pause(&name)?;
+    // Off the async threads: a pause waits for a reconfiguration under way to finish.
+    let worker = api.worker.clone();
+    tokio::task::spawn_blocking(move || worker.pause(&name))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

@@ -186,3 +186,60 @@ async fn connectors_are_created_changed_and_deleted_and_come_back_after_a_restar
     assert!(again.worker.stop(Duration::from_secs(10)).is_empty());
     log.close().unwrap();
 }
+
+/// A connector being reconfigured is never missing: its old tasks stop while it stays
+/// listed, and the new config takes its place (a client polling in between once got 404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_stays_listed_while_it_is_reconfigured() {
+    let f = fixture();
+    let api = Arc::new(f.api.clone());
+    let root = f._tmp.path().to_path_buf();
+    let sink = |roll: u32| {
+        json!({
+            "connector.class": "file",
+            "topics": "lines",
+            "path": format!("{}/copies", root.display()),
+            "roll_interval": format!("{roll}ms"),
+        })
+    };
+    let (st, body) = call(&api, "PUT", "/connectors/copies/config", Some(sink(100))).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    wait_for_state(&api, "copies", "RUNNING").await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (api, stop) = (api.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for path in ["/connectors/copies/config", "/connectors/copies/status"] {
+                    let (st, _) = call(&api, "GET", path, None).await;
+                    if st != StatusCode::OK {
+                        seen.push(format!("{path}: {st}"));
+                    }
+                }
+                let (_, list) = call(&api, "GET", "/connectors", None).await;
+                if !list
+                    .as_array()
+                    .is_some_and(|l| l.contains(&json!("copies")))
+                {
+                    seen.push(format!("/connectors: {list}"));
+                }
+            }
+            seen
+        })
+    };
+    for roll in 101..111 {
+        let (st, body) = call(&api, "PUT", "/connectors/copies/config", Some(sink(roll))).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let missing = poller.await.unwrap();
+    assert!(
+        missing.is_empty(),
+        "the connector went missing: {missing:?}"
+    );
+    let (_, config) = call(&api, "GET", "/connectors/copies/config", None).await;
+    assert_eq!(config["roll_interval"], "110ms");
+    assert!(api.worker.stop(Duration::from_secs(10)).is_empty());
+}

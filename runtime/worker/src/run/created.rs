@@ -87,7 +87,9 @@ impl Worker {
                 message: format!("cannot store the connector's config: {e}"),
             })?;
         let mut left = Vec::new();
-        if let Some(old) = self.write_units().remove(name) {
+        // The old connector stays listed until the new one replaces it in `install`.
+        let old = self.read_units().get(name).cloned();
+        if let Some(old) = old {
             left = old.exit_drivers(Instant::now() + REPLACE_GRACE);
         }
         let started = self.install(built, Some(state));

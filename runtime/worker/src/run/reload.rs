@@ -241,8 +241,14 @@ impl Worker {
         // Stop what is replaced or removed (each task commits on its way out), then start.
         let deadline = Instant::now() + REPLACE_GRACE;
         let mut asked: BTreeMap<String, State> = BTreeMap::new();
+        // A changed connector stays listed while its old tasks stop (the new one takes its
+        // place in `install`): a client asking in between never sees it vanish.
         for name in a.changed.iter().chain(&a.removed) {
-            let old = self.write_units().remove(name);
+            let old = if a.removed.contains(name) {
+                self.write_units().remove(name)
+            } else {
+                self.read_units().get(name).cloned()
+            };
             if let Some(old) = old {
                 asked.insert(name.clone(), old.state());
                 let left = old.exit_drivers(deadline);

@@ -201,6 +201,9 @@ impl Worker {
     /// Pauses a connector's tasks: nothing is read or polled until resumed (what was
     /// written is committed first). Idempotent.
     pub fn pause(&self, name: &str) -> Result<(), ControlError> {
+        // A state change is a config change: never beside a reconfiguration of the same
+        // connector, whose old tasks may be stopping.
+        let _one_change_at_a_time = lock(&self.config_lock);
         let unit = self.unit(name)?;
         let mut state = lock(&unit.state);
         if *state == State::Stopped {
@@ -217,6 +220,9 @@ impl Worker {
     /// Resumes a paused connector, or starts a stopped one's tasks again from committed
     /// positions. Idempotent.
     pub fn resume(&self, name: &str) -> Result<(), ControlError> {
+        // A state change is a config change: never beside a reconfiguration of the same
+        // connector, whose old tasks may be stopping.
+        let _one_change_at_a_time = lock(&self.config_lock);
         let unit = self.unit(name)?;
         self.persist_target_state(&unit, State::Running)?;
         let was = std::mem::replace(&mut *lock(&unit.state), State::Running);
@@ -239,6 +245,9 @@ impl Worker {
     /// Stops a connector's tasks (each commits what it wrote or delivered first); the
     /// connector stays, STOPPED, with no tasks. Idempotent.
     pub fn stop_connector(&self, name: &str, grace: Duration) -> Result<Vec<String>, ControlError> {
+        // A state change is a config change: never beside a reconfiguration of the same
+        // connector, whose old tasks may be stopping.
+        let _one_change_at_a_time = lock(&self.config_lock);
         let unit = self.unit(name)?;
         self.persist_target_state(&unit, State::Stopped)?;
         *lock(&unit.state) = State::Stopped;
