@@ -118,6 +118,13 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
     };
     let log = Log::open(&pipeline.data_dir, LogOptions::default())
         .with_context(|| format!("opening data directory {}", pipeline.data_dir.display()))?;
+    let pipeline_name = file
+        .file_stem()
+        .map_or("pipeline".into(), |s| s.to_string_lossy().into_owned());
+    // One registry of metrics for the whole process: the tasks', the log's, the broker's
+    // and the schema registry's, all on the REST API's `/metrics`.
+    let mut metrics = WorkerMetrics::new(&pipeline_name);
+    log.register_metrics(metrics.registry_mut());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -130,6 +137,7 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
             ..Default::default()
         };
         let broker = runtime.block_on(sluice_broker::Broker::open(log.clone(), config))?;
+        broker.state().metrics.register(metrics.registry_mut());
         if let Some(w) = broker.warning() {
             eprintln!("warning: {w}");
             tracing::warn!("{w}");
@@ -144,9 +152,11 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
                 || p.key_format == sluice_worker::config::Format::Avro
         }) {
         let store = sluice_schema_registry::store::LogStore::open(&log)?;
-        Some(Arc::new(sluice_schema_registry::registry::Registry::open(
-            Arc::new(store),
-        )?))
+        let registry = sluice_schema_registry::registry::Registry::open(Arc::new(store))?;
+        if pipeline.registry.is_some() {
+            registry.request_metrics().register(metrics.registry_mut());
+        }
+        Some(Arc::new(registry))
     } else {
         None
     };
@@ -182,9 +192,6 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
         }
         None => None,
     };
-    let pipeline_name = file
-        .file_stem()
-        .map_or("pipeline".into(), |s| s.to_string_lossy().into_owned());
     let worker = Arc::new(Worker::start(
         &pipeline,
         &registry,
@@ -192,7 +199,7 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
         WorkerOptions {
             schemas,
             observer: Some(print_events()),
-            metrics: Some(Arc::new(WorkerMetrics::new(&pipeline_name))),
+            metrics: Some(Arc::new(metrics)),
         },
     )?);
     for problem in worker.restore_problems() {

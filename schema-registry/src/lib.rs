@@ -15,6 +15,7 @@
 //! - [`canonical`]: the normalized text that decides "same schema, same id".
 //! - [`registry`]: the state and its operations; [`store`]: records in `__schemas`.
 //! - [`api`]: the axum router (optionally behind basic/bearer authentication).
+//! - [`metrics`]: requests by route and status (Prometheus).
 //! - [`serve`]: the listener, opened under the one listener policy of every command.
 //! - [`wire`]: Confluent framing, encode/decode with reader-schema resolution.
 //!
@@ -36,6 +37,7 @@ pub mod api;
 pub mod canonical;
 pub mod compat;
 pub mod levels;
+pub mod metrics;
 pub mod registry;
 pub mod serve;
 pub mod store;

@@ -479,6 +479,8 @@ pub struct Registry {
     state: RwLock<State>,
     store: Arc<dyn SchemaStore>,
     write: Mutex<()>,
+    /// The API's requests, counted by the router over this registry.
+    requests: crate::metrics::RequestMetrics,
 }
 
 fn describe(direction: Direction, version: u32, inc: &crate::compat::Incompatibility) -> String {
@@ -514,7 +516,13 @@ impl Registry {
             state: RwLock::new(state),
             store,
             write: Mutex::new(()),
+            requests: Default::default(),
         })
+    }
+
+    /// The API's request counters (register them where `/metrics` is served).
+    pub fn request_metrics(&self) -> &crate::metrics::RequestMetrics {
+        &self.requests
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

@@ -537,3 +537,43 @@ async fn import_mode_keeps_ids_and_versions_from_another_registry() {
     .await;
     assert_eq!(b["id"], 101, "new ids continue after imported ones");
 }
+
+/// Requests are counted by route template, method and status, and exported under the
+/// names the runtime's `/metrics` serves.
+#[tokio::test]
+async fn requests_are_counted_by_route_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let registry = Arc::new(Registry::open(Arc::new(LogStore::open(&log).unwrap())).unwrap());
+    let app = router(registry.clone());
+    for subject in ["a-value", "b-value"] {
+        let (s, _) = call(
+            &app,
+            "POST",
+            &format!("/subjects/{subject}/versions"),
+            Some(user_v1()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, _) = call(&app, "GET", "/subjects/nope/versions/1", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(&app, "GET", "/no/such/path", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let m = registry.request_metrics();
+    assert_eq!(m.requests("/subjects/{subject}/versions", "POST", 200), 2);
+    assert_eq!(
+        m.requests("/subjects/{subject}/versions/{version}", "GET", 404),
+        1
+    );
+    assert_eq!(m.requests("unmatched", "GET", 404), 1);
+    let mut prom = prometheus_client::registry::Registry::default();
+    m.register(&mut prom);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &prom).unwrap();
+    assert!(
+        text.contains(r#"sluice_registry_requests_total{route="/subjects/{subject}/versions",method="POST",status="200"} 2"#),
+        "{text}"
+    );
+    assert!(text.contains("sluice_registry_request_duration_seconds_count{route=\"/subjects/{subject}/versions\",method=\"POST\"} 2"), "{text}");
+}

@@ -13,6 +13,7 @@
 //! - `produce`, `producers`: Produce (group commit for `acks=all`), InitProducerId, sequences.
 //! - `fetch`: Fetch (long-poll), ListOffsets.
 //! - `coordinator`, `group_api`: consumer groups and committed offsets.
+//! - `metrics`: requests by API and outcome, latency, bytes, connections (Prometheus).
 //!
 //! ## Example
 //! ```no_run
@@ -35,6 +36,7 @@ pub mod coordinator;
 mod fetch;
 mod group_api;
 mod metadata;
+pub mod metrics;
 mod produce;
 pub mod producers;
 mod server;

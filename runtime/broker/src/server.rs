@@ -225,6 +225,8 @@ async fn connection(
     let (tx, mut rx) = mpsc::channel::<Handled>(state.config.max_in_flight_per_connection);
     let closing = cancel.child_token();
     let writer_closing = closing.clone();
+    let writer_state = state.clone();
+    state.metrics.connection_opened();
     let writer = tokio::spawn(async move {
         while let Some(handled) = rx.recv().await {
             let reply = match handled {
@@ -236,6 +238,7 @@ async fn connection(
                     if wr.write_all(&bytes).await.is_err() {
                         break;
                     }
+                    writer_state.metrics.written(bytes.len());
                 }
                 Ok(Reply::Nothing) => {}
                 Ok(Reply::Close(reason)) => {
@@ -275,6 +278,7 @@ async fn connection(
             tracing::debug!(%peer, "connection closed inside a request");
             break;
         }
+        state.metrics.read(size + 4);
         let handled = tokio::select! {
             _ = closing.cancelled() => break,
             h = handle_request(state.clone(), Bytes::from(frame), peer) => h,
@@ -287,6 +291,7 @@ async fn connection(
     }
     drop(tx);
     let _ = writer.await;
+    state.metrics.connection_closed();
     tracing::debug!(%peer, "connection closed");
 }
 
@@ -389,7 +394,28 @@ macro_rules! dispatch {
     }};
 }
 
+/// Answers one request and counts it (by API and outcome, with its latency; a Produce's
+/// when its answer is ready).
 async fn handle_request(state: Arc<BrokerState>, frame_bytes: Bytes, peer: SocketAddr) -> Handled {
+    let started = std::time::Instant::now();
+    let key = header_prefix(&frame_bytes).and_then(|(k, _, _)| ApiKey::try_from(k).ok());
+    let counted = state.clone();
+    let handled = route_request(state, frame_bytes, peer, started).await;
+    if let Handled::Now(reply) = &handled {
+        match (reply, key) {
+            (Reply::Close(_), _) | (_, None) => counted.metrics.closed(key),
+            (_, Some(key)) => counted.metrics.answered(key, started.elapsed()),
+        }
+    }
+    handled
+}
+
+async fn route_request(
+    state: Arc<BrokerState>,
+    frame_bytes: Bytes,
+    peer: SocketAddr,
+    started: std::time::Instant,
+) -> Handled {
     let Some((api_key, version, correlation_id)) = header_prefix(&frame_bytes) else {
         return Handled::Now(Reply::Close("frame shorter than a request header".into()));
     };
@@ -446,8 +472,10 @@ async fn handle_request(state: Arc<BrokerState>, frame_bytes: Bytes, peer: Socke
     let acks = req.acks;
     let completion = crate::produce::produce(&ctx, req).await;
     let header_version = key.response_header_version(version);
+    let state = ctx.state;
     Handled::Later(tokio::spawn(async move {
         let resp = completion.await;
+        state.metrics.answered(ApiKey::Produce, started.elapsed());
         if acks == 0 {
             Reply::Nothing
         } else {

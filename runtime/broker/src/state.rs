@@ -20,6 +20,8 @@ pub struct BrokerState {
     pub cluster_id: String,
     pub groups: Coordinator,
     pub producers: Producers,
+    /// Requests, bytes and connections, counted from the start (see [`crate::metrics`]).
+    pub metrics: crate::metrics::BrokerMetrics,
 }
 
 impl BrokerState {
@@ -51,6 +53,7 @@ impl BrokerState {
             cluster_id,
             groups,
             producers: Producers::new(),
+            metrics: Default::default(),
         }))
     }
 }

@@ -11,6 +11,8 @@
 //!   one named with `advertised_listener`; a wildcard (`0.0.0.0`, `::`) cannot be connected
 //!   to, so it needs `advertised_listener`.
 //!
+//! - [`auth`]: the HTTP listeners' credentials and the layer that checks them.
+//!
 //! This crate decides; it opens nothing and prints nothing (the caller says where the error
 //! or the warning goes).
 //!
@@ -22,6 +24,8 @@
 //! let local = Listener { addr: "127.0.0.1:8081".parse().unwrap(), ..open };
 //! assert_eq!(check(&local).unwrap(), None);
 //! ```
+
+pub mod auth;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -146,6 +146,8 @@ pub(crate) struct LogInner {
     pub groups: GroupState,
     closed: AtomicBool,
     _lock_file: Option<File>,
+    /// Every fsync of a file or directory, timed (see [`Log::register_metrics`]).
+    fsync_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// A handle to an open log; cheap to clone, safe to share between threads.
@@ -247,6 +249,12 @@ impl Log {
         options: LogOptions,
         lock_file: Option<File>,
     ) -> Result<Log> {
+        let fsync_seconds = prometheus_client::metrics::histogram::Histogram::new(
+            // 50 µs (a page-cache-only device) to ~1.6 s (a disk under pressure).
+            prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 16),
+        );
+        let storage: Arc<dyn Storage> =
+            Arc::new(crate::storage::Timed::new(storage, fsync_seconds.clone()));
         let read_only = options.read_only;
         let topics_dir = dir.join(TOPICS_DIR);
         let marker = dir.join(CLEAN_MARKER);
@@ -302,6 +310,7 @@ impl Log {
             groups: GroupState::default(),
             closed: AtomicBool::new(false),
             _lock_file: lock_file,
+            fsync_seconds,
         });
         let log = Log { inner };
         log.load_group_offsets()?;
@@ -359,6 +368,16 @@ impl Log {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Adds the log's own metrics to `registry`: `sluice_log_fsync_duration_seconds`, every
+    /// fsync of a segment, index, state file or directory since the log opened.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "sluice_log_fsync_duration_seconds",
+            "How long each fsync of the log's files and directories took",
+            self.inner.fsync_seconds.clone(),
+        );
     }
 
     pub fn is_read_only(&self) -> bool {

@@ -373,3 +373,30 @@ fn readers_run_beside_the_writer_and_never_see_a_partial_batch() {
         r.join().unwrap();
     }
 }
+
+#[test]
+fn every_fsync_is_timed_into_the_logs_histogram() {
+    let sim = SimStorage::new();
+    let log = open_sim(&sim);
+    let mut registry = prometheus_client::registry::Registry::default();
+    log.register_metrics(&mut registry);
+    let count = |registry: &prometheus_client::registry::Registry| -> u64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("sluice_log_fsync_duration_seconds_count "))
+            .expect("the histogram is exported")
+            .parse()
+            .unwrap()
+    };
+    log.create_topic("orders", 1, TopicConfig::default())
+        .unwrap();
+    let before = count(&registry);
+    let p = log.partition("orders", 0).unwrap();
+    for i in 0..3 {
+        p.append(&mut batch(&values("a", i..i + 1), 0, T0), T0)
+            .unwrap();
+    }
+    // flush.messages=1 (the default): one fsync per append.
+    assert_eq!(count(&registry) - before, 3);
+}

@@ -233,36 +233,14 @@ pub fn router(api: RestApi) -> Router {
 
 /// [`router`] behind basic or bearer authentication when any is configured: 401 with the
 /// Connect error shape and a `WWW-Authenticate` challenge otherwise.
-pub fn router_with_auth(api: RestApi, auth: sluice_schema_registry::api::AuthConfig) -> Router {
-    let app = router(api);
-    if !auth.is_enabled() {
-        return app;
-    }
-    let auth = Arc::new(auth);
-    app.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let auth = auth.clone();
-            async move {
-                let header = req
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
-                if auth.allows(header) {
-                    return next.run(req).await;
-                }
-                let mut resp = ApiError(
-                    StatusCode::UNAUTHORIZED,
-                    "Unauthorized: valid credentials are required".into(),
-                )
-                .into_response();
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"sluice\""),
-                );
-                resp
-            }
-        },
-    ))
+pub fn router_with_auth(api: RestApi, auth: sluice_listeners::auth::AuthConfig) -> Router {
+    sluice_listeners::auth::require(router(api), auth, || {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: valid credentials are required".into(),
+        )
+        .into_response()
+    })
 }
 
 type Api = State<Arc<RestApi>>;

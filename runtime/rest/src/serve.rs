@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
+use sluice_listeners::auth::AuthConfig;
 use sluice_listeners::{Listener, ListenerError, Service};
-use sluice_schema_registry::api::AuthConfig;
 
 use crate::{router_with_auth, RestApi};
 

@@ -242,6 +242,13 @@ impl WorkerMetrics {
         &self.pipeline
     }
 
+    /// The registry the task families are in, for the other parts of the process (the
+    /// broker, the schema registry, the log) to add theirs to before the worker starts:
+    /// `/metrics` shows them all.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The counters plus what `scrape` reads now, in Prometheus' text format (0.0.4).
     pub fn render(&self, scrape: &Scrape) -> Result<String, std::fmt::Error> {
         let mut open_metrics = String::new();
