@@ -147,10 +147,12 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
     }
     // One registry for the HTTP API and the pipelines' `avro` format alike.
     let schemas = if pipeline.registry.is_some()
-        || pipeline.sources.iter().chain(&pipeline.sinks).any(|p| {
-            p.value_format == sluice_worker::config::Format::Avro
-                || p.key_format == sluice_worker::config::Format::Avro
-        }) {
+        || pipeline
+            .sources
+            .iter()
+            .chain(&pipeline.sinks)
+            .any(|p| p.uses_avro())
+    {
         let store = sluice_schema_registry::store::LogStore::open(&log)?;
         let registry = sluice_schema_registry::registry::Registry::open(Arc::new(store))?;
         if pipeline.registry.is_some() {

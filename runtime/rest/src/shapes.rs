@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 use sluice_connector_sdk::config::{ConfigValues, FieldKind, FieldSpec};
 use sluice_connector_sdk::registry::{ConnectorRegistry, ConnectorType};
-use sluice_worker::config::ConnectorPlan;
+use sluice_worker::config::{ConnectorPlan, Side};
 use sluice_worker::run::reload::ReloadStatus;
 use sluice_worker::run::{Origin, Role, State as TaskState, TaskStatus};
 
@@ -76,19 +76,15 @@ pub fn config(plan: &ConnectorPlan, role: Role) -> Map<String, Value> {
     put("connector.class", plan.type_name.clone());
     put("name", plan.name.clone());
     put("tasks.max", plan.tasks.to_string());
-    put("key_format", plan.key_format.name().to_string());
-    put("value_format", plan.value_format.name().to_string());
-    if let Some(s) = &plan.key_schema {
-        put("key_schema", s.clone());
-    }
-    if let Some(s) = &plan.value_schema {
-        put("value_schema", s.clone());
-    }
-    if plan.key_schemas_enable {
-        put("key_schemas_enable", "true".into());
-    }
-    if plan.value_schemas_enable {
-        put("value_schemas_enable", "true".into());
+    for side in Side::BOTH {
+        let (name, f) = (side.name(), plan.side(side));
+        put(&format!("{name}_format"), f.format.name().to_string());
+        if let Some(s) = &f.schema {
+            put(&format!("{name}_schema"), s.clone());
+        }
+        if f.schemas_enable {
+            put(&format!("{name}_schemas_enable"), "true".into());
+        }
     }
     let e = &plan.errors;
     put(

@@ -123,8 +123,10 @@ pub struct ConnectorPlan {
     pub type_name: String,
     /// The topic a source writes (one), or the topics a sink reads.
     pub topics: Vec<String>,
-    pub key_format: Format,
-    pub value_format: Format,
+    /// How keys are stored on the topic (`key_format`, `key_schema`, `key_schemas_enable`).
+    pub key: SideFormat,
+    /// How values are (`value_format`, …).
+    pub value: SideFormat,
     pub tasks: u32,
     pub errors: ErrorPolicy,
     /// How failed tasks restart by themselves.
@@ -134,20 +136,59 @@ pub struct ConnectorPlan {
     pub fingerprint: u64,
     /// The connector's own settings, validated against its spec.
     pub settings: ConfigValues,
-    /// The Avro schema (JSON text) of the keys: on a source, what `avro` writes and `json`
-    /// checks; on a sink, the reader schema that keys are resolved to.
-    pub key_schema: Option<String>,
-    /// The same for values.
-    pub value_schema: Option<String>,
     /// Where `value_schema` stands in the file (for errors found across connectors).
     pub value_schema_pos: Option<Pos>,
-    /// `json` with Kafka Connect's `{"schema": …, "payload": …}` envelope
-    /// (`schemas.enable=true`).
-    pub key_schemas_enable: bool,
-    pub value_schemas_enable: bool,
     /// Applied in order: on a source before its records are stored, on a sink after they
     /// are read (and decoded).
     pub transforms: Vec<crate::transforms::Transform>,
+}
+
+impl ConnectorPlan {
+    /// The settings of one side of the records.
+    pub fn side(&self, side: Side) -> &SideFormat {
+        match side {
+            Side::Key => &self.key,
+            Side::Value => &self.value,
+        }
+    }
+
+    /// Whether either side is `avro` (the connector needs the schema registry).
+    pub fn uses_avro(&self) -> bool {
+        Side::BOTH
+            .iter()
+            .any(|s| self.side(*s).format == Format::Avro)
+    }
+}
+
+/// A record's key or its value: the two sides every converter handles alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Key,
+    Value,
+}
+
+impl Side {
+    pub const BOTH: [Side; 2] = [Side::Key, Side::Value];
+
+    /// `key` or `value`, as the settings spell it (`key_format`, `value.converter`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Key => "key",
+            Side::Value => "value",
+        }
+    }
+}
+
+/// How one side of a connector's records is stored on its topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideFormat {
+    pub format: Format,
+    /// The Avro schema (JSON text): on a source, what `avro` writes and `json` checks; on a
+    /// sink, the reader schema that the side is resolved to.
+    pub schema: Option<String>,
+    /// `json` with Kafka Connect's `{"schema": …, "payload": …}` envelope
+    /// (`schemas.enable=true`).
+    pub schemas_enable: bool,
 }
 
 /// `restart:` of a connector: a failed task is started again after `initial_backoff`,

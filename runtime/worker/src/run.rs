@@ -27,7 +27,7 @@ use sluice_connector_sdk::connector::{ConnectorError, ErrorKind};
 use sluice_connector_sdk::data::Payload;
 use sluice_log::{BatchBuilder, Log, LogError, Record, TopicConfig};
 
-use crate::config::{ConnectorPlan, ErrorPolicy, Format};
+use crate::config::{ConnectorPlan, ErrorPolicy, Format, Side, SideFormat};
 use crate::convert::{AvroIn, AvroOut, Decoder, Encoder};
 use crate::metrics::TaskMetrics;
 use crate::transforms::Transform;
@@ -73,15 +73,126 @@ pub enum WorkerError {
     Schemas(String),
 }
 
-/// Held once per connector behind an `Arc`; the variants' sizes do not matter.
-#[allow(clippy::large_enum_variant)]
-enum Converters {
-    Source { key: Encoder, value: Encoder },
-    Sink { key: Decoder, value: Decoder },
+/// Where a record failed, as its dead-letter copy's `sluice.error.stage` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordStage {
+    /// The source itself marked the record as bad.
+    Source,
+    Transform,
+    Converter,
+    /// The sink refused it (`put` with a bad-record error).
+    Sink,
 }
 
-/// What one run of a task's loop holds: its connector's settings and converters, its
-/// controls, and the first failure it met (the loop returns after recording it).
+impl RecordStage {
+    fn as_str(self) -> &'static str {
+        match self {
+            RecordStage::Source => "source",
+            RecordStage::Transform => "transform",
+            RecordStage::Converter => "converter",
+            RecordStage::Sink => "sink",
+        }
+    }
+
+    /// The task's stage when the record stops it.
+    fn task_stage(self) -> Stage {
+        match self {
+            RecordStage::Source => Stage::Poll,
+            RecordStage::Transform => Stage::Transform,
+            RecordStage::Converter => Stage::Convert,
+            RecordStage::Sink => Stage::Put,
+        }
+    }
+}
+
+/// Where a failed record came from: a source's stream and position, or a sink's place in
+/// the log. Its dead-letter copy carries it as `sluice.error.source.stream` and
+/// `…source.offset`, or `sluice.error.topic`, `…partition` and `…offset`.
+#[derive(Clone, Copy)]
+enum RecordOrigin<'a> {
+    Source {
+        stream: &'a str,
+        offset: &'a dyn std::fmt::Display,
+    },
+    Log {
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+impl RecordOrigin<'_> {
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        match *self {
+            RecordOrigin::Source { stream, offset } => vec![
+                ("source.stream", stream.to_string()),
+                ("source.offset", offset.to_string()),
+            ],
+            RecordOrigin::Log {
+                topic,
+                partition,
+                offset,
+            } => vec![
+                ("topic", topic.to_string()),
+                ("partition", partition.to_string()),
+                ("offset", offset.to_string()),
+            ],
+        }
+    }
+}
+
+impl std::fmt::Display for RecordOrigin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            RecordOrigin::Source { stream, offset } => {
+                write!(f, "stream `{stream}` at {offset}")
+            }
+            RecordOrigin::Log {
+                topic,
+                partition,
+                offset,
+            } => write!(f, "{topic}-{partition} at offset {offset}"),
+        }
+    }
+}
+
+/// One converter per side of the records: a source's encoders, a sink's decoders.
+struct Sides<T> {
+    key: T,
+    value: T,
+}
+
+/// What a source task's loop holds beyond the shared [`Ctx`]: its encoders and the one
+/// topic it writes (transforms may route records elsewhere).
+struct SourceCtx<'a> {
+    base: &'a Ctx,
+    encoders: &'a Sides<Encoder>,
+    topic: &'a str,
+}
+
+/// What a sink task's loop holds beyond the shared [`Ctx`]: its decoders.
+struct SinkCtx<'a> {
+    base: &'a Ctx,
+    decoders: &'a Sides<Decoder>,
+}
+
+impl std::ops::Deref for SourceCtx<'_> {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        self.base
+    }
+}
+
+impl std::ops::Deref for SinkCtx<'_> {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        self.base
+    }
+}
+
+/// What one run of any task's loop holds: its connector's settings, its controls, and the
+/// first failure it met (the loop returns after recording it). A source's or a sink's own
+/// part is in [`SourceCtx`] or [`SinkCtx`].
 struct Ctx {
     name: String,
     task: String,
@@ -89,8 +200,6 @@ struct Ctx {
     control: Arc<TaskControl>,
     observer: Option<Observer>,
     errors: ErrorPolicy,
-    /// Converters: a source's encoders, a sink's decoders.
-    converters: Arc<Converters>,
     transforms: Arc<Vec<Transform>>,
     failure: RefCell<Option<TaskError>>,
     /// Counted once per batch; `None` when metrics are off.
@@ -174,32 +283,29 @@ impl Ctx {
     }
 
     /// A record that failed at `stage`: with `tolerance: all` it goes to the dead-letter topic
-    /// (if one is set) and the task goes on; with `none` the task stops.
+    /// (if one is set, with headers naming where it came from) and the task goes on; with
+    /// `none` the task stops. Every path of both loops hands its bad records here.
     fn bad_record(
         &self,
-        stage: &str,
+        stage: RecordStage,
         message: &str,
         original: Option<&[u8]>,
-        origin: Vec<(String, String)>,
+        origin: RecordOrigin<'_>,
     ) -> bool {
+        let stage_name = stage.as_str();
         if self.errors.log_errors {
-            tracing::warn!(connector = %self.name, task = %self.task, stage, error = message, "record failed");
+            tracing::warn!(connector = %self.name, task = %self.task, stage = stage_name, error = message, %origin, "record failed");
         }
         if !self.errors.tolerate_all {
             // Not restarted: the same record would fail again.
             self.fail_with(TaskError::permanent(
-                match stage {
-                    "transform" => Stage::Transform,
-                    "sink" => Stage::Put,
-                    "source" => Stage::Poll,
-                    _ => Stage::Convert,
-                },
-                format!("a record failed in {stage}: {message} (set `errors.tolerance: all` to route failing records to a dead-letter topic)"),
+                stage.task_stage(),
+                format!("a record failed in {stage_name} ({origin}): {message} (set `errors.tolerance: all` to route failing records to a dead-letter topic)"),
             ));
             return false; // counted as the task's failure
         }
         if let Some(m) = &self.metrics {
-            m.error(stage);
+            m.error(stage_name);
         }
         let Some(dlq) = &self.errors.dead_letter_topic else {
             return true;
@@ -209,11 +315,12 @@ impl Ctx {
                 "sluice.error.connector".into(),
                 self.name.clone().into_bytes(),
             ),
-            ("sluice.error.stage".into(), stage.as_bytes().to_vec()),
+            ("sluice.error.stage".into(), stage_name.as_bytes().to_vec()),
             ("sluice.error.message".into(), message.as_bytes().to_vec()),
         ];
         headers.extend(
             origin
+                .headers()
                 .into_iter()
                 .map(|(k, v)| (format!("sluice.error.{k}"), v.into_bytes())),
         );
@@ -287,18 +394,17 @@ fn raw(p: &Option<Payload>) -> Option<Vec<u8>> {
 /// `<topic>-<side>` (TopicNameStrategy) when the format is `avro`.
 fn source_encoder(
     plan: &ConnectorPlan,
-    side: &str,
+    topic: &str,
+    side: Side,
     schemas: Option<&Registry>,
 ) -> Result<Encoder, WorkerError> {
-    let (format, schema, schemas_enable) = if side == "key" {
-        (plan.key_format, &plan.key_schema, plan.key_schemas_enable)
-    } else {
-        (
-            plan.value_format,
-            &plan.value_schema,
-            plan.value_schemas_enable,
-        )
-    };
+    let SideFormat {
+        format,
+        schema,
+        schemas_enable,
+    } = plan.side(side);
+    let (format, schemas_enable) = (*format, *schemas_enable);
+    let side = side.name();
     let parsed = match schema {
         Some(text) => {
             Some(apache_avro::Schema::parse_str(text).map_err(|e| connector_err(plan, e))?)
@@ -307,7 +413,7 @@ fn source_encoder(
     };
     match (format, parsed, schemas) {
         (Format::Avro, Some(parsed), Some(reg)) => {
-            let subject = format!("{}-{side}", plan.topics[0]);
+            let subject = format!("{topic}-{side}");
             let req = SchemaRequest {
                 schema: schema.clone().unwrap_or_default(),
                 ..Default::default()
@@ -337,18 +443,15 @@ fn source_encoder(
 /// A sink's decoder for its keys or values (`side`).
 fn sink_decoder(
     plan: &ConnectorPlan,
-    side: &str,
+    side: Side,
     avro_in: &Option<Arc<AvroIn>>,
 ) -> Result<Decoder, WorkerError> {
-    let (format, schema, schemas_enable) = if side == "key" {
-        (plan.key_format, &plan.key_schema, plan.key_schemas_enable)
-    } else {
-        (
-            plan.value_format,
-            &plan.value_schema,
-            plan.value_schemas_enable,
-        )
-    };
+    let SideFormat {
+        format,
+        schema,
+        schemas_enable,
+    } = plan.side(side);
+    let (format, schemas_enable) = (*format, *schemas_enable);
     let reader = match schema {
         Some(text) => Some((
             text.clone(),

@@ -206,17 +206,21 @@ impl Checker<'_> {
             name: name.to_string(),
             type_name,
             topics: topics.iter().map(|(t, _)| t.clone()).collect(),
-            key_format,
-            value_format,
+            key: SideFormat {
+                format: key_format,
+                schema: key_schema.map(|(t, _)| t),
+                schemas_enable: schemas_enable[0],
+            },
+            value: SideFormat {
+                format: value_format,
+                schema: value_schema.clone().map(|(t, _)| t),
+                schemas_enable: schemas_enable[1],
+            },
             tasks,
             errors,
             restart,
             settings,
-            key_schema: key_schema.map(|(t, _)| t),
-            value_schema: value_schema.clone().map(|(t, _)| t),
             value_schema_pos: value_schema.map(|(_, p)| p),
-            key_schemas_enable: schemas_enable[0],
-            value_schemas_enable: schemas_enable[1],
             transforms,
         };
         Some((plan, topics))
@@ -270,14 +274,14 @@ impl Checker<'_> {
 /// it reads: a pair Avro cannot resolve fails now, not at the first record.
 pub(super) fn check_reader_schemas(c: &mut Checker<'_>, pipeline: &Pipeline) {
     for sink in &pipeline.sinks {
-        let (Some(reader_text), Some(pos)) = (&sink.value_schema, sink.value_schema_pos) else {
+        let (Some(reader_text), Some(pos)) = (&sink.value.schema, sink.value_schema_pos) else {
             continue;
         };
         let Ok(reader) = apache_avro::Schema::parse_str(reader_text) else {
             continue; // reported where it stands
         };
         for source in &pipeline.sources {
-            let Some(writer_text) = &source.value_schema else {
+            let Some(writer_text) = &source.value.schema else {
                 continue;
             };
             if !sink.topics.contains(&source.topics[0]) {

@@ -513,8 +513,8 @@ mod tests {
         assert_eq!(role, Role::Sink);
         assert_eq!(plan.topics, ["a", "b"]);
         assert_eq!(plan.tasks, 2);
-        assert_eq!(plan.value_format, Format::Json);
-        assert!(plan.value_schemas_enable);
+        assert_eq!(plan.value.format, Format::Json);
+        assert!(plan.value.schemas_enable);
         assert!(plan.errors.tolerate_all && !plan.errors.log_errors);
         assert_eq!(plan.errors.dead_letter_topic.as_deref(), Some("dlq"));
         assert_eq!(plan.errors.retry_timeout, Duration::from_secs(5));

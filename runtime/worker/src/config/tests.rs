@@ -136,7 +136,7 @@ sinks:
     assert_eq!((*partitions, config.retention_ms), (3, 86_400_000));
     let src = &p.sources[0];
     assert_eq!(
-        (src.topics.clone(), src.value_format, src.key_format),
+        (src.topics.clone(), src.value.format, src.key.format),
         (vec!["orders".to_string()], Format::Json, Format::Bytes)
     );
     assert_eq!(

@@ -13,7 +13,10 @@ use sluice_connector_sdk::plugin::wire;
 use sluice_connector_sdk::Bytes;
 use sluice_log::{LogError, OffsetCommit};
 
-use super::{raw, Converters, Ctx, Stage, SINK_FLUSH_EVERY, SINK_IDLE_WAIT, SINK_READ_BYTES};
+use super::{
+    raw, Ctx, RecordOrigin, RecordStage, SinkCtx, Stage, SINK_FLUSH_EVERY, SINK_IDLE_WAIT,
+    SINK_READ_BYTES,
+};
 use crate::convert::decode_batches;
 use crate::metrics::TaskMetrics;
 use crate::transforms::{apply_all, TRecord, Transform};
@@ -70,7 +73,11 @@ fn commit_sink(ctx: &Ctx, durable: &[(TopicPartition, i64)]) -> Result<(), LogEr
 /// Runs a sink task until it is asked to stop or fails (the failure is in `ctx`). Either way
 /// the task's partitions are closed and the task stopped; only a task that did not fail
 /// flushes and commits on the way out.
-pub(super) fn sink_loop(ctx: &Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<TopicPartition>) {
+pub(super) fn sink_loop(
+    ctx: &SinkCtx,
+    mut task: Box<dyn SinkTask>,
+    partitions: Vec<TopicPartition>,
+) {
     let opened = run_sink(ctx, &mut task, &partitions);
     if opened {
         if let Err(e) = task.close(partitions.clone()) {
@@ -93,7 +100,7 @@ pub(super) fn sink_loop(ctx: &Ctx, mut task: Box<dyn SinkTask>, partitions: Vec<
 }
 
 /// The loop; `false` when the partitions could not be opened.
-fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartition]) -> bool {
+fn run_sink(ctx: &SinkCtx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartition]) -> bool {
     let overrides = match ctx.retry("open", || task.open(partitions.to_vec())) {
         Ok(o) => o,
         Err(e) => {
@@ -124,19 +131,22 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
     let mut encoded_batch: Vec<u8> = Vec::new();
     let encoded_path = task.accepts_encoded()
         && ctx.transforms.is_empty()
-        && matches!(&*ctx.converters, Converters::Sink { key, value } if key.is_pass_through() && value.is_pass_through());
+        && ctx.decoders.key.is_pass_through()
+        && ctx.decoders.value.is_pass_through();
     // A sink that needs only values (JSON lines) gets runs of them, read in place.
     let values_path = !encoded_path
         && task.accepts_values()
         && ctx.transforms.is_empty()
-        && matches!(&*ctx.converters, Converters::Sink { key, value } if key.is_pass_through() && value.is_pass_through());
+        && ctx.decoders.key.is_pass_through()
+        && ctx.decoders.value.is_pass_through();
     // The same for a sink whose values a converter turns into JSON (Avro, a reader schema):
     // each partition's values decoded into one buffer, with no record object per value.
     let decoded_values_path = !encoded_path
         && !values_path
         && task.accepts_values()
         && ctx.transforms.is_empty()
-        && matches!(&*ctx.converters, Converters::Sink { key, value } if key.is_pass_through() && value.decodes_in_place());
+        && ctx.decoders.key.is_pass_through()
+        && ctx.decoders.value.decodes_in_place();
     let mut spare_buffers: Vec<Vec<u8>> = Vec::new();
     let mut last_committed: Vec<(TopicPartition, i64)> = Vec::new();
     while !ctx.control.should_stop() {
@@ -179,13 +189,7 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
                 match value_run(&read_buffer, tp, pos) {
                     Some(Ok((raw, next))) => {
                         let run = if decoded_values_path {
-                            let Converters::Sink { value, .. } = &*ctx.converters else {
-                                ctx.fail(
-                                    Stage::Convert,
-                                    "a sink task was given a source's converters",
-                                );
-                                return true;
-                            };
+                            let value = &ctx.decoders.value;
                             let mut out = spare_buffers.pop().unwrap_or_default();
                             out.clear();
                             let Some(run) = decode_run(ctx, value, &raw, out) else {
@@ -253,30 +257,18 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
                     });
                     continue;
                 }
-                let Converters::Sink {
-                    key: key_decoder,
-                    value: value_decoder,
-                } = &*ctx.converters
-                else {
-                    ctx.fail(
-                        Stage::Convert,
-                        "a sink task was given a source's converters",
-                    );
-                    return true;
-                };
-                let origin = || {
-                    vec![
-                        ("topic".to_string(), tp.topic.clone()),
-                        ("partition".to_string(), tp.partition.to_string()),
-                        ("offset".to_string(), r.offset.to_string()),
-                    ]
+                let (key_decoder, value_decoder) = (&ctx.decoders.key, &ctx.decoders.value);
+                let origin = RecordOrigin::Log {
+                    topic: &tp.topic,
+                    partition: tp.partition,
+                    offset: r.offset,
                 };
                 let (key, key_schema) = match r.key.map(|k| key_decoder.decode(k)) {
                     None => (None, None),
                     Some(Ok((k, schema))) => (Some(k), schema),
                     Some(Err((e, _))) => {
                         let e = format!("key: {e}");
-                        if !ctx.bad_record("converter", &e, r.value.as_deref(), origin()) {
+                        if !ctx.bad_record(RecordStage::Converter, &e, r.value.as_deref(), origin) {
                             return true;
                         }
                         continue;
@@ -286,7 +278,7 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
                     None => (None, None),
                     Some(Ok((v, schema))) => (Some(v), schema),
                     Some(Err((e, original))) => {
-                        if !ctx.bad_record("converter", &e, Some(&original), origin()) {
+                        if !ctx.bad_record(RecordStage::Converter, &e, Some(&original), origin) {
                             return true;
                         }
                         continue;
@@ -317,16 +309,21 @@ fn run_sink(ctx: &Ctx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartitio
                         Ok(true) => {}
                         Ok(false) => continue, // filtered out
                         Err(e) => {
-                            let origin = vec![
-                                ("topic".into(), tp.topic.clone()),
-                                ("partition".into(), tp.partition.to_string()),
-                                ("offset".into(), record.offset.to_string()),
-                            ];
+                            let origin = RecordOrigin::Log {
+                                topic: &tp.topic,
+                                partition: tp.partition,
+                                offset: record.offset,
+                            };
                             let original = match &record.value {
                                 Some(Payload::Raw(b)) => Some(b.clone()),
                                 _ => None,
                             };
-                            if !ctx.bad_record("transform", &e, original.as_deref(), origin) {
+                            if !ctx.bad_record(
+                                RecordStage::Transform,
+                                &e,
+                                original.as_deref(),
+                                origin,
+                            ) {
                                 return true;
                             }
                             continue;
@@ -451,12 +448,12 @@ fn decode_run(
         match decoder.decode_into(stored, &mut out) {
             Ok(_) => values.push((offset, Some((start as u32, out.len() as u32)))),
             Err(e) => {
-                let origin = vec![
-                    ("topic".to_string(), raw.topic.to_string()),
-                    ("partition".to_string(), raw.partition.to_string()),
-                    ("offset".to_string(), offset.to_string()),
-                ];
-                if !ctx.bad_record("converter", &e, Some(stored), origin) {
+                let origin = RecordOrigin::Log {
+                    topic: &raw.topic,
+                    partition: raw.partition,
+                    offset,
+                };
+                if !ctx.bad_record(RecordStage::Converter, &e, Some(stored), origin) {
                     return None;
                 }
             }
@@ -549,13 +546,18 @@ fn put_batch(ctx: &Ctx, task: &mut dyn SinkTask, batch: Vec<SinkRecord>) -> Resu
             // Find the failing records one by one; the others go through.
             for r in batch {
                 if let Err(e) = ctx.retry("put", || task.put(std::slice::from_ref(&r))) {
-                    let origin = vec![
-                        ("topic".into(), r.topic.to_string()),
-                        ("partition".into(), r.partition.to_string()),
-                        ("offset".into(), r.offset.to_string()),
-                    ];
+                    let origin = RecordOrigin::Log {
+                        topic: &r.topic,
+                        partition: r.partition,
+                        offset: r.offset,
+                    };
                     if e.kind != ErrorKind::BadRecord
-                        || !ctx.bad_record("sink", &e.message, raw(&r.value).as_deref(), origin)
+                        || !ctx.bad_record(
+                            RecordStage::Sink,
+                            &e.message,
+                            raw(&r.value).as_deref(),
+                            origin,
+                        )
                     {
                         return Err(e.to_string());
                     }

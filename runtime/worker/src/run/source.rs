@@ -15,8 +15,8 @@ use sluice_connector_sdk::Bytes;
 use sluice_log::{BatchBuilder, Log, LogError, Record, TopicConfig};
 
 use super::{
-    ensure_topic, Converters, Ctx, Stage, TaskError, MAX_BATCH_BYTES, POLL_RECORDS, POLL_TIMEOUT,
-    SOURCE_COMMIT_EVERY,
+    ensure_topic, Ctx, RecordOrigin, RecordStage, SourceCtx, Stage, TaskError, MAX_BATCH_BYTES,
+    POLL_RECORDS, POLL_TIMEOUT, SOURCE_COMMIT_EVERY,
 };
 use crate::metrics::TaskMetrics;
 use crate::offsets::SourceOffsets;
@@ -25,19 +25,15 @@ use crate::transforms::{apply_all, TRecord, Transform};
 
 /// Runs a source task until it is asked to stop or fails (the failure is in `ctx`); the
 /// task's `stop` is called either way.
-pub(super) fn source_loop(
-    ctx: &Ctx,
-    mut task: Box<dyn SourceTask>,
-    topic: &str,
-    offsets: &SourceOffsets,
-) {
-    run_source(ctx, &mut task, topic.to_string(), offsets);
+pub(super) fn source_loop(ctx: &SourceCtx, mut task: Box<dyn SourceTask>, offsets: &SourceOffsets) {
+    run_source(ctx, &mut task, offsets);
     if let Err(e) = task.stop() {
         tracing::warn!(connector = %ctx.name, task = %ctx.task, error = %e, "the source did not stop cleanly");
     }
 }
 
-fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets: &SourceOffsets) {
+fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceOffsets) {
+    let topic = ctx.topic.to_string();
     let committed = offsets.positions(&ctx.name);
     if let Err(e) = ctx.retry("start", || task.start(committed.clone())) {
         return ctx.fail(Stage::Start, e);
@@ -92,7 +88,7 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
         // An encoded batch (from a plugin) and runs of values are read in place unless
         // transforms or the converter need records.
         let values_in_place = ctx.transforms.is_empty()
-            && matches!(&*ctx.converters, Converters::Source { value, .. } if value.checks_in_place() || value.transcodes_raw());
+            && (ctx.encoders.value.checks_in_place() || ctx.encoders.value.transcodes_raw());
         let (records, encoded, runs) = match polled {
             Polled::Records(r) => (r, None, Vec::new()),
             Polled::Values(runs) if values_in_place => (Vec::new(), None, runs),
@@ -130,20 +126,24 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
         // records before it are stored and their positions committed.
         let mut stopped_at_bad_record = false;
         for mut r in records {
-            let origin = |r: &SourceRecord| {
-                vec![
-                    ("source.stream".to_string(), r.position.stream.to_string()),
-                    ("source.offset".to_string(), r.position.offset.to_string()),
-                ]
-            };
+            fn origin(r: &SourceRecord) -> RecordOrigin<'_> {
+                RecordOrigin::Source {
+                    stream: &r.position.stream,
+                    offset: &r.position.offset,
+                }
+            }
             if let Some(i) = r.headers.iter().position(|(k, _)| k == SOURCE_ERROR_HEADER) {
                 let message = String::from_utf8_lossy(&r.headers[i].1).into_owned();
                 let original = match r.value.take() {
                     Some(Payload::Raw(b)) => Some(b),
                     _ => None,
                 };
-                let o = origin(&r);
-                if !ctx.bad_record("source", &message, original.as_deref(), o) {
+                if !ctx.bad_record(
+                    RecordStage::Source,
+                    &message,
+                    original.as_deref(),
+                    origin(&r),
+                ) {
                     stopped_at_bad_record = true;
                     break;
                 }
@@ -159,8 +159,12 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
                         continue; // filtered out
                     }
                     Err((message, original)) => {
-                        let o = origin(&r);
-                        if !ctx.bad_record("transform", &message, original.as_deref(), o) {
+                        if !ctx.bad_record(
+                            RecordStage::Transform,
+                            &message,
+                            original.as_deref(),
+                            origin(&r),
+                        ) {
                             stopped_at_bad_record = true;
                             break;
                         }
@@ -172,8 +176,12 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
             let (key, value) = match convert(ctx, r.key.take(), r.value.take()) {
                 Ok(kv) => kv,
                 Err(e) => {
-                    let o = origin(&r);
-                    if !ctx.bad_record("converter", &e.message, e.original.as_deref(), o) {
+                    if !ctx.bad_record(
+                        RecordStage::Converter,
+                        &e.message,
+                        e.original.as_deref(),
+                        origin(&r),
+                    ) {
                         stopped_at_bad_record = true;
                         break;
                     }
@@ -207,10 +215,8 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
             // The records of a plugin, read in place; a position is kept per run of records
             // of one stream, parsed once.
             let mut run: Option<wire::SourceView<'_>> = None;
-            let pass_through = matches!(
-                &*ctx.converters,
-                Converters::Source { key, value } if key.passes_through() && value.passes_through()
-            );
+            let pass_through =
+                ctx.encoders.key.passes_through() && ctx.encoders.value.passes_through();
             for v in &views {
                 if run.is_some_and(|r| r.stream != v.stream) {
                     if let Err(e) = remember_view(&mut positions, run.take()) {
@@ -220,7 +226,13 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
                 let failed = v
                     .headers()
                     .find(|(k, _)| *k == SOURCE_ERROR_HEADER)
-                    .map(|(_, m)| ("source", String::from_utf8_lossy(m).into_owned(), v.value));
+                    .map(|(_, m)| {
+                        (
+                            RecordStage::Source,
+                            String::from_utf8_lossy(m).into_owned(),
+                            v.value,
+                        )
+                    });
                 let converted = match failed {
                     Some(f) => Err(f),
                     // `bytes` keys and values go into the batch straight from the plugin's.
@@ -230,18 +242,16 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
                         v.key.map(|k| Payload::Raw(buf.slice_ref(k))),
                         v.value.map(|b| Payload::Raw(buf.slice_ref(b))),
                     )
-                    .map_err(|e| ("converter", e.message, v.value)),
+                    .map_err(|e| (RecordStage::Converter, e.message, v.value)),
                 };
                 let (key, value) = match converted {
                     Ok(kv) => kv,
                     Err((stage, message, original)) => {
-                        let o = vec![
-                            ("source.stream".to_string(), v.stream.to_string()),
-                            (
-                                "source.offset".to_string(),
-                                String::from_utf8_lossy(v.offset).into_owned(),
-                            ),
-                        ];
+                        let offset = String::from_utf8_lossy(v.offset);
+                        let o = RecordOrigin::Source {
+                            stream: v.stream,
+                            offset: &offset,
+                        };
                         if !ctx.bad_record(stage, &message, original, o) {
                             // Not remembered: after a restart this record is read again.
                             stopped_at_bad_record = true;
@@ -277,12 +287,7 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
             }
         }
         if !stopped_at_bad_record && !runs.is_empty() {
-            let Converters::Source { value: encoder, .. } = &*ctx.converters else {
-                return ctx.fail(
-                    Stage::Convert,
-                    "a source task was given a sink's converters",
-                );
-            };
+            let encoder = &ctx.encoders.value;
             'runs: for run in &runs {
                 // The position after the last value stored (or refused and tolerated).
                 let mut done: Option<u64> = None;
@@ -300,11 +305,11 @@ fn run_source(ctx: &Ctx, task: &mut Box<dyn SourceTask>, topic: String, offsets:
                     let v = match stored {
                         Ok(v) => v,
                         Err(message) => {
-                            let o = vec![
-                                ("source.stream".to_string(), run.stream().to_string()),
-                                ("source.offset".to_string(), position.to_string()),
-                            ];
-                            if !ctx.bad_record("converter", &message, Some(raw), o) {
+                            let o = RecordOrigin::Source {
+                                stream: run.stream(),
+                                offset: &position,
+                            };
+                            if !ctx.bad_record(RecordStage::Converter, &message, Some(raw), o) {
                                 stopped_at_bad_record = true;
                                 remember_run(&mut positions, run, done);
                                 break 'runs;
@@ -391,21 +396,14 @@ fn remember_view(
 
 /// Key and value through the connector's converters.
 fn convert(
-    ctx: &Ctx,
+    ctx: &SourceCtx,
     key: Option<Payload>,
     value: Option<Payload>,
 ) -> Result<(Option<Bytes>, Option<Bytes>), crate::convert::EncodeError> {
-    let Converters::Source {
-        key: key_encoder,
-        value: value_encoder,
-    } = &*ctx.converters
-    else {
-        return Err(crate::convert::EncodeError {
-            message: "a source task was given a sink's converters".into(),
-            original: None,
-        });
-    };
-    Ok((key_encoder.encode(key)?, value_encoder.encode(value)?))
+    Ok((
+        ctx.encoders.key.encode(key)?,
+        ctx.encoders.value.encode(value)?,
+    ))
 }
 
 /// A converted record on its way into a batch.

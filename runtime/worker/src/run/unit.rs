@@ -21,10 +21,11 @@ use super::sink::sink_loop;
 use super::source::source_loop;
 use super::status::{ConnectorStatus, Event, Observer, Role, Stage, State, TaskError};
 use super::{
-    connector_err, ensure_topic, sink_decoder, source_encoder, Converters, Ctx, WorkerError,
+    connector_err, ensure_topic, sink_decoder, source_encoder, Ctx, Sides, SinkCtx, SourceCtx,
+    WorkerError,
 };
-use crate::config::{ConnectorPlan, Format, Pipeline};
-use crate::convert::AvroIn;
+use crate::config::{ConnectorPlan, Pipeline, Side};
+use crate::convert::{AvroIn, Decoder, Encoder};
 use crate::metrics::WorkerMetrics;
 use crate::offsets::SourceOffsets;
 
@@ -35,9 +36,13 @@ pub(super) enum Instance {
     Source {
         connector: Mutex<Box<dyn SourceConnector>>,
         offsets: Arc<SourceOffsets>,
+        encoders: Arc<Sides<Encoder>>,
+        /// The one topic it writes.
+        topic: String,
     },
     Sink {
         connector: Mutex<Box<dyn SinkConnector>>,
+        decoders: Arc<Sides<Decoder>>,
     },
 }
 
@@ -67,7 +72,6 @@ pub(super) struct Unit {
     pub(super) plan: ConnectorPlan,
     pub(super) origin: Origin,
     pub(super) instance: Instance,
-    pub(super) converters: Arc<Converters>,
     pub(super) transforms: Arc<Vec<super::Transform>>,
     pub(super) tasks_in_all: u32,
     pub(super) log: Log,
@@ -94,7 +98,7 @@ impl Unit {
             Instance::Source { connector, .. } => lock(connector)
                 .create_task(info, config)
                 .map(TaskBody::Source),
-            Instance::Sink { connector } => lock(connector)
+            Instance::Sink { connector, .. } => lock(connector)
                 .create_task(info, config)
                 .map(TaskBody::Sink),
         };
@@ -110,7 +114,6 @@ impl Unit {
             control: slot.control.clone(),
             observer: self.observer.clone(),
             errors: self.plan.errors.clone(),
-            converters: self.converters.clone(),
             transforms: self.transforms.clone(),
             failure: Default::default(),
             metrics: self
@@ -119,12 +122,31 @@ impl Unit {
                 .map(|m| m.task(&self.plan.name, slot.control.id, self.plan_role())),
         };
         let ran = catch_unwind(AssertUnwindSafe(|| match (body, &self.instance) {
-            (TaskBody::Source(task), Instance::Source { offsets, .. }) => {
-                source_loop(&ctx, task, &self.plan.topics[0], offsets)
-            }
-            (TaskBody::Sink(task), Instance::Sink { .. }) => {
-                sink_loop(&ctx, task, slot.partitions.clone())
-            }
+            (
+                TaskBody::Source(task),
+                Instance::Source {
+                    offsets,
+                    encoders,
+                    topic,
+                    ..
+                },
+            ) => source_loop(
+                &SourceCtx {
+                    base: &ctx,
+                    encoders,
+                    topic,
+                },
+                task,
+                offsets,
+            ),
+            (TaskBody::Sink(task), Instance::Sink { decoders, .. }) => sink_loop(
+                &SinkCtx {
+                    base: &ctx,
+                    decoders,
+                },
+                task,
+                slot.partitions.clone(),
+            ),
             _ => ctx.fail(Stage::Start, "a task of the wrong kind for its connector"),
         }));
         if let Err(payload) = ran {
@@ -366,7 +388,7 @@ impl Builder {
     /// The topics one connector uses (one partition when created here), and the schema
     /// registry if it needs Avro.
     pub(super) fn prepare_connector(&self, plan: &ConnectorPlan) -> Result<(), WorkerError> {
-        let needs_schemas = plan.value_format == Format::Avro || plan.key_format == Format::Avro;
+        let needs_schemas = plan.uses_avro();
         let mut schemas = lock(&self.schemas);
         if needs_schemas && schemas.is_none() {
             let store = sluice_schema_registry::store::LogStore::open(&self.log)
@@ -394,7 +416,7 @@ impl Builder {
         registry: &ConnectorRegistry,
     ) -> Result<(Arc<Unit>, Vec<Option<TaskBody>>), WorkerError> {
         let schemas = lock(&self.schemas).clone();
-        let (instance, converters, slots, tasks_in_all) = match role {
+        let (instance, slots, tasks_in_all) = match role {
             Role::Source => {
                 let t = registry
                     .source(&plan.type_name)
@@ -409,9 +431,12 @@ impl Builder {
                 let configs = connector
                     .task_configs(plan.tasks)
                     .map_err(|e| connector_err(plan, e))?;
-                let converters = Converters::Source {
-                    key: source_encoder(plan, "key", schemas.as_deref())?,
-                    value: source_encoder(plan, "value", schemas.as_deref())?,
+                let topic = plan.topics.first().cloned().ok_or_else(|| {
+                    connector_err(plan, "a source needs the topic it writes (`topic`)")
+                })?;
+                let encoders = Sides {
+                    key: source_encoder(plan, &topic, Side::Key, schemas.as_deref())?,
+                    value: source_encoder(plan, &topic, Side::Value, schemas.as_deref())?,
                 };
                 let tasks_in_all = configs.len() as u32;
                 let slots: Vec<Arc<Slot>> = configs
@@ -422,8 +447,10 @@ impl Builder {
                 let instance = Instance::Source {
                     connector: Mutex::new(connector),
                     offsets: self.offsets.clone(),
+                    encoders: Arc::new(encoders),
+                    topic,
                 };
-                (instance, converters, slots, tasks_in_all)
+                (instance, slots, tasks_in_all)
             }
             Role::Sink => {
                 let t = registry
@@ -449,9 +476,9 @@ impl Builder {
                 }
                 let tasks = configs.len().max(1);
                 let avro_in = schemas.as_ref().map(|r| Arc::new(AvroIn::new(r.clone())));
-                let converters = Converters::Sink {
-                    key: sink_decoder(plan, "key", &avro_in)?,
-                    value: sink_decoder(plan, "value", &avro_in)?,
+                let decoders = Sides {
+                    key: sink_decoder(plan, Side::Key, &avro_in)?,
+                    value: sink_decoder(plan, Side::Value, &avro_in)?,
                 };
                 // Partitions round robin over the tasks; a task with none is not started.
                 let slots: Vec<Arc<Slot>> = configs
@@ -469,15 +496,15 @@ impl Builder {
                     .collect();
                 let instance = Instance::Sink {
                     connector: Mutex::new(connector),
+                    decoders: Arc::new(decoders),
                 };
-                (instance, converters, slots, tasks as u32)
+                (instance, slots, tasks as u32)
             }
         };
         let unit = Arc::new(Unit {
             plan: plan.clone(),
             origin,
             instance,
-            converters: Arc::new(converters),
             transforms: Arc::new(plan.transforms.clone()),
             tasks_in_all,
             log: self.log.clone(),
