@@ -123,209 +123,75 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
         out.now = sluice_log::now_ms();
         out.round = sticky.fetch_add(1, Ordering::Relaxed) as usize;
         // A record the error policy does not tolerate stops the task, but only after the
-        // records before it are stored and their positions committed.
-        let mut stopped_at_bad_record = false;
-        for mut r in records {
-            fn origin(r: &SourceRecord) -> RecordOrigin<'_> {
-                RecordOrigin::Source {
-                    stream: &r.position.stream,
-                    offset: &r.position.offset,
-                }
-            }
-            if let Some(i) = r.headers.iter().position(|(k, _)| k == SOURCE_ERROR_HEADER) {
-                let message = String::from_utf8_lossy(&r.headers[i].1).into_owned();
-                let original = match r.value.take() {
-                    Some(Payload::Raw(b)) => Some(b),
-                    _ => None,
-                };
-                if !ctx.bad_record(
-                    RecordStage::Source,
-                    &message,
-                    original.as_deref(),
-                    origin(&r),
-                ) {
-                    stopped_at_bad_record = true;
-                    break;
-                }
-                positions.remember(r.position);
-                continue;
-            }
-            let mut target: Option<String> = None;
-            if !ctx.transforms.is_empty() {
-                match transform_source_record(&ctx.transforms, &topic, &mut r, out.now) {
-                    Ok(Some(t)) => target = (t != topic).then_some(t),
-                    Ok(None) => {
-                        positions.remember(r.position);
-                        continue; // filtered out
-                    }
-                    Err((message, original)) => {
-                        if !ctx.bad_record(
-                            RecordStage::Transform,
-                            &message,
-                            original.as_deref(),
-                            origin(&r),
-                        ) {
-                            stopped_at_bad_record = true;
-                            break;
-                        }
-                        positions.remember(r.position);
-                        continue;
-                    }
-                }
-            }
-            let (key, value) = match convert(ctx, r.key.take(), r.value.take()) {
-                Ok(kv) => kv,
-                Err(e) => {
-                    if !ctx.bad_record(
-                        RecordStage::Converter,
-                        &e.message,
-                        e.original.as_deref(),
-                        origin(&r),
-                    ) {
-                        stopped_at_bad_record = true;
-                        break;
-                    }
-                    positions.remember(r.position);
-                    continue;
-                }
-            };
-            let headers: Vec<(&str, Option<&[u8]>)> = r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
-                .collect();
-            let stored = out.push(
-                ctx,
-                (&topic, &main_parts, &mut partitions),
-                target.as_deref(),
-                OutRecord {
-                    key: key.as_deref(),
-                    value: value.as_deref(),
-                    partition: r.partition,
-                    timestamp: r.timestamp,
-                    headers,
-                },
-            );
-            if let Err(e) = stored {
-                return ctx.fail_with(e);
-            }
-            positions.remember(r.position);
-        }
-        if let Some(buf) = &encoded {
-            // The records of a plugin, read in place; a position is kept per run of records
-            // of one stream, parsed once.
-            let mut run: Option<wire::SourceView<'_>> = None;
+        // records before it are stored and their positions committed. Each form of polled
+        // record has its own path (the fast ones read in place); all go through `drive`.
+        let flow = if let Some(buf) = &encoded {
+            // A position is kept per run of records of one stream, parsed once.
             let pass_through =
                 ctx.encoders.key.passes_through() && ctx.encoders.value.passes_through();
-            for v in &views {
-                if run.is_some_and(|r| r.stream != v.stream) {
-                    if let Err(e) = remember_view(&mut positions, run.take()) {
-                        return ctx.fail(Stage::Poll, e);
+            let mut run: Option<wire::SourceView<'_>> = None;
+            let flow = drive(
+                ctx,
+                views.iter().copied(),
+                |v| {
+                    let topics = (topic.as_str(), main_parts.as_slice(), &mut partitions);
+                    deliver_view(ctx, &mut out, topics, buf, pass_through, v)
+                },
+                |v| {
+                    if run.is_some_and(|r| r.stream != v.stream) {
+                        remember_view(&mut positions, run.take())
+                            .map_err(|e| TaskError::new(Stage::Poll, e))?;
                     }
-                }
-                let failed = v
-                    .headers()
-                    .find(|(k, _)| *k == SOURCE_ERROR_HEADER)
-                    .map(|(_, m)| {
-                        (
-                            RecordStage::Source,
-                            String::from_utf8_lossy(m).into_owned(),
-                            v.value,
-                        )
-                    });
-                let converted = match failed {
-                    Some(f) => Err(f),
-                    // `bytes` keys and values go into the batch straight from the plugin's.
-                    None if pass_through => Ok((None, None)),
-                    None => convert(
-                        ctx,
-                        v.key.map(|k| Payload::Raw(buf.slice_ref(k))),
-                        v.value.map(|b| Payload::Raw(buf.slice_ref(b))),
-                    )
-                    .map_err(|e| (RecordStage::Converter, e.message, v.value)),
-                };
-                let (key, value) = match converted {
-                    Ok(kv) => kv,
-                    Err((stage, message, original)) => {
-                        let offset = String::from_utf8_lossy(v.offset);
-                        let o = RecordOrigin::Source {
-                            stream: v.stream,
-                            offset: &offset,
-                        };
-                        if !ctx.bad_record(stage, &message, original, o) {
-                            // Not remembered: after a restart this record is read again.
-                            stopped_at_bad_record = true;
-                            break;
-                        }
-                        run = Some(*v);
-                        continue;
-                    }
-                };
-                let stored = out.push(
-                    ctx,
-                    (&topic, &main_parts, &mut partitions),
-                    v.topic.filter(|t| *t != topic),
-                    OutRecord {
-                        key: if pass_through { v.key } else { key.as_deref() },
-                        value: if pass_through {
-                            v.value
-                        } else {
-                            value.as_deref()
-                        },
-                        partition: v.partition,
-                        timestamp: v.timestamp,
-                        headers: v.headers().map(|(k, h)| (k, Some(h))).collect(),
-                    },
-                );
-                if let Err(e) = stored {
-                    return ctx.fail_with(e);
-                }
-                run = Some(*v);
-            }
+                    run = Some(v);
+                    Ok(())
+                },
+            );
             if let Err(e) = remember_view(&mut positions, run) {
                 return ctx.fail(Stage::Poll, e);
             }
-        }
-        if !stopped_at_bad_record && !runs.is_empty() {
-            let encoder = &ctx.encoders.value;
-            'runs: for run in &runs {
+            flow
+        } else if !runs.is_empty() {
+            let mut flow = Flow::Continue;
+            for run in &runs {
                 // The position after the last value stored (or refused and tolerated).
                 let mut done: Option<u64> = None;
-                for (raw, position) in run.iter() {
-                    // Stored as they are once checked, or converted (Avro, a declared
-                    // schema) into a buffer reused from record to record.
-                    let stored = if encoder.checks_in_place() {
-                        encoder.check_raw(raw).map(|()| raw)
-                    } else {
-                        transcoded.clear();
-                        encoder
-                            .encode_raw_into(raw, &mut transcoded)
-                            .map(|()| transcoded.as_slice())
-                    };
-                    let v = match stored {
-                        Ok(v) => v,
-                        Err(message) => {
-                            let o = RecordOrigin::Source {
-                                stream: run.stream(),
-                                offset: &position,
-                            };
-                            if !ctx.bad_record(RecordStage::Converter, &message, Some(raw), o) {
-                                stopped_at_bad_record = true;
-                                remember_run(&mut positions, run, done);
-                                break 'runs;
-                            }
-                            done = Some(position);
-                            continue;
-                        }
-                    };
-                    if let Err(e) = out.push_value(&topic, &main_parts, v) {
-                        return ctx.fail_with(e);
-                    }
-                    done = Some(position);
-                }
+                flow = drive(
+                    ctx,
+                    run.iter(),
+                    |&mut (raw, position)| {
+                        let value = ValueIn { run, raw, position };
+                        deliver_value(ctx, &mut out, (&topic, &main_parts), &mut transcoded, value)
+                    },
+                    |(_, position)| {
+                        done = Some(position);
+                        Ok(())
+                    },
+                );
                 remember_run(&mut positions, run, done);
+                if !matches!(flow, Flow::Continue) {
+                    break;
+                }
             }
-        }
+            flow
+        } else {
+            drive(
+                ctx,
+                records,
+                |r| {
+                    let topics = (topic.as_str(), main_parts.as_slice(), &mut partitions);
+                    deliver_record(ctx, &mut out, topics, r)
+                },
+                |r| {
+                    positions.remember(r.position);
+                    Ok(())
+                },
+            )
+        };
+        let stopped_at_bad_record = match flow {
+            Flow::Continue => false,
+            Flow::Stopped => true,
+            Flow::Failed => return, // the failure is recorded in `ctx`
+        };
         let finished = out.finish((&topic, &main_parts, &mut partitions));
         if let Some(m) = &ctx.metrics {
             m.records_out
@@ -350,6 +216,238 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
     }
     if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions) {
         ctx.fail(Stage::Commit, e);
+    }
+}
+
+/// What became of one polled record on its way to the log.
+enum Step {
+    /// Stored in a batch, or filtered out by a transform.
+    Done,
+    /// Refused: the error policy decides.
+    Refused(Refusal),
+    /// The task cannot go on (an append failed).
+    Fatal(TaskError),
+}
+
+/// A polled record a stage refused, with what its dead-letter copy carries.
+struct Refusal {
+    stage: RecordStage,
+    message: String,
+    original: Option<Bytes>,
+    stream: String,
+    offset: String,
+}
+
+/// How a run of polled records ended.
+enum Flow {
+    Continue,
+    /// A refused record the policy does not tolerate: the records before it are stored.
+    Stopped,
+    /// The task failed (recorded in its context).
+    Failed,
+}
+
+/// The one outcome handler of every form of polled record: `step` takes a record to its
+/// batch; a record stored, filtered out, or refused and tolerated (dead-lettered) is then
+/// handed to `remember` (its position will be committed); a refused record the policy does
+/// not tolerate stops the run before it is remembered, so that a restart reads it again.
+fn drive<T>(
+    ctx: &Ctx,
+    items: impl IntoIterator<Item = T>,
+    mut step: impl FnMut(&mut T) -> Step,
+    mut remember: impl FnMut(T) -> Result<(), TaskError>,
+) -> Flow {
+    for mut item in items {
+        match step(&mut item) {
+            Step::Done => {}
+            Step::Refused(r) => {
+                let origin = RecordOrigin::Source {
+                    stream: &r.stream,
+                    offset: &r.offset,
+                };
+                if !ctx.bad_record(r.stage, &r.message, r.original.as_deref(), origin) {
+                    return Flow::Stopped;
+                }
+            }
+            Step::Fatal(e) => {
+                ctx.fail_with(e);
+                return Flow::Failed;
+            }
+        }
+        if let Err(e) = remember(item) {
+            ctx.fail_with(e);
+            return Flow::Failed;
+        }
+    }
+    Flow::Continue
+}
+
+fn refused_record(
+    r: &SourceRecord,
+    stage: RecordStage,
+    message: String,
+    original: Option<Bytes>,
+) -> Step {
+    Step::Refused(Refusal {
+        stage,
+        message,
+        original,
+        stream: r.position.stream.to_string(),
+        offset: r.position.offset.to_string(),
+    })
+}
+
+/// A record a source built: its error header, the transforms, the converters, its batch.
+fn deliver_record(
+    ctx: &SourceCtx,
+    out: &mut Batching,
+    topics: Topics<'_>,
+    r: &mut SourceRecord,
+) -> Step {
+    if let Some(i) = r.headers.iter().position(|(k, _)| k == SOURCE_ERROR_HEADER) {
+        let message = String::from_utf8_lossy(&r.headers[i].1).into_owned();
+        let original = match r.value.take() {
+            Some(Payload::Raw(b)) => Some(b),
+            _ => None,
+        };
+        return refused_record(r, RecordStage::Source, message, original);
+    }
+    let topic = topics.0;
+    let mut target: Option<String> = None;
+    if !ctx.transforms.is_empty() {
+        match transform_source_record(&ctx.transforms, topic, r, out.now) {
+            Ok(Some(t)) => target = (t != topic).then_some(t),
+            Ok(None) => return Step::Done, // filtered out
+            Err((message, original)) => {
+                return refused_record(r, RecordStage::Transform, message, original)
+            }
+        }
+    }
+    let (key, value) = match convert(ctx, r.key.take(), r.value.take()) {
+        Ok(kv) => kv,
+        Err(e) => {
+            let original = e.original.map(Bytes::from);
+            return refused_record(r, RecordStage::Converter, e.message, original);
+        }
+    };
+    let headers: Vec<(&str, Option<&[u8]>)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
+        .collect();
+    let stored = out.push(
+        ctx,
+        topics,
+        target.as_deref(),
+        OutRecord {
+            key: key.as_deref(),
+            value: value.as_deref(),
+            partition: r.partition,
+            timestamp: r.timestamp,
+            headers,
+        },
+    );
+    match stored {
+        Ok(()) => Step::Done,
+        Err(e) => Step::Fatal(e),
+    }
+}
+
+/// A record of a plugin's encoded batch, read in place (`bytes` keys and values go into
+/// the batch straight from the plugin's).
+fn deliver_view(
+    ctx: &SourceCtx,
+    out: &mut Batching,
+    topics: Topics<'_>,
+    buf: &Bytes,
+    pass_through: bool,
+    v: &wire::SourceView<'_>,
+) -> Step {
+    let refused = |stage, message, original: Option<&[u8]>| {
+        Step::Refused(Refusal {
+            stage,
+            message,
+            original: original.map(|o| buf.slice_ref(o)),
+            stream: v.stream.to_string(),
+            offset: String::from_utf8_lossy(v.offset).into_owned(),
+        })
+    };
+    if let Some((_, m)) = v.headers().find(|(k, _)| *k == SOURCE_ERROR_HEADER) {
+        let message = String::from_utf8_lossy(m).into_owned();
+        return refused(RecordStage::Source, message, v.value);
+    }
+    let (key, value) = if pass_through {
+        (None, None)
+    } else {
+        match convert(
+            ctx,
+            v.key.map(|k| Payload::Raw(buf.slice_ref(k))),
+            v.value.map(|b| Payload::Raw(buf.slice_ref(b))),
+        ) {
+            Ok(kv) => kv,
+            Err(e) => return refused(RecordStage::Converter, e.message, v.value),
+        }
+    };
+    let topic = topics.0;
+    let stored = out.push(
+        ctx,
+        topics,
+        v.topic.filter(|t| *t != topic),
+        OutRecord {
+            key: if pass_through { v.key } else { key.as_deref() },
+            value: if pass_through {
+                v.value
+            } else {
+                value.as_deref()
+            },
+            partition: v.partition,
+            timestamp: v.timestamp,
+            headers: v.headers().map(|(k, h)| (k, Some(h))).collect(),
+        },
+    );
+    match stored {
+        Ok(()) => Step::Done,
+        Err(e) => Step::Fatal(e),
+    }
+}
+
+/// One value of a run, with where it stands in its stream.
+struct ValueIn<'a> {
+    run: &'a ValueRun,
+    raw: &'a [u8],
+    position: u64,
+}
+
+/// A value of a run (JSON lines), stored as it is once checked, or converted (Avro, a
+/// declared schema) into a buffer reused from value to value.
+fn deliver_value(
+    ctx: &SourceCtx,
+    out: &mut Batching,
+    (topic, main_parts): (&str, &[Arc<sluice_log::Partition>]),
+    transcoded: &mut Vec<u8>,
+    ValueIn { run, raw, position }: ValueIn<'_>,
+) -> Step {
+    let encoder = &ctx.encoders.value;
+    let stored = if encoder.checks_in_place() {
+        encoder.check_raw(raw).map(|()| raw)
+    } else {
+        transcoded.clear();
+        encoder
+            .encode_raw_into(raw, transcoded)
+            .map(|()| transcoded.as_slice())
+    };
+    match stored {
+        Ok(v) => match out.push_value(topic, main_parts, v) {
+            Ok(()) => Step::Done,
+            Err(e) => Step::Fatal(e),
+        },
+        Err(message) => Step::Refused(Refusal {
+            stage: RecordStage::Converter,
+            message,
+            original: Some(Bytes::copy_from_slice(raw)),
+            stream: run.stream().to_string(),
+            offset: position.to_string(),
+        }),
     }
 }
 
