@@ -158,6 +158,10 @@ async fn connectors_are_created_changed_and_deleted_and_come_back_after_a_restar
         (StatusCode::OK, json!(["lines_in", "lines_out", "more_in"]))
     );
 
+    // A connector of the file stopped over REST stays stopped across the restart.
+    let (st, _) = call(api, "PUT", "/connectors/lines_out/stop", None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
     // The same file, the same log: the stored connector is built again, in its state.
     assert!(api.worker.stop(Duration::from_secs(10)).is_empty());
     let registry = api.registry.clone();
@@ -183,6 +187,12 @@ async fn connectors_are_created_changed_and_deleted_and_come_back_after_a_restar
     assert_eq!(s["connector"]["state"], "PAUSED");
     let (_, config) = call(&again, "GET", "/connectors/more_in/config", None).await;
     assert_eq!(config["topic"], "more");
+    let (_, s) = call(&again, "GET", "/connectors/lines_out/status", None).await;
+    assert_eq!(s["connector"]["state"], "STOPPED", "{s}");
+    assert_eq!(s["tasks"], json!([]), "a stopped connector has no tasks");
+    let (st, _) = call(&again, "PUT", "/connectors/lines_out/resume", None).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    wait_for_state(&again, "lines_out", "RUNNING").await;
     assert!(again.worker.stop(Duration::from_secs(10)).is_empty());
     log.close().unwrap();
 }

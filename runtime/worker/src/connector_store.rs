@@ -4,6 +4,10 @@
 //! (RUNNING, PAUSED or STOPPED); a tombstone when it is deleted. Each write is fsynced before
 //! the request that made it is answered; a restart replays the topic and builds them again.
 //!
+//! The connectors of the pipeline file keep only their target state here (key
+//! `{"file_connector": name}`), and only while it is not RUNNING: one paused or stopped over
+//! REST stays so across a restart, as every connector does in Kafka Connect.
+//!
 //! Must not touch: what a config means (that is [`crate::config::parse_flat_connector`]).
 
 use std::collections::BTreeMap;
@@ -26,10 +30,20 @@ pub struct StoredConnector {
 pub struct ConnectorStore {
     partition: Arc<Partition>,
     table: Mutex<BTreeMap<String, StoredConnector>>,
+    /// The pipeline file's connectors that are not RUNNING: PAUSED or STOPPED.
+    file_states: Mutex<BTreeMap<String, String>>,
 }
 
 fn key(name: &str) -> Vec<u8> {
     json!({ "connector": name }).to_string().into_bytes()
+}
+
+fn file_key(name: &str) -> Vec<u8> {
+    json!({ "file_connector": name }).to_string().into_bytes()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ConnectorStore {
@@ -39,6 +53,7 @@ impl ConnectorStore {
         let topic = log.ensure_internal_topic(CONNECTORS_TOPIC, config)?;
         let partition = topic.partitions[0].clone();
         let mut table = BTreeMap::new();
+        let mut file_states = BTreeMap::new();
         let mut offset = partition.log_start_offset();
         while offset < partition.end_offset() {
             let read = partition.read(offset, 1 << 20)?;
@@ -54,10 +69,24 @@ impl ConnectorStore {
             })?;
             for r in records {
                 offset = offset.max(r.offset + 1);
-                let Some(name) = r
+                let key = r
                     .key
                     .as_deref()
-                    .and_then(|k| serde_json::from_slice::<Json>(k).ok())
+                    .and_then(|k| serde_json::from_slice::<Json>(k).ok());
+                if let Some(name) = key.as_ref().and_then(|k| k["file_connector"].as_str()) {
+                    let state = r
+                        .value
+                        .as_deref()
+                        .and_then(|v| serde_json::from_slice::<Json>(v).ok())
+                        .and_then(|v| v["target_state"].as_str().map(str::to_string));
+                    match state {
+                        Some(s) => file_states.insert(name.to_string(), s),
+                        None => file_states.remove(name),
+                    };
+                    continue;
+                }
+                let Some(name) = key
+                    .as_ref()
                     .and_then(|k| k["connector"].as_str().map(str::to_string))
                 else {
                     continue;
@@ -81,11 +110,12 @@ impl ConnectorStore {
         Ok(ConnectorStore {
             partition,
             table: Mutex::new(table),
+            file_states: Mutex::new(file_states),
         })
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StoredConnector>> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.table)
     }
 
     /// Every stored connector, by name.
@@ -97,19 +127,43 @@ impl ConnectorStore {
         self.table().get(name).cloned()
     }
 
-    /// Writes (durably) a connector's config and target state, or with `None` its tombstone.
-    pub fn put(&self, name: &str, stored: Option<&StoredConnector>) -> Result<(), LogError> {
+    /// The target state stored for a connector of the pipeline file (`PAUSED`, `STOPPED`), if
+    /// it is not RUNNING.
+    pub fn file_state(&self, name: &str) -> Option<String> {
+        lock(&self.file_states).get(name).cloned()
+    }
+
+    /// The file connectors with a stored state whose names are not in `names`.
+    pub fn file_states_except(&self, names: &[String]) -> Vec<String> {
+        lock(&self.file_states)
+            .keys()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect()
+    }
+
+    /// Writes (durably) a file connector's target state; `None` (RUNNING, or the connector
+    /// left the file) forgets it.
+    pub fn put_file_state(&self, name: &str, state: Option<&str>) -> Result<(), LogError> {
+        if lock(&self.file_states).get(name).map(String::as_str) == state {
+            return Ok(());
+        }
+        let v = state.map(|s| json!({ "target_state": s }).to_string().into_bytes());
+        self.append(&file_key(name), v.as_deref())?;
+        let mut states = lock(&self.file_states);
+        match state {
+            Some(s) => states.insert(name.to_string(), s.to_string()),
+            None => states.remove(name),
+        };
+        Ok(())
+    }
+
+    fn append(&self, k: &[u8], v: Option<&[u8]>) -> Result<(), LogError> {
         let now = sluice_log::now_ms();
-        let k = key(name);
-        let v = stored.map(|s| {
-            json!({"config": s.config, "target_state": s.target_state})
-                .to_string()
-                .into_bytes()
-        });
         let mut batch = BatchBuilder::new();
         batch.push(&Record {
-            key: Some(&k),
-            value: v.as_deref(),
+            key: Some(k),
+            value: v,
             timestamp: now,
             headers: vec![],
         });
@@ -117,6 +171,17 @@ impl ConnectorStore {
         if !info.durable {
             self.partition.sync_to(info.last_offset)?;
         }
+        Ok(())
+    }
+
+    /// Writes (durably) a connector's config and target state, or with `None` its tombstone.
+    pub fn put(&self, name: &str, stored: Option<&StoredConnector>) -> Result<(), LogError> {
+        let v = stored.map(|s| {
+            json!({"config": s.config, "target_state": s.target_state})
+                .to_string()
+                .into_bytes()
+        });
+        self.append(&key(name), v.as_deref())?;
         let mut table = self.table();
         match stored {
             Some(s) => table.insert(name.to_string(), s.clone()),

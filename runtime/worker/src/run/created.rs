@@ -163,15 +163,22 @@ impl Worker {
         Ok(())
     }
 
-    /// Remembers the state asked of a connector created over REST, so that a restart
-    /// brings it back paused or stopped. File connectors start as the file says.
+    /// Remembers the state asked of a connector, so that a restart brings it back paused or
+    /// stopped: a REST connector's with its config, a file connector's on its own.
     pub(super) fn persist_target_state(
         &self,
         unit: &Unit,
         state: State,
     ) -> Result<(), ControlError> {
-        if unit.origin != Origin::Rest {
-            return Ok(());
+        if unit.origin == Origin::File {
+            let kept = (state != State::Running).then(|| state.to_string());
+            return self
+                .store
+                .put_file_state(&unit.plan.name, kept.as_deref())
+                .map_err(|e| ControlError::Refused {
+                    connector: unit.plan.name.clone(),
+                    message: format!("cannot store the connector's state: {e}"),
+                });
         }
         let Some(mut stored) = self.store.get(&unit.plan.name) else {
             return Ok(());

@@ -266,6 +266,12 @@ impl Worker {
                 }
             }
         }
+        for name in &a.removed {
+            // A connector that left the file forgets the state asked of it.
+            if let Err(e) = self.store.put_file_state(name, None) {
+                tracing::warn!(connector = %name, error = %e, "cannot forget the state of a removed connector");
+            }
+        }
         for (unit, bodies) in built {
             // A changed connector keeps what was asked of it: paused stays paused, stopped
             // stays stopped.

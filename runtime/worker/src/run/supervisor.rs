@@ -121,13 +121,25 @@ impl Worker {
             restore_problems: Vec::new(),
         };
         for (unit, bodies) in built {
-            if let Err(e) = unit.start_drivers(bodies) {
+            // A connector paused or stopped before the restart comes back so.
+            let was = match worker.store.file_state(&unit.plan.name).as_deref() {
+                Some("PAUSED") => State::Paused,
+                Some("STOPPED") => State::Stopped,
+                _ => State::Running,
+            };
+            let name = unit.plan.name.clone();
+            if let Err(e) = worker.install((unit, bodies), Some(was)) {
                 // Whatever started is stopped again before the error is returned.
-                unit.exit_drivers(Instant::now() + Duration::from_secs(10));
+                if let Some(unit) = worker.read_units().get(&name) {
+                    unit.exit_drivers(Instant::now() + Duration::from_secs(10));
+                }
                 worker.stop(Duration::from_secs(10));
                 return Err(e);
             }
-            worker.write_units().insert(unit.plan.name.clone(), unit);
+        }
+        // A connector no longer in the file forgets the state it had.
+        for gone in worker.store.file_states_except(&worker.connectors()) {
+            worker.store.put_file_state(&gone, None)?;
         }
         worker.restore_problems = worker.restore(registry);
         Ok(worker)
