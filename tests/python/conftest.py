@@ -86,3 +86,44 @@ def wait_until(predicate, timeout=30.0, interval=0.1, what="condition"):
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+LISTENER_LINES = {
+    "kafka": "kafka listener on ",
+    "registry": "schema registry on ",
+    "rest": "rest api on ",
+}
+
+
+def start_run(tmp_path, pipeline):
+    """`sluice run` on the pipeline file, its stderr in tmp_path/run.stderr: the process and
+    its listeners' addresses by name (`kafka`, `registry`, `rest`), read from stdout up to
+    the REST API's line, which `sluice run` prints after the others."""
+    proc = subprocess.Popen(
+        [sluice_binary(), "run", str(pipeline), "--rest-listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "run.stderr", "ab"),
+        text=True,
+        env={**os.environ, "RUST_LOG": "warn"},
+    )
+    addresses = {}
+    for _ in range(30):
+        line = proc.stdout.readline()
+        for name, prefix in LISTENER_LINES.items():
+            if line.startswith(prefix):
+                addresses[name] = line[len(prefix):].split()[0]
+        if "rest" in addresses:
+            return proc, addresses
+    proc.kill()
+    raise AssertionError("no REST listener address on stdout: " + (tmp_path / "run.stderr").read_text())
+
+
+def stop_run(proc, timeout=20):
+    """SIGTERM, then the exit code (the process is killed if it does not end in time)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise

@@ -11,7 +11,7 @@ import time
 import pytest
 from kafka_connect import KafkaConnect
 
-from conftest import sluice_binary, wait_until
+from conftest import sluice_binary, start_run, wait_until
 
 
 def lines_in(folder):
@@ -36,19 +36,8 @@ sinks:
 
 def start(tmp_path, pipeline):
     """`sluice run` on the pipeline: the process and its REST API's URL."""
-    proc = subprocess.Popen(
-        [sluice_binary(), "run", str(pipeline), "--rest-listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "run.stderr", "ab"),
-        text=True,
-        env={**os.environ, "RUST_LOG": "warn"},
-    )
-    for _ in range(20):
-        line = proc.stdout.readline()
-        if line.startswith("rest api on "):
-            return proc, line.split("rest api on ")[1].split()[0]
-    proc.kill()
-    raise AssertionError("no REST listener address on stdout: " + (tmp_path / "run.stderr").read_text())
+    proc, addresses = start_run(tmp_path, pipeline)
+    return proc, addresses["rest"]
 
 
 def finish(tmp_path, proc):

@@ -2,10 +2,7 @@
 clients: the broker's requests by API and outcome and its bytes, the registry's requests by
 route and status, the log's fsyncs; `promtool check metrics` accepts the whole exposition."""
 
-import os
-import re
 import shutil
-import signal
 import subprocess
 import urllib.request
 
@@ -13,7 +10,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from conftest import sluice_binary
+from conftest import start_run, stop_run
 
 
 def samples(text):
@@ -41,28 +38,9 @@ sinks:
   orders_out: {{ type: file, topics: [orders], path: {outbox} }}
 """
     )
-    proc = subprocess.Popen(
-        [sluice_binary(), "run", str(pipeline), "--rest-listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "run.stderr", "wb"),
-        text=True,
-        env={**os.environ, "RUST_LOG": "warn"},
-    )
+    proc, addresses = start_run(tmp_path, pipeline)
     try:
-        addresses = {}
-        for _ in range(30):
-            line = proc.stdout.readline()
-            for name, pattern in [
-                ("kafka", r"^kafka listener on (\S+)"),
-                ("registry", r"^schema registry on (http://\S+)"),
-                ("rest", r"^rest api on (http://\S+)"),
-            ]:
-                m = re.match(pattern, line)
-                if m:
-                    addresses[name] = m.group(1)
-            if len(addresses) == 3:
-                break
-        assert len(addresses) == 3, f"the listeners' addresses on stdout: {addresses}"
+        assert {"kafka", "registry"} <= addresses.keys(), f"the listeners' addresses on stdout: {addresses}"
 
         producer = Producer({"bootstrap.servers": addresses["kafka"], "linger.ms": 0})
         for i in range(20):
@@ -96,9 +74,4 @@ sinks:
             )
             assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_run(proc)

@@ -1,12 +1,8 @@
 """A real Kafka client's admin calls against the topics of a running `sluice run` pipeline."""
 
-import os
-import signal
-import subprocess
-
 from confluent_kafka.admin import AdminClient
 
-from conftest import sluice_binary, wait_until
+from conftest import start_run, stop_run, wait_until
 
 
 def test_a_topic_deleted_under_a_running_pipeline_fails_its_source(tmp_path):
@@ -25,21 +21,9 @@ sinks:
     )
     (inbox / "a.txt").write_text("".join(f"before-{i}\n" for i in range(100)))
     stderr_path = tmp_path / "run.stderr"
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            [sluice_binary(), "run", str(pipeline), "--rest-listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env={**os.environ, "RUST_LOG": "warn"},
-        )
+    proc, addresses = start_run(tmp_path, pipeline)
     try:
-        bootstrap = None
-        for _ in range(20):
-            line = proc.stdout.readline()
-            if line.startswith("kafka listener on "):
-                bootstrap = line.split("kafka listener on ")[1].strip()
-                break
+        bootstrap = addresses.get("kafka")
         assert bootstrap, "the Kafka listener's address on stdout"
         wait_until(
             lambda: sum(p.read_text().count("\n") for p in outbox.glob("*.jsonl")) == 100,
@@ -62,9 +46,4 @@ sinks:
         topics = admin.list_topics(timeout=10).topics
         assert "orders" not in topics, "the deleted topic did not come back"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_run(proc)

@@ -400,10 +400,9 @@ fn source_encoder(
 ) -> Result<Encoder, WorkerError> {
     let SideFormat {
         format,
-        schema,
+        ref schema,
         schemas_enable,
-    } = plan.side(side);
-    let (format, schemas_enable) = (*format, *schemas_enable);
+    } = *plan.side(side);
     let side = side.name();
     let parsed = match schema {
         Some(text) => {
@@ -448,10 +447,9 @@ fn sink_decoder(
 ) -> Result<Decoder, WorkerError> {
     let SideFormat {
         format,
-        schema,
+        ref schema,
         schemas_enable,
-    } = plan.side(side);
-    let (format, schemas_enable) = (*format, *schemas_enable);
+    } = *plan.side(side);
     let reader = match schema {
         Some(text) => Some((
             text.clone(),
