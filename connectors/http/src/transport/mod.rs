@@ -1,0 +1,178 @@
+//! The sink's [`Transport`]: one reqwest client (connections kept alive and reused), the
+//! user's method, headers and authentication, the body compressed as asked, and an
+//! `Idempotency-Key` naming the records in the request.
+//!
+//! Secrets (the bearer token, the basic password) live only in the client's headers; they
+//! are never logged, and `Debug` prints them redacted.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::batch::ClosedBatch;
+use crate::body::Compression;
+use crate::deliver::{Answer, NoAnswer, Transport, BODY_EXCERPT};
+
+/// How requests authenticate.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    Bearer(String),
+    Basic { username: String, password: String },
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Auth::Basic { username, .. } => {
+                write!(
+                    f,
+                    "Basic {{ username: {username:?}, password: <redacted> }}"
+                )
+            }
+        }
+    }
+}
+
+/// What the transport needs from the sink's settings.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// `POST` (default), `PUT` or `PATCH`.
+    pub method: reqwest::Method,
+    pub headers: Vec<(String, String)>,
+    pub content_type: String,
+    pub compression: Compression,
+    pub auth: Auth,
+    /// The whole request, connect to last byte of the answer.
+    pub timeout: Duration,
+}
+
+/// A header the user set that HTTP cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("header {name:?}: not a valid header name")]
+    HeaderName { name: String },
+    #[error("header {name:?}: its value is not a valid header value (control characters?)")]
+    HeaderValue { name: String },
+    #[error("could not build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Requests over reqwest.
+#[derive(Debug)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    method: reqwest::Method,
+    compression: Compression,
+}
+
+impl HttpTransport {
+    pub fn new(config: &TransportConfig) -> Result<HttpTransport, TransportError> {
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &str, value: &str, secret: bool| {
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                TransportError::HeaderName {
+                    name: name.to_string(),
+                }
+            })?;
+            let mut value =
+                HeaderValue::from_str(value).map_err(|_| TransportError::HeaderValue {
+                    name: name.to_string(),
+                })?;
+            value.set_sensitive(secret);
+            headers.insert(header, value);
+            Ok::<(), TransportError>(())
+        };
+        put("content-type", &config.content_type, false)?;
+        for (name, value) in &config.headers {
+            put(name, value, false)?;
+        }
+        if let Some(encoding) = config.compression.content_encoding() {
+            put("content-encoding", encoding, false)?;
+        }
+        match &config.auth {
+            Auth::None => {}
+            Auth::Bearer(token) => put("authorization", &format!("Bearer {token}"), true)?,
+            Auth::Basic { username, password } => {
+                let credentials = base64(format!("{username}:{password}").as_bytes());
+                put("authorization", &format!("Basic {credentials}"), true)?
+            }
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| TransportError::Client(e.to_string()))?;
+        Ok(HttpTransport {
+            client,
+            method: config.method.clone(),
+            compression: config.compression,
+        })
+    }
+}
+
+impl Transport for HttpTransport {
+    async fn send(&self, batch: &ClosedBatch, idempotency_key: &str) -> Result<Answer, NoAnswer> {
+        let body = self
+            .compression
+            .apply(batch.body.clone())
+            .map_err(|e| NoAnswer(format!("could not compress the body: {e}")))?;
+        let mut response = self
+            .client
+            .request(self.method.clone(), &batch.url)
+            .header("idempotency-key", idempotency_key)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| NoAnswer(describe(&e)))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = Vec::new();
+        // Read a small answer whole so the connection goes back to the pool; keep only the
+        // start of a large one.
+        while let Ok(Some(chunk)) = response.chunk().await {
+            if body.len() < BODY_EXCERPT {
+                body.extend_from_slice(&chunk[..chunk.len().min(BODY_EXCERPT - body.len())]);
+            } else if body.len() >= 64 * BODY_EXCERPT {
+                break;
+            }
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+/// reqwest's error with its causes, which name what actually happened ("connection refused").
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out".to_string()
+    } else {
+        error.to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests;
