@@ -7,6 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::body::{BatchBody, BodyFormat, NotJson};
 
 /// When a batch closes.
@@ -32,8 +34,8 @@ impl Default for BatchLimits {
 pub struct ClosedBatch {
     pub url: String,
     pub format: BodyFormat,
-    /// The finished body (before compression).
-    pub body: Vec<u8>,
+    /// The finished body (before compression); shared, not copied, by each attempt.
+    pub body: Bytes,
     /// Each record's offset and where its value lies in `body`.
     pub spans: Vec<(i64, std::ops::Range<usize>)>,
 }
@@ -78,15 +80,13 @@ impl ClosedBatch {
         let mut body = BatchBody::new(self.format);
         let mut spans = Vec::with_capacity(records.len());
         for index in records {
-            // The value was accepted once; it is accepted again, unchanged.
-            if let Ok(span) = body.push(self.value(index)) {
-                spans.push((self.spans[index].0, span));
-            }
+            let span = body.append(self.value(index));
+            spans.push((self.spans[index].0, span));
         }
         ClosedBatch {
             url: self.url.clone(),
             format: self.format,
-            body: body.finish(),
+            body: body.finish().into(),
             spans,
         }
     }
@@ -177,7 +177,7 @@ impl Batcher {
         Some(ClosedBatch {
             url: open.url,
             format: self.format,
-            body: open.body.finish(),
+            body: open.body.finish().into(),
             spans: open.spans,
         })
     }
@@ -210,7 +210,7 @@ mod tests {
         assert!(batcher.add("u", 1, b"2", now).closed.is_empty());
         let full = batcher.add("u", 2, b"3", now).closed;
         assert_eq!(full.len(), 1);
-        assert_eq!(full[0].body, b"[1,2,3]");
+        assert_eq!(&full[0].body[..], b"[1,2,3]");
         assert_eq!(full[0].idempotency_key("orders", 4), "orders/4/0-2");
         assert!(!batcher.is_open());
 
@@ -218,16 +218,16 @@ mod tests {
         let switched = batcher.add("v", 4, b"5", now).closed;
         assert_eq!(switched.len(), 1);
         assert_eq!(
-            (switched[0].url.as_str(), switched[0].body.as_slice()),
+            (switched[0].url.as_str(), &switched[0].body[..]),
             ("u", &b"[4]"[..])
         );
-        assert_eq!(batcher.take().unwrap().body, b"[5]");
+        assert_eq!(&batcher.take().unwrap().body[..], b"[5]");
 
         let mut small = Batcher::new(limits(100, 12), BodyFormat::Ndjson);
         small.add("u", 0, b"\"abcd\"", now);
         let closed = small.add("u", 1, b"\"efgh\"", now).closed;
         assert_eq!(closed.len(), 1, "the second value would pass 12 bytes");
-        assert_eq!(closed[0].body, b"\"abcd\"\n");
+        assert_eq!(&closed[0].body[..], b"\"abcd\"\n");
     }
 
     #[test]
@@ -235,7 +235,7 @@ mod tests {
         let mut batcher = Batcher::new(limits(500, 1 << 20), BodyFormat::Single);
         let closed = batcher.add("u", 7, b"raw bytes", Instant::now()).closed;
         assert_eq!(closed.len(), 1);
-        assert_eq!(closed[0].body, b"raw bytes");
+        assert_eq!(&closed[0].body[..], b"raw bytes");
     }
 
     #[test]
@@ -247,7 +247,7 @@ mod tests {
         assert!(added.refused.is_some() && added.closed.is_empty());
         batcher.add("u", 2, b"3", now);
         let batch = batcher.take().unwrap();
-        assert_eq!(batch.body, b"[1,3]");
+        assert_eq!(&batch.body[..], b"[1,3]");
         assert_eq!(batch.spans.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 2]);
         let mut empty = Batcher::new(limits(10, 1 << 20), BodyFormat::Ndjson);
         assert!(empty.add("u", 0, b"nope", now).refused.is_some());
@@ -278,9 +278,9 @@ mod tests {
             assert_eq!((right.first_offset(), right.last_offset()), (12, 14));
             assert_eq!(right.value(2), br#"{"n":14}"#);
             if format == BodyFormat::JsonArray {
-                assert_eq!(left.body, br#"[{"n":10},{"n":11}]"#);
+                assert_eq!(&left.body[..], br#"[{"n":10},{"n":11}]"#);
             } else {
-                assert_eq!(left.body, b"{\"n\":10}\n{\"n\":11}\n");
+                assert_eq!(&left.body[..], b"{\"n\":10}\n{\"n\":11}\n");
             }
             let (one, _) = left.split().unwrap();
             assert!(one.split().is_none());

@@ -9,6 +9,8 @@
 use std::io::{self, Write as _};
 use std::ops::Range;
 
+use bytes::Bytes;
+
 /// How a batch of values becomes a request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
@@ -71,48 +73,50 @@ impl BatchBody {
     /// the body is left as it was. Returns where the value's bytes lie in the body (without
     /// the array's separator or the line's newline), so a refused batch can be split.
     pub fn push(&mut self, value: &[u8]) -> Result<Range<usize>, NotJson> {
-        let mut start = self.bytes.len();
         match self.format {
-            BodyFormat::Single => {
-                self.bytes.extend_from_slice(value);
-            }
+            BodyFormat::Single => Ok(self.append(value)),
             BodyFormat::JsonArray => {
                 check_json(value, "json_array")?;
-                self.bytes.push(if self.records == 0 { b'[' } else { b',' });
-                start += 1;
-                self.bytes.extend_from_slice(trim(value));
+                Ok(self.append(trim(value)))
             }
             BodyFormat::Ndjson => {
                 check_json(value, "ndjson")?;
                 let value = trim(value);
-                if value.contains(&b'\n') || value.contains(&b'\r') {
-                    let start = self.bytes.len();
-                    if !sluice_connector_sdk::json::write_compact(value, &mut self.bytes) {
-                        self.bytes.truncate(start);
-                        let tree: serde_json::Value =
-                            serde_json::from_slice(value).map_err(|e| NotJson {
-                                reason: e.to_string(),
-                                format: "ndjson",
-                            })?;
-                        // Serializing a tree cannot fail, and writes no newline.
-                        let _ = serde_json::to_writer(&mut self.bytes, &tree);
-                    }
-                } else {
-                    self.bytes.extend_from_slice(value);
+                if !value.contains(&b'\n') && !value.contains(&b'\r') {
+                    return Ok(self.append(value));
                 }
-                let span = start..self.bytes.len();
-                self.bytes.push(b'\n');
-                self.records += 1;
-                return Ok(span);
+                // A value spread over lines (rare): compacted onto one.
+                let mut line = Vec::with_capacity(value.len());
+                if !sluice_connector_sdk::json::write_compact(value, &mut line) {
+                    line.clear();
+                    let tree: serde_json::Value =
+                        serde_json::from_slice(value).map_err(|e| NotJson {
+                            reason: e.to_string(),
+                            format: "ndjson",
+                        })?;
+                    // Serializing a tree cannot fail, and writes no newline.
+                    let _ = serde_json::to_writer(&mut line, &tree);
+                }
+                Ok(self.append(&line))
             }
         }
-        self.records += 1;
-        Ok(start..self.bytes.len())
     }
 
-    /// The bytes written so far (a `json_array` body without its closing bracket).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// Appends a value already in its body form (checked, and on one line for `ndjson`),
+    /// with the format's separator: how [`BatchBody::push`] ends, and how a split batch is
+    /// rebuilt from its parent's spans without checking them again.
+    pub(crate) fn append(&mut self, value: &[u8]) -> Range<usize> {
+        if self.format == BodyFormat::JsonArray {
+            self.bytes.push(if self.records == 0 { b'[' } else { b',' });
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        let span = start..self.bytes.len();
+        if self.format == BodyFormat::Ndjson {
+            self.bytes.push(b'\n');
+        }
+        self.records += 1;
+        span
     }
 
     /// How many values the body holds.
@@ -193,19 +197,19 @@ impl Compression {
         }
     }
 
-    /// The body as sent.
-    pub fn apply(self, body: Vec<u8>) -> io::Result<Vec<u8>> {
+    /// The body as sent; without compression, the same bytes (no copy).
+    pub fn apply(self, body: &Bytes) -> io::Result<Bytes> {
         match self {
-            Compression::None => Ok(body),
+            Compression::None => Ok(body.clone()),
             Compression::Gzip => {
                 let mut encoder = flate2::write::GzEncoder::new(
                     Vec::with_capacity(body.len() / 4 + 64),
                     flate2::Compression::fast(),
                 );
-                encoder.write_all(&body)?;
-                encoder.finish()
+                encoder.write_all(body)?;
+                encoder.finish().map(Bytes::from)
             }
-            Compression::Zstd => zstd::bulk::compress(&body, 3),
+            Compression::Zstd => zstd::bulk::compress(body, 3).map(Bytes::from),
         }
     }
 }
@@ -264,17 +268,17 @@ mod tests {
 
     #[test]
     fn compression_round_trips() {
-        let body = br#"[{"a":1},{"a":2}]"#.repeat(100);
-        let gzip = Compression::Gzip.apply(body.clone()).unwrap();
+        let body = Bytes::from(br#"[{"a":1},{"a":2}]"#.repeat(100));
+        let gzip = Compression::Gzip.apply(&body).unwrap();
         assert!(gzip.len() < body.len());
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&gzip[..])
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, body);
-        let zstd = Compression::Zstd.apply(body.clone()).unwrap();
+        let zstd = Compression::Zstd.apply(&body).unwrap();
         assert_eq!(zstd::stream::decode_all(&zstd[..]).unwrap(), body);
-        assert_eq!(Compression::None.apply(body.clone()).unwrap(), body);
+        assert_eq!(Compression::None.apply(&body).unwrap(), body);
         assert_eq!(Compression::Zstd.content_encoding(), Some("zstd"));
         assert_eq!(Compression::parse("brotli"), None);
     }

@@ -7,7 +7,7 @@
 //! scripted answers; the sink's transport is reqwest against a real server.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::batch::ClosedBatch;
 use crate::classify::{retry_after, Backoff, Jitter, Outcome, StatusPolicy};
@@ -161,17 +161,13 @@ fn undelivered(
         .collect()
 }
 
-/// The time a retry schedule of `attempts` waits at most (for documentation and tests).
-pub fn longest_wait(backoff: &Backoff, attempts: u32) -> Duration {
-    (0..attempts).map(|a| backoff.ceiling(a)).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::batch::{BatchLimits, Batcher};
     use crate::body::BodyFormat;
     use std::cell::RefCell;
+    use std::time::Duration;
     use std::time::Instant;
 
     /// Answers by a rule over the batch and the attempt number, and records what it saw.
@@ -315,7 +311,8 @@ mod tests {
             reason.contains("retries ran out after 3 attempts; last status 500"),
             "{reason}"
         );
-        assert!(longest_wait(&Backoff::default(), 3) >= Duration::from_millis(700));
+        let longest: Duration = (0..3).map(|a| Backoff::default().ceiling(a)).sum();
+        assert!(longest >= Duration::from_millis(700));
     }
 
     #[tokio::test(start_paused = true)]

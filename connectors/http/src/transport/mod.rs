@@ -119,7 +119,7 @@ impl Transport for HttpTransport {
     async fn send(&self, batch: &ClosedBatch, idempotency_key: &str) -> Result<Answer, NoAnswer> {
         let body = self
             .compression
-            .apply(batch.body.clone())
+            .apply(&batch.body)
             .map_err(|e| NoAnswer(format!("could not compress the body: {e}")))?;
         let mut response = self
             .client
