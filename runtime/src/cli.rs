@@ -148,6 +148,10 @@ pub struct ConsumeArgs {
     /// Print `KEY<SEP>VALUE` instead of the value alone.
     #[arg(long)]
     pub print_key: bool,
+    /// Print the record's headers first, as a JSON object of strings (`{}` when none),
+    /// followed by the key separator; headers that are not UTF-8 are shown lossily.
+    #[arg(long)]
+    pub print_headers: bool,
     /// Separator between key and value with --print-key.
     #[arg(long, default_value = "\t", value_name = "STRING")]
     pub key_separator: String,

@@ -90,6 +90,22 @@ fn consume(data_dir: &Path, args: &ConsumeArgs) -> Result<()> {
                 .and_then(|b| b.last().map(|(_, h)| h.last_offset()))
             {
                 for r in records.iter().filter(|r| r.offset >= *pos) {
+                    if args.print_headers {
+                        let headers: serde_json::Map<String, serde_json::Value> = r
+                            .headers
+                            .iter()
+                            .map(|(k, v)| {
+                                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                                (
+                                    text(k),
+                                    v.as_deref()
+                                        .map_or(serde_json::Value::Null, |v| text(v).into()),
+                                )
+                            })
+                            .collect();
+                        serde_json::to_writer(&mut out, &headers)?;
+                        out.write_all(args.key_separator.as_bytes())?;
+                    }
                     if args.print_key {
                         match &r.key {
                             Some(k) => out.write_all(k)?,

@@ -9,13 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_connector_sdk::registry::ConnectorRegistry;
-use sluice_worker::config::{load_pipeline, Pipeline};
+use sluice_worker::config::{parse_pipeline, ConfigErrors, Pipeline};
 use sluice_worker::run::reload::{ReloadAttempt, ReloadResult};
 use sluice_worker::run::Worker;
 use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// A changed file is read again after this pause until two reads agree: an editor or a
+/// `cp` that truncates and then writes must not get its half-written text applied.
+const SETTLE: Duration = Duration::from_millis(200);
 
 /// What a reload would need a restart for: settings outside the connectors.
 pub fn runtime_changes(old: &Pipeline, new: &Pipeline) -> Vec<String> {
@@ -136,7 +139,12 @@ pub async fn reload_loop(r: Reloader, mut hangup: Signal, stop: CancellationToke
         if !forced && text == last_text {
             continue;
         }
-        last_text = text;
+        let text = if forced {
+            text
+        } else {
+            settled(&file, text).await
+        };
+        last_text = text.clone();
         let (file, worker, registry, active, gate) = (
             file.clone(),
             worker.clone(),
@@ -147,7 +155,12 @@ pub async fn reload_loop(r: Reloader, mut hangup: Signal, stop: CancellationToke
         let applied = tokio::task::spawn_blocking(move || {
             let _serialized = gate.lock().unwrap_or_else(|e| e.into_inner());
             let env = |name: &str| std::env::var(name).ok();
-            let attempt = match load_pipeline(&file, &registry, &env) {
+            // The text compared is the text applied: no second read that could differ.
+            let parsed = parse_pipeline(&text, &registry, &env).map_err(|errors| ConfigErrors {
+                file: file.clone(),
+                errors,
+            });
+            let attempt = match parsed {
                 Err(errors) => worker.reload_rejected(&errors),
                 Ok(new) => {
                     let mut active = active.lock().unwrap_or_else(|e| e.into_inner());
@@ -164,6 +177,19 @@ pub async fn reload_loop(r: Reloader, mut hangup: Signal, stop: CancellationToke
         .await;
         if let Err(e) = applied {
             eprintln!("reload: {e}");
+        }
+    }
+}
+
+/// Reads `file` again every [`SETTLE`] until the text stops changing (or cannot be read,
+/// when the last text read stands).
+async fn settled(file: &std::path::Path, mut text: String) -> String {
+    loop {
+        tokio::time::sleep(SETTLE).await;
+        match std::fs::read_to_string(file) {
+            Ok(again) if again == text => return text,
+            Ok(again) => text = again,
+            Err(_) => return text,
         }
     }
 }

@@ -21,6 +21,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub fn builtin_connectors() -> Result<ConnectorRegistry> {
     let mut registry = ConnectorRegistry::new();
     sluice_connector_file::register(&mut registry)?;
+    sluice_connector_http::register(&mut registry)?;
     Ok(registry)
 }
 

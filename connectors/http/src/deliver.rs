@@ -25,9 +25,15 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// A request that got no answer: connection refused or dropped, timeout. Always retried.
+/// A request without an answer to classify.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoAnswer(pub String);
+pub enum NoAnswer {
+    /// Connection refused or dropped, a timeout: always retried.
+    Lost(String),
+    /// Nothing sent will get through until the user acts (the token endpoint refused our
+    /// client credentials): the delivery stops and the task fails with this.
+    Stop(String),
+}
 
 /// Sends one batch as one request.
 pub trait Transport {
@@ -43,6 +49,8 @@ pub trait Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Undelivered {
     pub offset: i64,
+    /// The record's value as the body held it.
+    pub value: bytes::Bytes,
     pub reason: String,
     /// The last status, if the server answered at all.
     pub status: Option<u16>,
@@ -58,6 +66,8 @@ pub struct Delivery {
     pub undelivered: Vec<Undelivered>,
     /// Requests sent, retries included.
     pub requests: usize,
+    /// Why the delivery gave up on everything not yet delivered ([`NoAnswer::Stop`]).
+    pub stopped: Option<String>,
 }
 
 /// Retries per request before its records count as undelivered (`retry.max_attempts`).
@@ -97,7 +107,11 @@ pub async fn deliver<T: Transport>(
                         .as_deref()
                         .and_then(|v| retry_after(v, SystemTime::now())),
                 ),
-                Err(NoAnswer(why)) => (Outcome::Retry, None, why.into_bytes(), None),
+                Err(NoAnswer::Lost(why)) => (Outcome::Retry, None, why.into_bytes(), None),
+                Err(NoAnswer::Stop(why)) => {
+                    delivery.stopped = Some(why);
+                    return delivery;
+                }
             };
             match outcome {
                 Outcome::Delivered => delivery.delivered += batch.spans.len(),
@@ -152,8 +166,9 @@ fn undelivered(
     batch
         .spans
         .iter()
-        .map(|(offset, _)| Undelivered {
+        .map(|(offset, span)| Undelivered {
             offset: *offset,
+            value: batch.body.slice(span.clone()),
             reason: reason.clone(),
             status,
             body: body.to_vec(),
@@ -240,7 +255,7 @@ mod tests {
                     retry_after: Some("7".into()),
                     body: vec![],
                 }),
-                1 => Err(NoAnswer("connection reset".into())),
+                1 => Err(NoAnswer::Lost("connection reset".into())),
                 2 => answer(503),
                 _ => answer(200),
             },

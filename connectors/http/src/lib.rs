@@ -1,21 +1,27 @@
-//! # sluice-connector-http: HTTP sink and sources (in progress)
+//! # sluice-connector-http: HTTP sink and sources
 //!
-//! **Owns:** how Sluice talks HTTP to the outside world. Built so far: [`classify`], the
-//! policy every HTTP connector shares for an answer: which statuses count as delivered,
-//! which are worth a retry and which refuse the request, how long `Retry-After` asks us to
-//! wait, and the exponential backoff with full jitter between attempts; and
-//! [`url_template`], the sink's `url` with `${topic}`, `${partition}` and `${key}` filled and
-//! percent-encoded per record; and [`body`], request bodies (`json_array`, `ndjson`, `single`)
-//! with gzip or zstd compression; and [`batch`], one partition's records gathered into
-//! requests (`max_records`, `max_bytes`, `linger`, a URL change) and a refused batch split in
-//! halves to find the records at fault; [`deliver`], one batch's retries, splits and
-//! undelivered records with their status and the start of the answer; and [`transport`], the
-//! requests over reqwest (method, headers, bearer or basic auth, compression,
-//! `Idempotency-Key`), tested against a real server on 127.0.0.1.
+//! **Owns:** how Sluice talks HTTP to the outside world. The `http` sink ([`sink`]) is
+//! registered: records of each partition gathered into requests and delivered in order,
+//! every answer classified, refused records found by splitting and dead-lettered with the
+//! status and the start of the answer, offsets committed only below what is delivered.
 //!
-//! Not built yet (and not registered as connector types, so a pipeline naming `http`,
-//! `http_server` or `http_poll` gets the registry's "no … connector type" error): the
-//! `http` sink, the `http_server` webhook source and the `http_poll` source of issue 12.
+//! Layout, along the data path (record → request → answer):
+//! - [`url_template`]: `url` with `${topic}`, `${partition}` and `${key}` filled and
+//!   percent-encoded per record, checked with no I/O;
+//! - [`batch`]: one partition's records gathered into requests (`max_records`,
+//!   `max_bytes`, `linger`, a URL change), a refused batch split in halves;
+//! - [`body`]: request bodies (`json_array`, `ndjson`, `single`), gzip or zstd;
+//! - [`transport`]: requests over reqwest (method, headers, bearer, basic or OAuth2 client
+//!   credentials auth, compression, `Idempotency-Key`);
+//! - [`classify`]: which statuses are delivered, retried or refused, `Retry-After`, and
+//!   the exponential backoff with full jitter the sink and sources share;
+//! - [`deliver`]: one batch's retries and splits, and what is left undelivered;
+//! - [`sink`]: the connector type (its settings and checks) and its task (a lane per
+//!   partition, `max_in_flight`, the offsets it may commit).
+//!
+//! Not built yet: the `http_server` webhook source and the `http_poll` source of issue 12
+//! (not registered, so a pipeline naming them gets the registry's "no … connector type"
+//! error), and TLS settings beyond the system roots (`ca_file`, client certificates).
 //!
 //! **Must not touch:** topics, offsets storage, converters: the runtime does those through
 //! the SDK traits.
@@ -34,5 +40,21 @@ pub mod batch;
 pub mod body;
 pub mod classify;
 pub mod deliver;
+pub mod sink;
 pub mod transport;
 pub mod url_template;
+
+use sluice_connector_sdk::registry::{
+    ConnectorRegistry, ConnectorType, Factory, Origin, RegistryError,
+};
+
+/// Adds `http` as a sink type.
+pub fn register(registry: &mut ConnectorRegistry) -> Result<(), RegistryError> {
+    registry.register(ConnectorType {
+        name: "http".into(),
+        description: "sends records to an HTTP endpoint in batches, in order per partition, retrying what may succeed and dead-lettering what the endpoint refuses".into(),
+        config: sink::spec(),
+        origin: Origin::BuiltIn,
+        factory: Factory::Sink(Box::new(|c| Ok(Box::new(sink::HttpSink::new(c))))),
+    })
+}

@@ -191,6 +191,22 @@ impl SinkValueRun {
     }
 }
 
+/// A record a sink gave up on for good (an HTTP endpoint answered 400 for it, or its retries
+/// ran out): the runtime hands it to the error policy (the dead-letter topic, or the task
+/// stops) before it commits any position past it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedRecord {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    /// What goes to the dead-letter topic (the value as the sink read it).
+    pub value: Option<bytes::Bytes>,
+    /// Why, for the `sluice.error.message` header and the log.
+    pub reason: String,
+    /// More dead-letter headers (`sluice.error.http.status`, `sluice.error.http.body`).
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
 /// A topic partition a sink reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -353,6 +369,12 @@ pub trait SinkTask: Send {
     /// Makes everything put so far durable. Returns the positions (next offset) now durable;
     /// the runtime commits them as consumer-group offsets only after this returns.
     fn flush(&mut self) -> Result<Vec<(TopicPartition, i64)>>;
+    /// The records given up on since the last call. The runtime calls it right after each
+    /// `flush` and dead-letters them before committing that flush's positions, so a sink
+    /// must hand a record over here no later than the flush whose positions pass it.
+    fn take_refused(&mut self) -> Vec<RefusedRecord> {
+        Vec::new()
+    }
     /// These partitions are no longer this task's (rebalance or shutdown, after a flush).
     fn close(&mut self, partitions: Vec<TopicPartition>) -> Result<()>;
     fn stop(&mut self) -> Result<()>;

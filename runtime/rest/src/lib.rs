@@ -644,9 +644,9 @@ async fn plugin_config(State(api): Api, Path(plugin): Path<String>) -> Reply {
     let t = shapes::plugin(&api.registry, &plugin)?;
     let keys: Vec<Value> = t
         .config
-        .fields
-        .iter()
-        .map(|f| shapes::config_key(f, None))
+        .leaves()
+        .into_iter()
+        .map(|(name, f)| shapes::config_key(&name, f, None))
         .collect();
     ok(json!(keys))
 }

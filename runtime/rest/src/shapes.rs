@@ -50,21 +50,29 @@ fn flat_value(v: &Value) -> String {
     }
 }
 
-/// A connector type's settings as flat strings, secrets hidden.
+/// A connector type's settings as flat strings, secrets hidden; nested settings spread out
+/// as dotted keys (`batch.max_records`), as Kafka Connect's connectors name theirs.
 pub fn settings_map(values: &ConfigValues) -> Map<String, Value> {
-    let secrets = values.secret_keys();
-    values
-        .to_json()
-        .into_iter()
-        .map(|(k, v)| {
-            let shown = if secrets.contains(&k) {
-                "[hidden]".to_string()
-            } else {
-                flat_value(&v)
-            };
-            (k, Value::String(shown))
-        })
-        .collect()
+    fn spread(prefix: &str, v: &Value, out: &mut Map<String, Value>) {
+        match v {
+            Value::Object(m) => {
+                for (k, inner) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    spread(&key, inner, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), Value::String(flat_value(other)));
+            }
+        }
+    }
+    let mut out = Map::new();
+    spread("", &Value::Object(values.to_json_hidden()), &mut out);
+    out
 }
 
 /// A connector's configuration as Kafka Connect's flat string map.
@@ -197,7 +205,13 @@ pub fn plugin<'a>(
 
 fn kind_name(kind: &FieldKind) -> &'static str {
     match kind {
-        FieldKind::String | FieldKind::OneOf(_) | FieldKind::Duration => "STRING",
+        FieldKind::String
+        | FieldKind::OneOf(_)
+        | FieldKind::Duration
+        | FieldKind::Size
+        | FieldKind::Map(_)
+        | FieldKind::Object(_)
+        | FieldKind::OneKey(_) => "STRING",
         FieldKind::Secret => "PASSWORD",
         FieldKind::Integer { .. } => "LONG",
         FieldKind::Boolean => "BOOLEAN",
@@ -206,9 +220,9 @@ fn kind_name(kind: &FieldKind) -> &'static str {
 }
 
 /// `ConfigKeyInfo` of a setting (the `definition` of a validate entry).
-pub fn config_key(f: &FieldSpec, order: Option<usize>) -> Value {
+pub fn config_key(name: &str, f: &FieldSpec, order: Option<usize>) -> Value {
     json!({
-        "name": f.name,
+        "name": name,
         "type": kind_name(&f.kind),
         "required": f.required,
         "default_value": f.default.as_ref().map(flat_value),
@@ -217,29 +231,9 @@ pub fn config_key(f: &FieldSpec, order: Option<usize>) -> Value {
         "group": "Common",
         "order": order.map_or(-1, |o| o as i64),
         "width": "NONE",
-        "display_name": f.name,
+        "display_name": name,
         "dependents": [],
     })
-}
-
-/// A flat string setting as the JSON value the type's spec checks.
-fn typed(kind: &FieldKind, s: &str) -> Value {
-    match kind {
-        FieldKind::Integer { .. } => s.trim().parse::<i64>().map_or(json!(s), |i| json!(i)),
-        FieldKind::Boolean => match s.trim() {
-            "true" => json!(true),
-            "false" => json!(false),
-            _ => json!(s),
-        },
-        FieldKind::List(inner) => Value::Array(
-            s.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| typed(inner, p))
-                .collect(),
-        ),
-        _ => json!(s),
-    }
 }
 
 /// `PUT /connector-plugins/{type}/config/validate`: 200 even when invalid, with each
@@ -262,23 +256,17 @@ pub async fn validate(
             )));
         }
     }
-    let mut settings = Map::new();
-    for (k, v) in &given {
-        if RUNTIME_KEYS.contains(&k.as_str()) || RUNTIME_PREFIXES.iter().any(|p| k.starts_with(p)) {
-            continue;
-        }
-        let text = flat_value(v);
-        let kind = t
-            .config
-            .fields
-            .iter()
-            .find(|f| &f.name == k)
-            .map(|f| &f.kind);
-        settings.insert(
-            k.clone(),
-            kind.map_or(json!(text), |kind| typed(kind, &text)),
-        );
-    }
+    let texts: Vec<(&str, String)> = given
+        .iter()
+        .filter(|(k, _)| {
+            !RUNTIME_KEYS.contains(&k.as_str())
+                && !RUNTIME_PREFIXES.iter().any(|p| k.starts_with(p))
+        })
+        .map(|(k, v)| (k.as_str(), flat_value(v)))
+        .collect();
+    let settings = t
+        .config
+        .from_flat(texts.iter().map(|(k, v)| (*k, v.as_str())));
     let issues = ConnectorRegistry::validate(t, &settings)
         .err()
         .unwrap_or_default();
@@ -291,17 +279,38 @@ pub async fn validate(
     };
     let mut configs = Vec::new();
     let mut class_errors = errors_of(None);
-    for (i, f) in t.config.fields.iter().enumerate() {
+    let leaves = t.config.leaves();
+    for (i, (name, f)) in leaves.iter().enumerate() {
+        // A map of names (`headers`) is given as `headers.<name>` keys.
+        let given_value = given.get(name.as_str()).map(flat_value).or_else(|| {
+            let prefix = format!("{name}.");
+            let parts: Vec<String> = given
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| format!("{}={}", &k[prefix.len()..], flat_value(v)))
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(","))
+        });
+        let shown = if f.kind == FieldKind::Secret {
+            given_value.map(|_| "[hidden]".to_string())
+        } else {
+            given_value.or_else(|| f.default.as_ref().map(flat_value))
+        };
+        let prefix = format!("{name}.");
         configs.push(json!({
-            "definition": config_key(f, Some(i + 1)),
+            "definition": config_key(name, f, Some(i + 1)),
             "value": {
-                "name": f.name,
-                "value": given.get(&f.name).map(flat_value).or_else(|| f.default.as_ref().map(flat_value)),
+                "name": name,
+                "value": shown,
                 "recommended_values": match &f.kind {
                     FieldKind::OneOf(v) => v.clone(),
                     _ => Vec::new(),
                 },
-                "errors": errors_of(Some(&f.name)),
+                "errors": issues
+                    .iter()
+                    .filter(|i| i.key.as_deref().is_some_and(|k| k == name || (matches!(f.kind, FieldKind::Map(_)) && k.starts_with(&prefix))))
+                    .map(|i| i.message.clone())
+                    .collect::<Vec<_>>(),
                 "visible": true,
             }
         }));
@@ -310,7 +319,11 @@ pub async fn validate(
     // Connect reports problems with no field of their own.
     for i in &issues {
         if let Some(k) = &i.key {
-            if !t.config.fields.iter().any(|f| &f.name == k) {
+            let known = leaves.iter().any(|(name, f)| {
+                k == name
+                    || (matches!(f.kind, FieldKind::Map(_)) && k.starts_with(&format!("{name}.")))
+            });
+            if !known {
                 class_errors.push(format!("{k}: {}", i.message));
             }
         }

@@ -34,6 +34,7 @@ pub(crate) fn fixture() -> Fixture {
     std::fs::create_dir_all(root.join("in")).unwrap();
     let mut registry = ConnectorRegistry::new();
     sluice_connector_file::register(&mut registry).unwrap();
+    sluice_connector_http::register(&mut registry).unwrap();
     let yaml = format!(
         "sources:\n  lines_in: {{ type: file, path: \"{r}/in/*.txt\", topic: lines }}\n\
          sinks:\n  lines_out: {{ type: file, path: {r}/out, topics: [lines], restart: {{ max_attempts: 3 }} }}\n",

@@ -292,6 +292,19 @@ impl Ctx {
         original: Option<&[u8]>,
         origin: RecordOrigin<'_>,
     ) -> bool {
+        self.bad_record_with(stage, message, original, origin, &[])
+    }
+
+    /// [`Ctx::bad_record`] with more headers for the dead-letter record (what the sink knows
+    /// about the failure: an HTTP status and the start of the answer).
+    fn bad_record_with(
+        &self,
+        stage: RecordStage,
+        message: &str,
+        original: Option<&[u8]>,
+        origin: RecordOrigin<'_>,
+        extra_headers: &[(String, Vec<u8>)],
+    ) -> bool {
         let stage_name = stage.as_str();
         if self.errors.log_errors {
             tracing::warn!(connector = %self.name, task = %self.task, stage = stage_name, error = message, %origin, "record failed");
@@ -324,6 +337,7 @@ impl Ctx {
                 .into_iter()
                 .map(|(k, v)| (format!("sluice.error.{k}"), v.into_bytes())),
         );
+        headers.extend(extra_headers.iter().cloned());
         let now = sluice_log::now_ms();
         let mut b = BatchBuilder::new();
         b.push(&Record {

@@ -137,7 +137,8 @@ fn plain_scalar(s: &str) -> Kind {
     Kind::Str(s.to_string())
 }
 
-/// Replaces `${env:NAME}` and `${file:/path}`; returns the text and whether anything was replaced.
+/// Replaces `${env:NAME}` and `${file:/path}` (a `${name}` without a scheme is left as it is,
+/// for the connector whose placeholder it is); returns the text and whether anything was replaced.
 fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(String, bool), String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -155,6 +156,14 @@ fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(String,
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read `{path}` for `${{file:…}}`: {e}"))?;
             text.trim_end_matches(['\n', '\r']).to_string()
+        } else if !inner.contains(':') && !inner.is_empty() {
+            // `${topic}`, `${key}`: a connector's own placeholder (the HTTP sink's URL
+            // template), left for the connector to fill and to check.
+            out.push_str("${");
+            out.push_str(inner);
+            out.push('}');
+            rest = &after[end + 1..];
+            continue;
         } else {
             return Err(format!(
                 "unknown substitution `${{{inner}}}`: use `${{env:NAME}}` or `${{file:/path}}`"

@@ -14,12 +14,21 @@ use crate::batch::ClosedBatch;
 use crate::body::Compression;
 use crate::deliver::{Answer, NoAnswer, Transport, BODY_EXCERPT};
 
+mod oauth2;
+pub use oauth2::OAuth2Config;
+use oauth2::TokenCache;
+
 /// How requests authenticate.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     None,
     Bearer(String),
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// Client credentials: a token fetched and refreshed by the transport.
+    OAuth2(OAuth2Config),
 }
 
 impl fmt::Debug for Auth {
@@ -33,6 +42,7 @@ impl fmt::Debug for Auth {
                     "Basic {{ username: {username:?}, password: <redacted> }}"
                 )
             }
+            Auth::OAuth2(c) => write!(f, "OAuth2({c:?})"),
         }
     }
 }
@@ -67,6 +77,13 @@ pub struct HttpTransport {
     client: reqwest::Client,
     method: reqwest::Method,
     compression: Compression,
+    oauth2: Option<TokenCache>,
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenCache")
+    }
 }
 
 impl HttpTransport {
@@ -100,6 +117,7 @@ impl HttpTransport {
                 let credentials = base64(format!("{username}:{password}").as_bytes());
                 put("authorization", &format!("Basic {credentials}"), true)?
             }
+            Auth::OAuth2(_) => {}
         }
         let client = reqwest::Client::builder()
             .default_headers(headers)
@@ -111,6 +129,10 @@ impl HttpTransport {
             client,
             method: config.method.clone(),
             compression: config.compression,
+            oauth2: match &config.auth {
+                Auth::OAuth2(c) => Some(TokenCache::new(c.clone())),
+                _ => None,
+            },
         })
     }
 }
@@ -120,15 +142,42 @@ impl Transport for HttpTransport {
         let body = self
             .compression
             .apply(&batch.body)
-            .map_err(|e| NoAnswer(format!("could not compress the body: {e}")))?;
-        let mut response = self
-            .client
-            .request(self.method.clone(), &batch.url)
-            .header("idempotency-key", idempotency_key)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| NoAnswer(describe(&e)))?;
+            .map_err(|e| NoAnswer::Lost(format!("could not compress the body: {e}")))?;
+        let mut rejected: Option<String> = None;
+        let mut response = loop {
+            let mut request = self
+                .client
+                .request(self.method.clone(), &batch.url)
+                .header("idempotency-key", idempotency_key)
+                .body(body.clone());
+            let token = match &self.oauth2 {
+                Some(cache) => {
+                    let token = cache.token(&self.client, rejected.as_deref()).await?;
+                    let mut value =
+                        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                            NoAnswer::Stop(
+                                "the token endpoint sent a token HTTP cannot carry".into(),
+                            )
+                        })?;
+                    value.set_sensitive(true);
+                    request = request.header(reqwest::header::AUTHORIZATION, value);
+                    Some(token)
+                }
+                None => None,
+            };
+            let response = request
+                .send()
+                .await
+                .map_err(|e| NoAnswer::Lost(describe(&e)))?;
+            // A 401 to a token we hold: it was revoked or expired early. Fetch a new one once.
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED && rejected.is_none() {
+                if let Some(token) = token {
+                    rejected = Some(token);
+                    continue;
+                }
+            }
+            break response;
+        };
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

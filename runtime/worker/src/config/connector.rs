@@ -53,7 +53,7 @@ impl Checker<'_> {
         let mut errors = ErrorPolicy::default();
         let mut restart = RestartPolicy::default();
         let mut settings = Map::new();
-        let mut setting_pos: BTreeMap<String, Pos> = BTreeMap::new();
+        let mut setting_pos: BTreeMap<String, (Pos, &Node)> = BTreeMap::new();
         let mut topic_seen = false;
         let mut schemas: [Option<(String, Pos)>; 2] = [None, None];
         let mut schemas_enable = [false, false];
@@ -111,7 +111,7 @@ impl Checker<'_> {
                 "transforms" => transforms = self.transforms(v, &what, source),
                 other => {
                     settings.insert(other.to_string(), v.to_json());
-                    setting_pos.insert(other.to_string(), *kpos);
+                    setting_pos.insert(other.to_string(), (*kpos, v));
                 }
             }
         }
@@ -144,8 +144,7 @@ impl Checker<'_> {
                     let pos = issue
                         .key
                         .as_ref()
-                        .and_then(|k| setting_pos.get(k))
-                        .copied()
+                        .and_then(|k| setting_position(&setting_pos, k))
                         .unwrap_or(at);
                     let known: Vec<&str> = common.to_vec();
                     let mut message = format!("{what} (type `{type_name}`): {issue}");
@@ -306,4 +305,28 @@ pub(super) fn check_reader_schemas(c: &mut Checker<'_>, pipeline: &Pipeline) {
             }
         }
     }
+}
+
+/// Where the setting at a dotted path (`batch.max_records`) is written: its key, or the
+/// closest enclosing key when the path goes deeper than the file does.
+fn setting_position(settings: &BTreeMap<String, (Pos, &Node)>, path: &str) -> Option<Pos> {
+    let mut parts = path.split('.');
+    let (mut pos, mut node) = *settings.get(parts.next()?)?;
+    let mut rest: Vec<&str> = parts.collect();
+    while !rest.is_empty() {
+        let Some(entries) = node.as_map() else { break };
+        // A name in a map (an HTTP header) may hold dots: the longest key that matches wins.
+        let found = (1..=rest.len()).rev().find_map(|n| {
+            let key = rest[..n].join(".");
+            entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key.as_str()))
+                .map(|(k, v)| (n, k.pos, v))
+        });
+        let Some((n, kpos, v)) = found else { break };
+        pos = kpos;
+        node = v;
+        rest.drain(..n);
+    }
+    Some(pos)
 }

@@ -205,6 +205,43 @@ fn entry(key: &str, value: Node) -> (Node, Node) {
     (string(key, value.pos), value)
 }
 
+/// A setting's JSON (nested by [`ConfigSpec::from_flat`]) as nodes, each at the position of
+/// the flat key it came from (a group of settings at its first key's), so that a problem
+/// deep inside is reported against the key the caller wrote.
+fn settings_node(v: &Value, path: &str, flat: &[(String, String, Pos)]) -> Node {
+    let prefix = format!("{path}.");
+    let pos = flat
+        .iter()
+        .find(|(k, ..)| k == path)
+        .or_else(|| flat.iter().find(|(k, ..)| k.starts_with(&prefix)))
+        .map_or(Pos { line: 0, col: 0 }, |(_, _, p)| *p);
+    let kind = match v {
+        Value::Object(m) => Kind::Map(
+            m.iter()
+                .map(|(k, inner)| {
+                    let child = settings_node(inner, &format!("{path}.{k}"), flat);
+                    (string(k, child.pos), child)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Kind::Seq(items.iter().map(|i| node(json_scalar(i), pos)).collect()),
+        other => json_scalar(other),
+    };
+    node(kind, pos)
+}
+
+fn json_scalar(v: &Value) -> Kind {
+    match v {
+        Value::Bool(b) => Kind::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Kind::Str(n.to_string()), Kind::Int),
+        Value::String(s) => Kind::Str(s.clone()),
+        Value::Null => Kind::Null,
+        other => Kind::Str(other.to_string()),
+    }
+}
+
 /// Checks a connector given as Kafka Connect's flat map. `sources` are the connectors
 /// already running that write topics (a sink's reader schema is checked against theirs).
 pub fn parse_flat_connector(
@@ -252,6 +289,8 @@ pub fn parse_flat_connector(
     let mut error_keys: Vec<(Node, Node)> = Vec::new();
     let mut restart_keys: Vec<(Node, Node)> = Vec::new();
     let mut transform_order: Option<(Vec<String>, Pos)> = None;
+    // The connector type's own settings: (name after renames, text, position).
+    let mut settings: Vec<(String, String, Pos)> = Vec::new();
     let mut transform_keys: BTreeMap<String, Vec<(String, String, Pos)>> = BTreeMap::new();
     let mut predicate_keys: BTreeMap<String, Vec<(String, String, Pos)>> = BTreeMap::new();
     for (key, value) in flat {
@@ -354,15 +393,19 @@ pub fn parse_flat_connector(
                         .iter()
                         .find(|(from, _)| from == key)
                         .map_or(key.as_str(), |(_, to)| to);
-                    let kind = spec
-                        .fields
-                        .iter()
-                        .find(|f| f.name == setting)
-                        .map(|f| &f.kind);
-                    top.push(entry(setting, typed(kind, &text, pos)));
+                    settings.push((setting.to_string(), text, pos));
                 }
             }
         }
+    }
+    let nested = spec.from_flat(
+        settings
+            .iter()
+            .map(|(k, text, _)| (k.as_str(), text.as_str())),
+    );
+    for (k, v) in &nested {
+        let value = settings_node(v, k, &settings);
+        top.push((string(k, value.pos), value));
     }
     if !error_keys.is_empty() {
         let pos = error_keys[0].1.pos;
@@ -474,12 +517,61 @@ mod tests {
     fn registry() -> ConnectorRegistry {
         let mut r = ConnectorRegistry::new();
         sluice_connector_file::register(&mut r).unwrap();
+        sluice_connector_http::register(&mut r).unwrap();
         r
     }
 
     fn parse(name: &str, flat: Value) -> Result<(ConnectorPlan, Role), Vec<FlatError>> {
         let flat = flat.as_object().unwrap().clone();
         parse_flat_connector(name, &flat, &registry(), &[])
+    }
+
+    #[test]
+    fn dotted_keys_reach_nested_settings_and_their_problems_name_the_key() {
+        let (plan, _) = parse(
+            "crm",
+            json!({
+                "connector.class": "http",
+                "topics": "orders",
+                "url": "http://127.0.0.1:9/${topic}",
+                "batch.max_records": "20",
+                "batch.linger": "5ms",
+                "headers.X-Source": "sluice",
+                "auth.basic.username": "ops",
+                "auth.basic.password": "pw",
+                "retry.max_retries": "-1",
+            }),
+        )
+        .unwrap();
+        assert_eq!(plan.settings.int("batch.max_records"), Some(20));
+        assert_eq!(plan.settings.int("retry.max_retries"), Some(-1));
+        assert_eq!(plan.settings.str("headers.X-Source"), Some("sluice"));
+        assert_eq!(
+            plan.settings.secret_keys(),
+            ["auth.basic.password".to_string()]
+        );
+
+        let errors = parse(
+            "crm",
+            json!({
+                "connector.class": "http",
+                "topics": "orders",
+                "url": "http://127.0.0.1:9/x",
+                "batch.max_recrods": "20",
+                "retry.max_backoff": "soon",
+            }),
+        )
+        .unwrap_err();
+        let keys: Vec<Option<&str>> = errors.iter().map(|e| e.key.as_deref()).collect();
+        assert_eq!(
+            keys,
+            [Some("batch.max_recrods"), Some("retry.max_backoff")],
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].message.contains("did you mean `max_records`?"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -86,7 +86,9 @@ pub(super) fn sink_loop(
         if !ctx.failed() {
             match task.flush() {
                 Ok(durable) => {
-                    if let Err(e) = commit_sink(ctx, &durable) {
+                    if !dead_letter_refused(ctx, task.as_mut()) {
+                        // The failure is recorded; nothing past the refused records commits.
+                    } else if let Err(e) = commit_sink(ctx, &durable) {
                         ctx.fail(Stage::Commit, format!("committing sink positions: {e}"));
                     }
                 }
@@ -413,6 +415,9 @@ fn flush_and_commit(
     }
     match flushed {
         Ok(durable) => {
+            if !dead_letter_refused(ctx, task) {
+                return false;
+            }
             if durable != *last_committed {
                 if let Err(e) = commit_sink(ctx, &durable) {
                     ctx.fail(Stage::Commit, format!("committing sink positions: {e}"));
@@ -427,6 +432,28 @@ fn flush_and_commit(
             false
         }
     }
+}
+
+/// The records the sink gave up on, through the error policy; `false` when the policy
+/// stopped the task (then nothing of that flush may be committed).
+fn dead_letter_refused(ctx: &Ctx, task: &mut dyn SinkTask) -> bool {
+    for r in task.take_refused() {
+        let origin = RecordOrigin::Log {
+            topic: &r.topic,
+            partition: r.partition,
+            offset: r.offset,
+        };
+        if !ctx.bad_record_with(
+            RecordStage::Sink,
+            &r.reason,
+            r.value.as_deref(),
+            origin,
+            &r.headers,
+        ) {
+            return false;
+        }
+    }
+    true
 }
 
 /// A run of stored values decoded (Avro to JSON, resolved to a reader schema) into `out`,
