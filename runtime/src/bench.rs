@@ -24,6 +24,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Pipeline(args) => crate::bench_pipeline::run(args),
         BenchCommand::Plugin(args) => crate::bench_plugin::run(args),
         BenchCommand::Rest(args) => crate::bench_rest::run(args),
+        BenchCommand::HttpSink(args) => crate::bench_http::run(args),
     }
 }
 

@@ -179,6 +179,33 @@ pub enum BenchCommand {
     Plugin(PluginBenchArgs),
     /// The REST API under load from `wrk` while a pipeline runs: status calls/s and latency.
     Rest(RestBenchArgs),
+    /// The `http` sink into a local counting server, beside `wrk` posting the same bodies.
+    HttpSink(HttpSinkBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HttpSinkBenchArgs {
+    /// Records the sink delivers in each round.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    /// Partitions of the topic (each is a lane of the sink).
+    #[arg(long, default_value_t = 4)]
+    pub partitions: u32,
+    /// The sink's `max_in_flight`, and wrk's connections.
+    #[arg(long, default_value_t = 4)]
+    pub connections: u32,
+    /// The sink's `tasks` (each reads its share of the partitions on its own thread).
+    #[arg(long, default_value_t = 1)]
+    pub tasks: u32,
+    /// Seconds of wrk per round.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Rounds of each, interleaved; medians are printed.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -177,25 +177,24 @@ impl HttpSinkTask {
             .ok_or_else(|| ConnectorError::fatal("a partition's lane vanished"))
     }
 
-    /// One record, its value and key as the log holds them.
+    /// One record, its value and key as the log holds them, into its partition's `lane`
+    /// (looked up once per run of records, not per record).
     fn add(
-        &mut self,
-        topic: &Arc<str>,
-        partition: i32,
+        settings: &SinkSettings,
+        lane: &mut Lane,
         offset: i64,
         key: Option<&[u8]>,
         value: Option<Bytes>,
     ) -> Result<()> {
-        let settings = self.settings.clone();
-        let lane = self.lane(topic, partition)?;
         if lane.next_offset.is_some_and(|next| offset < next) {
             return Ok(()); // taken already, by a put that was retried
         }
         lane.next_offset = Some(offset + 1);
+        let (topic, partition) = (lane.topic.clone(), lane.partition);
         let Some(value) = value else {
             let refused = (settings.on_null == OnNull::Fail).then(|| {
                 refused(
-                    topic,
+                    &topic,
                     partition,
                     offset,
                     None,
@@ -207,10 +206,10 @@ impl HttpSinkTask {
         let url = if settings.url.is_fixed() {
             None
         } else {
-            match settings.url.render(topic, partition, key) {
+            match settings.url.render(&topic, partition, key) {
                 Ok(url) => Some(url),
                 Err(e) => {
-                    let r = refused(topic, partition, offset, Some(value), e.to_string());
+                    let r = refused(&topic, partition, offset, Some(value), e.to_string());
                     return lane.skip(offset, Some(r));
                 }
             }
@@ -221,7 +220,7 @@ impl HttpSinkTask {
             lane.send(Work::Batch(batch))?;
         }
         if let Some(not_json) = added.refused {
-            let r = refused(topic, partition, offset, Some(value), not_json.to_string());
+            let r = refused(&topic, partition, offset, Some(value), not_json.to_string());
             lane.skip(offset, Some(r))?;
         }
         Ok(())
@@ -297,26 +296,33 @@ impl SinkTask for HttpSinkTask {
     }
 
     fn put_values(&mut self, runs: &[SinkValueRun]) -> Result<()> {
+        let settings = self.settings.clone();
         for run in runs {
+            let lane = self.lane(&run.topic, run.partition)?;
             for (i, (offset, _)) in run.values.iter().enumerate() {
                 let value = run.value(i).map(|v| run.buf.slice_ref(v));
-                self.add(&run.topic, run.partition, *offset, None, value)?;
+                Self::add(&settings, lane, *offset, None, value)?;
             }
         }
         Ok(())
     }
 
     fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
-        for r in records {
-            let key = key_bytes(&r.key);
-            let value = match &r.value {
-                Some(Payload::Raw(b)) => Some(b.clone()),
-                Some(Payload::Typed { value, .. }) => {
-                    Some(Bytes::from(value.to_json().to_string()))
-                }
-                None => None,
-            };
-            self.add(&r.topic, r.partition, r.offset, key.as_deref(), value)?;
+        let settings = self.settings.clone();
+        // Records come in runs of one partition: its lane is looked up once per run.
+        for run in records.chunk_by(|a, b| a.partition == b.partition && a.topic == b.topic) {
+            let lane = self.lane(&run[0].topic, run[0].partition)?;
+            for r in run {
+                let key = key_bytes(&r.key);
+                let value = match &r.value {
+                    Some(Payload::Raw(b)) => Some(b.clone()),
+                    Some(Payload::Typed { value, .. }) => {
+                        Some(Bytes::from(value.to_json().to_string()))
+                    }
+                    None => None,
+                };
+                Self::add(&settings, lane, r.offset, key.as_deref(), value)?;
+            }
         }
         Ok(())
     }

@@ -356,10 +356,19 @@ fn run_sink(ctx: &SinkCtx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPart
                 return true;
             }
         }
-        if !value_runs.is_empty() {
-            if let Err(e) = put_values(ctx, task.as_mut(), &value_runs) {
+        // In chunks, flushing between them when due: a sink whose `put` waits on a slow
+        // endpoint (backpressure) still commits what it delivered every SINK_FLUSH_EVERY,
+        // so a crash resends little.
+        for chunk in value_chunks(&value_runs, PUT_CHUNK) {
+            if let Err(e) = put_values(ctx, task.as_mut(), &chunk) {
                 ctx.fail(Stage::Put, e);
                 return true;
+            }
+            if last_flush.elapsed() >= SINK_FLUSH_EVERY {
+                last_flush = Instant::now();
+                if !flush_and_commit(ctx, task.as_mut(), &mut last_committed) {
+                    return true;
+                }
             }
         }
         let caught_up = batch.is_empty() && encoded_count == 0 && value_runs.is_empty();
@@ -371,10 +380,19 @@ fn run_sink(ctx: &SinkCtx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPart
                 std::thread::sleep(SINK_IDLE_WAIT);
             }
         } else {
-            if !batch.is_empty() {
+            let mut batch = batch;
+            while !batch.is_empty() {
+                let rest = batch.split_off(batch.len().min(PUT_CHUNK));
                 if let Err(e) = put_batch(ctx, task.as_mut(), batch) {
                     ctx.fail(Stage::Put, e);
                     return true;
+                }
+                batch = rest;
+                if !batch.is_empty() && last_flush.elapsed() >= SINK_FLUSH_EVERY {
+                    last_flush = Instant::now();
+                    if !flush_and_commit(ctx, task.as_mut(), &mut last_committed) {
+                        return true;
+                    }
                 }
             }
             put_since_flush = true;
@@ -541,6 +559,38 @@ fn value_run(
 
 /// Runs of values to a sink that takes them; after a bad record, the records go again one
 /// at a time, so that only the bad one meets the error policy.
+/// The most records handed to one `put`: between two, the loop may flush and commit.
+const PUT_CHUNK: usize = 512;
+
+/// `runs` cut into pieces of at most `max` records (the value buffers are shared).
+fn value_chunks(runs: &[SinkValueRun], max: usize) -> Vec<Vec<SinkValueRun>> {
+    let mut chunks = Vec::new();
+    let mut current: Vec<SinkValueRun> = Vec::new();
+    let mut in_current = 0;
+    for run in runs {
+        let mut values = &run.values[..];
+        while !values.is_empty() {
+            let take = values.len().min(max - in_current);
+            current.push(SinkValueRun {
+                topic: run.topic.clone(),
+                partition: run.partition,
+                buf: run.buf.clone(),
+                values: values[..take].to_vec(),
+            });
+            values = &values[take..];
+            in_current += take;
+            if in_current == max {
+                chunks.push(std::mem::take(&mut current));
+                in_current = 0;
+            }
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
 fn put_values(ctx: &Ctx, task: &mut dyn SinkTask, runs: &[SinkValueRun]) -> Result<(), String> {
     match ctx.retry("put", || task.put_values(runs)) {
         Ok(()) => Ok(()),
@@ -637,5 +687,34 @@ mod tests {
             };
             assert_eq!(&v[..], br#"{"n":1,"origin":"sink"}"#);
         }
+    }
+
+    #[test]
+    fn value_runs_are_cut_into_chunks_that_keep_every_record_once_and_in_order() {
+        let run = |partition: i32, n: i64| SinkValueRun {
+            topic: Arc::from("t"),
+            partition,
+            buf: Bytes::from_static(b"{}"),
+            values: (0..n).map(|o| (o, Some((0, 2)))).collect(),
+        };
+        let runs = vec![run(0, 5), run(1, 3), run(2, 4)];
+        let chunks = value_chunks(&runs, 4);
+        let sizes: Vec<usize> = chunks
+            .iter()
+            .map(|c| c.iter().map(|r| r.values.len()).sum())
+            .collect();
+        assert_eq!(sizes, vec![4, 4, 4]);
+        let flat: Vec<(i32, i64)> = chunks
+            .iter()
+            .flatten()
+            .flat_map(|r| r.values.iter().map(move |(o, _)| (r.partition, *o)))
+            .collect();
+        let expected: Vec<(i32, i64)> = runs
+            .iter()
+            .flat_map(|r| r.values.iter().map(move |(o, _)| (r.partition, *o)))
+            .collect();
+        assert_eq!(flat, expected);
+        assert!(value_chunks(&[], 4).is_empty());
+        assert_eq!(value_chunks(&runs, 100).len(), 1);
     }
 }
