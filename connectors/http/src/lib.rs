@@ -1,7 +1,7 @@
 //! # sluice-connector-http: HTTP sink and sources
 //!
-//! **Owns:** how Sluice talks HTTP to the outside world. The `http` sink ([`sink`]) is
-//! registered: records of each partition gathered into requests and delivered in order,
+//! **Owns:** how Sluice talks HTTP to the outside world. The `http` sink ([`sink`]) and the
+//! `http_poll` source ([`poll`]) are registered. The sink: records of each partition gathered into requests and delivered in order,
 //! every answer classified, refused records found by splitting and dead-lettered with the
 //! status and the start of the answer, offsets committed only below what is delivered.
 //!
@@ -17,11 +17,15 @@
 //!   the exponential backoff with full jitter the sink and sources share;
 //! - [`deliver`]: one batch's retries and splits, and what is left undelivered;
 //! - [`sink`]: the connector type (its settings and checks) and its task (a lane per
-//!   partition, `max_in_flight`, the offsets it may commit).
+//!   partition, `max_in_flight`, the offsets it may commit);
+//! - [`poll`]: the `http_poll` source: pages read into records ([`poll::page`]), cursors
+//!   from the answer, the last record or the `Link` header ([`poll::link`]), the position
+//!   in each record;
+//! - [`settings`]: `headers`, `auth` and `retry` as both connector families spell them.
 //!
-//! Not built yet: the `http_server` webhook source and the `http_poll` source of issue 12
-//! (not registered, so a pipeline naming them gets the registry's "no … connector type"
-//! error), and TLS settings beyond the system roots (`ca_file`, client certificates).
+//! Not built yet: the `http_server` webhook source of issue 12 (not registered, so a
+//! pipeline naming it gets the registry's "no … connector type" error), and TLS settings
+//! beyond the system roots (`ca_file`, client certificates).
 //!
 //! **Must not touch:** topics, offsets storage, converters: the runtime does those through
 //! the SDK traits.
@@ -40,6 +44,8 @@ pub mod batch;
 pub mod body;
 pub mod classify;
 pub mod deliver;
+pub mod poll;
+pub mod settings;
 pub mod sink;
 pub mod transport;
 pub mod url_template;
@@ -48,8 +54,15 @@ use sluice_connector_sdk::registry::{
     ConnectorRegistry, ConnectorType, Factory, Origin, RegistryError,
 };
 
-/// Adds `http` as a sink type.
+/// Adds `http` as a sink type and `http_poll` as a source type.
 pub fn register(registry: &mut ConnectorRegistry) -> Result<(), RegistryError> {
+    registry.register(ConnectorType {
+        name: "http_poll".into(),
+        description: "polls an HTTP API for JSON records, following pages by cursor or Link header, and resumes at the right page after a restart".into(),
+        config: poll::spec(),
+        origin: Origin::BuiltIn,
+        factory: Factory::Source(Box::new(|c| Ok(Box::new(poll::HttpPoll::new(c))))),
+    })?;
     registry.register(ConnectorType {
         name: "http".into(),
         description: "sends records to an HTTP endpoint in batches, in order per partition, retrying what may succeed and dead-lettering what the endpoint refuses".into(),

@@ -1,5 +1,5 @@
 //! The sink's `url`, with placeholders filled per record: `${topic}`, `${partition}` and
-//! `${key}` (the record's key bytes). Values are percent-encoded as a path segment or query
+//! `${key}` (the record's key bytes); and the poller's, with `${cursor}`. Values are percent-encoded as a path segment or query
 //! value (everything but RFC 3986's unreserved characters), so a key `a/b c` cannot reach
 //! another path than the user wrote.
 //!
@@ -23,7 +23,17 @@ enum Part {
     Topic,
     Partition,
     Key,
+    Cursor,
 }
+
+/// The sink's placeholders.
+const SINK_PLACEHOLDERS: &[(&str, Part)] = &[
+    ("topic", Part::Topic),
+    ("partition", Part::Partition),
+    ("key", Part::Key),
+];
+/// The poller's.
+const POLL_PLACEHOLDERS: &[(&str, Part)] = &[("cursor", Part::Cursor)];
 
 /// A parsed `url` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +45,12 @@ pub struct UrlTemplate {
 /// A `url` setting that cannot be used; says what and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlTemplateError {
-    #[error("url {url:?}: unknown placeholder `${{{name}}}` at column {column} (known: ${{topic}}, ${{partition}}, ${{key}})")]
+    #[error("url {url:?}: unknown placeholder `${{{name}}}` at column {column} (known: {known})")]
     UnknownPlaceholder {
         url: String,
         name: String,
         column: usize,
+        known: String,
     },
     #[error("url {url:?}: `${{` at column {column} is never closed with `}}`")]
     Unclosed { url: String, column: usize },
@@ -53,8 +64,17 @@ pub enum UrlTemplateError {
 pub struct MissingKey;
 
 impl UrlTemplate {
-    /// Reads a `url` setting.
+    /// Reads the sink's `url` setting.
     pub fn parse(url: &str) -> Result<UrlTemplate, UrlTemplateError> {
+        UrlTemplate::parse_with(url, SINK_PLACEHOLDERS)
+    }
+
+    /// Reads the poller's `url` setting (`${cursor}` only).
+    pub fn parse_cursor(url: &str) -> Result<UrlTemplate, UrlTemplateError> {
+        UrlTemplate::parse_with(url, POLL_PLACEHOLDERS)
+    }
+
+    fn parse_with(url: &str, known: &[(&str, Part)]) -> Result<UrlTemplate, UrlTemplateError> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = url;
@@ -69,18 +89,20 @@ impl UrlTemplate {
                     column,
                 });
             };
-            let part = match &after[..end] {
-                "topic" => Part::Topic,
-                "partition" => Part::Partition,
-                "key" => Part::Key,
-                other => {
-                    return Err(UrlTemplateError::UnknownPlaceholder {
-                        url: url.to_string(),
-                        name: other.to_string(),
-                        column,
-                    })
-                }
+            let name = &after[..end];
+            let Some((_, part)) = known.iter().find(|(n, _)| *n == name) else {
+                return Err(UrlTemplateError::UnknownPlaceholder {
+                    url: url.to_string(),
+                    name: name.to_string(),
+                    column,
+                    known: known
+                        .iter()
+                        .map(|(n, _)| format!("${{{n}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
             };
+            let part = part.clone();
             if parts.is_empty() && !has_scheme_and_host(&literal) {
                 return Err(UrlTemplateError::Scheme {
                     url: url.to_string(),
@@ -124,6 +146,24 @@ impl UrlTemplate {
         self.parts.contains(&Part::Key)
     }
 
+    /// Whether the URL has `${cursor}`.
+    pub fn uses_cursor(&self) -> bool {
+        self.parts.contains(&Part::Cursor)
+    }
+
+    /// The poller's URL for `cursor`, percent-encoded.
+    pub fn render_cursor(&self, cursor: &str) -> String {
+        let mut url = String::with_capacity(self.text.len() + cursor.len());
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => url.push_str(text),
+                Part::Cursor => url.extend(utf8_percent_encode(cursor, SEGMENT)),
+                Part::Topic | Part::Partition | Part::Key => {}
+            }
+        }
+        url
+    }
+
     /// The URL for one record. A key that is not UTF-8 is percent-encoded byte by byte.
     pub fn render(
         &self,
@@ -143,6 +183,7 @@ impl UrlTemplate {
                     let key = key.ok_or(MissingKey)?;
                     url.extend(percent_encoding::percent_encode(key, SEGMENT));
                 }
+                Part::Cursor => {}
             }
         }
         Ok(url)
@@ -220,5 +261,26 @@ mod tests {
             );
         }
         assert!(UrlTemplate::parse("HTTPS://Host/${topic}").is_ok());
+    }
+
+    #[test]
+    fn the_pollers_cursor_is_encoded_and_the_sinks_placeholders_are_not_its() {
+        let t = UrlTemplate::parse_cursor("http://h/items?after=${cursor}&n=2").unwrap();
+        assert!(t.uses_cursor());
+        assert_eq!(
+            t.render_cursor("a b/c"),
+            "http://h/items?after=a%20b%2Fc&n=2"
+        );
+        let error = UrlTemplate::parse_cursor("http://h/${topic}")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("(known: ${cursor})"), "{error}");
+        let error = UrlTemplate::parse("http://h/${cursor}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("known: ${topic}, ${partition}, ${key}"),
+            "{error}"
+        );
     }
 }

@@ -133,6 +133,8 @@ async fn reading_endpoints_have_kafka_connects_shapes() {
         (StatusCode::OK, json!(["lines_in", "lines_out"]))
     );
 
+    // Both connectors' tasks start on their own threads: wait for both before reading them.
+    wait_for_state(api, "lines_in", "RUNNING").await;
     let status = wait_for_state(api, "lines_out", "RUNNING").await;
     assert_eq!(
         status,

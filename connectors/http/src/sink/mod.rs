@@ -8,61 +8,30 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value as Json};
+use serde_json::json;
 use sluice_connector_sdk::config::{ConfigIssue, ConfigSpec, ConfigValues, FieldKind, FieldSpec};
 use sluice_connector_sdk::connector::{ConnectorError, Result, SinkConnector, SinkTask, TaskInfo};
 
 use crate::batch::BatchLimits;
 use crate::body::{BodyFormat, Compression};
-use crate::classify::{Backoff, CodeSet, StatusPolicy};
+use crate::classify::{CodeSet, StatusPolicy};
 use crate::deliver::RetryPolicy;
-use crate::transport::{Auth, HttpTransport, OAuth2Config, TransportConfig};
+use crate::settings::{
+    auth_field, backoff_fields, headers_field, int, issue, parse_auth, parse_backoff,
+    parse_headers, parse_timeout, strings, text,
+};
+use crate::transport::{HttpTransport, TransportConfig};
 use crate::url_template::UrlTemplate;
 
 pub mod task;
-
-fn strings(options: &[&str]) -> FieldKind {
-    FieldKind::OneOf(options.iter().map(|o| o.to_string()).collect())
-}
-
-fn int(min: i64, max: i64) -> FieldKind {
-    FieldKind::Integer { min, max }
-}
 
 /// The settings of `type: http` (names as issue 12 gives them).
 pub fn spec() -> ConfigSpec {
     ConfigSpec::new(vec![
         FieldSpec::required("url", FieldKind::String, "where records are sent: http:// or https://, with ${topic}, ${partition} and ${key} filled per record (percent-encoded)"),
         FieldSpec::optional("method", strings(&["POST", "PUT", "PATCH"]), Some(json!("POST")), "the request method"),
-        FieldSpec::optional("headers", FieldKind::Map(Box::new(FieldKind::String)), None, "headers sent with every request"),
-        FieldSpec::optional(
-            "auth",
-            FieldKind::OneKey(vec![
-                FieldSpec::optional("bearer", FieldKind::Secret, None, "a token sent as `Authorization: Bearer …`"),
-                FieldSpec::optional(
-                    "basic",
-                    FieldKind::Object(vec![
-                        FieldSpec::required("username", FieldKind::String, "the user"),
-                        FieldSpec::required("password", FieldKind::Secret, "the password"),
-                    ]),
-                    None,
-                    "HTTP basic authentication",
-                ),
-                FieldSpec::optional(
-                    "oauth2",
-                    FieldKind::Object(vec![
-                        FieldSpec::required("token_url", FieldKind::String, "the token endpoint"),
-                        FieldSpec::required("client_id", FieldKind::String, "the client's id"),
-                        FieldSpec::required("client_secret", FieldKind::Secret, "the client's secret"),
-                        FieldSpec::optional("scope", FieldKind::String, None, "the scope asked for"),
-                    ]),
-                    None,
-                    "OAuth 2.0 client credentials: a token fetched, cached until shortly before it expires, and fetched again on a 401",
-                ),
-            ]),
-            None,
-            "how requests authenticate (none by default)",
-        ),
+        headers_field(),
+        auth_field(),
         FieldSpec::optional("body", strings(&["json_array", "ndjson", "single"]), Some(json!("json_array")), "`json_array`: a batch is one JSON array of the values; `ndjson`: one value per line; `single`: one record per request, its value as the body (any bytes)"),
         FieldSpec::optional(
             "batch",
@@ -81,10 +50,10 @@ pub fn spec() -> ConfigSpec {
             "retry",
             FieldKind::Object(vec![
                 FieldSpec::optional("max_retries", int(-1, 1_000_000), Some(json!(10)), "retries of a request before its records follow the error policy (-1: no limit)"),
-                FieldSpec::optional("initial_backoff", FieldKind::Duration, Some(json!("100ms")), "the ceiling of the first wait (exponential, with full jitter)"),
-                FieldSpec::optional("max_backoff", FieldKind::Duration, Some(json!("30s")), "the ceiling of any wait"),
-                FieldSpec::optional("max_retry_after", FieldKind::Duration, Some(json!("5m")), "the longest Retry-After honoured"),
-            ]),
+            ]
+            .into_iter()
+            .chain(backoff_fields("100ms", "30s"))
+            .collect()),
             None,
             "how failed requests are retried (408, 429, 5xx except 501 and 505, timeouts, broken connections)",
         ),
@@ -118,17 +87,6 @@ pub struct SinkSettings {
     pub on_null: OnNull,
 }
 
-fn issue(key: &str, message: impl Into<String>) -> ConfigIssue {
-    ConfigIssue {
-        key: Some(key.to_string()),
-        message: message.into(),
-    }
-}
-
-fn text(c: &ConfigValues, key: &str) -> String {
-    c.str(key).unwrap_or_default().to_string()
-}
-
 impl SinkSettings {
     /// Every problem at once; settings the spec already typed are taken as typed.
     pub fn from_config(c: &ConfigValues) -> Result<SinkSettings, Vec<ConfigIssue>> {
@@ -147,66 +105,13 @@ impl SinkSettings {
             retry_codes: codes("retry_codes", &mut issues),
             drop_codes: codes("drop_codes", &mut issues),
         };
-        let mut headers = Vec::new();
-        for (name, value) in c.object("headers").into_iter().flatten() {
-            let value = value.as_str().unwrap_or_default();
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                issues.push(issue(
-                    &format!("headers.{name}"),
-                    "not a valid HTTP header name",
-                ));
-            } else if reqwest::header::HeaderValue::from_str(value).is_err() {
-                issues.push(issue(
-                    &format!("headers.{name}"),
-                    "not a valid HTTP header value (control characters?)",
-                ));
-            } else if [
-                "content-type",
-                "content-encoding",
-                "idempotency-key",
-                "authorization",
-            ]
-            .contains(&name.to_ascii_lowercase().as_str())
-            {
-                issues.push(issue(&format!("headers.{name}"), "set by the sink itself (from `body`, `compression`, `auth` and each request's records)"));
-            } else {
-                headers.push((name.clone(), value.to_string()));
-            }
-        }
-        let auth = match c.object("auth").and_then(|m| m.iter().next()) {
-            None => Auth::None,
-            Some((kind, v)) => {
-                let s = |k: &str| {
-                    v.get(k)
-                        .and_then(Json::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                match kind.as_str() {
-                    "bearer" => Auth::Bearer(v.as_str().unwrap_or_default().to_string()),
-                    "basic" => Auth::Basic {
-                        username: s("username"),
-                        password: s("password"),
-                    },
-                    _ => {
-                        let token_url = s("token_url");
-                        if !(token_url.starts_with("http://") || token_url.starts_with("https://"))
-                        {
-                            issues.push(issue(
-                                "auth.oauth2.token_url",
-                                format!("{token_url:?} must start with http:// or https://"),
-                            ));
-                        }
-                        Auth::OAuth2(OAuth2Config {
-                            token_url,
-                            client_id: s("client_id"),
-                            client_secret: s("client_secret"),
-                            scope: v.get("scope").and_then(Json::as_str).map(str::to_string),
-                        })
-                    }
-                }
-            }
-        };
+        let headers = parse_headers(
+            c,
+            &["content-type", "content-encoding", "idempotency-key", "authorization"],
+            "set by the sink itself (from `body`, `compression`, `auth` and each request's records)",
+            &mut issues,
+        );
+        let auth = parse_auth(c, &mut issues);
         let format = BodyFormat::parse(&text(c, "body")).unwrap_or(BodyFormat::JsonArray);
         let compression = Compression::parse(&text(c, "compression")).unwrap_or(Compression::None);
         let max_bytes = c.size("batch.max_bytes").unwrap_or(1 << 20);
@@ -215,24 +120,8 @@ impl SinkSettings {
         }
         let duration =
             |k: &str, default: u64| c.duration(k).unwrap_or(Duration::from_millis(default));
-        let backoff = Backoff {
-            initial: duration("retry.initial_backoff", 100),
-            max: duration("retry.max_backoff", 30_000),
-            max_retry_after: duration("retry.max_retry_after", 300_000),
-        };
-        if backoff.initial.is_zero() {
-            issues.push(issue("retry.initial_backoff", "must be more than 0"));
-        }
-        if backoff.max < backoff.initial {
-            issues.push(issue(
-                "retry.max_backoff",
-                "must not be less than `retry.initial_backoff`",
-            ));
-        }
-        let timeout = duration("timeout", 30_000);
-        if timeout.is_zero() {
-            issues.push(issue("timeout", "must be more than 0"));
-        }
+        let backoff = parse_backoff(c, &mut issues);
+        let timeout = parse_timeout(c, &mut issues);
         let max_retries = c.int("retry.max_retries").unwrap_or(10);
         let (Some(url), true) = (url, issues.is_empty()) else {
             return Err(issues);

@@ -1,5 +1,5 @@
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value as Json};
 
 fn settings(v: Json) -> Result<SinkSettings, Vec<String>> {
     let values = spec()

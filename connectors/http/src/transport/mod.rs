@@ -103,7 +103,9 @@ impl HttpTransport {
             headers.insert(header, value);
             Ok::<(), TransportError>(())
         };
-        put("content-type", &config.content_type, false)?;
+        if !config.content_type.is_empty() {
+            put("content-type", &config.content_type, false)?;
+        }
         for (name, value) in &config.headers {
             put(name, value, false)?;
         }
@@ -137,19 +139,27 @@ impl HttpTransport {
     }
 }
 
-impl Transport for HttpTransport {
-    async fn send(&self, batch: &ClosedBatch, idempotency_key: &str) -> Result<Answer, NoAnswer> {
-        let body = self
-            .compression
-            .apply(&batch.body)
-            .map_err(|e| NoAnswer::Lost(format!("could not compress the body: {e}")))?;
+/// A page the poller fetched: the whole body, up to its limit.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: u16,
+    /// The `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+    /// The `Link` header, as sent.
+    pub link: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl HttpTransport {
+    /// Sends the request `make` builds, with the OAuth2 token when there is one; a 401 to a
+    /// token we hold (revoked, or expired early) fetches a new one and sends again, once.
+    async fn authorized(
+        &self,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, NoAnswer> {
         let mut rejected: Option<String> = None;
-        let mut response = loop {
-            let mut request = self
-                .client
-                .request(self.method.clone(), &batch.url)
-                .header("idempotency-key", idempotency_key)
-                .body(body.clone());
+        loop {
+            let mut request = make();
             let token = match &self.oauth2 {
                 Some(cache) => {
                     let token = cache.token(&self.client, rejected.as_deref()).await?;
@@ -169,15 +179,68 @@ impl Transport for HttpTransport {
                 .send()
                 .await
                 .map_err(|e| NoAnswer::Lost(describe(&e)))?;
-            // A 401 to a token we hold: it was revoked or expired early. Fetch a new one once.
             if response.status() == reqwest::StatusCode::UNAUTHORIZED && rejected.is_none() {
                 if let Some(token) = token {
                     rejected = Some(token);
                     continue;
                 }
             }
-            break response;
+            return Ok(response);
+        }
+    }
+
+    /// `GET url` (the poller's request), its body read whole; a body past `max_body` bytes
+    /// is an error that names the limit, as is a broken connection.
+    pub async fn get(&self, url: &str, max_body: usize) -> Result<Fetched, NoAnswer> {
+        let mut response = self.authorized(|| self.client.get(url)).await?;
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
         };
+        let (retry_after, link) = (
+            header(reqwest::header::RETRY_AFTER),
+            header(reqwest::header::LINK),
+        );
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| NoAnswer::Lost(describe(&e)))?
+        {
+            if body.len() + chunk.len() > max_body {
+                return Err(NoAnswer::Stop(format!(
+                    "the answer is larger than max_body ({max_body} bytes)"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            status,
+            retry_after,
+            link,
+            body,
+        })
+    }
+}
+
+impl Transport for HttpTransport {
+    async fn send(&self, batch: &ClosedBatch, idempotency_key: &str) -> Result<Answer, NoAnswer> {
+        let body = self
+            .compression
+            .apply(&batch.body)
+            .map_err(|e| NoAnswer::Lost(format!("could not compress the body: {e}")))?;
+        let mut response = self
+            .authorized(|| {
+                self.client
+                    .request(self.method.clone(), &batch.url)
+                    .header("idempotency-key", idempotency_key)
+                    .body(body.clone())
+            })
+            .await?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
