@@ -214,6 +214,7 @@ fn every_example_config_validates() {
             let out = Command::new(binary())
                 .arg("validate")
                 .arg(&path)
+                .env("HOOK_SECRET", "the secret configs/webhook.yaml reads")
                 .output()
                 .unwrap();
             assert!(

@@ -25,6 +25,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Plugin(args) => crate::bench_plugin::run(args),
         BenchCommand::Rest(args) => crate::bench_rest::run(args),
         BenchCommand::HttpSink(args) => crate::bench_http::run(args),
+        BenchCommand::Webhook(args) => crate::bench_webhook::run(args),
     }
 }
 

@@ -181,6 +181,24 @@ pub enum BenchCommand {
     Rest(RestBenchArgs),
     /// The `http` sink into a local counting server, beside `wrk` posting the same bodies.
     HttpSink(HttpSinkBenchArgs),
+    /// The `http_server` webhook source under `wrk`, beside a bare axum hello world.
+    Webhook(WebhookBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookBenchArgs {
+    /// Seconds of wrk per row and round.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    pub connections: u32,
+    /// Rounds of each, interleaved; medians are printed.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

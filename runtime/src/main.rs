@@ -27,6 +27,7 @@ mod bench_pipeline;
 mod bench_plugin;
 mod bench_registry;
 mod bench_rest;
+mod bench_webhook;
 mod broker;
 mod cli;
 mod consume;

@@ -45,6 +45,7 @@ pub mod body;
 pub mod classify;
 pub mod deliver;
 pub mod poll;
+pub mod server;
 pub mod settings;
 pub mod sink;
 pub mod transport;
@@ -54,8 +55,15 @@ use sluice_connector_sdk::registry::{
     ConnectorRegistry, ConnectorType, Factory, Origin, RegistryError,
 };
 
-/// Adds `http` as a sink type and `http_poll` as a source type.
+/// Adds `http` as a sink type, `http_server` and `http_poll` as source types.
 pub fn register(registry: &mut ConnectorRegistry) -> Result<(), RegistryError> {
+    registry.register(ConnectorType {
+        name: "http_server".into(),
+        description: "a webhook endpoint: callers POST records and get their 200 only once the records are in the log; 429, 503, 413, 400 and 401 at once otherwise".into(),
+        config: server::spec(),
+        origin: Origin::BuiltIn,
+        factory: Factory::Source(Box::new(|c| Ok(Box::new(server::HttpServer::new(c))))),
+    })?;
     registry.register(ConnectorType {
         name: "http_poll".into(),
         description: "polls an HTTP API for JSON records, following pages by cursor or Link header, and resumes at the right page after a restart".into(),

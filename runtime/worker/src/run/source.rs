@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sluice_connector_sdk::connector::{
     Polled, SourcePosition, SourceRecord, SourceTask, ValueRun, SOURCE_ERROR_HEADER,
@@ -192,6 +192,7 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
             Flow::Stopped => true,
             Flow::Failed => return, // the failure is recorded in `ctx`
         };
+        hold_appends_while_asked(ctx);
         let finished = out.finish((&topic, &main_parts, &mut partitions));
         if let Some(m) = &ctx.metrics {
             m.records_out
@@ -643,6 +644,20 @@ impl Batching {
             }
         }
         Ok(())
+    }
+}
+
+/// A test hook for end-to-end tests of the real binary: while the file named by
+/// `SLUICE_TEST_HOLD_APPENDS` exists, sources' appends wait, as behind a full disk or an
+/// fsync that does not return (unset, as in production, this costs one check per poll).
+fn hold_appends_while_asked(ctx: &Ctx) {
+    static HOLD: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let hold = HOLD
+        .get_or_init(|| std::env::var_os("SLUICE_TEST_HOLD_APPENDS").map(std::path::PathBuf::from));
+    if let Some(path) = hold {
+        while path.exists() && !ctx.control.should_stop() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
