@@ -1,9 +1,11 @@
 //! # sluice-connector-http: HTTP sink and sources
 //!
-//! **Owns:** how Sluice talks HTTP to the outside world. The `http` sink ([`sink`]) and the
-//! `http_poll` source ([`poll`]) are registered. The sink: records of each partition gathered into requests and delivered in order,
-//! every answer classified, refused records found by splitting and dead-lettered with the
-//! status and the start of the answer, offsets committed only below what is delivered.
+//! **Owns:** how Sluice talks HTTP to the outside world: the `http` sink ([`sink`]), the
+//! `http_server` webhook source ([`server`]) and the `http_poll` source ([`poll`]), all
+//! registered by [`register`]. The sink gathers each partition's records into requests
+//! delivered in order, classifies every answer, finds refused records by splitting and
+//! hands them to the dead-letter topic with the status and the start of the answer, and
+//! commits offsets only below what is delivered.
 //!
 //! Layout, along the data path (record → request → answer):
 //! - [`url_template`]: `url` with `${topic}`, `${partition}` and `${key}` filled and
@@ -12,7 +14,7 @@
 //!   `max_bytes`, `linger`, a URL change), a refused batch split in halves;
 //! - [`body`]: request bodies (`json_array`, `ndjson`, `single`), gzip or zstd;
 //! - [`transport`]: requests over reqwest (method, headers, bearer, basic or OAuth2 client
-//!   credentials auth, compression, `Idempotency-Key`);
+//!   credentials auth, compression, `Idempotency-Key`, TLS through rustls);
 //! - [`classify`]: which statuses are delivered, retried or refused, `Retry-After`, and
 //!   the exponential backoff with full jitter the sink and sources share;
 //! - [`deliver`]: one batch's retries and splits, and what is left undelivered;
@@ -21,11 +23,12 @@
 //! - [`poll`]: the `http_poll` source: pages read into records ([`poll::page`]), cursors
 //!   from the answer, the last record or the `Link` header ([`poll::link`]), the position
 //!   in each record;
-//! - [`settings`]: `headers`, `auth` and `retry` as both connector families spell them.
+//! - [`settings`]: `headers`, `auth`, `tls` and `retry` as the connectors spell them;
+//! - [`server`]: the `http_server` webhook source: calls checked ([`server::guard`]),
+//!   bodies read into records ([`server::decode`]), a 200 only once they are in the log.
 //!
-//! Not built yet: the `http_server` webhook source of issue 12 (not registered, so a
-//! pipeline naming it gets the registry's "no … connector type" error), and TLS settings
-//! beyond the system roots (`ca_file`, client certificates).
+//! Not built yet: TLS on the webhook's own listener (the sink and the poller speak
+//! https:// through rustls, with `tls.ca_file` and client certificates).
 //!
 //! **Must not touch:** topics, offsets storage, converters: the runtime does those through
 //! the SDK traits.

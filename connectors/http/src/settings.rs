@@ -7,7 +7,7 @@ use serde_json::{json, Value as Json};
 use sluice_connector_sdk::config::{ConfigIssue, ConfigValues, FieldKind, FieldSpec};
 
 use crate::classify::Backoff;
-use crate::transport::{Auth, OAuth2Config};
+use crate::transport::{Auth, OAuth2Config, TlsFiles};
 
 pub(crate) fn strings(options: &[&str]) -> FieldKind {
     FieldKind::OneOf(options.iter().map(|o| o.to_string()).collect())
@@ -185,4 +185,55 @@ pub fn parse_timeout(c: &ConfigValues, issues: &mut Vec<ConfigIssue>) -> Duratio
         issues.push(issue("timeout", "must be more than 0"));
     }
     timeout
+}
+
+/// `tls`: files for https:// endpoints.
+pub fn tls_field() -> FieldSpec {
+    FieldSpec::optional(
+        "tls",
+        FieldKind::Object(vec![
+            FieldSpec::optional(
+                "ca_file",
+                FieldKind::String,
+                None,
+                "PEM certificates to trust beyond the system's roots (a private CA)",
+            ),
+            FieldSpec::optional(
+                "cert_file",
+                FieldKind::String,
+                None,
+                "a PEM client certificate (chain), for servers that ask for one",
+            ),
+            FieldSpec::optional(
+                "key_file",
+                FieldKind::String,
+                None,
+                "the PEM private key of `cert_file`",
+            ),
+        ]),
+        None,
+        "TLS for https:// (rustls; the system's roots are always trusted)",
+    )
+}
+
+/// `tls`, checked (the files are read when the task starts).
+pub fn parse_tls(c: &ConfigValues, issues: &mut Vec<ConfigIssue>) -> TlsFiles {
+    let path = |k: &str| c.str(k).map(std::path::PathBuf::from);
+    let tls = TlsFiles {
+        ca_file: path("tls.ca_file"),
+        cert_file: path("tls.cert_file"),
+        key_file: path("tls.key_file"),
+    };
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(_), None) => issues.push(issue(
+            "tls.key_file",
+            "`tls.cert_file` needs its `tls.key_file`",
+        )),
+        (None, Some(_)) => issues.push(issue(
+            "tls.cert_file",
+            "`tls.key_file` needs its `tls.cert_file`",
+        )),
+        _ => {}
+    }
+    tls
 }

@@ -19,7 +19,7 @@ use sluice_connector_sdk::connector::{
 use crate::classify::Backoff;
 use crate::settings::{
     auth_field, backoff_fields, headers_field, issue, parse_auth, parse_backoff, parse_headers,
-    parse_timeout, text,
+    parse_timeout, parse_tls, text, tls_field,
 };
 use crate::transport::{HttpTransport, TransportConfig};
 use crate::url_template::UrlTemplate;
@@ -41,6 +41,7 @@ pub fn spec() -> ConfigSpec {
         FieldSpec::optional("key_pointer", FieldKind::String, None, "JSON pointer to the field of each record that becomes its key"),
         headers_field(),
         auth_field(),
+        tls_field(),
         FieldSpec::optional("timeout", FieldKind::Duration, Some(json!("30s")), "one request, connect to the answer's last byte"),
         FieldSpec::optional("max_body", FieldKind::Size, Some(json!("16MiB")), "the largest answer read; a larger one stops the task"),
         FieldSpec::optional(
@@ -139,6 +140,7 @@ impl PollSettings {
         let auth = parse_auth(c, &mut issues);
         let backoff = parse_backoff(c, &mut issues);
         let timeout = parse_timeout(c, &mut issues);
+        let tls = parse_tls(c, &mut issues);
         let interval = c.duration("interval").unwrap_or(Duration::from_secs(60));
         if interval.is_zero() {
             issues.push(issue("interval", "must be more than 0"));
@@ -165,6 +167,7 @@ impl PollSettings {
                 compression: crate::body::Compression::None,
                 auth,
                 timeout,
+                tls,
             },
             max_body: max_body as usize,
             backoff,

@@ -18,7 +18,7 @@ use crate::classify::{CodeSet, StatusPolicy};
 use crate::deliver::RetryPolicy;
 use crate::settings::{
     auth_field, backoff_fields, headers_field, int, issue, parse_auth, parse_backoff,
-    parse_headers, parse_timeout, strings, text,
+    parse_headers, parse_timeout, parse_tls, strings, text, tls_field,
 };
 use crate::transport::{HttpTransport, TransportConfig};
 use crate::url_template::UrlTemplate;
@@ -32,6 +32,7 @@ pub fn spec() -> ConfigSpec {
         FieldSpec::optional("method", strings(&["POST", "PUT", "PATCH"]), Some(json!("POST")), "the request method"),
         headers_field(),
         auth_field(),
+        tls_field(),
         FieldSpec::optional("body", strings(&["json_array", "ndjson", "single"]), Some(json!("json_array")), "`json_array`: a batch is one JSON array of the values; `ndjson`: one value per line; `single`: one record per request, its value as the body (any bytes)"),
         FieldSpec::optional(
             "batch",
@@ -122,6 +123,7 @@ impl SinkSettings {
             |k: &str, default: u64| c.duration(k).unwrap_or(Duration::from_millis(default));
         let backoff = parse_backoff(c, &mut issues);
         let timeout = parse_timeout(c, &mut issues);
+        let tls = parse_tls(c, &mut issues);
         let max_retries = c.int("retry.max_retries").unwrap_or(10);
         let (Some(url), true) = (url, issues.is_empty()) else {
             return Err(issues);
@@ -135,6 +137,7 @@ impl SinkSettings {
                 compression,
                 auth,
                 timeout,
+                tls,
             },
             format,
             limits: BatchLimits {

@@ -16,6 +16,7 @@ use crate::deliver::{Answer, NoAnswer, Transport, BODY_EXCERPT};
 
 mod oauth2;
 pub use oauth2::OAuth2Config;
+
 use oauth2::TokenCache;
 
 /// How requests authenticate.
@@ -58,6 +59,18 @@ pub struct TransportConfig {
     pub auth: Auth,
     /// The whole request, connect to last byte of the answer.
     pub timeout: Duration,
+    /// Extra trust and a client certificate for https:// (the system's roots always).
+    pub tls: TlsFiles,
+}
+
+/// `tls`: PEM files read when the task starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificates to trust beyond the system's roots (a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The client certificate (chain) and its private key, for servers that ask for one.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// A header the user set that HTTP cannot carry.
@@ -69,6 +82,12 @@ pub enum TransportError {
     HeaderValue { name: String },
     #[error("could not build the HTTP client: {0}")]
     Client(String),
+    #[error("tls.{setting} {path}: {message}")]
+    Tls {
+        setting: &'static str,
+        path: String,
+        message: String,
+    },
 }
 
 /// Requests over reqwest.
@@ -121,7 +140,43 @@ impl HttpTransport {
             }
             Auth::OAuth2(_) => {}
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder().use_rustls_tls();
+        let read = |setting: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| TransportError::Tls {
+                setting,
+                path: path.display().to_string(),
+                message: format!("cannot read it: {e}"),
+            })
+        };
+        if let Some(ca) = &config.tls.ca_file {
+            let pem = read("ca_file", ca)?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| TransportError::Tls {
+                    setting: "ca_file",
+                    path: ca.display().to_string(),
+                    message: "holds no PEM certificate".into(),
+                })?;
+            for c in certificates {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
+            let mut pem = read("cert_file", cert)?;
+            pem.push(b'\n');
+            pem.extend(read("key_file", key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| TransportError::Tls {
+                setting: "cert_file",
+                path: cert.display().to_string(),
+                message: format!(
+                    "with key_file {}: not a PEM certificate and private key: {e}",
+                    key.display()
+                ),
+            })?;
+            builder = builder.identity(identity);
+        }
+        let client = builder
             .default_headers(headers)
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -288,3 +343,5 @@ fn base64(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -57,6 +57,7 @@ fn batch(url: &str) -> ClosedBatch {
 
 fn config(compression: Compression, auth: Auth) -> TransportConfig {
     TransportConfig {
+        tls: Default::default(),
         method: reqwest::Method::PUT,
         headers: vec![("X-Team".into(), "payments".into())],
         content_type: "application/json".into(),
