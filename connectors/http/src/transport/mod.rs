@@ -342,6 +342,8 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+mod oauth2_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tls_tests;
