@@ -26,6 +26,13 @@ if ! need prometheus || ! need promtool; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq prometheus
 fi
+# `sluice top` is driven in a real terminal multiplexer.
+if ! need tmux; then
+  echo "== installing tmux (Debian package)"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tmux
+fi
 if ! python3 -c "import confluent_kafka, pytest, fastavro; from confluent_kafka.schema_registry.avro import AvroSerializer" 2>/dev/null; then
   echo "== installing confluent-kafka (with its schema-registry and Avro extras) and pytest (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check "confluent-kafka[avro,schemaregistry]>=2.3,<3" "pytest>=7"

@@ -41,6 +41,9 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print the records of a topic, one value per line.
     Consume(ConsumeArgs),
+    /// Follow a topic's records as they arrive, one JSON object per line, keys and values
+    /// decoded with their schema (Avro through the built-in registry), with headers.
+    Tap(TapArgs),
     /// Show consumer groups and their committed offsets.
     Groups {
         #[command(subcommand)]
@@ -64,6 +67,9 @@ pub enum Command {
     },
     /// The connectors of a running `sluice run` and their tasks, from its REST API.
     Status(RestArgs),
+    /// A live view of a running `sluice run` (like `vector top`): states, rates, lag, errors;
+    /// keys to sort, filter, pause, resume and restart connectors.
+    Top(TopArgs),
     /// Steer the connectors of a running `sluice run` over its REST API.
     Connectors {
         #[command(flatten)]
@@ -125,6 +131,23 @@ pub struct ProduceArgs {
     /// `PARTITION<TAB>FIRST_OFFSET<TAB>LAST_OFFSET` on stdout.
     #[arg(long)]
     pub print_offsets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TapArgs {
+    pub topic: String,
+    /// Start at the oldest record instead of the next one written.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Read only this partition (default: all).
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// Exit once every partition read has been read to its end.
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// Exit after printing this many records.
+    #[arg(long, value_name = "N")]
+    pub max_messages: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -409,6 +432,18 @@ pub struct RegistryArgs {
 }
 
 /// Where a running `sluice run`'s REST API is.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub rest: RestArgs,
+    /// How often to sample, in milliseconds.
+    #[arg(short, long = "interval", default_value_t = 1000, value_name = "MS")]
+    pub interval_ms: u64,
+    /// Print one table (rates over one interval) as text and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct RestArgs {
     /// The REST API's address.

@@ -39,6 +39,8 @@ mod registry;
 mod reload;
 mod run;
 mod status;
+mod tap;
+mod top;
 mod topics;
 
 use std::process::ExitCode;
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         },
         Command::Produce(args) => produce::run(&data_dir, args),
         Command::Consume(args) => consume::run(&data_dir, args),
+        Command::Tap(args) => tap::run(&data_dir, args),
         Command::Groups { command } => match command {
             GroupsCommand::List => groups::list(&data_dir),
             GroupsCommand::Describe { group } => groups::describe(&data_dir, &group),
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         } => run::run(&file, rest_listen, !no_watch),
         Command::Bench { command } => bench::run(command),
         Command::Status(rest) => status::status(&rest),
+        Command::Top(args) => top::run(args),
         Command::Connectors { rest, command } => status::connectors(&rest, command),
     };
     match result {

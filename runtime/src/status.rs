@@ -6,25 +6,30 @@ use serde_json::Value;
 
 use crate::cli::{ConnectorsCommand, RestArgs};
 
-struct Api {
-    base: String,
+pub(crate) struct Api {
+    pub(crate) base: String,
     token: Option<String>,
     http: reqwest::blocking::Client,
 }
 
 impl Api {
     fn new(args: &RestArgs) -> Result<Api> {
+        Api::with_timeout(args, std::time::Duration::from_secs(60))
+    }
+
+    /// A client whose calls give up after `timeout` (`sluice top` must not freeze).
+    pub(crate) fn with_timeout(args: &RestArgs, timeout: std::time::Duration) -> Result<Api> {
         Ok(Api {
             base: args.url.trim_end_matches('/').to_string(),
             token: args.token.clone(),
             http: reqwest::blocking::Client::builder()
-                .timeout(std::time::Duration::from_secs(60))
+                .timeout(timeout)
                 .build()?,
         })
     }
 
     /// A call; the body as JSON (`Null` when empty), or the API's error message.
-    fn call(&self, method: reqwest::Method, path: &str) -> Result<Value> {
+    pub(crate) fn call(&self, method: reqwest::Method, path: &str) -> Result<Value> {
         self.call_with(method, path, None)
     }
 
@@ -63,7 +68,7 @@ impl Api {
         Ok(body)
     }
 
-    fn get(&self, path: &str) -> Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> Result<Value> {
         self.call(reqwest::Method::GET, path)
     }
 }
