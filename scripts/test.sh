@@ -26,6 +26,14 @@ if ! need prometheus || ! need promtool; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq prometheus
 fi
+# Real PostgreSQL servers for the Postgres connectors' tests (initdb and pg_ctl from
+# Debian's package; the tests start their own servers on free ports).
+if ! need initdb && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "== installing postgresql (Debian package)"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql
+fi
 # `sluice top` is driven in a real terminal multiplexer.
 if ! need tmux; then
   echo "== installing tmux (Debian package)"

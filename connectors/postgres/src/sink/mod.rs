@@ -1,0 +1,3 @@
+//! The `postgres` sink (in progress): its settings so far.
+
+pub mod settings;
