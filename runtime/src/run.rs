@@ -22,6 +22,7 @@ pub fn builtin_connectors() -> Result<ConnectorRegistry> {
     let mut registry = ConnectorRegistry::new();
     sluice_connector_file::register(&mut registry)?;
     sluice_connector_http::register(&mut registry)?;
+    sluice_connector_postgres::register(&mut registry)?;
     Ok(registry)
 }
 

@@ -3,6 +3,7 @@
 //! fenced out once its successor has claimed the connector, even in the middle of a
 //! transaction.
 
+#[path = "../../../tests/support/pg.rs"]
 mod pg;
 
 use sluice_connector_postgres::offsets::{self, Epoch, OffsetsError};

@@ -1,3 +1,40 @@
-//! The `postgres` sink (in progress): its settings so far.
+//! The `postgres` sink: settings ([`settings`]), the target table and the statements that
+//! apply rows to it ([`sql`]), and the task ([`task`]) that applies each flush in one
+//! transaction with its positions.
 
 pub mod settings;
+pub mod sql;
+pub mod task;
+
+use sluice_connector_sdk::config::ConfigValues;
+use sluice_connector_sdk::connector::{ConnectorError, Result, SinkConnector, SinkTask, TaskInfo};
+
+/// The `postgres` sink connector.
+pub struct PostgresSink {
+    config: ConfigValues,
+}
+
+impl PostgresSink {
+    pub fn new(config: ConfigValues) -> PostgresSink {
+        PostgresSink { config }
+    }
+}
+
+impl SinkConnector for PostgresSink {
+    fn task_configs(&self, max_tasks: u32) -> Result<Vec<ConfigValues>> {
+        Ok(vec![self.config.clone(); max_tasks.max(1) as usize])
+    }
+
+    fn create_task(&self, info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SinkTask>> {
+        let settings = settings::SinkSettings::from_config(&config).map_err(|issues| {
+            ConnectorError::fatal(
+                issues
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        Ok(Box::new(task::PostgresSinkTask::new(info, settings)?))
+    }
+}

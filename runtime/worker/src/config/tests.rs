@@ -51,6 +51,7 @@ pub(crate) fn test_registry() -> ConnectorRegistry {
     .unwrap();
     // The real HTTP sink, for settings nested in maps (`batch.max_records`).
     sluice_connector_http::register(&mut r).unwrap();
+    sluice_connector_postgres::register(&mut r).unwrap();
     r
 }
 

@@ -1,0 +1,241 @@
+//! The target table as the catalog describes it, and the set-based statements that apply a
+//! run of rows to it: each takes one `jsonb` array (`$1`) whose objects
+//! `jsonb_populate_record` types by the table's own columns.
+
+use sluice_connector_sdk::connector::ConnectorError;
+use tokio_postgres::Client;
+
+use super::settings::{InsertMode, PkMode, SinkSettings};
+use serde_json::Value as Json;
+
+/// An identifier, quoted for SQL (`"a""b"`).
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A target table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// As written in the settings (`orders`, `replica.orders`).
+    pub name: String,
+    /// Quoted and schema-qualified when a schema was given.
+    pub sql: String,
+    /// In table order.
+    pub columns: Vec<String>,
+    /// The columns rows are matched by (upsert, update, delete).
+    pub key: Vec<String>,
+}
+
+impl Table {
+    fn cols(&self, docs: &[Json]) -> Vec<&String> {
+        self.columns
+            .iter()
+            .filter(|c| docs.iter().any(|d| d.get(c.as_str()).is_some()) || self.key.contains(c))
+            .collect()
+    }
+}
+
+/// `schema.table` or `table`, quoted.
+fn qualified(name: &str) -> String {
+    match name.split_once('.') {
+        Some((schema, table)) => format!("{}.{}", ident(schema), ident(table)),
+        None => ident(name),
+    }
+}
+
+/// Reads the table's columns and primary key; a missing table, or one without the key the
+/// settings need, is an error that says what to change.
+pub async fn describe(
+    client: &Client,
+    name: &str,
+    s: &SinkSettings,
+) -> Result<Table, ConnectorError> {
+    let sql = qualified(name);
+    let db =
+        |e: tokio_postgres::Error| ConnectorError::retriable(format!("reading table {name}: {e}"));
+    let columns: Vec<String> = client
+        .query(
+            "SELECT a.attname FROM pg_attribute a
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum",
+            &[&sql],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if columns.is_empty() {
+        return Err(ConnectorError::fatal(format!(
+            "table {name} does not exist in the target database: create it (auto_create is not built yet)"
+        )));
+    }
+    let primary: Vec<String> = client
+        .query(
+            "SELECT a.attname FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+             WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY a.attnum",
+            &[&sql],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let key = match (s.pk_mode, s.pk_fields.is_empty()) {
+        (PkMode::None, _) => primary,
+        (PkMode::Kafka, true) => ["__connect_topic", "__connect_partition", "__connect_offset"]
+            .map(String::from)
+            .to_vec(),
+        (_, false) => s.pk_fields.clone(),
+        (_, true) => primary,
+    };
+    let needs_key = s.insert_mode != InsertMode::Insert || s.delete_enabled;
+    if needs_key && key.is_empty() {
+        return Err(ConnectorError::fatal(format!(
+            "table {name} has no primary key and `pk_fields` names none: upsert, update and delete need the columns rows are matched by"
+        )));
+    }
+    if let Some(missing) = key.iter().find(|k| !columns.contains(k)) {
+        return Err(ConnectorError::fatal(format!(
+            "table {name} has no column `{missing}` (a key column): add it or change `pk_fields`"
+        )));
+    }
+    Ok(Table {
+        name: name.to_string(),
+        sql,
+        columns,
+        key,
+    })
+}
+
+/// Rows typed by the table: `r` per element of `$1`, with its position `ord`.
+fn rows(t: &Table) -> String {
+    format!(
+        "jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord) \
+         CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, e.doc) AS r",
+        t.sql
+    )
+}
+
+/// The last row per key of `$1`.
+fn last_per_key(t: &Table, cols: &[&String]) -> String {
+    let key: Vec<String> = t.key.iter().map(|k| format!("r.{}", ident(k))).collect();
+    let select: Vec<String> = cols.iter().map(|c| format!("r.{}", ident(c))).collect();
+    format!(
+        "SELECT DISTINCT ON ({k}) {s} FROM {rows} ORDER BY {k}, e.ord DESC",
+        k = key.join(", "),
+        s = select.join(", "),
+        rows = rows(t)
+    )
+}
+
+fn list(cols: &[&String]) -> String {
+    cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
+}
+
+pub fn insert(t: &Table, docs: &[Json]) -> String {
+    let cols = t.cols(docs);
+    let select: Vec<String> = cols.iter().map(|c| format!("r.{}", ident(c))).collect();
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY e.ord",
+        t.sql,
+        list(&cols),
+        select.join(", "),
+        rows(t)
+    )
+}
+
+pub fn upsert(t: &Table, docs: &[Json]) -> String {
+    let cols = t.cols(docs);
+    let set: Vec<String> = cols
+        .iter()
+        .filter(|c| !t.key.contains(c))
+        .map(|c| format!("{0} = EXCLUDED.{0}", ident(c)))
+        .collect();
+    let action = if set.is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        format!("DO UPDATE SET {}", set.join(", "))
+    };
+    format!(
+        "INSERT INTO {t} ({cols}) SELECT {cols} FROM ({last}) AS last ON CONFLICT ({key}) {action}",
+        t = t.sql,
+        cols = list(&cols),
+        last = last_per_key(t, &cols),
+        key = list(&t.key.iter().collect::<Vec<_>>()),
+    )
+}
+
+pub fn update(t: &Table, docs: &[Json]) -> String {
+    let cols = t.cols(docs);
+    let set: Vec<String> = cols
+        .iter()
+        .filter(|c| !t.key.contains(c))
+        .map(|c| format!("{0} = last.{0}", ident(c)))
+        .collect();
+    let matched: Vec<String> = t
+        .key
+        .iter()
+        .map(|k| format!("target.{0} = last.{0}", ident(k)))
+        .collect();
+    if set.is_empty() {
+        return "SELECT 1".to_string(); // nothing but the key: nothing to update
+    }
+    format!(
+        "UPDATE {t} AS target SET {set} FROM ({last}) AS last WHERE {matched}",
+        t = t.sql,
+        set = set.join(", "),
+        last = last_per_key(t, &cols),
+        matched = matched.join(" AND "),
+    )
+}
+
+pub fn delete(t: &Table) -> String {
+    let select: Vec<String> = t.key.iter().map(|k| format!("r.{}", ident(k))).collect();
+    let matched: Vec<String> = t
+        .key
+        .iter()
+        .map(|k| format!("target.{0} = gone.{0}", ident(k)))
+        .collect();
+    format!(
+        "DELETE FROM {t} AS target USING (SELECT {s} FROM {rows}) AS gone WHERE {m}",
+        t = t.sql,
+        s = select.join(", "),
+        rows = rows(t),
+        m = matched.join(" AND "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn table() -> Table {
+        Table {
+            name: "shop.orders".into(),
+            sql: qualified("shop.orders"),
+            columns: vec!["id".into(), "note".into(), "qty".into()],
+            key: vec!["id".into()],
+        }
+    }
+
+    #[test]
+    fn statements_name_only_the_columns_the_rows_have() {
+        let t = table();
+        assert_eq!(t.sql, r#""shop"."orders""#);
+        assert_eq!(ident(r#"we"ird"#), r#""we""ird""#);
+        let docs = [json!({"id": 1, "note": "a"})];
+        let up = upsert(&t, &docs);
+        assert!(up.starts_with(r#"INSERT INTO "shop"."orders" ("id", "note") SELECT "id", "note" FROM (SELECT DISTINCT ON (r."id")"#), "{up}");
+        assert!(
+            up.ends_with(r#"ON CONFLICT ("id") DO UPDATE SET "note" = EXCLUDED."note""#),
+            "{up}"
+        );
+        assert!(upsert(&t, &[json!({"id": 1})]).ends_with("DO NOTHING"));
+        assert!(update(&t, &docs).contains(r#"SET "note" = last."note""#));
+        assert!(delete(&t).contains(r#"WHERE target."id" = gone."id""#));
+        assert!(!insert(&t, &docs).contains("qty"));
+    }
+}
