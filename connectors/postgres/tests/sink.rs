@@ -125,15 +125,32 @@ fn rows_are_upserted_deleted_and_refused_exactly_once() {
         "6"
     );
 
-    // A record that is not a row is refused at put, for the error policy.
+    // A record that is not a row is refused at put, for the error policy, and nothing of
+    // that put is kept (the runtime puts the records again one by one).
     let e = t
-        .put(&[record(6, json!({"id": 9}), Some(json!([1, 2])))])
+        .put(&[
+            record(
+                6,
+                json!({"id": 8}),
+                Some(json!({"note": "kept?", "qty": 1})),
+            ),
+            record(7, json!({"id": 9}), Some(json!([1, 2]))),
+        ])
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::BadRecord);
     assert!(
         e.message
-            .contains("offset 6: the value is not a JSON object"),
+            .contains("offset 7: the value is not a JSON object"),
         "{e}"
+    );
+    assert_eq!(
+        t.flush().unwrap(),
+        vec![(tp()[0].clone(), 6)],
+        "the failed put took nothing"
+    );
+    assert_eq!(
+        psql(&server, "SELECT count(*) FROM orders WHERE id = 8"),
+        "0"
     );
 
     // A successor takes over: it resumes at the stored position, and the first task,

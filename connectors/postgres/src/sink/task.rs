@@ -279,29 +279,31 @@ impl SinkTask for PostgresSinkTask {
     }
 
     fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
+        // All or nothing: after a bad record the runtime hands the records again one by
+        // one, so none of this call may be kept (it would be applied twice).
+        let mut taken = Vec::with_capacity(records.len());
         for r in records {
-            let table = self.settings.table.render(&r.topic, None, None);
-            let pending = match self.change(r) {
-                Ok(change) => Pending {
-                    table,
-                    change,
-                    topic: r.topic.clone(),
-                    partition: r.partition,
-                    offset: r.offset,
-                    value: raw(&r.value),
-                },
-                Err(why) => {
-                    // Refused before Postgres sees it: the error policy decides.
-                    return Err(ConnectorError::bad_record(format!(
-                        "{}-{} offset {}: {why}",
-                        r.topic, r.partition, r.offset
-                    )));
-                }
-            };
-            self.next
-                .insert((r.topic.to_string(), r.partition), r.offset + 1);
-            self.pending.push(pending);
+            let change = self.change(r).map_err(|why| {
+                // Refused before Postgres sees it: the error policy decides.
+                ConnectorError::bad_record(format!(
+                    "{}-{} offset {}: {why}",
+                    r.topic, r.partition, r.offset
+                ))
+            })?;
+            taken.push(Pending {
+                table: self.settings.table.render(&r.topic, None, None),
+                change,
+                topic: r.topic.clone(),
+                partition: r.partition,
+                offset: r.offset,
+                value: raw(&r.value),
+            });
         }
+        for p in &taken {
+            self.next
+                .insert((p.topic.to_string(), p.partition), p.offset + 1);
+        }
+        self.pending.extend(taken);
         Ok(())
     }
 
