@@ -215,6 +215,7 @@ fn every_example_config_validates() {
                 .arg("validate")
                 .arg(&path)
                 .env("HOOK_SECRET", "the secret configs/webhook.yaml reads")
+                .env("PGPASSWORD", "example-password")
                 .output()
                 .unwrap();
             assert!(
