@@ -26,6 +26,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Rest(args) => crate::bench_rest::run(args),
         BenchCommand::HttpSink(args) => crate::bench_http::run(args),
         BenchCommand::Webhook(args) => crate::bench_webhook::run(args),
+        BenchCommand::PostgresSink(args) => crate::bench_postgres::run(args),
     }
 }
 

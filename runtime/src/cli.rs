@@ -206,6 +206,24 @@ pub enum BenchCommand {
     HttpSink(HttpSinkBenchArgs),
     /// The `http_server` webhook source under `wrk`, beside a bare axum hello world.
     Webhook(WebhookBenchArgs),
+    /// The `postgres` sink's rows/s (insert, upsert) beside `psql \copy` of the same rows.
+    PostgresSink(PostgresSinkBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PostgresSinkBenchArgs {
+    /// The server to write to (libpq key/value), e.g. "host=127.0.0.1 port=5432 user=postgres dbname=postgres".
+    #[arg(long)]
+    pub connection: String,
+    /// Rows per round.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    /// Rounds of each, interleaved; medians are printed.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

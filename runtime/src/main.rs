@@ -25,6 +25,7 @@ mod bench_http;
 mod bench_instructions;
 mod bench_pipeline;
 mod bench_plugin;
+mod bench_postgres;
 mod bench_registry;
 mod bench_rest;
 mod bench_webhook;
