@@ -24,6 +24,13 @@ pub(crate) fn issue(key: &str, message: impl Into<String>) -> ConfigIssue {
     }
 }
 
+/// Settings a task cannot use, as one fatal error (validation reports them first, each
+/// with its place in the file; this is for settings that came another way, such as REST).
+pub(crate) fn refused(issues: Vec<ConfigIssue>) -> sluice_connector_sdk::connector::ConnectorError {
+    let text: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+    sluice_connector_sdk::connector::ConnectorError::fatal(text.join("; "))
+}
+
 pub(crate) fn text(c: &ConfigValues, key: &str) -> String {
     c.str(key).unwrap_or_default().to_string()
 }

@@ -193,15 +193,7 @@ impl SourceConnector for HttpPoll {
     }
 
     fn create_task(&self, info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SourceTask>> {
-        let settings = PollSettings::from_config(&config).map_err(|issues| {
-            ConnectorError::fatal(
-                issues
-                    .iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let settings = PollSettings::from_config(&config).map_err(crate::settings::refused)?;
         let transport = HttpTransport::new(&settings.transport)
             .map_err(|e| ConnectorError::fatal(e.to_string()))?;
         Ok(Box::new(task::PollTask::new(info, settings, transport)?))

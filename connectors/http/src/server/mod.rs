@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 use sluice_connector_sdk::config::{ConfigIssue, ConfigSpec, ConfigValues, FieldKind, FieldSpec};
-use sluice_connector_sdk::connector::{
-    ConnectorError, Result, SourceConnector, SourceTask, TaskInfo,
-};
+use sluice_connector_sdk::connector::{Result, SourceConnector, SourceTask, TaskInfo};
 
 use crate::settings::{int, issue, strings, text};
 
@@ -294,15 +292,7 @@ impl SourceConnector for HttpServer {
     }
 
     fn create_task(&self, info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SourceTask>> {
-        let settings = ServerSettings::from_config(&config).map_err(|issues| {
-            ConnectorError::fatal(
-                issues
-                    .iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let settings = ServerSettings::from_config(&config).map_err(crate::settings::refused)?;
         Ok(Box::new(task::ServerTask::new(info, settings)?))
     }
 }

@@ -182,15 +182,7 @@ impl SinkConnector for HttpSink {
     }
 
     fn create_task(&self, info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SinkTask>> {
-        let settings = SinkSettings::from_config(&config).map_err(|issues| {
-            ConnectorError::fatal(
-                issues
-                    .iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let settings = SinkSettings::from_config(&config).map_err(crate::settings::refused)?;
         let transport = HttpTransport::new(&settings.transport)
             .map_err(|e| ConnectorError::fatal(e.to_string()))?;
         Ok(Box::new(task::HttpSinkTask::new(
