@@ -13,22 +13,9 @@ use std::time::{Duration, Instant};
 
 use support::{binary, run_ok, run_with_input, sluice, KillOnDrop, TempData};
 
-fn psql(server: &pg::PgServer, sql: &str) -> String {
-    let out = Command::new("psql")
-        .arg(server.connection("postgres"))
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn count(server: &pg::PgServer, table: &str) -> i64 {
-    psql(server, &format!("SELECT count(*) FROM {table}"))
+    server
+        .psql(&format!("SELECT count(*) FROM {table}"))
         .parse()
         .unwrap()
 }
@@ -36,14 +23,8 @@ fn count(server: &pg::PgServer, table: &str) -> i64 {
 #[test]
 fn kill_9_again_and_again_applies_every_record_exactly_once() {
     let server = pg::PgServer::start();
-    psql(
-        &server,
-        "CREATE TABLE events (n bigint NOT NULL, note text)",
-    );
-    psql(
-        &server,
-        "CREATE TABLE latest (id bigint PRIMARY KEY, n bigint NOT NULL, note text)",
-    );
+    server.psql("CREATE TABLE events (n bigint NOT NULL, note text)");
+    server.psql("CREATE TABLE latest (id bigint PRIMARY KEY, n bigint NOT NULL, note text)");
     let data = TempData::new();
     let total: i64 = 100_000;
     run_ok(sluice(&data).args(["topics", "create", "events", "--partitions", "2"]));
@@ -123,7 +104,13 @@ fn kill_9_again_and_again_applies_every_record_exactly_once() {
         "the transfer was over too soon to be interrupted"
     );
     let mut run = start();
-    wait("every row", &mut run, &|| count(&server, "events") >= total);
+    let applied = || {
+        server.psql("SELECT coalesce(sum(next_offset), 0) FROM sluice_offsets WHERE connector = 'last_by_key'")
+            == total.to_string()
+    };
+    wait("every row, in both tables", &mut run, &|| {
+        count(&server, "events") >= total && applied()
+    });
     std::thread::sleep(Duration::from_millis(500)); // anything more would be a duplicate
     support::stop(run);
 
@@ -133,7 +120,7 @@ fn kill_9_again_and_again_applies_every_record_exactly_once() {
         "exactly one row per record"
     );
     assert_eq!(
-        psql(&server, "SELECT count(DISTINCT n) FROM events"),
+        server.psql("SELECT count(DISTINCT n) FROM events"),
         total.to_string()
     );
     // The last value per key: keys 0..99, each last written by the highest n with that key
@@ -143,11 +130,12 @@ fn kill_9_again_and_again_applies_every_record_exactly_once() {
         .map(|id| format!("{id}|{}", total - 100 + id))
         .collect();
     assert_eq!(
-        psql(&server, "SELECT id, n FROM latest ORDER BY id")
+        server
+            .psql("SELECT id, n FROM latest ORDER BY id")
             .lines()
             .collect::<Vec<_>>(),
         expected
     );
-    let stored = psql(&server, "SELECT connector, sum(next_offset) FROM sluice_offsets GROUP BY connector ORDER BY connector");
+    let stored = server.psql("SELECT connector, sum(next_offset) FROM sluice_offsets GROUP BY connector ORDER BY connector");
     assert_eq!(stored, format!("all_events|{total}\nlast_by_key|{total}"));
 }

@@ -160,6 +160,33 @@ fn read_all(
     Ok((start.elapsed(), bytes, records))
 }
 
+/// Appends `values` (keyless) to `partition` in batches of about 256 KB: how the benches
+/// that measure a sink fill its topic before timing.
+pub(crate) fn append_values(
+    partition: &sluice_log::Partition,
+    values: impl Iterator<Item = String>,
+) -> Result<()> {
+    let mut batch = BatchBuilder::new();
+    for value in values {
+        batch.push(&Record {
+            key: None,
+            value: Some(value.as_bytes()),
+            timestamp: sluice_log::now_ms(),
+            headers: Vec::new(),
+        });
+        if batch.size_estimate() >= 256 * 1024 {
+            partition.append(
+                &mut std::mem::take(&mut batch).build(),
+                sluice_log::now_ms(),
+            )?;
+        }
+    }
+    if !batch.is_empty() {
+        partition.append(&mut batch.build(), sluice_log::now_ms())?;
+    }
+    Ok(())
+}
+
 fn cfg(pairs: &[(&str, &str)]) -> Result<TopicConfig> {
     Ok(TopicConfig::from_pairs(pairs.iter().copied())?)
 }

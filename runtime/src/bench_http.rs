@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use sluice_log::{now_ms, BatchBuilder, Log, LogOptions, Record, TopicConfig};
+use sluice_log::{Log, LogOptions, TopicConfig};
 use sluice_worker::config::parse_pipeline;
 use sluice_worker::run::{Worker, WorkerOptions};
 
@@ -200,27 +200,11 @@ fn sink_round(
     let data = base.join(format!("data-{round}{}", path.replace('/', "-")));
     let log = Log::open(&data, LogOptions::default())?;
     log.create_topic("orders", args.partitions, TopicConfig::default())?;
-    let mut n = 0u64;
     let per_partition = args.records / u64::from(args.partitions);
-    for p in 0..args.partitions as i32 {
-        let partition = log.partition("orders", p)?;
-        let mut batch = BatchBuilder::new();
-        for _ in 0..per_partition {
-            let value = record(n);
-            n += 1;
-            batch.push(&Record {
-                key: None,
-                value: Some(value.as_bytes()),
-                timestamp: now_ms(),
-                headers: Vec::new(),
-            });
-            if batch.size_estimate() >= 256 * 1024 {
-                partition.append(&mut std::mem::take(&mut batch).build(), now_ms())?;
-            }
-        }
-        if !batch.is_empty() {
-            partition.append(&mut batch.build(), now_ms())?;
-        }
+    for p in 0..args.partitions {
+        let first = u64::from(p) * per_partition;
+        let partition = log.partition("orders", p as i32)?;
+        crate::bench::append_values(&partition, (first..first + per_partition).map(record))?;
     }
     let yaml = format!(
         "runtime: {{ data_dir: {d} }}\ntopics: {{ orders: {{ partitions: {p} }} }}\nsinks:\n  out:\n    type: http\n    topics: [orders]\n    url: \"http://{addr}{path}\"\n    batch: {{ max_records: {BATCH}, max_bytes: 1MiB, linger: 20ms }}\n    max_in_flight: {c}\n    tasks: {t}\n",

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sluice_log::{now_ms, BatchBuilder, Log, LogOptions, Record, TopicConfig};
+use sluice_log::{Log, LogOptions, TopicConfig};
 use sluice_worker::config::parse_pipeline;
 use sluice_worker::run::{Worker, WorkerOptions};
 
@@ -162,22 +162,7 @@ pub fn run(args: PostgresSinkBenchArgs) -> Result<()> {
         let log = Log::open(&data, LogOptions::default())?;
         log.create_topic("rows", 1, TopicConfig::default())?;
         let partition = log.partition("rows", 0)?;
-        let mut batch = BatchBuilder::new();
-        for n in 0..args.records {
-            let value = json_row(n);
-            batch.push(&Record {
-                key: None,
-                value: Some(value.as_bytes()),
-                timestamp: now_ms(),
-                headers: Vec::new(),
-            });
-            if batch.size_estimate() >= 256 * 1024 {
-                partition.append(&mut std::mem::take(&mut batch).build(), now_ms())?;
-            }
-        }
-        if !batch.is_empty() {
-            partition.append(&mut batch.build(), now_ms())?;
-        }
+        crate::bench::append_values(&partition, (0..args.records).map(json_row))?;
         log.close()?;
     }
     println!(

@@ -133,6 +133,21 @@ impl PgServer {
         format!("host=127.0.0.1 port={} user=sluice dbname={db}", self.port)
     }
 
+    /// Runs `sql` in database `postgres` with the real `psql`; its unaligned output.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .arg(self.connection("postgres"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     pub fn folder(&self) -> &Path {
         self.dir.path()
     }

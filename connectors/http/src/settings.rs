@@ -45,21 +45,26 @@ pub fn headers_field() -> FieldSpec {
     )
 }
 
+/// `basic: {username, password}`, in the connectors' `auth` and the webhook's.
+pub fn basic_field() -> FieldSpec {
+    FieldSpec::optional(
+        "basic",
+        FieldKind::Object(vec![
+            FieldSpec::required("username", FieldKind::String, "the user"),
+            FieldSpec::required("password", FieldKind::Secret, "the password"),
+        ]),
+        None,
+        "HTTP basic authentication",
+    )
+}
+
 /// `auth`: one of bearer, basic or oauth2.
 pub fn auth_field() -> FieldSpec {
     FieldSpec::optional(
         "auth",
         FieldKind::OneKey(vec![
             FieldSpec::optional("bearer", FieldKind::Secret, None, "a token sent as `Authorization: Bearer …`"),
-            FieldSpec::optional(
-                "basic",
-                FieldKind::Object(vec![
-                    FieldSpec::required("username", FieldKind::String, "the user"),
-                    FieldSpec::required("password", FieldKind::Secret, "the password"),
-                ]),
-                None,
-                "HTTP basic authentication",
-            ),
+            basic_field(),
             FieldSpec::optional(
                 "oauth2",
                 FieldKind::Object(vec![

@@ -14,20 +14,6 @@ use sluice_connector_postgres::sink::task::PostgresSinkTask;
 use sluice_connector_sdk::connector::{ErrorKind, SinkRecord, SinkTask, TaskInfo, TopicPartition};
 use sluice_connector_sdk::data::Payload;
 
-fn psql(server: &pg::PgServer, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .arg(server.connection("postgres"))
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn record(offset: i64, key: serde_json::Value, value: Option<serde_json::Value>) -> SinkRecord {
     SinkRecord {
         topic: Arc::from("orders"),
@@ -71,7 +57,7 @@ fn tp() -> Vec<TopicPartition> {
 #[test]
 fn rows_are_upserted_deleted_and_refused_exactly_once() {
     let server = pg::PgServer::start();
-    psql(&server, "CREATE TABLE orders (id bigint PRIMARY KEY, note text NOT NULL, qty integer CHECK (qty >= 0))");
+    server.psql("CREATE TABLE orders (id bigint PRIMARY KEY, note text NOT NULL, qty integer CHECK (qty >= 0))");
     let mut t = task(&server, json!({}));
     assert!(t.open(tp()).unwrap().is_empty(), "nothing stored yet");
     t.put(&[
@@ -98,7 +84,7 @@ fn rows_are_upserted_deleted_and_refused_exactly_once() {
     let committed = t.flush().unwrap();
     assert_eq!(committed, vec![(tp()[0].clone(), 6)]);
     assert_eq!(
-        psql(&server, "SELECT id, note, qty FROM orders ORDER BY id"),
+        server.psql("SELECT id, note, qty FROM orders ORDER BY id"),
         "1|last|3"
     );
     let refused = t.take_refused();
@@ -118,10 +104,7 @@ fn rows_are_upserted_deleted_and_refused_exactly_once() {
         "{why:?}"
     );
     assert_eq!(
-        psql(
-            &server,
-            "SELECT next_offset FROM sluice_offsets WHERE connector = 'replica'"
-        ),
+        server.psql("SELECT next_offset FROM sluice_offsets WHERE connector = 'replica'"),
         "6"
     );
 
@@ -148,10 +131,7 @@ fn rows_are_upserted_deleted_and_refused_exactly_once() {
         vec![(tp()[0].clone(), 6)],
         "the failed put took nothing"
     );
-    assert_eq!(
-        psql(&server, "SELECT count(*) FROM orders WHERE id = 8"),
-        "0"
-    );
+    assert_eq!(server.psql("SELECT count(*) FROM orders WHERE id = 8"), "0");
 
     // A successor takes over: it resumes at the stored position, and the first task,
     // now a zombie, cannot commit.
@@ -171,7 +151,7 @@ fn rows_are_upserted_deleted_and_refused_exactly_once() {
         "{fenced}"
     );
     assert_eq!(
-        psql(&server, "SELECT count(*) FROM orders WHERE id = 7"),
+        server.psql("SELECT count(*) FROM orders WHERE id = 7"),
         "0",
         "the zombie wrote nothing"
     );
@@ -183,13 +163,10 @@ fn rows_are_upserted_deleted_and_refused_exactly_once() {
         )])
         .unwrap();
     successor.flush().unwrap();
-    assert_eq!(
-        psql(&server, "SELECT note FROM orders WHERE id = 1"),
-        "again"
-    );
+    assert_eq!(server.psql("SELECT note FROM orders WHERE id = 1"), "again");
 
     // Fields are typed by the table's columns.
-    psql(&server, "CREATE TABLE typed (id bigint PRIMARY KEY, at timestamptz, doc jsonb, price numeric(10,2), tags text[])");
+    server.psql("CREATE TABLE typed (id bigint PRIMARY KEY, at timestamptz, doc jsonb, price numeric(10,2), tags text[])");
     let mut typed = task(&server, json!({"table": "typed"}));
     typed.open(tp()).unwrap();
     typed
@@ -201,11 +178,21 @@ fn rows_are_upserted_deleted_and_refused_exactly_once() {
         .unwrap();
     typed.flush().unwrap();
     assert_eq!(
-        psql(
-            &server,
-            "SELECT at AT TIME ZONE 'UTC', doc->'a'->>1, price, tags[2] FROM typed"
-        ),
+        server.psql("SELECT at AT TIME ZONE 'UTC', doc->'a'->>1, price, tags[2] FROM typed"),
         "2026-12-04 10:00:00|2|12.50|y"
+    );
+
+    // The runtime closes partitions before its last flush: closing applies what is
+    // pending together with its positions.
+    typed
+        .put(&[record(1, json!({"id": 2}), Some(json!({"price": 1})))])
+        .unwrap();
+    typed.close(tp()).unwrap();
+    assert_eq!(server.psql("SELECT count(*) FROM typed"), "2");
+    assert_eq!(
+        server.psql("SELECT next_offset FROM sluice_offsets WHERE connector = 'replica'"),
+        "2",
+        "the rows and their position together"
     );
 
     // A missing table stops the task, saying what to do.

@@ -41,15 +41,7 @@ pub fn spec() -> ConfigSpec {
                     None,
                     "the body signed with HMAC-SHA256, as GitHub, Stripe-like and many webhook senders do",
                 ),
-                FieldSpec::optional(
-                    "basic",
-                    FieldKind::Object(vec![
-                        FieldSpec::required("username", FieldKind::String, "the user"),
-                        FieldSpec::required("password", FieldKind::Secret, "the password"),
-                    ]),
-                    None,
-                    "HTTP basic authentication",
-                ),
+                crate::settings::basic_field(),
                 FieldSpec::optional("bearer", FieldKind::Secret, None, "a token callers send as `Authorization: Bearer …`"),
             ]),
             None,

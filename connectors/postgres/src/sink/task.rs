@@ -462,6 +462,10 @@ impl SinkTask for PostgresSinkTask {
     }
 
     fn close(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        // The runtime closes partitions before its last flush: what is pending is applied
+        // now, with its positions, or the rows would land without them and be applied
+        // again after the restart.
+        self.flush()?;
         for tp in partitions {
             self.next.remove(&(tp.topic, tp.partition));
         }
