@@ -27,6 +27,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::HttpSink(args) => crate::bench_http::run(args),
         BenchCommand::Webhook(args) => crate::bench_webhook::run(args),
         BenchCommand::PostgresSink(args) => crate::bench_postgres::run(args),
+        BenchCommand::PostgresCdc(args) => crate::bench_cdc::run(args),
     }
 }
 

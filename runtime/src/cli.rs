@@ -208,6 +208,35 @@ pub enum BenchCommand {
     Webhook(WebhookBenchArgs),
     /// The `postgres` sink's rows/s (insert, upsert) beside `psql \copy` of the same rows.
     PostgresSink(PostgresSinkBenchArgs),
+    /// The `postgres_cdc` source: snapshot beside `psql \copy TO`, streaming changes/s,
+    /// commit-to-log latency, a large transaction, peak memory.
+    PostgresCdc(PostgresCdcBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PostgresCdcBenchArgs {
+    /// The server to capture from (libpq key/value; wal_level logical, a user with
+    /// REPLICATION), e.g. "host=127.0.0.1 port=5432 user=postgres dbname=postgres".
+    #[arg(long)]
+    pub connection: String,
+    /// Rows in the snapshotted table.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Updates per streaming round.
+    #[arg(long, default_value_t = 400_000)]
+    pub changes: u64,
+    /// Rounds of the snapshot and of streaming; medians are printed.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Updates per second asked of pgbench for the latency figures.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Seconds of the latency run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,7 @@
 
 mod bench;
 mod bench_broker;
+mod bench_cdc;
 mod bench_http;
 mod bench_instructions;
 mod bench_pipeline;

@@ -81,7 +81,7 @@ impl PgServer {
             ],
         );
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=logical -c max_wal_senders=4 -c max_replication_slots=4",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=logical -c max_wal_senders=16 -c max_replication_slots=16",
             server.dir.path().display()
         );
         let log = server.dir.path().join("server.log");
@@ -146,6 +146,54 @@ impl PgServer {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// libpq key/value for database `db` as `user` with `password`.
+    pub fn connection_as(&self, db: &str, user: &str, password: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname={db}",
+            self.port
+        )
+    }
+
+    /// Runs `sql` in database `db`.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .arg(self.connection(db))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Every user but `sluice` logs in over TCP with a SCRAM-SHA-256 password (normal and
+    /// replication connections); `sluice` stays trusted.
+    pub fn require_passwords(&self) {
+        let hba = "local all all trust\n\
+                   host all sluice 127.0.0.1/32 trust\n\
+                   host replication sluice 127.0.0.1/32 trust\n\
+                   host all all 127.0.0.1/32 scram-sha-256\n\
+                   host replication all 127.0.0.1/32 scram-sha-256\n";
+        let path = self.data().join("pg_hba.conf");
+        std::fs::write(&path, hba).unwrap();
+        if self.as_postgres {
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&path)
+                .status()
+                .unwrap();
+        }
+        self.psql("SELECT pg_reload_conf()");
+    }
+
+    /// A server program (`pg_recvlogical`, …) of the same installation.
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
     }
 
     pub fn folder(&self) -> &Path {

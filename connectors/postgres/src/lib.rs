@@ -31,6 +31,7 @@
 //! assert_eq!(t.render("shop.public.orders", None, None), "shop_public_orders");
 //! ```
 
+pub mod cdc;
 pub mod offsets;
 pub mod sink;
 
@@ -38,8 +39,15 @@ use sluice_connector_sdk::registry::{
     ConnectorRegistry, ConnectorType, Factory, Origin, RegistryError,
 };
 
-/// Adds `postgres` as a sink type.
+/// Adds `postgres` as a sink type and `postgres_cdc` as a source type.
 pub fn register(registry: &mut ConnectorRegistry) -> Result<(), RegistryError> {
+    registry.register(ConnectorType {
+        name: "postgres_cdc".into(),
+        description: "captures inserts, updates, deletes and truncates of Postgres tables through logical replication (pgoutput), after a consistent snapshot, as Debezium change events; the slot is confirmed only once events are in the log".into(),
+        config: cdc::settings::spec(),
+        origin: Origin::BuiltIn,
+        factory: Factory::Source(Box::new(|c| Ok(Box::new(cdc::PostgresCdc::new(c))))),
+    })?;
     registry.register(ConnectorType {
         name: "postgres".into(),
         description: "applies records to Postgres tables exactly once (rows and positions in one transaction), inserting, upserting, updating or deleting by key".into(),

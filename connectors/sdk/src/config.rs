@@ -114,6 +114,41 @@ pub struct ConfigSpec {
     /// no I/O. Built-in connectors only: it does not cross the plugin boundary.
     #[serde(skip)]
     pub check: Option<CrossCheck>,
+    /// For a source that names its topics from its settings (a CDC source's
+    /// `<topic_prefix>.<schema>.<table>`): the topics it writes, known with no I/O.
+    /// Built-in connectors only.
+    #[serde(skip)]
+    pub topics: Option<SourceTopics>,
+    /// Whether the source's records carry their own schemas (typed payloads, one schema per
+    /// table): `avro` then registers each under `<topic>-value` and needs no `value_schema`.
+    #[serde(skip)]
+    pub own_schemas: bool,
+}
+
+/// The topics a source writes, from its typed settings.
+#[derive(Clone, Copy)]
+pub struct SourceTopics(pub fn(&ConfigValues) -> TopicsWritten);
+
+impl fmt::Debug for SourceTopics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SourceTopics")
+    }
+}
+
+impl PartialEq for SourceTopics {
+    /// Specs compare by their fields; the function is code, not data.
+    fn eq(&self, _: &SourceTopics) -> bool {
+        true
+    }
+}
+
+/// What [`SourceTopics`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicsWritten {
+    /// The connector's own topic when the file names none (a CDC source's heartbeats).
+    pub own: String,
+    /// Every topic whose name starts with one of these may be written (`shop.`).
+    pub prefixes: Vec<String>,
 }
 
 /// A connector's own check of its typed settings.
@@ -398,7 +433,21 @@ impl ConfigSpec {
         ConfigSpec {
             fields,
             check: None,
+            topics: None,
+            own_schemas: false,
         }
+    }
+
+    /// The spec of a source that names the topics it writes from its settings.
+    pub fn with_source_topics(mut self, topics: fn(&ConfigValues) -> TopicsWritten) -> Self {
+        self.topics = Some(SourceTopics(topics));
+        self
+    }
+
+    /// The spec of a source whose records carry their own schemas.
+    pub fn with_own_schemas(mut self) -> Self {
+        self.own_schemas = true;
+        self
     }
 
     /// The spec with a check across its settings, run when each setting has its type.

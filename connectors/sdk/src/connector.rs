@@ -31,6 +31,13 @@ pub struct SourcePosition {
 /// never dropped silently.
 pub const SOURCE_ERROR_HEADER: &str = "sluice.source.error";
 
+/// The record header holding a record's place in its source's order (16 bytes big-endian)
+/// followed by the connector's name; see [`SourceTask::position_order`].
+pub const POSITION_HEADER: &str = "sluice.position";
+
+/// See [`SourceTask::position_order`].
+pub type PositionOrder = fn(&SourcePosition) -> Option<u128>;
+
 /// A record a source produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceRecord {
@@ -320,6 +327,15 @@ pub trait SourceTask: Send {
     /// (plugins). Connectors leave the default.
     fn poll_batch(&mut self, max_records: usize, timeout: Duration) -> Result<Polled> {
         self.poll(max_records, timeout).map(Polled::Records)
+    }
+    /// For a source whose positions are totally ordered (a CDC source's LSNs): how to
+    /// read a record's place in that order from its position (`None` for a record outside
+    /// the order). The runtime then stores it beside each record ([`POSITION_HEADER`]) and,
+    /// after a crash between an append and its positions' commit, drops the re-polled
+    /// records that a partition already holds, so nothing is written twice. `None` (the
+    /// default): at least once.
+    fn position_order(&self) -> Option<PositionOrder> {
+        None
     }
     /// These positions are durable in the log and committed: the source may now release what
     /// they cover (answer webhook callers, delete or rename processed files, confirm an LSN).

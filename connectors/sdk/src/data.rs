@@ -44,6 +44,17 @@ pub enum Schema {
     },
     /// Avro `string` with logical type `uuid`.
     Uuid,
+    /// A Kafka Connect semantic type over a plain schema: Debezium's
+    /// `io.debezium.time.MicroTimestamp` over `Long`, Connect's `Decimal` over `Decimal`. In
+    /// Avro it is the inner schema with Confluent's `connect.name` / `connect.version` /
+    /// `connect.parameters` properties (what Confluent's AvroConverter writes); in Connect's
+    /// JSON envelope, the `name`, `version` and `parameters` of the inner schema.
+    Named {
+        name: String,
+        version: Option<u32>,
+        parameters: Vec<(String, String)>,
+        schema: Box<Schema>,
+    },
 }
 
 /// A field of a record schema.
@@ -78,8 +89,47 @@ impl Field {
 }
 
 impl Schema {
-    /// The Avro schema, as JSON.
+    /// A Connect semantic type over `schema`, without parameters.
+    pub fn named(name: &str, version: Option<u32>, schema: Schema) -> Schema {
+        Schema::Named {
+            name: name.to_string(),
+            version,
+            parameters: Vec::new(),
+            schema: Box::new(schema),
+        }
+    }
+
+    /// `["null", self]` (an optional field's schema).
+    pub fn optional(self) -> Schema {
+        Schema::Union(vec![Schema::Null, self])
+    }
+
+    /// The Avro schema, as JSON. A named type (record, enum, fixed) that appears a second
+    /// time is written as a reference to its name, as Avro requires (Debezium's `before` and
+    /// `after` share one `Value` record).
     pub fn to_avro(&self) -> Json {
+        self.to_avro_in(&mut Vec::new())
+    }
+
+    fn to_avro_in(&self, defined: &mut Vec<String>) -> Json {
+        let mut reference = |name: &String| {
+            if defined.contains(name) {
+                Some(json!(name))
+            } else {
+                defined.push(name.clone());
+                None
+            }
+        };
+        match self {
+            Schema::Record { name, .. }
+            | Schema::Enum { name, .. }
+            | Schema::Fixed { name, .. } => {
+                if let Some(r) = reference(name) {
+                    return r;
+                }
+            }
+            _ => {}
+        }
         match self {
             Schema::Null => json!("null"),
             Schema::Boolean => json!("boolean"),
@@ -89,13 +139,13 @@ impl Schema {
             Schema::Double => json!("double"),
             Schema::Bytes => json!("bytes"),
             Schema::String => json!("string"),
-            Schema::Array(items) => json!({"type": "array", "items": items.to_avro()}),
-            Schema::Map(values) => json!({"type": "map", "values": values.to_avro()}),
+            Schema::Array(items) => json!({"type": "array", "items": items.to_avro_in(defined)}),
+            Schema::Map(values) => json!({"type": "map", "values": values.to_avro_in(defined)}),
             Schema::Record { name, fields } => {
                 let fields: Vec<Json> = fields
                     .iter()
                     .map(|f| {
-                        let mut o = json!({"name": f.name, "type": f.schema.to_avro()});
+                        let mut o = json!({"name": f.name, "type": f.schema.to_avro_in(defined)});
                         if let Some(d) = &f.default {
                             o["default"] = d.clone();
                         }
@@ -111,13 +161,113 @@ impl Schema {
                 json!({"type": "enum", "name": name, "symbols": symbols})
             }
             Schema::Fixed { name, size } => json!({"type": "fixed", "name": name, "size": size}),
-            Schema::Union(branches) => Json::Array(branches.iter().map(Schema::to_avro).collect()),
+            Schema::Union(branches) => {
+                Json::Array(branches.iter().map(|b| b.to_avro_in(defined)).collect())
+            }
             Schema::TimestampMillis => json!({"type": "long", "logicalType": "timestamp-millis"}),
             Schema::Date => json!({"type": "int", "logicalType": "date"}),
             Schema::Decimal { precision, scale } => {
                 json!({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale})
             }
             Schema::Uuid => json!({"type": "string", "logicalType": "uuid"}),
+            Schema::Named {
+                name,
+                version,
+                parameters,
+                schema,
+            } => {
+                let mut o = match schema.to_avro_in(defined) {
+                    Json::Object(o) => o,
+                    other => {
+                        let mut o = serde_json::Map::new();
+                        o.insert("type".into(), other);
+                        o
+                    }
+                };
+                if let Some(v) = version {
+                    o.insert("connect.version".into(), json!(v));
+                }
+                if !parameters.is_empty() {
+                    let p: serde_json::Map<String, Json> = parameters
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v)))
+                        .collect();
+                    o.insert("connect.parameters".into(), Json::Object(p));
+                }
+                o.insert("connect.name".into(), json!(name));
+                Json::Object(o)
+            }
+        }
+    }
+
+    /// Kafka Connect's schema of this one, as `JsonConverter` writes it in the `schema` half
+    /// of its envelope (`schemas.enable=true`): records are structs with their name,
+    /// `["null", T]` is `T` with `optional: true`, logical types carry Connect's names.
+    /// A union of other branches has no Connect form and is written as an optional string.
+    pub fn to_connect(&self) -> Json {
+        let plain = |t: &str| json!({"type": t, "optional": false});
+        match self {
+            Schema::Null => json!({"type": "string", "optional": true}),
+            Schema::Boolean => plain("boolean"),
+            Schema::Int => plain("int32"),
+            Schema::Long => plain("int64"),
+            Schema::Float => plain("float"),
+            Schema::Double => plain("double"),
+            Schema::Bytes | Schema::Fixed { .. } => plain("bytes"),
+            Schema::String | Schema::Enum { .. } | Schema::Uuid => plain("string"),
+            Schema::Array(items) => {
+                json!({"type": "array", "items": items.to_connect(), "optional": false})
+            }
+            Schema::Map(values) => json!({
+                "type": "map", "keys": {"type": "string", "optional": false},
+                "values": values.to_connect(), "optional": false
+            }),
+            Schema::Record { name, fields } => {
+                let fields: Vec<Json> = fields
+                    .iter()
+                    .map(|f| {
+                        let mut c = f.schema.to_connect();
+                        c["field"] = json!(f.name);
+                        c
+                    })
+                    .collect();
+                json!({"type": "struct", "fields": fields, "optional": false, "name": name})
+            }
+            Schema::Union(branches) => match branches.as_slice() {
+                [Schema::Null, other] | [other, Schema::Null] => {
+                    let mut c = other.to_connect();
+                    c["optional"] = json!(true);
+                    c
+                }
+                _ => json!({"type": "string", "optional": true}),
+            },
+            Schema::TimestampMillis => json!({"type": "int64", "optional": false,
+                "name": "org.apache.kafka.connect.data.Timestamp", "version": 1}),
+            Schema::Date => json!({"type": "int32", "optional": false,
+                "name": "org.apache.kafka.connect.data.Date", "version": 1}),
+            Schema::Decimal { precision, scale } => json!({"type": "bytes", "optional": false,
+                "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+                "parameters": {"scale": scale.to_string(), "connect.decimal.precision": precision.to_string()}}),
+            Schema::Named {
+                name,
+                version,
+                parameters,
+                schema,
+            } => {
+                let mut c = schema.to_connect();
+                c["name"] = json!(name);
+                if let Some(v) = version {
+                    c["version"] = json!(v);
+                }
+                if !parameters.is_empty() {
+                    let p: serde_json::Map<String, Json> = parameters
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v)))
+                        .collect();
+                    c["parameters"] = Json::Object(p);
+                }
+                c
+            }
         }
     }
 }
@@ -135,8 +285,9 @@ pub enum Value {
     String(String),
     Array(Vec<Value>),
     Map(Vec<(String, Value)>),
-    /// Field values in the schema's field order.
-    Record(Vec<(String, Value)>),
+    /// Field values in the schema's field order. Names are shared: a source that builds
+    /// many records of one schema clones them without an allocation each.
+    Record(Vec<(Arc<str>, Value)>),
     Enum(String),
     Fixed(Vec<u8>),
 }
@@ -145,6 +296,7 @@ impl Value {
     /// Whether this value is one of `schema`'s (a union accepts a value of any branch).
     pub fn conforms_to(&self, schema: &Schema) -> bool {
         match (schema, self) {
+            (Schema::Named { schema, .. }, v) => v.conforms_to(schema),
             (Schema::Union(branches), v) => branches.iter().any(|b| v.conforms_to(b)),
             (Schema::Null, Value::Null)
             | (Schema::Boolean, Value::Boolean(_))
@@ -163,7 +315,7 @@ impl Value {
                     && fields
                         .iter()
                         .zip(values)
-                        .all(|(f, (name, v))| &f.name == name && v.conforms_to(&f.schema))
+                        .all(|(f, (name, v))| *f.name == **name && v.conforms_to(&f.schema))
             }
             (Schema::Enum { symbols, .. }, Value::Enum(s)) => symbols.contains(s),
             (Schema::Fixed { size, .. }, Value::Fixed(b)) => b.len() == *size,
@@ -190,22 +342,134 @@ impl Value {
             }
             Value::String(s) | Value::Enum(s) => Json::String(s.clone()),
             Value::Array(items) => Json::Array(items.iter().map(Value::to_json).collect()),
-            Value::Map(entries) | Value::Record(entries) => Json::Object(
+            Value::Map(entries) => Json::Object(
                 entries
                     .iter()
                     .map(|(k, v)| (k.clone(), v.to_json()))
                     .collect(),
             ),
+            Value::Record(fields) => Json::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The value as Kafka Connect's `JsonConverter` writes it: bytes (and decimals) as
+    /// base64, a float that is not a number as `null`; the rest as [`Value::to_json`].
+    pub fn to_connect_json(&self) -> Json {
+        match self {
+            Value::Bytes(b) | Value::Fixed(b) => Json::String(base64_encode(b)),
+            Value::Array(items) => Json::Array(items.iter().map(Value::to_connect_json).collect()),
+            Value::Map(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_connect_json()))
+                    .collect(),
+            ),
+            Value::Record(fields) => Json::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_connect_json()))
+                    .collect(),
+            ),
+            other => other.to_json(),
+        }
+    }
+
+    /// [`Value::to_connect_json`] written as compact text to `out`, without a document tree.
+    pub fn write_connect_json(&self, out: &mut Vec<u8>) {
+        fn text(out: &mut Vec<u8>, s: &str) {
+            // serde_json's escaping, straight into the buffer.
+            let _ = serde_json::to_writer(&mut *out, s);
+        }
+        fn float(out: &mut Vec<u8>, f: f64) {
+            match serde_json::Number::from_f64(f) {
+                Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        match self {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+            Value::Long(l) => out.extend_from_slice(itoa::Buffer::new().format(*l).as_bytes()),
+            Value::Float(f) => float(out, f64::from(*f)),
+            Value::Double(d) => float(out, *d),
+            Value::Bytes(b) | Value::Fixed(b) => {
+                out.push(b'"');
+                out.extend_from_slice(base64_encode(b).as_bytes());
+                out.push(b'"');
+            }
+            Value::String(s) | Value::Enum(s) => text(out, s),
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    v.write_connect_json(out);
+                }
+                out.push(b']');
+            }
+            Value::Map(entries) => {
+                out.push(b'{');
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    text(out, k);
+                    out.push(b':');
+                    v.write_connect_json(out);
+                }
+                out.push(b'}');
+            }
+            Value::Record(fields) => {
+                out.push(b'{');
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    text(out, k);
+                    out.push(b':');
+                    v.write_connect_json(out);
+                }
+                out.push(b'}');
+            }
         }
     }
 
     /// A record field by name.
     pub fn field(&self, name: &str) -> Option<&Value> {
         match self {
-            Value::Record(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+            Value::Record(fields) => fields.iter().find(|(n, _)| &**n == name).map(|(_, v)| v),
             _ => None,
         }
     }
+}
+
+/// Standard base64 with padding (RFC 4648), as Connect writes bytes in JSON.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A key or value as a connector hands it over or receives it.
@@ -250,6 +514,81 @@ mod tests {
             json!({"name": "note", "type": ["null", "string"], "default": null})
         );
         assert_eq!(avro["fields"][3]["type"]["items"]["values"], json!("int"));
+    }
+
+    #[test]
+    fn a_named_type_seen_twice_is_a_reference_and_connect_names_are_kept() {
+        let row = Schema::Record {
+            name: "shop.public.orders.Value".into(),
+            fields: vec![
+                Field::new("id", Schema::Int),
+                Field::optional(
+                    "placed",
+                    Schema::named("io.debezium.time.MicroTimestamp", Some(1), Schema::Long),
+                ),
+            ],
+        };
+        let envelope = Schema::Record {
+            name: "shop.public.orders.Envelope".into(),
+            fields: vec![
+                Field::optional("before", row.clone()),
+                Field::optional("after", row),
+            ],
+        };
+        let avro = envelope.to_avro();
+        assert_eq!(
+            avro["fields"][1]["type"],
+            json!(["null", "shop.public.orders.Value"])
+        );
+        assert_eq!(
+            avro["fields"][0]["type"][1]["fields"][1]["type"][1],
+            json!({"type": "long", "connect.version": 1, "connect.name": "io.debezium.time.MicroTimestamp"})
+        );
+        let connect = envelope.to_connect();
+        assert_eq!(connect["fields"][0]["optional"], json!(true));
+        assert_eq!(connect["fields"][0]["field"], json!("before"));
+        assert_eq!(
+            connect["fields"][1]["fields"][1],
+            json!({"type": "int64", "optional": true, "name": "io.debezium.time.MicroTimestamp", "version": 1, "field": "placed"})
+        );
+        let decimal = Schema::Decimal {
+            precision: 10,
+            scale: 2,
+        }
+        .to_connect();
+        assert_eq!(decimal["parameters"]["scale"], json!("2"));
+    }
+
+    #[test]
+    fn connect_json_writes_bytes_as_base64() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(&[0x30, 0x39]), "MDk=");
+        let v = Value::Record(vec![
+            ("d".into(), Value::Bytes(vec![0x30, 0x39])),
+            ("s".into(), Value::String("a \"q\"\n".into())),
+            ("f".into(), Value::Double(f64::NAN)),
+            (
+                "a".into(),
+                Value::Array(vec![Value::Long(-3), Value::Float(1.5), Value::Null]),
+            ),
+            (
+                "m".into(),
+                Value::Map(vec![("k".into(), Value::Boolean(true))]),
+            ),
+        ]);
+        let tree = v.to_connect_json();
+        assert_eq!(tree["d"], json!("MDk="));
+        let mut text = Vec::new();
+        v.write_connect_json(&mut text);
+        assert_eq!(
+            serde_json::from_slice::<Json>(&text).unwrap(),
+            tree,
+            "the same as the tree"
+        );
+        assert_eq!(String::from_utf8(text).unwrap(), tree.to_string());
     }
 
     #[test]

@@ -276,6 +276,8 @@ struct Checker<'r> {
     /// Topics sources write, even sources with errors (so that one mistake is reported once,
     /// not again at every sink that reads the topic).
     written: BTreeSet<String>,
+    /// Topic name prefixes sources write (`shop.` for a CDC source's tables).
+    written_prefixes: Vec<String>,
 }
 
 impl Checker<'_> {
@@ -654,6 +656,7 @@ pub fn parse_pipeline(
         errors: Vec::new(),
         registry,
         written: BTreeSet::new(),
+        written_prefixes: Vec::new(),
     };
     let mut pipeline = Pipeline {
         data_dir: PathBuf::from("./data"),
@@ -790,7 +793,11 @@ pub fn parse_pipeline(
         }
     }
     for (sink, topic, pos) in reads {
-        if !c.written.contains(&topic) && !pipeline.topics.contains_key(&topic) {
+        let by_prefix = c
+            .written_prefixes
+            .iter()
+            .any(|p| topic.starts_with(p.as_str()));
+        if !c.written.contains(&topic) && !pipeline.topics.contains_key(&topic) && !by_prefix {
             let known: Vec<&str> = c
                 .written
                 .iter()

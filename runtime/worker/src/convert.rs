@@ -71,6 +71,86 @@ impl AvroOut {
     }
 }
 
+/// Schemas that typed payloads carry themselves (a CDC source's per-table envelopes), for
+/// a connector that declares none: for `avro`, each is registered under
+/// `<topic>-<side>` the first time it is seen on that topic (the registry checks its
+/// compatibility with the versions before it); for `json` with `schemas_enable`, its Connect
+/// form is written beside the payload.
+pub struct OwnSchemas {
+    registry: Option<Arc<sluice_schema_registry::registry::Registry>>,
+    side: &'static str,
+    /// By topic and schema (the `Arc` is kept, so its address stays its own).
+    seen: Mutex<HashMap<(String, usize), Arc<OwnSchema>>>,
+}
+
+struct OwnSchema {
+    _schema: Arc<sluice_connector_sdk::data::Schema>,
+    avro: Option<AvroOut>,
+    connect: Option<String>,
+}
+
+impl OwnSchemas {
+    pub fn new(
+        registry: Option<Arc<sluice_schema_registry::registry::Registry>>,
+        side: &'static str,
+    ) -> Self {
+        OwnSchemas {
+            registry,
+            side,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(
+        &self,
+        format: Format,
+        topic: &str,
+        schema: &Arc<sluice_connector_sdk::data::Schema>,
+    ) -> Result<Arc<OwnSchema>, String> {
+        let key = (topic.to_string(), Arc::as_ptr(schema) as usize);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = seen.get(&key) {
+            return Ok(found.clone());
+        }
+        let own = match format {
+            Format::Avro => {
+                let registry = self
+                    .registry
+                    .as_ref()
+                    .ok_or("the avro format needs the schema registry")?;
+                let text = schema.to_avro().to_string();
+                let parsed = apache_avro::Schema::parse_str(&text)
+                    .map_err(|e| format!("the record's schema is not valid Avro: {e}"))?;
+                let subject = format!("{topic}-{}", self.side);
+                let req = sluice_schema_registry::registry::SchemaRequest {
+                    schema: text,
+                    ..Default::default()
+                };
+                let (id, version) = registry
+                    .register(&subject, &req)
+                    .map_err(|e| format!("registering its schema under `{subject}`: {e}"))?;
+                tracing::info!(subject = %subject, id, version, "schema registered");
+                OwnSchema {
+                    _schema: schema.clone(),
+                    avro: Some(AvroOut {
+                        schema_id: id,
+                        codec: Compiled::new(parsed),
+                    }),
+                    connect: None,
+                }
+            }
+            _ => OwnSchema {
+                _schema: schema.clone(),
+                avro: None,
+                connect: Some(schema.to_connect().to_string()),
+            },
+        };
+        let own = Arc::new(own);
+        seen.insert(key, own.clone());
+        Ok(own)
+    }
+}
+
 /// How a source's keys or values become the bytes stored on the topic.
 pub struct Encoder {
     format: Format,
@@ -83,6 +163,8 @@ pub struct Encoder {
     envelope: Option<Json>,
     /// `envelope` as compact JSON text, written before each payload.
     envelope_text: Option<String>,
+    /// Typed payloads' own schemas, when nothing is declared.
+    own: Option<OwnSchemas>,
 }
 
 impl Encoder {
@@ -94,7 +176,18 @@ impl Encoder {
             declared: None,
             envelope: None,
             envelope_text: None,
+            own: None,
         }
+    }
+
+    /// This encoder, writing typed payloads with the schemas they carry (when it declares
+    /// none): registered per topic for `avro`, Connect's envelope for `json` with
+    /// `schemas_enable`.
+    pub fn with_own_schemas(mut self, own: OwnSchemas) -> Self {
+        if self.avro.is_none() && self.declared.is_none() {
+            self.own = Some(own);
+        }
+        self
     }
 
     /// Whether raw bytes are stored as they are (`bytes`): nothing to check or convert.
@@ -223,9 +316,22 @@ impl Encoder {
     /// The bytes to store for a payload, or why it cannot be stored in this format. Raw
     /// payloads are moved, never copied, unless a schema makes them change.
     pub fn encode(&self, payload: Option<Payload>) -> Result<Option<Bytes>, EncodeError> {
+        self.encode_to("", payload)
+    }
+
+    /// [`Encoder::encode`] for a record going to `topic`: a typed payload with its own
+    /// schema is written with it (see [`OwnSchemas`]).
+    pub fn encode_to(
+        &self,
+        topic: &str,
+        payload: Option<Payload>,
+    ) -> Result<Option<Bytes>, EncodeError> {
         let Some(payload) = payload else {
             return Ok(None);
         };
+        if let (Some(own), Payload::Typed { schema, value }) = (&self.own, &payload) {
+            return self.encode_own(own, topic, schema, value);
+        }
         let fail =
             |message: String, original: Option<Vec<u8>>| Err(EncodeError { message, original });
         let as_json = |p: &Payload| match p {
@@ -308,6 +414,52 @@ impl Encoder {
                 format!("a typed value cannot be written in the {f:?} format; use json"),
                 raw_of(&p),
             ),
+        }
+    }
+}
+
+impl Encoder {
+    fn encode_own(
+        &self,
+        own: &OwnSchemas,
+        topic: &str,
+        schema: &Arc<sluice_connector_sdk::data::Schema>,
+        value: &Value,
+    ) -> Result<Option<Bytes>, EncodeError> {
+        let fail = |message: String| EncodeError {
+            message,
+            original: Some(value.to_connect_json().to_string().into_bytes()),
+        };
+        match self.format {
+            Format::Avro => {
+                let found = own.get(self.format, topic, schema).map_err(fail)?;
+                let avro = found
+                    .avro
+                    .as_ref()
+                    .ok_or_else(|| fail("no Avro codec".into()))?;
+                avro.encode(&value.to_json())
+                    .map(|b| Some(b.into()))
+                    .map_err(|m| fail(format!("does not fit its Avro schema: {m}")))
+            }
+            Format::Json if self.envelope.is_some() => {
+                let found = own.get(self.format, topic, schema).map_err(fail)?;
+                let connect = found.connect.as_deref().unwrap_or("null");
+                let mut out = Vec::with_capacity(connect.len() + 512);
+                out.extend_from_slice(b"{\"schema\":");
+                out.extend_from_slice(connect.as_bytes());
+                out.extend_from_slice(b",\"payload\":");
+                value.write_connect_json(&mut out);
+                out.push(b'}');
+                Ok(Some(out.into()))
+            }
+            Format::Json => {
+                let mut out = Vec::with_capacity(256);
+                value.write_connect_json(&mut out);
+                Ok(Some(out.into()))
+            }
+            f => Err(fail(format!(
+                "a typed value cannot be written in the {f:?} format; use json or avro"
+            ))),
         }
     }
 }

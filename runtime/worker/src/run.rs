@@ -35,6 +35,7 @@ use sluice_schema_registry::registry::{Registry, SchemaRequest};
 
 mod control;
 mod created;
+mod positions;
 pub mod reload;
 mod sink;
 mod source;
@@ -410,7 +411,28 @@ fn source_encoder(
     plan: &ConnectorPlan,
     topic: &str,
     side: Side,
+    schemas: Option<&Arc<Registry>>,
+    own_schemas: bool,
+) -> Result<Encoder, WorkerError> {
+    let encoder = declared_encoder(plan, topic, side, schemas.map(|r| &**r), own_schemas)?;
+    Ok(if own_schemas {
+        encoder.with_own_schemas(crate::convert::OwnSchemas::new(
+            schemas.cloned(),
+            side.name(),
+        ))
+    } else {
+        encoder
+    })
+}
+
+/// A source's encoder for what the pipeline file declares (`<side>_format`,
+/// `<side>_schema`).
+fn declared_encoder(
+    plan: &ConnectorPlan,
+    topic: &str,
+    side: Side,
     schemas: Option<&Registry>,
+    own_schemas: bool,
 ) -> Result<Encoder, WorkerError> {
     let SideFormat {
         format,
@@ -443,6 +465,7 @@ fn source_encoder(
                 codec: sluice_connector_sdk::avro::Compiled::new(parsed),
             }))
         }
+        (Format::Avro, None, Some(_)) if own_schemas => Ok(Encoder::plain(Format::Avro)),
         (Format::Avro, _, _) => Err(connector_err(
             plan,
             format!("`{side}_format: avro` needs `{side}_schema` and the schema registry"),

@@ -7,11 +7,11 @@ use std::str::FromStr;
 use serde_json::{json, Value as Json};
 use sluice_connector_sdk::config::{ConfigIssue, ConfigSpec, ConfigValues, FieldKind, FieldSpec};
 
-fn strings(options: &[&str]) -> FieldKind {
+pub(crate) fn strings(options: &[&str]) -> FieldKind {
     FieldKind::OneOf(options.iter().map(|o| o.to_string()).collect())
 }
 
-fn issue(key: &str, message: impl Into<String>) -> ConfigIssue {
+pub(crate) fn issue(key: &str, message: impl Into<String>) -> ConfigIssue {
     ConfigIssue {
         key: Some(key.to_string()),
         message: message.into(),
@@ -158,22 +158,7 @@ impl SinkSettings {
     /// Every problem at once.
     pub fn from_config(c: &ConfigValues) -> Result<SinkSettings, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
-        let connection = tokio_postgres::Config::from_str(c.str("connection").unwrap_or_default())
-            .map_err(|e| {
-                issues.push(issue(
-                    "connection",
-                    format!("not a libpq connection string or postgres:// URL: {e}"),
-                ))
-            })
-            .ok();
-        if let Some(conn) = &connection {
-            if conn.get_hosts().is_empty() {
-                issues.push(issue("connection", "names no host (add `host=…`)"));
-            }
-            if conn.get_dbname().is_none() {
-                issues.push(issue("connection", "names no database (add `dbname=…`)"));
-            }
-        }
+        let connection = parse_connection(c, &mut issues);
         let table = TableTemplate::parse(c.str("table").unwrap_or("${topic}"))
             .map_err(|e| issues.push(issue("table", e.to_string())))
             .ok();
@@ -223,14 +208,6 @@ impl SinkSettings {
         if table.as_ref().is_some_and(TableTemplate::uses_source) {
             issues.push(issue("table", "${source.schema} and ${source.table} need change events, which this sink does not read yet: use ${topic} or a fixed name"));
         }
-        if let Some(conn) = &connection {
-            if matches!(
-                conn.get_ssl_mode(),
-                tokio_postgres::config::SslMode::Require
-            ) {
-                issues.push(issue("connection", "sslmode=require: TLS to Postgres is not built yet (use sslmode=disable or prefer on a trusted network)"));
-            }
-        }
         let mut seen = std::collections::BTreeSet::new();
         for f in &pk_fields {
             if f.is_empty() {
@@ -253,6 +230,35 @@ impl SinkSettings {
             auto_evolve: c.bool("auto_evolve").unwrap_or(false),
         })
     }
+}
+
+/// The `connection` setting (libpq key/value or a postgres:// URL), checked with no I/O;
+/// its problems are added to `issues`.
+pub(crate) fn parse_connection(
+    c: &ConfigValues,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<tokio_postgres::Config> {
+    let connection = tokio_postgres::Config::from_str(c.str("connection").unwrap_or_default())
+        .map_err(|e| {
+            issues.push(issue(
+                "connection",
+                format!("not a libpq connection string or postgres:// URL: {e}"),
+            ))
+        })
+        .ok()?;
+    if connection.get_hosts().is_empty() {
+        issues.push(issue("connection", "names no host (add `host=…`)"));
+    }
+    if connection.get_dbname().is_none() {
+        issues.push(issue("connection", "names no database (add `dbname=…`)"));
+    }
+    if matches!(
+        connection.get_ssl_mode(),
+        tokio_postgres::config::SslMode::Require
+    ) {
+        issues.push(issue("connection", "sslmode=require: TLS to Postgres is not built yet (use sslmode=disable or prefer on a trusted network)"));
+    }
+    Some(connection)
 }
 
 /// A value for tests and examples: the spec's defaults over `settings`.

@@ -50,6 +50,7 @@ impl Checker<'_> {
         node.as_map()?;
         let (mut type_name, mut topics, mut tasks) = (None, Vec::new(), 1u32);
         let (mut key_format, mut value_format) = (Format::Bytes, Format::Bytes);
+        let mut formats_given = [None, None];
         let mut errors = ErrorPolicy::default();
         let mut restart = RestartPolicy::default();
         let mut settings = Map::new();
@@ -87,8 +88,14 @@ impl Checker<'_> {
                         ),
                     }
                 }
-                "key_format" => key_format = self.format(v, "`key_format`"),
-                "value_format" => value_format = self.format(v, "`value_format`"),
+                "key_format" => {
+                    key_format = self.format(v, "`key_format`");
+                    formats_given[0] = Some(v.pos);
+                }
+                "value_format" => {
+                    value_format = self.format(v, "`value_format`");
+                    formats_given[1] = Some(v.pos);
+                }
                 "tasks" => tasks = self.int(v, "`tasks`", 1, 1024).unwrap_or(1) as u32,
                 "errors" => errors = self.errors_policy(v, &format!("`errors` of {what}")),
                 "restart" => restart = self.restart_policy(v, &format!("`restart` of {what}")),
@@ -115,13 +122,13 @@ impl Checker<'_> {
                 }
             }
         }
-        if !topic_seen {
-            self.err(
-                at,
-                format!("{what} needs `{}`", if source { "topic" } else { "topics" }),
-            );
-        }
         let Some((type_name, type_pos)) = type_name else {
+            if !topic_seen {
+                self.err(
+                    at,
+                    format!("{what} needs `{}`", if source { "topic" } else { "topics" }),
+                );
+            }
             self.err(at, format!("{what} needs `type`"));
             return None;
         };
@@ -133,10 +140,25 @@ impl Checker<'_> {
         let connector_type = match found {
             Ok(t) => t,
             Err(e) => {
+                if !topic_seen {
+                    self.err(
+                        at,
+                        format!("{what} needs `{}`", if source { "topic" } else { "topics" }),
+                    );
+                }
                 self.err(type_pos, e.to_string());
                 return None;
             }
         };
+        // A source that names its topics from its settings (`topic_prefix`) needs no
+        // `topic`: its own is derived once the settings are checked.
+        let names_own_topics = source && connector_type.config.topics.is_some();
+        if !topic_seen && !names_own_topics {
+            self.err(
+                at,
+                format!("{what} needs `{}`", if source { "topic" } else { "topics" }),
+            );
+        }
         let settings = match ConnectorRegistry::validate(connector_type, &settings) {
             Ok(values) => values,
             Err(issues) => {
@@ -164,12 +186,38 @@ impl Checker<'_> {
                 return None;
             }
         };
+        if let (Some(f), true) = (connector_type.config.topics, source) {
+            let written = (f.0)(&settings);
+            if !topic_seen {
+                self.written.insert(written.own.clone());
+                topics.push((written.own, at));
+            }
+            self.written_prefixes.extend(written.prefixes);
+        }
+        let own_schemas = source && connector_type.config.own_schemas;
         let mut converters_ok = true;
+        if own_schemas {
+            // Typed records (a CDC source's events) are written as JSON unless told otherwise,
+            // and never as raw bytes.
+            for (i, (side, format)) in [("key", &mut key_format), ("value", &mut value_format)]
+                .into_iter()
+                .enumerate()
+            {
+                match formats_given[i] {
+                    None => *format = Format::Json,
+                    Some(pos) if !matches!(*format, Format::Json | Format::Avro) => {
+                        self.err(pos, format!("{what} writes typed records: `{side}_format` must be json or avro (it is {})", format.name()));
+                        converters_ok = false;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         for (i, (side, format)) in [("key", key_format), ("value", value_format)]
             .into_iter()
             .enumerate()
         {
-            if source && format == Format::Avro && schemas[i].is_none() {
+            if source && format == Format::Avro && schemas[i].is_none() && !own_schemas {
                 self.err(at, format!("{what} writes `{side}_format: avro` and needs `{side}_schema` (the Avro schema of its {side}s)"));
                 converters_ok = false;
             }

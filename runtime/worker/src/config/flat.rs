@@ -476,6 +476,7 @@ pub fn parse_flat_connector(
         errors: Vec::new(),
         registry,
         written: BTreeSet::new(),
+        written_prefixes: Vec::new(),
     };
     let source = role == Role::Source;
     let plan = c.connector(name, &entry_node, source, Pos { line: 0, col: 0 });

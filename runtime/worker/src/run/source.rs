@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_connector_sdk::connector::{
-    Polled, SourcePosition, SourceRecord, SourceTask, ValueRun, SOURCE_ERROR_HEADER,
+    Polled, SourcePosition, SourceRecord, SourceTask, ValueRun, POSITION_HEADER,
+    SOURCE_ERROR_HEADER,
 };
 use sluice_connector_sdk::data::Payload;
 use sluice_connector_sdk::plugin::wire;
 use sluice_connector_sdk::Bytes;
 use sluice_log::{BatchBuilder, Log, LogError, Record, TopicConfig};
 
+use super::positions::Tails;
 use super::{
     ensure_topic, Ctx, RecordOrigin, RecordStage, SourceCtx, Stage, TaskError, MAX_BATCH_BYTES,
     POLL_RECORDS, POLL_TIMEOUT, SOURCE_COMMIT_EVERY,
@@ -38,6 +40,13 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
     if let Err(e) = ctx.retry("start", || task.start(committed.clone())) {
         return ctx.fail(Stage::Start, e);
     }
+    // Exactly once for sources with ordered positions: what a crash left past the last
+    // committed positions is read back, so that it is not appended twice.
+    let order = task.position_order();
+    let tails = match order {
+        Some(_) => Tails::recover(&ctx.log, &ctx.name),
+        None => Tails::default(),
+    };
     let mut partitions: HashMap<String, Vec<Arc<sluice_log::Partition>>> = HashMap::new();
     // The connector's own topic was created when the worker started: a topic deleted since
     // is not created again behind the operator's back.
@@ -66,6 +75,7 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
         appended_bytes: 0,
         main_builders: (0..main_parts.len()).map(|_| BatchBuilder::new()).collect(),
         routed: HashMap::new(),
+        tails,
     };
     while !ctx.control.should_stop() {
         if ctx.control.is_paused() {
@@ -179,7 +189,8 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
                 records,
                 |r| {
                     let topics = (topic.as_str(), main_parts.as_slice(), &mut partitions);
-                    deliver_record(ctx, &mut out, topics, r)
+                    let ordered = order.and_then(|f| f(&r.position));
+                    deliver_record(ctx, &mut out, topics, r, ordered)
                 },
                 |r| {
                     positions.remember(r.position);
@@ -304,6 +315,7 @@ fn deliver_record(
     out: &mut Batching,
     topics: Topics<'_>,
     r: &mut SourceRecord,
+    order: Option<u128>,
 ) -> Step {
     if let Some(i) = r.headers.iter().position(|(k, _)| k == SOURCE_ERROR_HEADER) {
         let message = String::from_utf8_lossy(&r.headers[i].1).into_owned();
@@ -314,9 +326,11 @@ fn deliver_record(
         return refused_record(r, RecordStage::Source, message, original);
     }
     let topic = topics.0;
-    let mut target: Option<String> = None;
+    // A record may name its topic (a CDC source's table); transforms may route it again.
+    let mut target: Option<String> = r.topic.take().filter(|t| t != topic);
     if !ctx.transforms.is_empty() {
-        match transform_source_record(&ctx.transforms, topic, r, out.now) {
+        let from = target.as_deref().unwrap_or(topic);
+        match transform_source_record(&ctx.transforms, from, r, out.now) {
             Ok(Some(t)) => target = (t != topic).then_some(t),
             Ok(None) => return Step::Done, // filtered out
             Err((message, original)) => {
@@ -324,18 +338,23 @@ fn deliver_record(
             }
         }
     }
-    let (key, value) = match convert(ctx, r.key.take(), r.value.take()) {
+    let to = target.as_deref().unwrap_or(topic);
+    let (key, value) = match convert_to(ctx, to, r.key.take(), r.value.take()) {
         Ok(kv) => kv,
         Err(e) => {
             let original = e.original.map(Bytes::from);
             return refused_record(r, RecordStage::Converter, e.message, original);
         }
     };
-    let headers: Vec<(&str, Option<&[u8]>)> = r
+    let position = order.map(|o| (o, super::positions::header_value(o, &ctx.name)));
+    let mut headers: Vec<(&str, Option<&[u8]>)> = r
         .headers
         .iter()
         .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
         .collect();
+    if let Some((_, h)) = &position {
+        headers.push((POSITION_HEADER, Some(h.as_slice())));
+    }
     let stored = out.push(
         ctx,
         topics,
@@ -346,6 +365,7 @@ fn deliver_record(
             partition: r.partition,
             timestamp: r.timestamp,
             headers,
+            order,
         },
     );
     match stored {
@@ -404,6 +424,7 @@ fn deliver_view(
             partition: v.partition,
             timestamp: v.timestamp,
             headers: v.headers().map(|(k, h)| (k, Some(h))).collect(),
+            order: None,
         },
     );
     match stored {
@@ -499,9 +520,20 @@ fn convert(
     key: Option<Payload>,
     value: Option<Payload>,
 ) -> Result<(Option<Bytes>, Option<Bytes>), crate::convert::EncodeError> {
+    convert_to(ctx, ctx.topic, key, value)
+}
+
+/// [`convert`] for a record going to `topic` (typed payloads with their own schemas are
+/// registered per topic).
+fn convert_to(
+    ctx: &SourceCtx,
+    topic: &str,
+    key: Option<Payload>,
+    value: Option<Payload>,
+) -> Result<(Option<Bytes>, Option<Bytes>), crate::convert::EncodeError> {
     Ok((
-        ctx.encoders.key.encode(key)?,
-        ctx.encoders.value.encode(value)?,
+        ctx.encoders.key.encode_to(topic, key)?,
+        ctx.encoders.value.encode_to(topic, value)?,
     ))
 }
 
@@ -512,6 +544,8 @@ struct OutRecord<'a> {
     partition: Option<i32>,
     timestamp: Option<i64>,
     headers: Vec<(&'a str, Option<&'a [u8]>)>,
+    /// Its place in the source's order, for sources with ordered positions.
+    order: Option<u128>,
 }
 
 /// The connector's topic, its partitions, and the partitions of topics routed to.
@@ -531,6 +565,8 @@ struct Batching {
     appended_bytes: u64,
     main_builders: Vec<BatchBuilder>,
     routed: HashMap<String, HashMap<usize, BatchBuilder>>,
+    /// What partitions already hold after a crash (sources with ordered positions).
+    tails: Tails,
 }
 
 impl Batching {
@@ -551,6 +587,11 @@ impl Batching {
             (None, Some(k)) => partition_for_key(k, parts.len() as u32) as usize,
             (None, None) => self.round % parts.len(),
         };
+        if let Some(order) = r.order.filter(|_| !self.tails.is_empty()) {
+            if self.tails.holds(target.unwrap_or(topic), p, order) {
+                return Ok(()); // appended before a crash, its position not yet committed
+            }
+        }
         let builder = match target {
             None => &mut self.main_builders[p],
             Some(t) => {

@@ -434,9 +434,16 @@ impl Builder {
                 let topic = plan.topics.first().cloned().ok_or_else(|| {
                     connector_err(plan, "a source needs the topic it writes (`topic`)")
                 })?;
+                let own_schemas = t.config.own_schemas;
                 let encoders = Sides {
-                    key: source_encoder(plan, &topic, Side::Key, schemas.as_deref())?,
-                    value: source_encoder(plan, &topic, Side::Value, schemas.as_deref())?,
+                    key: source_encoder(plan, &topic, Side::Key, schemas.as_ref(), own_schemas)?,
+                    value: source_encoder(
+                        plan,
+                        &topic,
+                        Side::Value,
+                        schemas.as_ref(),
+                        own_schemas,
+                    )?,
                 };
                 let tasks_in_all = configs.len() as u32;
                 let slots: Vec<Arc<Slot>> = configs

@@ -1,0 +1,382 @@
+//! `sluice bench postgres-cdc`: the `postgres_cdc` source against a real server, in one run:
+//! - the snapshot of a table of `--rows` rows of 10 columns, beside `psql \copy … TO
+//!   /dev/null` of the same table (the read limit), interleaved rounds;
+//! - streaming: `--changes` single-row updates (pgbench, 4 clients) written while the
+//!   source is stopped, then the time the source takes to put all of them in the log;
+//! - latency from commit to the record being in the log, at `--rate` updates per second
+//!   (pgbench `-R`), read back in this process as records arrive: p50 and p99;
+//! - one transaction updating every row, streamed through; and the process's peak memory.
+//!
+//! Needs a server with `wal_level = logical` and a user with REPLICATION: `--connection`.
+//! The bench creates and drops its own table, publication and slot.
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sluice_log::{Log, LogOptions};
+use sluice_worker::config::parse_pipeline;
+use sluice_worker::run::{Worker, WorkerOptions};
+
+use crate::cli::PostgresCdcBenchArgs;
+
+const TABLE: &str = "sluice_bench_cdc";
+const TOPIC: &str = "bench.public.sluice_bench_cdc";
+const SLOT: &str = "sluice_bench_cdc";
+
+fn psql(connection: &str, sql: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .arg(connection)
+        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGOPTIONS", "-c client_min_messages=warning")
+        .output()
+        .context("running psql (install Debian's postgresql-client)")?;
+    if !out.status.success() {
+        bail!("psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn drop_capture(connection: &str) -> Result<()> {
+    psql(
+        connection,
+        &format!("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
+    )?;
+    psql(connection, &format!("DROP PUBLICATION IF EXISTS {SLOT}"))?;
+    Ok(())
+}
+
+fn setup_table(args: &PostgresCdcBenchArgs) -> Result<()> {
+    drop_capture(&args.connection)?;
+    psql(
+        &args.connection,
+        &format!(
+            "DROP TABLE IF EXISTS {TABLE};
+             CREATE TABLE {TABLE} (id bigint PRIMARY KEY, customer text, sku text, qty integer,
+               price numeric(10,2), status text, city text, country text, created timestamptz, note text);
+             INSERT INTO {TABLE} SELECT g, 'customer-' || (g % 50000), 'sku-' || (g % 1000000), g % 9 + 1,
+               (g % 500) + (g % 100) / 100.0, (ARRAY['new','paid','shipped'])[g % 3 + 1],
+               (ARRAY['Lyon','Porto','Graz','Turku'])[g % 4 + 1], (ARRAY['FR','PT','AT','FI'])[g % 4 + 1],
+               timestamptz '2026-12-01' + g * interval '1 second', 'an order row of the cdc benchmark'
+             FROM generate_series(1, {}) g",
+            args.rows
+        ),
+    )?;
+    psql(&args.connection, &format!("VACUUM ANALYZE {TABLE}"))?;
+    Ok(())
+}
+
+/// A worker running one `postgres_cdc` source into `data`.
+struct Capture {
+    log: Log,
+    worker: Worker,
+}
+
+impl Capture {
+    fn start(args: &PostgresCdcBenchArgs, data: &std::path::Path, mode: &str) -> Result<Capture> {
+        let yaml = format!(
+            "runtime: {{ data_dir: {d} }}\nsources:\n  bench:\n    type: postgres_cdc\n    connection: \"{c}\"\n    tables: [public.{TABLE}]\n    topic_prefix: bench\n    slot: {SLOT}\n    publication: {SLOT}\n    snapshot_mode: {mode}\n    value_format: json\n    status_interval: 1s\n",
+            d = data.display(),
+            c = args.connection,
+        );
+        let registry = Arc::new(crate::run::builtin_connectors()?);
+        let pipeline =
+            parse_pipeline(&yaml, &registry, &|_| None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let log = Log::open(data, LogOptions::default())?;
+        let worker = Worker::start(&pipeline, &registry, &log, WorkerOptions::default())?;
+        Ok(Capture { log, worker })
+    }
+
+    fn end_offset(&self) -> i64 {
+        self.log
+            .partition(TOPIC, 0)
+            .map(|p| p.end_offset())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the topic holds `records`; seconds from `started`.
+    fn wait_for(&self, records: i64, started: Instant, limit: Duration) -> Result<f64> {
+        loop {
+            if self.end_offset() >= records {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            if let Some((task, trace)) = self.worker.first_failure() {
+                bail!("task {task} failed: {trace}");
+            }
+            if started.elapsed() > limit {
+                bail!(
+                    "{} of {records} records in the topic after {limit:?}",
+                    self.end_offset()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn stop(self) -> Result<()> {
+        self.worker.stop(Duration::from_secs(10));
+        self.log.close()?;
+        Ok(())
+    }
+}
+
+/// Waits until the slot exists and is read (the source is streaming).
+fn wait_streaming(connection: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while psql(
+        connection,
+        &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
+    )? != "t"
+    {
+        if Instant::now() > deadline {
+            bail!("the source did not start streaming");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn pgbench(args: &PostgresCdcBenchArgs, script: &std::path::Path, extra: &[String]) -> Result<()> {
+    let out = Command::new("pgbench")
+        .args(["-n", "-c", "4", "-j", "2", "-f"])
+        .arg(script)
+        .args(extra)
+        .arg(&args.connection)
+        .output()
+        .context("running pgbench (Debian's postgresql-contrib or postgresql package)")?;
+    if !out.status.success() {
+        bail!("pgbench: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads the topic from `from` as records arrive, until `until` records: for each, the time
+/// since its commit (`source.ts_us`), in ms.
+fn latencies(capture: &Capture, from: i64, until: i64, limit: Duration) -> Result<Vec<f64>> {
+    let partition = capture.log.partition(TOPIC, 0)?;
+    let started = Instant::now();
+    let mut offset = from;
+    let mut out = Vec::new();
+    while offset < until {
+        if started.elapsed() > limit {
+            bail!(
+                "{} of {} records arrived in {limit:?}",
+                offset - from,
+                until - from
+            );
+        }
+        let read = partition.read(offset, 1 << 20)?;
+        if read.records.is_empty() {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        let seen = now_us();
+        let records = sluice_worker::convert::decode_batches(&read.records.into())
+            .map_err(anyhow::Error::msg)?;
+        let first_new = offset;
+        for r in records.iter().filter(|r| r.offset >= first_new) {
+            if let Some(v) = &r.value {
+                let json: serde_json::Value = serde_json::from_slice(v)?;
+                if let Some(committed) = json["source"]["ts_us"].as_i64() {
+                    out.push((seen - committed) as f64 / 1000.0);
+                }
+            }
+            offset = r.offset + 1;
+        }
+    }
+    Ok(out)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+pub fn run(args: PostgresCdcBenchArgs) -> Result<()> {
+    let wal_level = psql(&args.connection, "SHOW wal_level")
+        .context("the bench needs a Postgres server: pass --connection")?;
+    if wal_level != "logical" {
+        bail!("the server's wal_level is {wal_level}; the bench needs logical");
+    }
+    let work = tempfile::Builder::new()
+        .prefix(".sluice-bench-cdc-")
+        .tempdir_in(&args.dir)?;
+    let base = work.path();
+    println!(
+        "sluice bench postgres-cdc: a table of {} rows x 10 columns, {} streamed updates, {} rounds",
+        args.rows, args.changes, args.rounds
+    );
+    setup_table(&args)?;
+
+    // The snapshot, beside psql \copy of the same table to /dev/null.
+    let (mut copy, mut snapshot) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        let started = Instant::now();
+        psql(&args.connection, &format!("\\copy {TABLE} TO '/dev/null'"))?;
+        copy.push(started.elapsed().as_secs_f64());
+        drop_capture(&args.connection)?;
+        let data = base.join(format!("snapshot-{round}"));
+        let started = Instant::now();
+        let capture = Capture::start(&args, &data, "initial_only")?;
+        snapshot.push(capture.wait_for(args.rows as i64, started, Duration::from_secs(900))?);
+        capture.stop()?;
+        std::fs::remove_dir_all(&data)?;
+    }
+    let copy_rate = args.rows as f64 / median(copy);
+    let snapshot_rate = args.rows as f64 / median(snapshot);
+
+    // Streaming: updates written while the source is stopped, then drained.
+    drop_capture(&args.connection)?;
+    let data = base.join("stream");
+    let capture = Capture::start(&args, &data, "no_data")?;
+    wait_streaming(&args.connection)?;
+    capture.stop()?;
+    let script = base.join("update.sql");
+    let mut f = std::fs::File::create(&script)?;
+    writeln!(f, "\\set id random(1, {})", args.rows)?;
+    writeln!(f, "UPDATE {TABLE} SET qty = qty + 1 WHERE id = :id;")?;
+    drop(f);
+    let mut drained = Vec::new();
+    let mut expected: i64 = 0;
+    for _ in 0..args.rounds {
+        pgbench(
+            &args,
+            &script,
+            &["-t".into(), (args.changes / 4).to_string()],
+        )?;
+        expected += (args.changes / 4 * 4) as i64;
+        let started = Instant::now();
+        let capture = Capture::start(&args, &data, "no_data")?;
+        let secs = capture.wait_for(expected, started, Duration::from_secs(900))?;
+        drained.push((args.changes / 4 * 4) as f64 / secs);
+        capture.stop()?;
+    }
+    let stream_rate = median(drained);
+
+    // Latency at a steady rate, with the source running.
+    let capture = Capture::start(&args, &data, "no_data")?;
+    wait_streaming(&args.connection)?;
+    let from = capture.end_offset();
+    let rate_started = Instant::now();
+    let bench = {
+        let args_rate = args.rate;
+        let seconds = args.seconds;
+        let connection = args.connection.clone();
+        let script = script.clone();
+        std::thread::spawn(move || -> Result<()> {
+            let out = Command::new("pgbench")
+                .args(["-n", "-c", "4", "-j", "2", "-f"])
+                .arg(&script)
+                .args(["-R", &args_rate.to_string(), "-T", &seconds.to_string()])
+                .arg(&connection)
+                .output()?;
+            if !out.status.success() {
+                bail!("pgbench: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        })
+    };
+    // How many the rate run writes is known once it ends; read until then, then the rest.
+    let mut lat = Vec::new();
+    let mut offset = from;
+    while !bench.is_finished() {
+        let end = capture.end_offset();
+        if end > offset {
+            lat.extend(latencies(&capture, offset, end, Duration::from_secs(60))?);
+            offset = end;
+        } else {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    bench
+        .join()
+        .map_err(|_| anyhow::anyhow!("pgbench thread"))??;
+    let written: i64 = psql(
+        &args.connection,
+        &format!("SELECT sum(qty) - sum(id % 9 + 1) FROM {TABLE}"),
+    )?
+    .parse()?;
+    let total = written - expected; // the rate run's updates
+    lat.extend(latencies(
+        &capture,
+        offset,
+        from + total,
+        Duration::from_secs(120),
+    )?);
+    let achieved = total as f64 / rate_started.elapsed().as_secs_f64();
+    let (p50, p99) = (percentile(&mut lat, 0.50), percentile(&mut lat, 0.99));
+
+    // One transaction updating every row.
+    let before = capture.end_offset();
+    let started = Instant::now();
+    psql(
+        &args.connection,
+        &format!("UPDATE {TABLE} SET qty = qty + 1"),
+    )?;
+    let big_secs =
+        capture.wait_for(before + args.rows as i64, started, Duration::from_secs(900))?;
+    capture.stop()?;
+    let rss = peak_rss_mb();
+    drop_capture(&args.connection)?;
+    psql(&args.connection, &format!("DROP TABLE IF EXISTS {TABLE}"))?;
+
+    println!("{:<58} {:>12} {:>8}", "", "rows/s", "ratio");
+    println!(
+        "{:<58} {:>12.0} {:>8.2}",
+        "psql \\copy TO /dev/null (the read limit)", copy_rate, 1.0
+    );
+    println!(
+        "{:<58} {:>12.0} {:>8.2}   target >= 0.7",
+        "postgres_cdc snapshot (COPY, JSON events into the log)",
+        snapshot_rate,
+        snapshot_rate / copy_rate
+    );
+    println!(
+        "{:<58} {:>12.0}            target >= 100,000",
+        "postgres_cdc streaming (pgbench updates, drained)", stream_rate
+    );
+    println!(
+        "{:<58} {:>12.0}   p50 {:.1} ms, p99 {:.1} ms (target p99 < 50 ms)",
+        format!("commit -> log latency at {} updates/s asked", args.rate),
+        achieved,
+        p50,
+        p99
+    );
+    println!(
+        "{:<58} {:>12.0}   {:.1} s",
+        "one transaction of every row",
+        args.rows as f64 / big_secs,
+        big_secs
+    );
+    println!("peak memory of this process (VmHWM): {rss:.0} MB (target < 200 MB)");
+    Ok(())
+}
