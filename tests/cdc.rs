@@ -361,6 +361,41 @@ fn types_snapshot_and_stream(server: &pg::PgServer, root: &Path) {
         .any(|f| f["field"] == "extra");
     assert!(extra_schema, "the new column is in the schema");
 
+    // A transaction of 20,000 rows streams through (it is never held whole).
+    sql("INSERT INTO docs (id, note) SELECT g, 'bulk' FROM generate_series(100, 20099) g");
+    run.wait_for("the large transaction", 120, &mut |_| {
+        records(&data, docs).len() >= 4 + 20_000
+    });
+    let bulk = records(&data, docs);
+    let tx: std::collections::BTreeSet<String> = bulk[4..]
+        .iter()
+        .map(|r| payload(r)["source"]["txId"].to_string())
+        .collect();
+    assert_eq!(tx.len(), 1, "one transaction");
+    assert_eq!(bulk.len(), 4 + 20_000, "each row once");
+
+    // Postgres restarts: the source retries, resumes where it was, and loses nothing.
+    server.restart();
+    sql("INSERT INTO docs (id, note) VALUES (3, 'after the restart')");
+    run.wait_for("the change after the restart", 120, &mut |_| {
+        records(&data, docs).len() >= 4 + 20_000 + 1
+    });
+    let after = records(&data, docs);
+    assert_eq!(
+        after.len(),
+        4 + 20_000 + 1,
+        "nothing twice across the restart"
+    );
+    assert_eq!(
+        payload(&after[after.len() - 1])["after"]["note"],
+        "after the restart"
+    );
+    let log = run.log();
+    assert!(
+        log.contains("postgres_cdc: retrying"),
+        "the lost connection is logged:\n{log}"
+    );
+
     // The same table in Avro: schemas registered per topic, values decoded by `sluice tap`.
     let avro_topic = "shopavro.public.everything";
     run.wait_for("the avro events", 60, &mut |_| {

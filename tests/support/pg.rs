@@ -191,6 +191,32 @@ impl PgServer {
         self.psql("SELECT pg_reload_conf()");
     }
 
+    /// Restarts the server (a fast shutdown: every connection is cut), same port.
+    pub fn restart(&self) {
+        let data = self.data();
+        let log = self.dir.path().join("server.log");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=logical -c max_wal_senders=16 -c max_replication_slots=16",
+            self.port,
+            self.dir.path().display()
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+        );
+    }
+
     /// A server program (`pg_recvlogical`, …) of the same installation.
     pub fn tool(&self, name: &str) -> PathBuf {
         self.bin.join(name)

@@ -1,7 +1,9 @@
-//! # sluice-connector-postgres: Postgres sink and sources (in progress)
+//! # sluice-connector-postgres: Postgres sink and sources
 //!
-//! **Owns:** how Sluice reads from and writes to PostgreSQL. Registered: the `postgres`
-//! sink (issue 11), which applies records to existing tables exactly once.
+//! **Owns:** how Sluice reads from and writes to PostgreSQL. Registered: the `postgres_cdc`
+//! source ([`cdc`]: changes captured through logical replication, in Debezium's event
+//! format, exactly once into the log) and the `postgres` sink (issue 11), which applies
+//! records to existing tables exactly once.
 //!
 //! Layout, along the sink's data path (record → row → statement → commit):
 //! - [`sink::settings`]: the sink's settings with Confluent's names in Sluice's spelling
@@ -19,11 +21,12 @@
 //!
 //! Not built yet, each refused at validation with a message saying so: `auto_create`,
 //! `auto_evolve`, `${source.*}` table names (Debezium change events), TLS to Postgres.
-//! Also not yet: the binary COPY fast path and its benchmark, the `postgres_cdc` source of
-//! issue 10 and the `postgres_query` source (not registered).
+//! Also not yet: the sink's binary COPY fast path, and the `postgres_query` source (not
+//! registered).
 //!
 //! **Must not touch:** topics, the log, converters: the runtime does those through the SDK
-//! traits. Plain SQL goes through `tokio-postgres`.
+//! traits. Plain SQL goes through `tokio-postgres`; the replication protocol and the
+//! `pgoutput` decoder are our own ([`cdc::replication`], [`cdc::pgoutput`]).
 //!
 //! ```
 //! use sluice_connector_postgres::sink::settings::TableTemplate;

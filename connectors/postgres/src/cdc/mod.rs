@@ -20,8 +20,16 @@
 //! transaction also `"end": <end LSN>`. Snapshot reads carry
 //! `{"snapshot_lsn": …, "done": [tables read], "table": …, "last": bool}`. A restart resumes
 //! after the last committed position: the server sends the transaction again and the events
-//! already written are skipped, so no change is emitted twice by the source; the slot is
-//! confirmed only up to transactions whose every event is committed.
+//! already committed are skipped; those appended but not yet committed when the process died
+//! are dropped by the runtime, which reads back what each partition holds
+//! ([`task::CdcTask`]'s `position_order`). The slot is confirmed only up to transactions
+//! whose every event is committed.
+//!
+//! ```
+//! use sluice_connector_postgres::cdc::lsn::Lsn;
+//! let l: Lsn = "16/B374D848".parse().unwrap();
+//! assert_eq!(l.to_string(), "16/B374D848");
+//! ```
 
 pub mod event;
 pub mod lsn;

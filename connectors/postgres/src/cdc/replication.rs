@@ -404,7 +404,9 @@ impl ReplicationConnection {
                 }
             }
             b'E' => Err(CdcError::from_server(parse_error_fields(&body))),
-            b'c' => Err(CdcError::Lost("the server ended the stream".into())),
+            // CopyDone, CommandComplete, ReadyForQuery: the server ended the stream (it is
+            // shutting down, or its walsender stopped).
+            b'c' | b'C' | b'Z' => Err(CdcError::Lost("the server ended the stream".into())),
             other => Err(CdcError::Protocol(format!(
                 "message `{}` in the replication stream",
                 other.escape_ascii()

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use tokio_postgres::{Client, NoTls};
 
 use super::lsn::Lsn;
-use super::replication::{quote_ident, quote_literal};
+use super::replication::quote_ident;
 use super::settings::CdcSettings;
 use super::types::PgType;
 use super::CdcError;
@@ -38,7 +38,7 @@ pub async fn connect(settings: &CdcSettings) -> Result<Client, CdcError> {
     Ok(client)
 }
 
-pub fn describe_host(settings: &CdcSettings) -> String {
+fn describe_host(settings: &CdcSettings) -> String {
     let host = match settings.connection.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
@@ -390,9 +390,4 @@ impl Types {
         self.cache.insert((oid, typmod), t.clone());
         Ok(t)
     }
-}
-
-/// `text` as a literal, for replication commands that take no parameters.
-pub fn literal(text: &str) -> String {
-    quote_literal(text)
 }

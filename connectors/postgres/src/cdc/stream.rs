@@ -151,11 +151,6 @@ impl Capture {
         self.txn.is_some() || !self.out.is_empty() || self.held.is_some()
     }
 
-    /// Relation tables the stream described so far (for the log).
-    pub fn table_count(&self) -> usize {
-        self.tables.len()
-    }
-
     /// Installs a table built from the catalog (so the snapshot's schemas are reused).
     pub fn install(&mut self, relation_id: u32, table: Arc<TableEvents>) {
         self.tables.insert(relation_id, table);

@@ -21,7 +21,7 @@ use tokio_postgres::Client;
 use super::event::TableEvents;
 use super::lsn::Lsn;
 use super::pgoutput;
-use super::replication::{quote_ident, Replicated, ReplicationConnection};
+use super::replication::{quote_ident, quote_literal, Replicated, ReplicationConnection};
 use super::settings::{CdcSettings, SnapshotMode};
 use super::setup::{self, CapturedTable, Types};
 use super::snapshot::{self, Emit, SnapshotRun};
@@ -308,7 +308,15 @@ impl Capturer {
         let mut attempt: u32 = 0;
         let mut busy: u32 = 0;
         loop {
-            match self.session().await {
+            let started = Instant::now();
+            let ended = self.session().await;
+            // A session that ran for a while was healthy: the next failure starts the
+            // backoff again from its shortest wait.
+            if started.elapsed() > Duration::from_secs(30) {
+                attempt = 0;
+                busy = 0;
+            }
+            match ended {
                 Ok(Ended::Stopped) => return,
                 Ok(Ended::SnapshotOnly) => {
                     tracing::info!(slot = %self.settings.slot, "postgres_cdc: snapshot_mode initial_only: the snapshot is written, no changes follow");
@@ -485,7 +493,7 @@ impl Capturer {
                 client
                     .batch_execute(&format!(
                         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
-                        setup::literal(&name)
+                        quote_literal(&name)
                     ))
                     .await?;
                 let mut run = SnapshotRun {
@@ -534,7 +542,7 @@ impl Capturer {
             .unwrap_or(start);
         let options = format!(
             "proto_version '1', publication_names {}",
-            setup::literal(&quote_ident(&settings.publication))
+            quote_literal(&quote_ident(&settings.publication))
         );
         repl.start_replication(&settings.slot, resume_at, &options)
             .await?;
