@@ -403,6 +403,10 @@ fn parse_date(text: &str) -> Option<i32> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
+    // Postgres' dates end in 5874897 AD; anything past that is not a date it writes.
+    if !(0..=6_000_000).contains(&y) {
+        return None;
+    }
     let y = if bc { 1 - y } else { y };
     i32::try_from(days_from_civil(y, m, d)).ok()
 }
@@ -423,7 +427,7 @@ fn parse_time(text: &str) -> Option<i64> {
     } else {
         format!("{frac:0<6}").parse().ok()?
     };
-    if h > 24 || m > 59 || secs > 60 {
+    if !(0..=24).contains(&h) || !(0..=59).contains(&m) || !(0..=60).contains(&secs) {
         return None;
     }
     Some(((h * 60 + m) * 60 + secs) * 1_000_000 + micros)
@@ -437,6 +441,9 @@ fn split_offset(text: &str) -> Option<(&str, i64)> {
     let mut secs = 0i64;
     for (i, part) in off[1..].split(':').enumerate() {
         let v: i64 = part.parse().ok()?;
+        if !(0..=99).contains(&v) {
+            return None;
+        }
         secs += v * [3600, 60, 1].get(i)?;
     }
     Some((rest, sign * secs))
@@ -472,7 +479,9 @@ fn parse_timestamp(text: &str) -> Option<i64> {
         date.to_string()
     })?);
     let micros = parse_time(time)?;
-    Some(days * 86_400_000_000 + micros - offset * 1_000_000)
+    days.checked_mul(86_400_000_000)?
+        .checked_add(micros)?
+        .checked_sub(offset * 1_000_000)
 }
 
 fn format_time(micros: i64) -> String {
@@ -743,6 +752,15 @@ mod tests {
             Value::Long(2_629_800_000_000)
         );
         assert!(date.parse("2026-13-01", P).is_err());
+        // Numbers no server writes are refused, never overflowed (found by the fuzzer).
+        let tz = PgType::builtin(1266, -1).unwrap();
+        assert!(tz.parse("-07684516109551615", P).is_err());
+        assert!(ts.parse("99999999999-01-01 00:00:00", P).is_err());
+        assert!(PgType::builtin(1184, -1)
+            .unwrap()
+            .parse("5000000-01-01 00:00:00+00", P)
+            .is_err());
+        assert!(time.parse("-1:00:00", P).is_err());
     }
 
     #[test]
