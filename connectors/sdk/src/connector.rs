@@ -31,8 +31,8 @@ pub struct SourcePosition {
 /// never dropped silently.
 pub const SOURCE_ERROR_HEADER: &str = "sluice.source.error";
 
-/// The record header holding a record's place in its source's order (16 bytes big-endian)
-/// followed by the connector's name; see [`SourceTask::position_order`].
+/// The record header holding a record's place in its source's order (32 hex digits), a
+/// space and the connector's name; see [`SourceTask::position_order`].
 pub const POSITION_HEADER: &str = "sluice.position";
 
 /// See [`SourceTask::position_order`].

@@ -19,20 +19,18 @@ use sluice_log::Log;
 /// may have appended after it).
 const MAX_BATCHES_BACK: usize = 64;
 
-/// The header's value: the order (16 bytes, big-endian) then the connector's name.
+/// The header's value, readable in any tool that shows headers: the order as 32 hex digits,
+/// a space, the connector's name.
 pub(super) fn header_value(order: u128, connector: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(16 + connector.len());
-    v.extend_from_slice(&order.to_be_bytes());
-    v.extend_from_slice(connector.as_bytes());
-    v
+    format!("{order:032x} {connector}").into_bytes()
 }
 
 fn parse(value: &[u8], connector: &str) -> Option<u128> {
-    let (order, name) = value.split_at_checked(16)?;
-    if name != connector.as_bytes() {
+    let (order, name) = value.split_at_checked(32)?;
+    if name.strip_prefix(b" ")? != connector.as_bytes() {
         return None;
     }
-    Some(u128::from_be_bytes(order.try_into().ok()?))
+    u128::from_str_radix(std::str::from_utf8(order).ok()?, 16).ok()
 }
 
 /// Each partition's last record from `connector`: its order.
@@ -124,6 +122,7 @@ mod tests {
     #[test]
     fn the_header_names_its_connector() {
         let v = header_value(7 << 64 | 3, "shop");
+        assert_eq!(v, b"00000000000000070000000000000003 shop");
         assert_eq!(parse(&v, "shop"), Some(7 << 64 | 3));
         assert_eq!(parse(&v, "other"), None);
         assert_eq!(parse(&v[..10], "shop"), None);
