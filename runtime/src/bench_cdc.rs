@@ -20,36 +20,13 @@ use sluice_log::{Log, LogOptions};
 use sluice_worker::config::parse_pipeline;
 use sluice_worker::run::{Worker, WorkerOptions};
 
+use crate::bench_pipeline::peak_rss_mb;
+use crate::bench_postgres::psql;
 use crate::cli::PostgresCdcBenchArgs;
 
 const TABLE: &str = "sluice_bench_cdc";
 const TOPIC: &str = "bench.public.sluice_bench_cdc";
 const SLOT: &str = "sluice_bench_cdc";
-
-fn psql(connection: &str, sql: &str) -> Result<String> {
-    let out = Command::new("psql")
-        .arg(connection)
-        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .env("PGOPTIONS", "-c client_min_messages=warning")
-        .output()
-        .context("running psql (install Debian's postgresql-client)")?;
-    if !out.status.success() {
-        bail!("psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 fn drop_capture(connection: &str) -> Result<()> {
     psql(

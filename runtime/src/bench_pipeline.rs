@@ -13,7 +13,7 @@ use sluice_worker::run::{Worker, WorkerOptions};
 
 use crate::cli::PipelineBenchArgs;
 
-fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -18,10 +18,11 @@ use crate::cli::PostgresSinkBenchArgs;
 const TABLE: &str = "sluice_bench_rows";
 const COLUMNS: &str = "id bigint PRIMARY KEY, customer text, sku text, qty integer, price numeric(10,2), status text, city text, country text, created timestamptz, note text";
 
-fn psql(connection: &str, sql: &str) -> Result<String> {
+pub(crate) fn psql(connection: &str, sql: &str) -> Result<String> {
     let out = Command::new("psql")
         .arg(connection)
         .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGOPTIONS", "-c client_min_messages=warning")
         .output()
         .context("running psql (install Debian's postgresql-client)")?;
     if !out.status.success() {

@@ -80,25 +80,36 @@ impl PgServer {
                 "--no-sync",
             ],
         );
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=logical -c max_wal_senders=16 -c max_replication_slots=16",
-            server.dir.path().display()
-        );
-        let log = server.dir.path().join("server.log");
-        server.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "-o",
-                &options,
-                "-w",
-                "start",
-            ],
-        );
+        server.pg_ctl(&["start"]);
         server
+    }
+
+    /// `pg_ctl` on this server with its settings, waiting for it to finish.
+    fn pg_ctl(&self, action: &[&str]) {
+        let data = self.data();
+        let log = self.dir.path().join("server.log");
+        let options = self.options();
+        let mut args = vec![
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-o",
+            &options,
+            "-w",
+        ];
+        args.extend_from_slice(action);
+        self.run("pg_ctl", &args);
+    }
+
+    /// The server's settings: its port and socket folder, logical decoding on, room for
+    /// the slots and senders the CDC tests use.
+    fn options(&self) -> String {
+        format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=logical -c max_wal_senders=16 -c max_replication_slots=16",
+            self.port,
+            self.dir.path().display()
+        )
     }
 
     fn data(&self) -> PathBuf {
@@ -193,28 +204,7 @@ impl PgServer {
 
     /// Restarts the server (a fast shutdown: every connection is cut), same port.
     pub fn restart(&self) {
-        let data = self.data();
-        let log = self.dir.path().join("server.log");
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=logical -c max_wal_senders=16 -c max_replication_slots=16",
-            self.port,
-            self.dir.path().display()
-        );
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "-o",
-                &options,
-                "-m",
-                "fast",
-                "-w",
-                "restart",
-            ],
-        );
+        self.pg_ctl(&["-m", "fast", "restart"]);
     }
 
     /// A server program (`pg_recvlogical`, …) of the same installation.

@@ -385,6 +385,18 @@ impl Value {
             // serde_json's escaping, straight into the buffer.
             let _ = serde_json::to_writer(&mut *out, s);
         }
+        fn object<'a>(out: &mut Vec<u8>, members: impl Iterator<Item = (&'a str, &'a Value)>) {
+            out.push(b'{');
+            for (i, (k, v)) in members.enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                text(out, k);
+                out.push(b':');
+                v.write_connect_json(out);
+            }
+            out.push(b'}');
+        }
         fn float(out: &mut Vec<u8>, f: f64) {
             match serde_json::Number::from_f64(f) {
                 Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
@@ -414,30 +426,8 @@ impl Value {
                 }
                 out.push(b']');
             }
-            Value::Map(entries) => {
-                out.push(b'{');
-                for (i, (k, v)) in entries.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    text(out, k);
-                    out.push(b':');
-                    v.write_connect_json(out);
-                }
-                out.push(b'}');
-            }
-            Value::Record(fields) => {
-                out.push(b'{');
-                for (i, (k, v)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    text(out, k);
-                    out.push(b':');
-                    v.write_connect_json(out);
-                }
-                out.push(b'}');
-            }
+            Value::Map(entries) => object(out, entries.iter().map(|(k, v)| (k.as_str(), v))),
+            Value::Record(fields) => object(out, fields.iter().map(|(k, v)| (&**k, v))),
         }
     }
 
