@@ -7,6 +7,9 @@
 //!   (pgbench `-R`), read back in this process as records arrive: p50 and p99;
 //! - one transaction updating every row, streamed through; and the process's peak memory.
 //!
+//! - with `--debezium`, Debezium 3.6's Postgres connector (its embedded engine, JSON output,
+//!   no Kafka broker) on the same table and the same changes, from its own slot.
+//!
 //! Needs a server with `wal_level = logical` and a user with REPLICATION: `--connection`.
 //! The bench creates and drops its own table, publication and slot.
 
@@ -141,6 +144,94 @@ fn pgbench(args: &PostgresCdcBenchArgs, script: &std::path::Path, extra: &[Strin
     Ok(())
 }
 
+/// Debezium's embedded engine (`runtime/benches/debezium`), built once into `dir`.
+struct Debezium {
+    classpath: String,
+    offsets: std::path::PathBuf,
+}
+
+impl Debezium {
+    fn build(dir: &std::path::Path) -> Result<Debezium> {
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/debezium");
+        let jars = dir.join("jars");
+        let out = Command::new("mvn")
+            .args(["-q", "-B", "-f"])
+            .arg(project.join("pom.xml"))
+            .arg("dependency:copy-dependencies")
+            .arg(format!("-DoutputDirectory={}", jars.display()))
+            .output()
+            .context("running mvn (Maven) to fetch Debezium")?;
+        if !out.status.success() {
+            bail!("mvn: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        let classes = dir.join("classes");
+        let jars_glob = format!("{}/*", jars.display());
+        let out = Command::new("javac")
+            .args(["-cp", &jars_glob, "-d"])
+            .arg(&classes)
+            .arg(project.join("DebeziumBench.java"))
+            .output()
+            .context("running javac (a JDK 17+)")?;
+        if !out.status.success() {
+            bail!("javac: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(Debezium {
+            classpath: format!("{}:{jars_glob}", classes.display()),
+            offsets: dir.join("debezium.offsets"),
+        })
+    }
+
+    /// Runs the engine until `events` events: seconds since its first event.
+    fn run(&self, args: &PostgresCdcBenchArgs, events: u64, mode: &str) -> Result<f64> {
+        // The libpq key/value form (the bench's `--connection`).
+        let setting = |key: &str, default: &str| {
+            args.connection
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or(default)
+                .to_string()
+        };
+        let (host, port) = (setting("host", "127.0.0.1"), setting("port", "5432"));
+        let (user, dbname) = (setting("user", "postgres"), setting("dbname", "postgres"));
+        let out = Command::new("java")
+            .args([
+                "-cp",
+                &self.classpath,
+                "DebeziumBench",
+                &host,
+                &port,
+                &user,
+                &dbname,
+            ])
+            .arg(format!("public.{TABLE}"))
+            .arg(&self.offsets)
+            .arg(events.to_string())
+            .arg(mode)
+            .output()
+            .context("running java")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("done "))
+            .with_context(|| {
+                format!(
+                    "Debezium did not finish: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })?;
+        Ok(line.split_whitespace().nth(2).unwrap_or("nan").parse()?)
+    }
+
+    fn drop_slot(connection: &str) -> Result<()> {
+        psql(
+            connection,
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'dbz_bench'",
+        )?;
+        psql(connection, "DROP PUBLICATION IF EXISTS dbz_bench")?;
+        Ok(())
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -231,6 +322,20 @@ pub fn run(args: PostgresCdcBenchArgs) -> Result<()> {
     let copy_rate = args.rows as f64 / median(copy);
     let snapshot_rate = args.rows as f64 / median(snapshot);
 
+    // Debezium's snapshot of the same table; its slot stays for the streaming rounds.
+    let debezium = match args.debezium {
+        true => Some(Debezium::build(base)?),
+        false => None,
+    };
+    let mut dbz_snapshot = Vec::new();
+    if let Some(d) = &debezium {
+        for _ in 0..args.rounds {
+            Debezium::drop_slot(&args.connection)?;
+            let _ = std::fs::remove_file(&d.offsets);
+            dbz_snapshot.push(d.run(&args, args.rows, "initial")?);
+        }
+    }
+
     // Streaming: updates written while the source is stopped, then drained.
     drop_capture(&args.connection)?;
     let data = base.join("stream");
@@ -243,21 +348,30 @@ pub fn run(args: PostgresCdcBenchArgs) -> Result<()> {
     writeln!(f, "UPDATE {TABLE} SET qty = qty + 1 WHERE id = :id;")?;
     drop(f);
     let mut drained = Vec::new();
+    let mut dbz_drained = Vec::new();
     let mut expected: i64 = 0;
+    let changes = args.changes / 4 * 4;
     for _ in 0..args.rounds {
         pgbench(
             &args,
             &script,
             &["-t".into(), (args.changes / 4).to_string()],
         )?;
-        expected += (args.changes / 4 * 4) as i64;
+        expected += changes as i64;
         let started = Instant::now();
         let capture = Capture::start(&args, &data, "no_data")?;
         let secs = capture.wait_for(expected, started, Duration::from_secs(900))?;
-        drained.push((args.changes / 4 * 4) as f64 / secs);
+        drained.push(changes as f64 / secs);
         capture.stop()?;
+        // The same changes, from Debezium's own slot.
+        if let Some(d) = &debezium {
+            dbz_drained.push(changes as f64 / d.run(&args, changes, "initial")?);
+        }
     }
     let stream_rate = median(drained);
+    if debezium.is_some() {
+        Debezium::drop_slot(&args.connection)?;
+    }
 
     // Latency at a steady rate, with the source running.
     let capture = Capture::start(&args, &data, "no_data")?;
@@ -354,6 +468,24 @@ pub fn run(args: PostgresCdcBenchArgs) -> Result<()> {
         args.rows as f64 / big_secs,
         big_secs
     );
+    if !dbz_snapshot.is_empty() {
+        let dbz_snap = args.rows as f64 / median(dbz_snapshot);
+        let dbz_stream = median(dbz_drained);
+        println!(
+            "{:<58} {:>12.0} {:>8.2}   Sluice / Debezium: {:.2} (target >= 2)",
+            "Debezium 3.6 snapshot (embedded engine, JSON, no broker)",
+            dbz_snap,
+            dbz_snap / copy_rate,
+            snapshot_rate / dbz_snap
+        );
+        println!(
+            "{:<58} {:>12.0}            Sluice / Debezium: {:.2} (target >= 2)",
+            "Debezium 3.6 streaming (the same changes, drained)",
+            dbz_stream,
+            stream_rate / dbz_stream
+        );
+        println!("(Debezium timed from its first event: JVM and engine start-up not counted)");
+    }
     println!("peak memory of this process (VmHWM): {rss:.0} MB (target < 200 MB)");
     Ok(())
 }

@@ -234,6 +234,10 @@ pub struct PostgresCdcBenchArgs {
     /// Seconds of the latency run.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Also Debezium 3.6's Postgres connector (its embedded engine, JSON, no broker) on the
+    /// same table and changes: needs Maven and a JDK (17+).
+    #[arg(long)]
+    pub debezium: bool,
     /// Folder to write in (a temporary folder inside it is removed afterwards).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
