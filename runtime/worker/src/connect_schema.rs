@@ -4,15 +4,22 @@
 //! `null` (default `null`), `int8`/`int16`/`int32` → `int`, `int64` ↔ `long`, the
 //! `Timestamp` and `Date` logical names ↔ `timestamp-millis` and `date`, enums → `string`.
 //!
+//! For sinks reading Connect's JSON, the Avro form also keeps what a typed sink needs:
+//! other semantic names (Debezium's `io.debezium.time.MicroTimestamp`, …) as `connect.name`
+//! with their `connect.parameters`, Connect's `Decimal` and `Time` the same way, and
+//! `"sluice.bytes": "base64"` on bytes (Connect's JSON writes bytes as base64, where Sluice's
+//! Avro-to-JSON writes code points 0–255).
+//!
 //! Not mapped (an error says so): maps with non-string keys, unions other than
-//! `["null", T]`, Connect's `Decimal` (its payload is base64 bytes, which Sluice's JSON
-//! mapping does not carry), `Time`.
+//! `["null", T]`.
 
 use apache_avro::schema::{Name, Schema};
 use serde_json::{json, Map, Value as Json};
 
 const TIMESTAMP: &str = "org.apache.kafka.connect.data.Timestamp";
 const DATE: &str = "org.apache.kafka.connect.data.Date";
+const DECIMAL: &str = "org.apache.kafka.connect.data.Decimal";
+const TIME: &str = "org.apache.kafka.connect.data.Time";
 
 /// The Connect schema of an Avro schema.
 pub fn from_avro(schema: &Schema) -> Result<Json, String> {
@@ -96,9 +103,10 @@ fn to_avro_in(connect: &Json, path: &str, anonymous: &mut u32) -> Result<Json, S
     };
     let kind = c.get("type").and_then(Json::as_str).unwrap_or("");
     let name = c.get("name").and_then(Json::as_str);
-    let base = match (kind, name) {
+    let mut base = match (kind, name) {
         ("int64", Some(TIMESTAMP)) => json!({"type": "long", "logicalType": "timestamp-millis"}),
         ("int32", Some(DATE)) => json!({"type": "int", "logicalType": "date"}),
+        ("bytes", Some(DECIMAL)) | ("int32", Some(TIME)) => json!({"type": kind_avro(kind)}),
         (_, Some(n)) if n.starts_with("org.apache.kafka.connect.data.") && kind != "struct" => {
             return Err(format!(
                 "{at}: the Connect logical type {n} is not supported"
@@ -110,7 +118,7 @@ fn to_avro_in(connect: &Json, path: &str, anonymous: &mut u32) -> Result<Json, S
         ("float", _) => json!("float"),
         ("double", _) => json!("double"),
         ("string", _) => json!("string"),
-        ("bytes", _) => json!("bytes"),
+        ("bytes", _) => json!({"type": "bytes", "sluice.bytes": "base64"}),
         ("array", _) => {
             let items = c
                 .get("items")
@@ -163,10 +171,36 @@ fn to_avro_in(connect: &Json, path: &str, anonymous: &mut u32) -> Result<Json, S
         }
         (other, _) => return Err(format!("{at}: unknown Connect type `{other}`")),
     };
+    // A semantic name a typed sink reads (Debezium's, Connect's Decimal and Time), kept
+    // where Avro allows properties.
+    if let (Some(n), false) = (name, matches!(kind, "struct" | "array" | "map")) {
+        if base.is_string() {
+            base = json!({"type": base});
+        }
+        if let Some(o) = base.as_object_mut() {
+            if !o.contains_key("logicalType") {
+                o.insert("connect.name".into(), json!(n));
+                if let Some(p) = c.get("parameters") {
+                    o.insert("connect.parameters".into(), p.clone());
+                }
+                if kind == "bytes" {
+                    o.insert("sluice.bytes".into(), json!("base64"));
+                }
+            }
+        }
+    }
     if c.get("optional").and_then(Json::as_bool) == Some(true) {
         Ok(json!(["null", base]))
     } else {
         Ok(base)
+    }
+}
+
+fn kind_avro(connect: &str) -> &'static str {
+    match connect {
+        "bytes" => "bytes",
+        "int64" => "long",
+        _ => "int",
     }
 }
 
@@ -213,6 +247,31 @@ mod tests {
     }
 
     #[test]
+    fn semantic_names_and_base64_bytes_are_kept_for_typed_sinks() {
+        let connect = json!({"type": "struct", "name": "v", "fields": [
+            {"field": "price", "type": "bytes", "optional": true, "name": DECIMAL, "version": 1,
+             "parameters": {"scale": "2", "connect.decimal.precision": "10"}},
+            {"field": "at", "type": "int64", "optional": false, "name": "io.debezium.time.MicroTimestamp", "version": 1},
+            {"field": "raw", "type": "bytes", "optional": false}
+        ]});
+        let avro = to_avro(&connect).unwrap();
+        assert_eq!(
+            avro["fields"][0]["type"],
+            json!(["null", {"type": "bytes", "connect.name": DECIMAL,
+                "connect.parameters": {"scale": "2", "connect.decimal.precision": "10"}, "sluice.bytes": "base64"}])
+        );
+        assert_eq!(
+            avro["fields"][1]["type"],
+            json!({"type": "long", "connect.name": "io.debezium.time.MicroTimestamp"})
+        );
+        assert_eq!(
+            avro["fields"][2]["type"],
+            json!({"type": "bytes", "sluice.bytes": "base64"})
+        );
+        parse(&avro).unwrap();
+    }
+
+    #[test]
     fn unmapped_types_say_where() {
         let err = to_avro(&json!({"type": "struct", "fields": [
             {"field": "m", "type": "map", "keys": {"type": "int32"}, "values": {"type": "string"}}
@@ -220,7 +279,7 @@ mod tests {
         .unwrap_err();
         assert!(err.starts_with("/m: only maps with string keys"), "{err}");
         let err =
-            to_avro(&json!({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal"}))
+            to_avro(&json!({"type": "string", "name": "org.apache.kafka.connect.data.Decimal"}))
                 .unwrap_err();
         assert!(err.contains("Decimal is not supported"), "{err}");
         let union = parse(&json!(["int", "string"])).unwrap();

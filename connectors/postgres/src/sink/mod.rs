@@ -2,9 +2,12 @@
 //! apply rows to it ([`sql`]), and the task ([`task`]) that applies each flush in one
 //! transaction with its positions.
 
+pub mod copy;
+pub mod record;
 pub mod settings;
 pub mod sql;
 pub mod task;
+pub mod types;
 
 use sluice_connector_sdk::config::ConfigValues;
 use sluice_connector_sdk::connector::{ConnectorError, Result, SinkConnector, SinkTask, TaskInfo};

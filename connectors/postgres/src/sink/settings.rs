@@ -29,6 +29,8 @@ pub fn spec() -> ConfigSpec {
         FieldSpec::optional("delete_enabled", FieldKind::Boolean, Some(json!(false)), "a tombstone (a record without a value) deletes its row; needs `pk_mode: record_key`"),
         FieldSpec::optional("auto_create", FieldKind::Boolean, Some(json!(false)), "CREATE TABLE from the record schema when the table is missing"),
         FieldSpec::optional("auto_evolve", FieldKind::Boolean, Some(json!(false)), "ALTER TABLE ADD COLUMN for new optional fields; never drops or retypes a column"),
+        FieldSpec::optional("batch_size", FieldKind::Integer { min: 1, max: 1_000_000 }, Some(json!(10_000)), "records written in one transaction once this many are pending (Confluent's batch.size); fewer wait up to `batch_linger` for more"),
+        FieldSpec::optional("batch_linger", FieldKind::Duration, Some(json!("100ms")), "how long records may wait for a fuller batch; each transaction costs round trips and a commit"),
     ])
     .with_check(|c| SinkSettings::from_config(c).err().unwrap_or_default())
 }
@@ -136,6 +138,8 @@ pub struct SinkSettings {
     pub delete_enabled: bool,
     pub auto_create: bool,
     pub auto_evolve: bool,
+    pub batch_size: usize,
+    pub batch_linger: std::time::Duration,
 }
 
 impl std::fmt::Debug for SinkSettings {
@@ -150,6 +154,8 @@ impl std::fmt::Debug for SinkSettings {
             .field("delete_enabled", &self.delete_enabled)
             .field("auto_create", &self.auto_create)
             .field("auto_evolve", &self.auto_evolve)
+            .field("batch_size", &self.batch_size)
+            .field("batch_linger", &self.batch_linger)
             .finish()
     }
 }
@@ -196,18 +202,6 @@ impl SinkSettings {
                 "with `pk_mode: kafka` names three columns: topic, partition and offset",
             ));
         }
-        // Parts of issue 11 not built yet say so instead of being ignored.
-        for key in ["auto_create", "auto_evolve"] {
-            if c.bool(key) == Some(true) {
-                issues.push(issue(
-                    key,
-                    "is not built yet: create the table (and its columns) before the sink starts",
-                ));
-            }
-        }
-        if table.as_ref().is_some_and(TableTemplate::uses_source) {
-            issues.push(issue("table", "${source.schema} and ${source.table} need change events, which this sink does not read yet: use ${topic} or a fixed name"));
-        }
         let mut seen = std::collections::BTreeSet::new();
         for f in &pk_fields {
             if f.is_empty() {
@@ -228,6 +222,10 @@ impl SinkSettings {
             delete_enabled,
             auto_create: c.bool("auto_create").unwrap_or(false),
             auto_evolve: c.bool("auto_evolve").unwrap_or(false),
+            batch_size: c.int("batch_size").unwrap_or(10_000).max(1) as usize,
+            batch_linger: c
+                .duration("batch_linger")
+                .unwrap_or(std::time::Duration::from_millis(100)),
         })
     }
 }

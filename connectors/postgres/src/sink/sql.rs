@@ -22,17 +22,103 @@ pub struct Table {
     pub sql: String,
     /// In table order.
     pub columns: Vec<String>,
+    /// How each column takes a value in COPY's text format, in the same order.
+    pub kinds: Vec<ColumnKind>,
+    /// The columns again, for lookups by name.
+    pub names: std::collections::HashSet<String>,
     /// The columns rows are matched by (upsert, update, delete).
     pub key: Vec<String>,
 }
 
+/// What a column needs of a JSON value in COPY's text format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// `json`, `jsonb`: the value's JSON text.
+    Json,
+    /// An array type: a JSON array as an array literal (elements as JSON text for arrays
+    /// of json/jsonb).
+    Array { json_elements: bool },
+    /// Anything else: the type's input text.
+    Scalar,
+}
+
 impl Table {
-    fn cols(&self, docs: &[Json]) -> Vec<&String> {
+    pub fn has(&self, column: &str) -> bool {
+        self.names.contains(column)
+    }
+
+    /// The kind of column `name` (`Scalar` if unknown).
+    pub fn kind_of(&self, name: &str) -> ColumnKind {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .and_then(|i| self.kinds.get(i).copied())
+            .unwrap_or(ColumnKind::Scalar)
+    }
+
+    /// The columns the rows have (and the key), less those `left_out`.
+    fn cols(&self, docs: &[Json], left_out: &[String]) -> Vec<&String> {
         self.columns
             .iter()
             .filter(|c| docs.iter().any(|d| d.get(c.as_str()).is_some()) || self.key.contains(c))
+            .filter(|c| !left_out.contains(c))
             .collect()
     }
+
+    /// The same for rows held as maps.
+    pub fn cols_of(
+        &self,
+        rows: &[&serde_json::Map<String, Json>],
+        left_out: &[String],
+    ) -> Vec<&String> {
+        self.columns
+            .iter()
+            .filter(|c| rows.iter().any(|d| d.contains_key(c.as_str())) || self.key.contains(c))
+            .filter(|c| !left_out.contains(c))
+            .collect()
+    }
+}
+
+/// A column the sink creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub sql_type: String,
+    pub nullable: bool,
+}
+
+fn definition(c: &Column) -> String {
+    let null = if c.nullable { "" } else { " NOT NULL" };
+    format!("{} {}{null}", ident(&c.name), c.sql_type)
+}
+
+/// `CREATE TABLE IF NOT EXISTS` (tasks of one sink may race to create it).
+pub fn create_table(name: &str, columns: &[Column], key: &[String]) -> String {
+    let mut parts: Vec<String> = columns.iter().map(definition).collect();
+    if !key.is_empty() {
+        parts.push(format!(
+            "PRIMARY KEY ({})",
+            key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        qualified(name),
+        parts.join(", ")
+    )
+}
+
+/// `ALTER TABLE … ADD COLUMN IF NOT EXISTS …` for each of `columns`.
+pub fn add_columns(t: &Table, columns: &[Column]) -> String {
+    let adds: Vec<String> = columns
+        .iter()
+        .map(|c| format!("ADD COLUMN IF NOT EXISTS {}", definition(c)))
+        .collect();
+    format!("ALTER TABLE {} {}", t.sql, adds.join(", "))
+}
+
+pub fn truncate(t: &Table) -> String {
+    format!("TRUNCATE {}", t.sql)
 }
 
 /// `schema.table` or `table`, quoted.
@@ -43,32 +129,46 @@ fn qualified(name: &str) -> String {
     }
 }
 
-/// Reads the table's columns and primary key; a missing table, or one without the key the
-/// settings need, is an error that says what to change.
+/// Reads the table's columns and primary key (`None`: there is no such table); one without
+/// the key the settings need is an error that says what to change.
 pub async fn describe(
     client: &Client,
     name: &str,
     s: &SinkSettings,
-) -> Result<Table, ConnectorError> {
+) -> Result<Option<Table>, ConnectorError> {
     let sql = qualified(name);
     let db =
         |e: tokio_postgres::Error| ConnectorError::retriable(format!("reading table {name}: {e}"));
-    let columns: Vec<String> = client
+    let described = client
         .query(
-            "SELECT a.attname FROM pg_attribute a
+            "SELECT a.attname, t.typname::text, t.typcategory::text, coalesce(e.typname::text, '')
+             FROM pg_attribute a
+             JOIN pg_type t ON t.oid = a.atttypid
+             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY a.attnum",
             &[&sql],
         )
         .await
-        .map_err(db)?
+        .map_err(db)?;
+    let columns: Vec<String> = described.iter().map(|r| r.get(0)).collect();
+    let kinds: Vec<ColumnKind> = described
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| {
+            let (name, category, element): (String, String, String) =
+                (r.get(1), r.get(2), r.get(3));
+            let json = |t: &str| t == "json" || t == "jsonb";
+            match (json(&name), category.as_str()) {
+                (true, _) => ColumnKind::Json,
+                (false, "A") => ColumnKind::Array {
+                    json_elements: json(&element),
+                },
+                _ => ColumnKind::Scalar,
+            }
+        })
         .collect();
     if columns.is_empty() {
-        return Err(ConnectorError::fatal(format!(
-            "table {name} does not exist in the target database: create it (auto_create is not built yet)"
-        )));
+        return Ok(None);
     }
     let primary: Vec<String> = client
         .query(
@@ -101,12 +201,14 @@ pub async fn describe(
             "table {name} has no column `{missing}` (a key column): add it or change `pk_fields`"
         )));
     }
-    Ok(Table {
+    Ok(Some(Table {
         name: name.to_string(),
         sql,
+        names: columns.iter().cloned().collect(),
         columns,
+        kinds,
         key,
-    })
+    }))
 }
 
 /// Rows typed by the table: `r` per element of `$1`, with its position `ord`.
@@ -134,8 +236,8 @@ fn list(cols: &[&String]) -> String {
     cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
 }
 
-pub fn insert(t: &Table, docs: &[Json]) -> String {
-    let cols = t.cols(docs);
+pub fn insert(t: &Table, docs: &[Json], left_out: &[String]) -> String {
+    let cols = t.cols(docs, left_out);
     let select: Vec<String> = cols.iter().map(|c| format!("r.{}", ident(c))).collect();
     format!(
         "INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY e.ord",
@@ -146,8 +248,8 @@ pub fn insert(t: &Table, docs: &[Json]) -> String {
     )
 }
 
-pub fn upsert(t: &Table, docs: &[Json]) -> String {
-    let cols = t.cols(docs);
+pub fn upsert(t: &Table, docs: &[Json], left_out: &[String]) -> String {
+    let cols = t.cols(docs, left_out);
     let set: Vec<String> = cols
         .iter()
         .filter(|c| !t.key.contains(c))
@@ -167,8 +269,8 @@ pub fn upsert(t: &Table, docs: &[Json]) -> String {
     )
 }
 
-pub fn update(t: &Table, docs: &[Json]) -> String {
-    let cols = t.cols(docs);
+pub fn update(t: &Table, docs: &[Json], left_out: &[String]) -> String {
+    let cols = t.cols(docs, left_out);
     let set: Vec<String> = cols
         .iter()
         .filter(|c| !t.key.contains(c))
@@ -217,6 +319,8 @@ mod tests {
             name: "shop.orders".into(),
             sql: qualified("shop.orders"),
             columns: vec!["id".into(), "note".into(), "qty".into()],
+            kinds: vec![ColumnKind::Scalar; 3],
+            names: ["id", "note", "qty"].map(String::from).into(),
             key: vec!["id".into()],
         }
     }
@@ -227,15 +331,50 @@ mod tests {
         assert_eq!(t.sql, r#""shop"."orders""#);
         assert_eq!(ident(r#"we"ird"#), r#""we""ird""#);
         let docs = [json!({"id": 1, "note": "a"})];
-        let up = upsert(&t, &docs);
+        let up = upsert(&t, &docs, &[]);
         assert!(up.starts_with(r#"INSERT INTO "shop"."orders" ("id", "note") SELECT "id", "note" FROM (SELECT DISTINCT ON (r."id")"#), "{up}");
         assert!(
             up.ends_with(r#"ON CONFLICT ("id") DO UPDATE SET "note" = EXCLUDED."note""#),
             "{up}"
         );
-        assert!(upsert(&t, &[json!({"id": 1})]).ends_with("DO NOTHING"));
-        assert!(update(&t, &docs).contains(r#"SET "note" = last."note""#));
+        assert!(upsert(&t, &[json!({"id": 1})], &[]).ends_with("DO NOTHING"));
+        assert!(update(&t, &docs, &[]).contains(r#"SET "note" = last."note""#));
         assert!(delete(&t).contains(r#"WHERE target."id" = gone."id""#));
-        assert!(!insert(&t, &docs).contains("qty"));
+        assert!(!insert(&t, &docs, &[]).contains("qty"));
+        // An unavailable (unchanged TOASTed) column is neither inserted nor set.
+        let kept = upsert(
+            &t,
+            &[json!({"id": 1, "note": "a", "qty": 2})],
+            &["note".into()],
+        );
+        assert!(!kept.contains("note"), "{kept}");
+        assert!(
+            kept.ends_with(r#"DO UPDATE SET "qty" = EXCLUDED."qty""#),
+            "{kept}"
+        );
+    }
+
+    #[test]
+    fn created_and_widened_tables() {
+        let columns = [
+            Column {
+                name: "id".into(),
+                sql_type: "integer".into(),
+                nullable: false,
+            },
+            Column {
+                name: "price".into(),
+                sql_type: "numeric(10,2)".into(),
+                nullable: true,
+            },
+        ];
+        assert_eq!(
+            create_table("replica.orders", &columns, &["id".into()]),
+            r#"CREATE TABLE IF NOT EXISTS "replica"."orders" ("id" integer NOT NULL, "price" numeric(10,2), PRIMARY KEY ("id"))"#
+        );
+        assert_eq!(
+            add_columns(&table(), &columns[1..]),
+            r#"ALTER TABLE "shop"."orders" ADD COLUMN IF NOT EXISTS "price" numeric(10,2)"#
+        );
     }
 }

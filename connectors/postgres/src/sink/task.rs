@@ -13,33 +13,41 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use sluice_connector_sdk::connector::{
     ConnectorError, RefusedRecord, Result, SinkRecord, SinkTask, TaskInfo, TopicPartition,
 };
 use sluice_connector_sdk::data::Payload;
 use tokio_postgres::{Client, NoTls, Transaction};
 
-use super::settings::{InsertMode, PkMode, SinkSettings};
+use super::copy::{self, Staged};
+use super::record::kafka_columns;
+use super::record::{understand, Change, SchemaCache};
+use super::settings::PkMode;
+use super::settings::{InsertMode, SinkSettings};
 use super::sql::{self, Table};
+use super::types::{column_type, Shape};
 use crate::offsets::{self, Epoch, OffsetsError};
-
-/// What a record asks of its table.
-#[derive(Debug, Clone)]
-enum Change {
-    Row(Map<String, Json>),
-    /// A tombstone: the key's columns.
-    Delete(Map<String, Json>),
-}
 
 #[derive(Debug, Clone)]
 struct Pending {
     table: String,
     change: Change,
+    row_shape: Option<Arc<Shape>>,
+    key_shape: Option<Arc<Shape>>,
     topic: Arc<str>,
     partition: i32,
     offset: i64,
     value: Option<Bytes>,
+}
+
+impl Pending {
+    fn fields(&self) -> Vec<&String> {
+        match &self.change {
+            Change::Row { row, .. } | Change::Delete(row) => row.keys().collect(),
+            Change::Truncate | Change::Skip => Vec::new(),
+        }
+    }
 }
 
 /// A task of the `postgres` sink.
@@ -50,6 +58,13 @@ pub struct PostgresSinkTask {
     client: Option<Client>,
     epoch: Option<Epoch>,
     tables: HashMap<String, Table>,
+    schemas: SchemaCache,
+    /// The positions of the last transaction (what a flush that waits reports).
+    applied: Vec<(TopicPartition, i64)>,
+    /// When the oldest pending record was put.
+    pending_since: Option<std::time::Instant>,
+    /// Rows committed through COPY (the fast path), for tests and benchmarks.
+    rows_copied: u64,
     pending: Vec<Pending>,
     /// The next offset per partition once `pending` is applied.
     next: BTreeMap<(String, i32), i64>,
@@ -83,13 +98,6 @@ fn is_data_error(e: &tokio_postgres::Error) -> bool {
         .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23"))
 }
 
-fn json_of(p: &Payload) -> std::result::Result<Json, String> {
-    match p {
-        Payload::Raw(b) => serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}")),
-        Payload::Typed { value, .. } => Ok(value.to_json()),
-    }
-}
-
 fn raw(p: &Option<Payload>) -> Option<Bytes> {
     match p {
         Some(Payload::Raw(b)) => Some(b.clone()),
@@ -118,10 +126,19 @@ impl PostgresSinkTask {
             client: None,
             epoch: None,
             tables: HashMap::new(),
+            schemas: SchemaCache::default(),
+            rows_copied: 0,
+            applied: Vec::new(),
+            pending_since: None,
             pending: Vec::new(),
             next: BTreeMap::new(),
             refused: Vec::new(),
         })
+    }
+
+    /// Rows committed through COPY so far (the rest went through statements).
+    pub fn rows_copied(&self) -> u64 {
+        self.rows_copied
     }
 
     fn connect(&mut self) -> Result<()> {
@@ -147,58 +164,203 @@ impl PostgresSinkTask {
         Ok(())
     }
 
-    /// The row a record becomes, or why it cannot be one.
-    fn change(&self, r: &SinkRecord) -> std::result::Result<Change, String> {
-        let s = &self.settings;
-        let key_fields = || -> std::result::Result<Map<String, Json>, String> {
-            let key = r
-                .key
+    /// The target tables of what is pending, read once: created when missing
+    /// (`auto_create`), widened for new fields (`auto_evolve`); records with fields the
+    /// table still has no column for are refused.
+    fn prepare_tables(&mut self) -> Result<()> {
+        let names: Vec<String> = {
+            let mut n: Vec<String> = self.pending.iter().map(|p| p.table.clone()).collect();
+            n.sort();
+            n.dedup();
+            n
+        };
+        for name in names {
+            if self.tables.contains_key(&name) {
+                continue;
+            }
+            let client = self
+                .client
                 .as_ref()
-                .ok_or("the record has no key (pk_mode: record_key)")?;
-            match json_of(key)? {
-                Json::Object(m) => Ok(match s.pk_fields.is_empty() {
-                    true => m,
-                    false => s
-                        .pk_fields
-                        .iter()
-                        .filter_map(|f| m.get(f).map(|v| (f.clone(), v.clone())))
-                        .collect(),
-                }),
-                other if s.pk_fields.len() == 1 => {
-                    Ok(Map::from_iter([(s.pk_fields[0].clone(), other)]))
-                }
-                _ => Err(
-                    "the key is not a JSON object (name its column with one `pk_fields` entry)"
-                        .into(),
-                ),
+                .ok_or_else(|| ConnectorError::fatal("not connected"))?;
+            let mut found = self
+                .runtime
+                .block_on(sql::describe(client, &name, &self.settings))?;
+            if found.is_none() && self.settings.auto_create {
+                let (columns, key) = self.columns_to_create(&name)?;
+                let statement = sql::create_table(&name, &columns, &key);
+                tracing::info!(table = %name, "postgres sink: creating the table ({statement})");
+                self.runtime
+                    .block_on(client.batch_execute(&statement))
+                    .map_err(|e| db_error(&format!("creating table {name}"), &e))?;
+                found = self
+                    .runtime
+                    .block_on(sql::describe(client, &name, &self.settings))?;
             }
-        };
-        let Some(value) = &r.value else {
-            if s.delete_enabled {
-                return Ok(Change::Delete(key_fields()?));
-            }
-            return Err("a tombstone (no value) and `delete_enabled` is false".into());
-        };
-        let Json::Object(mut row) = json_of(value)? else {
-            return Err("the value is not a JSON object: a row needs named fields".into());
-        };
-        match s.pk_mode {
-            PkMode::RecordKey => row.extend(key_fields()?),
-            PkMode::Kafka => {
-                let names = if s.pk_fields.len() == 3 {
-                    s.pk_fields.clone()
-                } else {
-                    ["__connect_topic", "__connect_partition", "__connect_offset"]
-                        .map(String::from)
-                        .to_vec()
-                };
-                row.insert(names[0].clone(), Json::from(&*r.topic));
-                row.insert(names[1].clone(), Json::from(r.partition));
-                row.insert(names[2].clone(), Json::from(r.offset));
-            }
-            PkMode::None | PkMode::RecordValue => {}
+            let table = found.ok_or_else(|| {
+                ConnectorError::fatal(format!(
+                    "table {name} does not exist in the target database: create it, or set `auto_create: true`"
+                ))
+            })?;
+            self.tables.insert(name, table);
         }
-        Ok(Change::Row(row))
+        if self.settings.auto_evolve {
+            self.evolve()?;
+        }
+        // Most batches fit whole: only then is nothing moved.
+        let fits = |tables: &HashMap<String, Table>, p: &Pending| {
+            let table = &tables[&p.table];
+            match &p.change {
+                Change::Row { row, .. } | Change::Delete(row) => row.keys().all(|k| table.has(k)),
+                Change::Truncate | Change::Skip => true,
+            }
+        };
+        if self.pending.iter().all(|p| fits(&self.tables, p)) {
+            return Ok(());
+        }
+        let (fitting, unfit): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| fits(&self.tables, p));
+        for p in &unfit {
+            let columns = &self.tables[&p.table].columns;
+            let missing: Vec<String> = p
+                .fields()
+                .into_iter()
+                .filter(|k| !columns.contains(k))
+                .map(|m| format!("`{m}`"))
+                .collect();
+            let fix = if !self.settings.auto_evolve {
+                "add the columns, or set `auto_evolve: true`"
+            } else if p.row_shape.is_none() {
+                "the record carries no schema to type new columns by (read the topic as avro, or json with schemas): add the columns"
+            } else {
+                "auto_evolve adds only optional fields (a required field would need a value for the rows already there): add the columns"
+            };
+            let why = format!(
+                "table {} has no column for field(s) {}: {fix}",
+                p.table,
+                missing.join(", ")
+            );
+            self.refuse(p, why);
+        }
+        self.pending = fitting;
+        Ok(())
+    }
+
+    /// The columns and key of a table created for the pending records of `name`, typed by
+    /// the first record's schema.
+    fn columns_to_create(&self, name: &str) -> Result<(Vec<sql::Column>, Vec<String>)> {
+        let s = &self.settings;
+        let Some(first) = self
+            .pending
+            .iter()
+            .find(|p| p.table == name && p.row_shape.is_some())
+        else {
+            return Err(ConnectorError::fatal(format!(
+                "table {name} does not exist, and `auto_create` needs records that carry a schema to create it from: read the topic with `value_format: avro` (or json with `value_schemas_enable: true`), or create the table"
+            )));
+        };
+        let row = first.row_shape.clone().unwrap_or_default();
+        let mut columns: Vec<sql::Column> = Vec::new();
+        let typed = |field: &str| -> Option<sql::Column> {
+            row.field(field)
+                .or_else(|| first.key_shape.as_ref().and_then(|k| k.field(field)))
+                .map(|f| sql::Column {
+                    name: f.name.clone(),
+                    sql_type: column_type(&f.kind),
+                    nullable: f.optional,
+                })
+        };
+        let key: Vec<String> = match s.pk_mode {
+            PkMode::None => Vec::new(),
+            PkMode::Kafka => {
+                let names = kafka_columns(s);
+                for (n, t) in names.iter().zip(["text", "integer", "bigint"]) {
+                    columns.push(sql::Column {
+                        name: n.clone(),
+                        sql_type: t.into(),
+                        nullable: false,
+                    });
+                }
+                names
+            }
+            PkMode::RecordKey if s.pk_fields.is_empty() => match &first.key_shape {
+                Some(k) => k.fields.iter().map(|f| f.name.clone()).collect(),
+                None => {
+                    return Err(ConnectorError::fatal(format!(
+                        "creating table {name}: the record key carries no schema, so its columns are unknown: name them in `pk_fields`"
+                    )))
+                }
+            },
+            PkMode::RecordKey | PkMode::RecordValue => s.pk_fields.clone(),
+        };
+        if s.pk_mode != PkMode::Kafka {
+            for k in &key {
+                let mut column = typed(k).ok_or_else(|| {
+                    ConnectorError::fatal(format!(
+                        "creating table {name}: the key column `{k}` is in neither the key's nor the value's schema"
+                    ))
+                })?;
+                column.nullable = false;
+                columns.push(column);
+            }
+        }
+        for f in &row.fields {
+            if !columns.iter().any(|c| c.name == f.name) {
+                columns.push(sql::Column {
+                    name: f.name.clone(),
+                    sql_type: column_type(&f.kind),
+                    nullable: f.optional,
+                });
+            }
+        }
+        Ok((columns, key))
+    }
+
+    /// `ALTER TABLE … ADD COLUMN` for the optional fields pending rows have and their
+    /// tables do not; never drops or retypes a column.
+    fn evolve(&mut self) -> Result<()> {
+        let mut added: BTreeMap<String, Vec<sql::Column>> = BTreeMap::new();
+        for p in &self.pending {
+            let (Some(shape), Change::Row { row, .. }) = (&p.row_shape, &p.change) else {
+                continue;
+            };
+            let table = &self.tables[&p.table];
+            for field in row.keys() {
+                if table.has(field) {
+                    continue;
+                }
+                let Some(f) = shape.field(field).filter(|f| f.optional) else {
+                    continue;
+                };
+                let list = added.entry(p.table.clone()).or_default();
+                if !list.iter().any(|c| &c.name == field) {
+                    list.push(sql::Column {
+                        name: f.name.clone(),
+                        sql_type: column_type(&f.kind),
+                        nullable: true,
+                    });
+                }
+            }
+        }
+        for (name, columns) in added {
+            let client = self
+                .client
+                .as_ref()
+                .ok_or_else(|| ConnectorError::fatal("not connected"))?;
+            let statement = sql::add_columns(&self.tables[&name], &columns);
+            tracing::info!(table = %name, "postgres sink: widening the table ({statement})");
+            self.runtime
+                .block_on(client.batch_execute(&statement))
+                .map_err(|e| db_error(&format!("adding columns to table {name}"), &e))?;
+            let table = self
+                .runtime
+                .block_on(sql::describe(client, &name, &self.settings))?
+                .ok_or_else(|| {
+                    ConnectorError::retriable(format!("table {name} went away while being widened"))
+                })?;
+            self.tables.insert(name, table);
+        }
+        Ok(())
     }
 
     fn refuse(&mut self, p: &Pending, reason: String) {
@@ -213,41 +375,86 @@ impl PostgresSinkTask {
     }
 }
 
-/// Applies `batch` (records of one table, in order) in `tx`: consecutive rows in one
-/// statement, consecutive deletes in another.
+/// Runs at least this long go through COPY; shorter ones (a trickle of changes) cost less as
+/// one statement with a `jsonb` parameter.
+const COPY_AT_LEAST: usize = 16;
+
+/// Applies `batch` (records of one table, in order) in `tx`: consecutive rows that leave
+/// the same columns out in one statement, consecutive deletes in another, a truncate alone.
 async fn apply(
     tx: &Transaction<'_>,
     settings: &SinkSettings,
     table: &Table,
     batch: &[&Pending],
-) -> std::result::Result<(), tokio_postgres::Error> {
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let mut copied = 0;
+    /// Which statement a change joins: rows by the columns they leave out.
+    fn run_of(c: &Change) -> (u8, Option<&Vec<String>>) {
+        match c {
+            Change::Row { unavailable, .. } => (0, Some(unavailable)),
+            Change::Delete(_) => (1, None),
+            Change::Truncate => (2, None),
+            Change::Skip => (3, None),
+        }
+    }
     let mut i = 0;
     while i < batch.len() {
-        let deleting = matches!(batch[i].change, Change::Delete(_));
+        let kind = run_of(&batch[i].change);
         let run: Vec<&Pending> = batch[i..]
             .iter()
-            .take_while(|p| matches!(p.change, Change::Delete(_)) == deleting)
+            .take_while(|p| {
+                run_of(&p.change) == kind && (kind.0 != 2 || p.offset == batch[i].offset)
+            })
             .copied()
             .collect();
         i += run.len();
+        let left_out: &[String] = kind.1.map(Vec::as_slice).unwrap_or_default();
+        if kind.0 == 2 {
+            tx.execute(&sql::truncate(table), &[]).await?;
+            continue;
+        }
+        if run.len() >= COPY_AT_LEAST && kind.0 <= 1 {
+            // The fast path: COPY, straight from the rows.
+            let rows: Vec<&serde_json::Map<String, Json>> = run
+                .iter()
+                .filter_map(|p| match &p.change {
+                    Change::Row { row, .. } | Change::Delete(row) => Some(row),
+                    Change::Truncate | Change::Skip => None,
+                })
+                .collect();
+            copied += rows.len() as u64;
+            if kind.0 == 1 {
+                let key: Vec<&String> = table.key.iter().collect();
+                copy::staged(tx, table, &key, &rows, Staged::Delete).await?;
+                continue;
+            }
+            let cols = table.cols_of(&rows, left_out);
+            match settings.insert_mode {
+                InsertMode::Insert => copy::insert(tx, table, &cols, &rows).await?,
+                InsertMode::Upsert => copy::staged(tx, table, &cols, &rows, Staged::Upsert).await?,
+                InsertMode::Update => copy::staged(tx, table, &cols, &rows, Staged::Update).await?,
+            }
+            continue;
+        }
         let docs: Vec<Json> = run
             .iter()
-            .map(|p| match &p.change {
-                Change::Row(m) | Change::Delete(m) => Json::Object(m.clone()),
+            .filter_map(|p| match &p.change {
+                Change::Row { row, .. } | Change::Delete(row) => Some(Json::Object(row.clone())),
+                Change::Truncate | Change::Skip => None,
             })
             .collect();
-        let statement = if deleting {
-            sql::delete(table)
-        } else {
-            match settings.insert_mode {
-                InsertMode::Insert => sql::insert(table, &docs),
-                InsertMode::Upsert => sql::upsert(table, &docs),
-                InsertMode::Update => sql::update(table, &docs),
-            }
+        let statement = match kind.0 {
+            0 => match settings.insert_mode {
+                InsertMode::Insert => sql::insert(table, &docs, left_out),
+                InsertMode::Upsert => sql::upsert(table, &docs, left_out),
+                InsertMode::Update => sql::update(table, &docs, left_out),
+            },
+            1 => sql::delete(table),
+            _ => continue,
         };
         tx.execute(&statement, &[&Json::Array(docs)]).await?;
     }
-    Ok(())
+    Ok(copied)
 }
 
 impl SinkTask for PostgresSinkTask {
@@ -283,7 +490,7 @@ impl SinkTask for PostgresSinkTask {
         // one, so none of this call may be kept (it would be applied twice).
         let mut taken = Vec::with_capacity(records.len());
         for r in records {
-            let change = self.change(r).map_err(|why| {
+            let understood = understand(&self.settings, r, &mut self.schemas).map_err(|why| {
                 // Refused before Postgres sees it: the error policy decides.
                 ConnectorError::bad_record(format!(
                     "{}-{} offset {}: {why}",
@@ -291,8 +498,10 @@ impl SinkTask for PostgresSinkTask {
                 ))
             })?;
             taken.push(Pending {
-                table: self.settings.table.render(&r.topic, None, None),
-                change,
+                table: understood.table,
+                change: understood.change,
+                row_shape: understood.row_shape,
+                key_shape: understood.key_shape,
                 topic: r.topic.clone(),
                 partition: r.partition,
                 offset: r.offset,
@@ -303,11 +512,55 @@ impl SinkTask for PostgresSinkTask {
             self.next
                 .insert((p.topic.to_string(), p.partition), p.offset + 1);
         }
-        self.pending.extend(taken);
+        // A skipped change (a delete while deletes are off) only moves the position on.
+        if self.pending.is_empty() {
+            self.pending_since = Some(std::time::Instant::now());
+        }
+        self.pending
+            .extend(taken.into_iter().filter(|p| p.change != Change::Skip));
         Ok(())
     }
 
     fn flush(&mut self) -> Result<Vec<(TopicPartition, i64)>> {
+        self.apply_pending(false)
+    }
+
+    fn take_refused(&mut self) -> Vec<RefusedRecord> {
+        std::mem::take(&mut self.refused)
+    }
+
+    fn close(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        // The runtime closes partitions before its last flush: what is pending is applied
+        // now, with its positions, or the rows would land without them and be applied
+        // again after the restart.
+        self.apply_pending(true)?;
+        for tp in partitions {
+            self.next.remove(&(tp.topic, tp.partition));
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        self.client = None;
+        Ok(())
+    }
+}
+
+impl PostgresSinkTask {
+    /// Applies what is pending in one transaction with its positions, and returns the
+    /// positions applied. Unless `now`, a small batch waits (`batch.max_rows`,
+    /// `batch.linger`): each transaction costs round trips and a commit, so fewer, larger
+    /// ones go faster.
+    fn apply_pending(&mut self, now: bool) -> Result<Vec<(TopicPartition, i64)>> {
+        if !now
+            && !self.pending.is_empty()
+            && self.pending.len() < self.settings.batch_size
+            && self
+                .pending_since
+                .is_some_and(|t| t.elapsed() < self.settings.batch_linger)
+        {
+            return Ok(self.applied.clone());
+        }
         let positions: Vec<(TopicPartition, i64)> = self
             .next
             .iter()
@@ -322,56 +575,14 @@ impl SinkTask for PostgresSinkTask {
             })
             .collect();
         if self.pending.is_empty() {
+            self.applied = positions.clone();
             return Ok(positions);
         }
         self.connect()?;
         let epoch = self
             .epoch
             .ok_or_else(|| ConnectorError::fatal("flush before open"))?;
-        // The target tables' columns and keys, read once.
-        let names: Vec<String> = {
-            let mut n: Vec<String> = self.pending.iter().map(|p| p.table.clone()).collect();
-            n.sort();
-            n.dedup();
-            n
-        };
-        for name in names {
-            if !self.tables.contains_key(&name) {
-                let client = self
-                    .client
-                    .as_ref()
-                    .ok_or_else(|| ConnectorError::fatal("not connected"))?;
-                let table = self
-                    .runtime
-                    .block_on(sql::describe(client, &name, &self.settings))?;
-                self.tables.insert(name, table);
-            }
-        }
-        // A field the table has no column for refuses its record (auto_evolve is not built).
-        let (fitting, unfit): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|p| {
-                let columns = &self.tables[&p.table].columns;
-                match &p.change {
-                    Change::Row(m) | Change::Delete(m) => m.keys().all(|k| columns.contains(k)),
-                }
-            });
-        for p in &unfit {
-            let columns = &self.tables[&p.table].columns;
-            let missing: Vec<&String> = match &p.change {
-                Change::Row(m) | Change::Delete(m) => {
-                    m.keys().filter(|k| !columns.contains(k)).collect()
-                }
-            };
-            let why =
-                format!(
-                "table {} has no column for field(s) {}: add them (auto_evolve is not built yet)",
-                p.table,
-                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-            );
-            self.refuse(p, why);
-        }
-        self.pending = fitting;
+        self.prepare_tables()?;
         let stored: Vec<(String, i32, i64)> = positions
             .iter()
             .map(|(tp, next)| (tp.topic.clone(), tp.partition, *next))
@@ -384,7 +595,7 @@ impl SinkTask for PostgresSinkTask {
             .client
             .as_mut()
             .ok_or_else(|| ConnectorError::fatal("not connected"))?;
-        let refused: Result<Vec<(usize, String)>> = self.runtime.block_on(async {
+        let refused: Result<(Vec<(usize, String)>, u64)> = self.runtime.block_on(async {
             let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
             for (i, p) in pending.iter().enumerate() {
                 by_table.entry(p.table.as_str()).or_default().push(i);
@@ -395,17 +606,23 @@ impl SinkTask for PostgresSinkTask {
                 .await
                 .map_err(|e| db_error("BEGIN", &e))?;
             let mut failed = None;
+            let mut copied = 0;
             for (name, idx) in &by_table {
                 let batch: Vec<&Pending> = idx.iter().map(|&i| &pending[i]).collect();
-                if let Err(e) = apply(&tx, &settings, &tables[*name], &batch).await {
-                    failed = Some(e);
-                    break;
+                match apply(&tx, &settings, &tables[*name], &batch).await {
+                    Ok(n) => copied += n,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
                 }
             }
             let mut refused = Vec::new();
             let tx = match failed {
                 None => tx,
                 Some(e) if is_data_error(&e) => {
+                    tracing::debug!(error = %e, "postgres sink: a run was refused for its data; applying record by record");
+                    copied = 0;
                     tx.rollback().await.map_err(|e| db_error("ROLLBACK", &e))?;
                     let mut tx = client
                         .transaction()
@@ -417,7 +634,7 @@ impl SinkTask for PostgresSinkTask {
                             .await
                             .map_err(|e| db_error("SAVEPOINT", &e))?;
                         match apply(&sp, &settings, &tables[p.table.as_str()], &[p]).await {
-                            Ok(()) => sp.commit().await.map_err(|e| db_error("RELEASE", &e))?,
+                            Ok(_) => sp.commit().await.map_err(|e| db_error("RELEASE", &e))?,
                             Err(e) if is_data_error(&e) => {
                                 let why = e.as_db_error().map_or(e.to_string(), |d| {
                                     format!("{} ({})", d.message(), d.code().code())
@@ -440,10 +657,13 @@ impl SinkTask for PostgresSinkTask {
                 .await
                 .map_err(offsets_error)?;
             tx.commit().await.map_err(|e| db_error("COMMIT", &e))?;
-            Ok::<_, ConnectorError>(refused)
+            Ok::<_, ConnectorError>((refused, copied))
         });
         let refused = match refused {
-            Ok(r) => r,
+            Ok((r, copied)) => {
+                self.rows_copied += copied;
+                r
+            }
             Err(e) => {
                 // Nothing was committed: the records wait for the retry or the restart.
                 self.pending = pending;
@@ -454,26 +674,7 @@ impl SinkTask for PostgresSinkTask {
             let p = pending[i].clone();
             self.refuse(&p, why);
         }
+        self.applied = positions.clone();
         Ok(positions)
-    }
-
-    fn take_refused(&mut self) -> Vec<RefusedRecord> {
-        std::mem::take(&mut self.refused)
-    }
-
-    fn close(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
-        // The runtime closes partitions before its last flush: what is pending is applied
-        // now, with its positions, or the rows would land without them and be applied
-        // again after the restart.
-        self.flush()?;
-        for tp in partitions {
-            self.next.remove(&(tp.topic, tp.partition));
-        }
-        Ok(())
-    }
-
-    fn stop(&mut self) -> Result<()> {
-        self.client = None;
-        Ok(())
     }
 }
