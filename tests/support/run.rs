@@ -37,6 +37,7 @@ impl Run {
     }
 
     /// Waits until `done` (given the log so far) says so, failing if the process ends.
+    #[allow(dead_code)] // not every test file waits on the log
     pub fn wait_for(&mut self, what: &str, timeout_s: u64, done: &mut dyn FnMut(&str) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(timeout_s);
         while !done(&self.log()) {

@@ -2,27 +2,28 @@
 //!
 //! **Owns:** how Sluice reads from and writes to PostgreSQL. Registered: the `postgres_cdc`
 //! source ([`cdc`]: changes captured through logical replication, in Debezium's event
-//! format, exactly once into the log) and the `postgres` sink (issue 11), which applies
-//! records to existing tables exactly once.
+//! format, exactly once into the log), the `postgres_query` source ([`query`]: Confluent's
+//! JDBC source modes over a table or a query), and the `postgres` sink ([`sink`]), which
+//! applies records and change events to tables exactly once.
 //!
-//! Layout, along the sink's data path (record → row → statement → commit):
-//! - [`sink::settings`]: the sink's settings with Confluent's names in Sluice's spelling
-//!   (`connection`, `table`, `insert_mode`, `pk_mode`, `pk_fields`, `delete_enabled`,
-//!   `auto_create`, `auto_evolve`), typed and checked with no I/O;
-//! - [`sink::task`]: records become JSON rows (the key's fields merged for
-//!   `pk_mode: record_key`, topic/partition/offset for `kafka`), tombstones deletes; each
-//!   flush is one transaction; a statement refused for its data is applied again record by
-//!   record under savepoints so only the bad records go to the error policy;
-//! - [`sink::sql`]: the target table from the catalog (columns, primary key) and the
-//!   set-based statements (`jsonb_populate_record` over one `jsonb` array, the last change
-//!   per key for upserts);
+//! Layout of the sink, along its data path (record → change → row → COPY/statement →
+//! commit):
+//! - [`sink::settings`]: Confluent's names in Sluice's spelling (`connection`, `table`,
+//!   `insert_mode`, `pk_mode`, `pk_fields`, `delete_enabled`, `auto_create`, `auto_evolve`,
+//!   `batch_size`), typed and checked with no I/O;
+//! - [`sink::record`]: what a record asks: a row, a delete, a truncate; Debezium change
+//!   events applied as what they describe, unavailable TOASTed columns left out;
+//! - [`sink::types`]: what the record's schema says (Connect's and Debezium's semantic
+//!   names): column types for `auto_create`/`auto_evolve`, values converted for Postgres;
+//! - [`sink::task`]: batches applied in one transaction with their positions; a batch
+//!   refused for its data applied again record by record under savepoints;
+//! - [`sink::copy`]: the fast path (COPY straight from the rows; a staging table and one
+//!   set-based statement for upserts, updates and deletes); [`sink::sql`] the catalog and
+//!   the statements of the short-run path (`jsonb_populate_record`);
 //! - [`offsets`]: the positions consumed, written in the rows' transaction, with an epoch
 //!   that fences out a zombie task once its successor has started.
 //!
-//! Not built yet, each refused at validation with a message saying so: `auto_create`,
-//! `auto_evolve`, `${source.*}` table names (Debezium change events), TLS to Postgres.
-//! Also not yet: the sink's binary COPY fast path, and the `postgres_query` source (not
-//! registered).
+//! Not built yet: TLS to Postgres (`sslmode=require` is refused at validation), binary COPY.
 //!
 //! **Must not touch:** topics, the log, converters: the runtime does those through the SDK
 //! traits. Plain SQL goes through `tokio-postgres`; the replication protocol and the
@@ -36,6 +37,7 @@
 
 pub mod cdc;
 pub mod offsets;
+pub mod query;
 pub mod sink;
 
 use sluice_connector_sdk::registry::{
@@ -50,6 +52,13 @@ pub fn register(registry: &mut ConnectorRegistry) -> Result<(), RegistryError> {
         config: cdc::settings::spec(),
         origin: Origin::BuiltIn,
         factory: Factory::Source(Box::new(|c| Ok(Box::new(cdc::PostgresCdc::new(c))))),
+    })?;
+    registry.register(ConnectorType {
+        name: "postgres_query".into(),
+        description: "reads a table or a query again and again, handing over the rows past its watermark (Confluent's JDBC source modes: incrementing, timestamp, timestamp+incrementing, bulk); deletes are not seen".into(),
+        config: query::settings::spec(),
+        origin: Origin::BuiltIn,
+        factory: Factory::Source(Box::new(|c| Ok(Box::new(query::PostgresQuery::new(c))))),
     })?;
     registry.register(ConnectorType {
         name: "postgres".into(),

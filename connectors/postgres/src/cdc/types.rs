@@ -456,7 +456,7 @@ fn parse_time_tz(text: &str) -> Option<(i64, i64)> {
 
 /// `2026-12-07 05:11:56.123456` or with an offset (`+00`) to microseconds since the epoch
 /// (UTC when there is an offset, as written when there is none).
-fn parse_timestamp(text: &str) -> Option<i64> {
+pub(crate) fn parse_timestamp(text: &str) -> Option<i64> {
     match text {
         "infinity" => return Some(i64::MAX),
         "-infinity" => return Some(i64::MIN),

@@ -122,7 +122,7 @@ pub fn truncate(t: &Table) -> String {
 }
 
 /// `schema.table` or `table`, quoted.
-fn qualified(name: &str) -> String {
+pub fn qualified(name: &str) -> String {
     match name.split_once('.') {
         Some((schema, table)) => format!("{}.{}", ident(schema), ident(table)),
         None => ident(name),
