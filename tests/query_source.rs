@@ -2,6 +2,8 @@
 //! - `timestamp+incrementing`: a row committed late by a transaction that started first
 //!   (its id and timestamp below rows already read) still arrives; `sluice run` killed
 //!   with -9 while rows are inserted: every row once, in order;
+//! - `incrementing` through the restarts: every row once, in order; `bulk`: the whole
+//!   result at every poll;
 //! - `timestamp`: groups of rows sharing one timestamp, read in batches smaller than a
 //!   few groups, arrive whole and once; timestamps one microsecond apart are told apart.
 
@@ -60,6 +62,8 @@ fn postgres_query_reads_every_row_once() {
     sql("CREATE TABLE events (n int, at timestamp NOT NULL)");
     // Groups of 5 rows sharing a timestamp, the timestamps 1 µs apart.
     sql("INSERT INTO events SELECT g, timestamp '2026-12-07 10:00:00' + (g / 5) * interval '1 microsecond' FROM generate_series(0, 99) g");
+    sql("CREATE TABLE plain (id bigserial PRIMARY KEY, v text)");
+    sql("INSERT INTO plain (v) SELECT 'v' || g FROM generate_series(1, 10) g");
     let data = root.join("query-data");
     let yaml = format!(
         "runtime: {{ data_dir: {data} }}\n\
@@ -86,6 +90,24 @@ fn postgres_query_reads_every_row_once() {
          \x20   poll_interval: 200ms\n\
          \x20   batch_max_rows: 7\n\
          \x20   topic: events\n\
+         \x20   value_format: json\n\
+         \x20 plain_poll:\n\
+         \x20   type: postgres_query\n\
+         \x20   connection: \"{c}\"\n\
+         \x20   mode: incrementing\n\
+         \x20   table: plain\n\
+         \x20   incrementing_column: id\n\
+         \x20   poll_interval: 200ms\n\
+         \x20   batch_max_rows: 4\n\
+         \x20   topic: plain\n\
+         \x20   value_format: json\n\
+         \x20 counts:\n\
+         \x20   type: postgres_query\n\
+         \x20   connection: \"{c}\"\n\
+         \x20   mode: bulk\n\
+         \x20   query: \"SELECT count(*)::int AS n FROM plain\"\n\
+         \x20   poll_interval: 300ms\n\
+         \x20   topic: counts\n\
          \x20   value_format: json\n",
         data = data.display(),
         c = server.connection("shop"),
@@ -122,6 +144,8 @@ fn postgres_query_reads_every_row_once() {
     drop(stdin);
     assert!(slow.0.wait().unwrap().success());
     wait_until("the slow row", 30, &mut || ids(&data).len() >= 151);
+
+    sql("INSERT INTO plain (v) SELECT 'w' || g FROM generate_series(1, 5) g");
 
     // Killed while rows are inserted, again and again.
     let mut writer = KillOnDrop(

@@ -89,10 +89,12 @@ fn sink_round(
     args: &PostgresSinkBenchArgs,
     data: &std::path::Path,
     mode: &str,
+    name: &str,
     round: usize,
 ) -> Result<f64> {
     reset(&args.connection)?;
-    let connector = format!("bench_{mode}_{round}");
+    // A name per kind of round: the runtime keeps its own committed offsets per connector.
+    let connector = format!("bench_{name}_{round}");
     let yaml = format!(
         "runtime: {{ data_dir: {d} }}\ntopics: {{ rows: {{}} }}\nsinks:\n  {connector}:\n    type: postgres\n    topics: [rows]\n    connection: \"{c}\"\n    table: {TABLE}\n    insert_mode: {mode}\n{pk}",
         d = data.display(),
@@ -204,13 +206,23 @@ pub fn run(args: PostgresSinkBenchArgs) -> Result<()> {
         args.records, args.rounds, TABLE
     );
     let (mut copy, mut insert, mut upsert) = (Vec::new(), Vec::new(), Vec::new());
+    let mut statements = Vec::new();
     for round in 0..args.rounds {
         copy.push(copy_round(&args.connection, &csv)?);
-        insert.push(sink_round(&args, &data, "insert", round)?);
-        upsert.push(sink_round(&args, &data, "upsert", round)?);
+        insert.push(sink_round(&args, &data, "insert", "insert", round)?);
+        // The same inserts without COPY: what COPY buys.
+        std::env::set_var(
+            sluice_connector_postgres::sink::task::STATEMENTS_ONLY_ENV,
+            "1",
+        );
+        let plain = sink_round(&args, &data, "insert", "statements", round);
+        std::env::remove_var(sluice_connector_postgres::sink::task::STATEMENTS_ONLY_ENV);
+        statements.push(plain?);
+        upsert.push(sink_round(&args, &data, "upsert", "upsert", round)?);
     }
     let per_sec = |v: Vec<f64>| args.records as f64 / median(v);
     let (copy, insert, upsert) = (per_sec(copy), per_sec(insert), per_sec(upsert));
+    let statements = per_sec(statements);
     println!("{:<48} {:>12} {:>8}", "", "rows/s", "ratio");
     println!(
         "{:<48} {:>12.0} {:>8.2}",
@@ -221,6 +233,13 @@ pub fn run(args: PostgresSinkBenchArgs) -> Result<()> {
         "postgres sink, insert (COPY into the table)",
         insert,
         insert / copy
+    );
+    println!(
+        "{:<48} {:>12.0} {:>8.2}   COPY / statements: {:.2}",
+        "postgres sink, insert (statements, no COPY)",
+        statements,
+        statements / copy,
+        insert / statements
     );
     println!(
         "{:<48} {:>12.0} {:>8.2}",

@@ -36,6 +36,7 @@
 //! ```
 
 pub mod cdc;
+pub mod client;
 pub mod offsets;
 pub mod query;
 pub mod sink;

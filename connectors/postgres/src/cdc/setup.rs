@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::lsn::Lsn;
 use super::replication::quote_ident;
@@ -21,19 +21,18 @@ pub const SESSION: &str = "SET DateStyle = ISO; SET TimeZone = 'UTC'; SET Interv
 /// A plain SQL connection for the catalog and the snapshot (its driver runs on the
 /// current runtime).
 pub async fn connect(settings: &CdcSettings) -> Result<Client, CdcError> {
-    let (client, connection) = settings.connection.connect(NoTls).await.map_err(|e| {
-        let host = describe_host(settings);
-        match CdcError::from(e) {
-            CdcError::Unreachable(why) => CdcError::Unreachable(format!("{host} ({why})")),
-            CdcError::Auth(why) => CdcError::Auth(format!(
-                "{why}: check `user` and `password` in `connection`"
-            )),
-            other => other,
-        }
-    })?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let client = crate::client::open(&settings.connection)
+        .await
+        .map_err(|e| {
+            let host = describe_host(settings);
+            match CdcError::from(e) {
+                CdcError::Unreachable(why) => CdcError::Unreachable(format!("{host} ({why})")),
+                CdcError::Auth(why) => CdcError::Auth(format!(
+                    "{why}: check `user` and `password` in `connection`"
+                )),
+                other => other,
+            }
+        })?;
     client.batch_execute(SESSION).await?;
     Ok(client)
 }

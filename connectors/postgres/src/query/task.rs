@@ -26,7 +26,7 @@ use sluice_connector_sdk::connector::{
     ConnectorError, PositionOrder, Result, SourcePosition, SourceRecord, SourceTask, TaskInfo,
 };
 use sluice_connector_sdk::data::{Field, Payload, Schema, Value};
-use tokio_postgres::{Client, IsolationLevel, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, IsolationLevel, SimpleQueryMessage};
 
 use super::settings::{Mode, QuerySettings, Read};
 use crate::cdc::setup::SESSION;
@@ -193,13 +193,9 @@ impl QueryTask {
         }
         let config = self.settings.connection.clone();
         let client = self.runtime.block_on(async {
-            let (client, connection) = config
-                .connect(NoTls)
+            let client = crate::client::open(&config)
                 .await
                 .map_err(|e| db_error("connecting to Postgres", &e))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
             client
                 .batch_execute(SESSION)
                 .await

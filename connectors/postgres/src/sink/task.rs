@@ -18,7 +18,7 @@ use sluice_connector_sdk::connector::{
     ConnectorError, RefusedRecord, Result, SinkRecord, SinkTask, TaskInfo, TopicPartition,
 };
 use sluice_connector_sdk::data::Payload;
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, Transaction};
 
 use super::copy::{self, Staged};
 use super::record::kafka_columns;
@@ -147,13 +147,9 @@ impl PostgresSinkTask {
         }
         let config = self.settings.connection.clone();
         let client = self.runtime.block_on(async {
-            let (client, connection) = config
-                .connect(NoTls)
+            let client = crate::client::open(&config)
                 .await
                 .map_err(|e| db_error("connecting to Postgres", &e))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
             offsets::ensure_tables(&client)
                 .await
                 .map_err(offsets_error)?;
@@ -379,6 +375,16 @@ impl PostgresSinkTask {
 /// one statement with a `jsonb` parameter.
 const COPY_AT_LEAST: usize = 16;
 
+/// `sluice bench postgres-sink` sets this to measure the statement path beside COPY.
+pub const STATEMENTS_ONLY_ENV: &str = "SLUICE_BENCH_PG_SINK_STATEMENTS_ONLY";
+
+fn copy_at_least() -> usize {
+    match std::env::var_os(STATEMENTS_ONLY_ENV) {
+        Some(_) => usize::MAX,
+        None => COPY_AT_LEAST,
+    }
+}
+
 /// Applies `batch` (records of one table, in order) in `tx`: consecutive rows that leave
 /// the same columns out in one statement, consecutive deletes in another, a truncate alone.
 async fn apply(
@@ -413,7 +419,7 @@ async fn apply(
             tx.execute(&sql::truncate(table), &[]).await?;
             continue;
         }
-        if run.len() >= COPY_AT_LEAST && kind.0 <= 1 {
+        if run.len() >= copy_at_least() && kind.0 <= 1 {
             // The fast path: COPY, straight from the rows.
             let rows: Vec<&serde_json::Map<String, Json>> = run
                 .iter()
