@@ -273,4 +273,16 @@ mod tests {
             "{\"{\\\\\"k\\\\\":1}\",NULL}"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn text_comes_back_as_written(text in "\\PC{0,60}|[\\\\\t\n\r]{0,10}") {
+            // What Postgres' COPY reads back (the snapshot's COPY parser reads the same format).
+            let mut out = Vec::new();
+            value(&mut out, Some(&Json::String(text.clone())), ColumnKind::Scalar);
+            let back = crate::cdc::types::copy_field(&out).unwrap();
+            proptest::prop_assert_eq!(std::str::from_utf8(&back).unwrap(), text.as_str());
+            proptest::prop_assert!(!out.contains(&b'\t') && !out.contains(&b'\n'));
+        }
+    }
 }

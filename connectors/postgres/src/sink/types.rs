@@ -675,4 +675,48 @@ mod tests {
         let e = s.row.convert(bad.as_object_mut().unwrap()).unwrap_err();
         assert!(e.contains("field `b`: not base64"), "{e}");
     }
+
+    /// `n` with `scale` digits after the point, as Postgres writes a numeric.
+    fn reference(n: i128, scale: u32) -> String {
+        let digits = n.unsigned_abs().to_string();
+        let scale = scale as usize;
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (whole, frac) = padded.split_at(padded.len() - scale);
+        let sign = if n < 0 { "-" } else { "" };
+        if scale == 0 {
+            format!("{sign}{whole}")
+        } else {
+            format!("{sign}{whole}.{frac}")
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decimals_read_as_written(n: i128, scale in 0u32..40, trim in 0usize..16) {
+            // Big-endian two's complement, with redundant sign bytes trimmed as Java writes it.
+            let bytes = n.to_be_bytes();
+            let fill = if n < 0 { 0xff } else { 0x00 };
+            let mut start = 0;
+            while start < trim.min(15) && bytes[start] == fill && (bytes[start + 1] & 0x80 == fill & 0x80) {
+                start += 1;
+            }
+            proptest::prop_assert_eq!(decimal_text(&bytes[start..], scale), reference(n, scale));
+        }
+
+        #[test]
+        fn any_schema_text_parses_or_says_why(text in ".{0,200}") {
+            // Outside input (a registry's schema): never a panic.
+            let _ = RecordSchema::parse(&text);
+        }
+
+        #[test]
+        fn any_value_converts_or_says_why(seconds: i64, text in ".{0,40}") {
+            for kind in [Kind::Date, Kind::Time(Unit::Nanos), Kind::Timestamp(Unit::Millis),
+                         Kind::Decimal { precision: None, scale: 3, base64: true },
+                         Kind::Bytes { base64: false }, Kind::DurationMicros] {
+                let _ = convert(&kind, serde_json::json!(seconds));
+                let _ = convert(&kind, serde_json::json!(text.clone()));
+            }
+        }
+    }
 }
