@@ -45,6 +45,20 @@ use sluice_connector_sdk::registry::{
     ConnectorRegistry, ConnectorType, Factory, Origin, RegistryError,
 };
 
+/// Settings that do not check out, as the error that stops a task (the runtime validated
+/// them already, so this is for settings changed behind its back).
+pub(crate) fn settings_error(
+    issues: &[sluice_connector_sdk::config::ConfigIssue],
+) -> sluice_connector_sdk::connector::ConnectorError {
+    sluice_connector_sdk::connector::ConnectorError::fatal(
+        issues
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
 /// Adds `postgres` as a sink type and `postgres_cdc` as a source type.
 pub fn register(registry: &mut ConnectorRegistry) -> Result<(), RegistryError> {
     registry.register(ConnectorType {

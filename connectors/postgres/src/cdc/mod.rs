@@ -150,15 +150,8 @@ impl SourceConnector for PostgresCdc {
     }
 
     fn create_task(&self, info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SourceTask>> {
-        let settings = settings::CdcSettings::from_config(&config).map_err(|issues| {
-            ConnectorError::fatal(
-                issues
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let settings = settings::CdcSettings::from_config(&config)
+            .map_err(|issues| crate::settings_error(&issues))?;
         Ok(Box::new(task::CdcTask::new(info, settings)))
     }
 }

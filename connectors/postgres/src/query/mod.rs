@@ -6,9 +6,7 @@ pub mod settings;
 pub mod task;
 
 use sluice_connector_sdk::config::ConfigValues;
-use sluice_connector_sdk::connector::{
-    ConnectorError, Result, SourceConnector, SourceTask, TaskInfo,
-};
+use sluice_connector_sdk::connector::{Result, SourceConnector, SourceTask, TaskInfo};
 
 /// The `postgres_query` source connector: one task (a table is read in one order).
 pub struct PostgresQuery {
@@ -27,15 +25,8 @@ impl SourceConnector for PostgresQuery {
     }
 
     fn create_task(&self, info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SourceTask>> {
-        let settings = settings::QuerySettings::from_config(&config).map_err(|issues| {
-            ConnectorError::fatal(
-                issues
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let settings = settings::QuerySettings::from_config(&config)
+            .map_err(|issues| crate::settings_error(&issues))?;
         Ok(Box::new(task::QueryTask::new(info, settings)?))
     }
 }

@@ -98,6 +98,19 @@ fn db_error(context: &str, e: &tokio_postgres::Error) -> ConnectorError {
     }
 }
 
+/// The rows of a simple query, as Postgres' text.
+fn text_rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(String::from)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
@@ -127,13 +140,18 @@ impl QueryTask {
         })
     }
 
+    /// What is read, as the relation `q`.
+    fn from(&self) -> String {
+        match &self.settings.read {
+            Read::Table(t) => format!("{} AS q", qualified(t)),
+            Read::Query(q) => format!("({q}) AS q"),
+        }
+    }
+
     /// The statement for the next batch.
     pub fn statement(&self, guard: bool) -> String {
         let s = &self.settings;
-        let from = match &s.read {
-            Read::Table(t) => format!("{} AS q", qualified(t)),
-            Read::Query(q) => format!("({q}) AS q"),
-        };
+        let from = self.from();
         let xmin = if guard {
             ", q.xmin::text AS sluice_xmin"
         } else {
@@ -313,18 +331,11 @@ impl QueryTask {
                 .prepare(&sql)
                 .await
                 .map_err(|e| db_error(&format!("preparing {sql}"), &e))?;
-            let rows: Vec<Vec<Option<String>>> = tx
-                .simple_query(&sql)
-                .await
-                .map_err(|e| db_error("reading rows", &e))?
-                .into_iter()
-                .filter_map(|m| match m {
-                    SimpleQueryMessage::Row(r) => {
-                        Some((0..r.len()).map(|i| r.get(i).map(String::from)).collect())
-                    }
-                    _ => None,
-                })
-                .collect();
+            let rows = text_rows(
+                tx.simple_query(&sql)
+                    .await
+                    .map_err(|e| db_error("reading rows", &e))?,
+            );
             tx.commit().await.map_err(|e| db_error("COMMIT", &e))?;
             Ok::<_, ConnectorError>((statement, rows, window))
         })?;
@@ -382,10 +393,7 @@ impl QueryTask {
     /// Every row of one timestamp (mode `timestamp`, when one group fills a batch).
     fn whole_group(&mut self, ts: &str) -> Result<Vec<Vec<Option<String>>>> {
         let s = &self.settings;
-        let from = match &s.read {
-            Read::Table(t) => format!("{} AS q", qualified(t)),
-            Read::Query(q) => format!("({q}) AS q"),
-        };
+        let from = self.from();
         let column = s.timestamp_column.clone().unwrap_or_default();
         let sql = format!(
             "SELECT q.* FROM {from} WHERE q.{} = {}",
@@ -400,15 +408,7 @@ impl QueryTask {
             .runtime
             .block_on(client.simple_query(&sql))
             .map_err(|e| db_error("reading rows", &e))?;
-        Ok(messages
-            .into_iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => {
-                    Some((0..r.len()).map(|i| r.get(i).map(String::from)).collect())
-                }
-                _ => None,
-            })
-            .collect())
+        Ok(text_rows(messages))
     }
 
     fn value(

@@ -16,7 +16,7 @@ use futures_util::SinkExt;
 use serde_json::{Map, Value as Json};
 use tokio_postgres::Transaction;
 
-use super::sql::{ident, ColumnKind, Table};
+use super::sql::{self, list, ColumnKind, Table};
 
 /// Appends `text` escaped for COPY's text format.
 fn escaped(out: &mut Vec<u8>, text: &str) {
@@ -141,10 +141,6 @@ async fn copy_in(
 
 const STAGE: &str = "sluice_stage";
 
-fn list(cols: &[&String]) -> String {
-    cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
-}
-
 /// A run of rows inserted: copied into the table itself.
 pub async fn insert(
     tx: &Transaction<'_>,
@@ -185,53 +181,12 @@ pub async fn staged(
     let last = format!(
         "SELECT DISTINCT ON ({key}) {columns} FROM {STAGE} ORDER BY {key}, sluice_ord DESC"
     );
-    let matched = |a: &str, b: &str| {
-        table
-            .key
-            .iter()
-            .map(|k| format!("{a}.{0} = {b}.{0}", ident(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    };
-    let others: Vec<&&String> = cols.iter().filter(|c| !table.key.contains(c)).collect();
     let statement = match what {
-        Staged::Upsert => {
-            let action = if others.is_empty() {
-                "DO NOTHING".to_string()
-            } else {
-                let set: Vec<String> = others
-                    .iter()
-                    .map(|c| format!("{0} = EXCLUDED.{0}", ident(c)))
-                    .collect();
-                format!("DO UPDATE SET {}", set.join(", "))
-            };
-            Some(format!(
-                "INSERT INTO {t} ({columns}) SELECT {columns} FROM ({last}) AS last ON CONFLICT ({key}) {action}",
-                t = table.sql
-            ))
-        }
-        Staged::Update if others.is_empty() => None,
-        Staged::Update => {
-            let set: Vec<String> = others
-                .iter()
-                .map(|c| format!("{0} = last.{0}", ident(c)))
-                .collect();
-            Some(format!(
-                "UPDATE {t} AS target SET {set} FROM ({last}) AS last WHERE {m}",
-                t = table.sql,
-                set = set.join(", "),
-                m = matched("target", "last")
-            ))
-        }
-        Staged::Delete => Some(format!(
-            "DELETE FROM {t} AS target USING {STAGE} AS gone WHERE {m}",
-            t = table.sql,
-            m = matched("target", "gone")
-        )),
+        Staged::Upsert => sql::upsert_from(table, cols, &last),
+        Staged::Update => sql::update_from(table, cols, &last),
+        Staged::Delete => sql::delete_using(table, &format!("SELECT {columns} FROM {STAGE}")),
     };
-    if let Some(statement) = statement {
-        tx.batch_execute(&statement).await?;
-    }
+    tx.batch_execute(&statement).await?;
     tx.batch_execute(&format!("DROP TABLE {STAGE}")).await?;
     Ok(())
 }

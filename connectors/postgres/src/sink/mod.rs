@@ -10,7 +10,7 @@ pub mod task;
 pub mod types;
 
 use sluice_connector_sdk::config::ConfigValues;
-use sluice_connector_sdk::connector::{ConnectorError, Result, SinkConnector, SinkTask, TaskInfo};
+use sluice_connector_sdk::connector::{Result, SinkConnector, SinkTask, TaskInfo};
 
 /// The `postgres` sink connector.
 pub struct PostgresSink {
@@ -29,15 +29,8 @@ impl SinkConnector for PostgresSink {
     }
 
     fn create_task(&self, info: TaskInfo, config: ConfigValues) -> Result<Box<dyn SinkTask>> {
-        let settings = settings::SinkSettings::from_config(&config).map_err(|issues| {
-            ConnectorError::fatal(
-                issues
-                    .iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let settings = settings::SinkSettings::from_config(&config)
+            .map_err(|issues| crate::settings_error(&issues))?;
         Ok(Box::new(task::PostgresSinkTask::new(info, settings)?))
     }
 }

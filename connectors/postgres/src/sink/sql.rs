@@ -58,11 +58,9 @@ impl Table {
 
     /// The columns the rows have (and the key), less those `left_out`.
     fn cols(&self, docs: &[Json], left_out: &[String]) -> Vec<&String> {
-        self.columns
-            .iter()
-            .filter(|c| docs.iter().any(|d| d.get(c.as_str()).is_some()) || self.key.contains(c))
-            .filter(|c| !left_out.contains(c))
-            .collect()
+        let rows: Vec<&serde_json::Map<String, Json>> =
+            docs.iter().filter_map(Json::as_object).collect();
+        self.cols_of(&rows, left_out)
     }
 
     /// The same for rows held as maps.
@@ -232,7 +230,7 @@ fn last_per_key(t: &Table, cols: &[&String]) -> String {
     )
 }
 
-fn list(cols: &[&String]) -> String {
+pub fn list(cols: &[&String]) -> String {
     cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
 }
 
@@ -250,6 +248,12 @@ pub fn insert(t: &Table, docs: &[Json], left_out: &[String]) -> String {
 
 pub fn upsert(t: &Table, docs: &[Json], left_out: &[String]) -> String {
     let cols = t.cols(docs, left_out);
+    upsert_from(t, &cols, &last_per_key(t, &cols))
+}
+
+/// `INSERT … ON CONFLICT … DO UPDATE` of the rows of `last` (a query of `cols`, at most one
+/// row per key).
+pub fn upsert_from(t: &Table, cols: &[&String], last: &str) -> String {
     let set: Vec<String> = cols
         .iter()
         .filter(|c| !t.key.contains(c))
@@ -263,23 +267,22 @@ pub fn upsert(t: &Table, docs: &[Json], left_out: &[String]) -> String {
     format!(
         "INSERT INTO {t} ({cols}) SELECT {cols} FROM ({last}) AS last ON CONFLICT ({key}) {action}",
         t = t.sql,
-        cols = list(&cols),
-        last = last_per_key(t, &cols),
+        cols = list(cols),
         key = list(&t.key.iter().collect::<Vec<_>>()),
     )
 }
 
 pub fn update(t: &Table, docs: &[Json], left_out: &[String]) -> String {
     let cols = t.cols(docs, left_out);
+    update_from(t, &cols, &last_per_key(t, &cols))
+}
+
+/// `UPDATE … FROM` the rows of `last` (a query of `cols`, at most one row per key).
+pub fn update_from(t: &Table, cols: &[&String], last: &str) -> String {
     let set: Vec<String> = cols
         .iter()
         .filter(|c| !t.key.contains(c))
         .map(|c| format!("{0} = last.{0}", ident(c)))
-        .collect();
-    let matched: Vec<String> = t
-        .key
-        .iter()
-        .map(|k| format!("target.{0} = last.{0}", ident(k)))
         .collect();
     if set.is_empty() {
         return "SELECT 1".to_string(); // nothing but the key: nothing to update
@@ -288,25 +291,31 @@ pub fn update(t: &Table, docs: &[Json], left_out: &[String]) -> String {
         "UPDATE {t} AS target SET {set} FROM ({last}) AS last WHERE {matched}",
         t = t.sql,
         set = set.join(", "),
-        last = last_per_key(t, &cols),
-        matched = matched.join(" AND "),
+        matched = matched(t, "target", "last"),
     )
 }
 
 pub fn delete(t: &Table) -> String {
     let select: Vec<String> = t.key.iter().map(|k| format!("r.{}", ident(k))).collect();
-    let matched: Vec<String> = t
-        .key
-        .iter()
-        .map(|k| format!("target.{0} = gone.{0}", ident(k)))
-        .collect();
+    delete_using(t, &format!("SELECT {} FROM {}", select.join(", "), rows(t)))
+}
+
+/// `DELETE … USING` the keys `gone` (a query of the key columns) names.
+pub fn delete_using(t: &Table, gone: &str) -> String {
     format!(
-        "DELETE FROM {t} AS target USING (SELECT {s} FROM {rows}) AS gone WHERE {m}",
+        "DELETE FROM {t} AS target USING ({gone}) AS gone WHERE {m}",
         t = t.sql,
-        s = select.join(", "),
-        rows = rows(t),
-        m = matched.join(" AND "),
+        m = matched(t, "target", "gone"),
     )
+}
+
+/// `a.k = b.k` for every key column.
+fn matched(t: &Table, a: &str, b: &str) -> String {
+    t.key
+        .iter()
+        .map(|k| format!("{a}.{0} = {b}.{0}", ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 #[cfg(test)]
