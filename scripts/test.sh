@@ -50,6 +50,16 @@ if ! python3 -c "import kafka_connect" 2>/dev/null; then
   echo "== installing kafka-connect-py (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check "kafka-connect-py>=0.9,<1"
 fi
+# Apache Kafka's own Java clients and tools (the protocol's reference implementation) from
+# Maven Central, run against the broker; Java 17 and Maven first if the machine lacks them.
+if ! need java || ! need mvn; then
+  echo "== installing Java 17 and Maven (Debian packages)"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jdk-headless maven
+fi
+SLUICE_KAFKA_LIB="$(scripts/kafka-jars.sh)"
+export SLUICE_KAFKA_LIB
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules/kafkajs ]; then
   echo "== installing kafkajs (npm)"
   npm ci --prefix tests/node --no-audit --no-fund --silent

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::BrokerBenchArgs;
 
-fn kcat_available() -> bool {
+pub(crate) fn kcat_available() -> bool {
     Command::new("kcat")
         .arg("-V")
         .stdout(Stdio::null())
@@ -48,7 +48,12 @@ fn producer_args(bootstrap: &str, topic: &str, acks: &str) -> Vec<String> {
     .collect()
 }
 
-fn timed_produce(bootstrap: &str, topic: &str, acks: &str, input: &std::path::Path) -> Result<f64> {
+pub(crate) fn timed_produce(
+    bootstrap: &str,
+    topic: &str,
+    acks: &str,
+    input: &std::path::Path,
+) -> Result<f64> {
     let file = std::fs::File::open(input)?;
     let start = Instant::now();
     let status = Command::new("kcat")
@@ -63,7 +68,7 @@ fn timed_produce(bootstrap: &str, topic: &str, acks: &str, input: &std::path::Pa
     Ok(secs)
 }
 
-fn timed_consume(bootstrap: &str, topic: &str, records: usize) -> Result<f64> {
+pub(crate) fn timed_consume(bootstrap: &str, topic: &str, records: usize) -> Result<f64> {
     // Printing nothing per record (-f ''): what is timed is the fetch path, not kcat's output.
     // -c makes kcat exit only once it has received exactly that many records.
     let start = Instant::now();

@@ -27,6 +27,9 @@ pub fn run(data_dir: &Path, args: BrokerArgs) -> Result<()> {
         max_request_bytes: args.max_request_bytes,
         queued_max_request_bytes: args.queued_max_request_bytes,
         allow_unauthenticated: args.allow_unauthenticated,
+        group_initial_rebalance_delay: std::time::Duration::from_millis(
+            args.group_initial_rebalance_delay_ms,
+        ),
         ..BrokerConfig::default()
     };
     config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;

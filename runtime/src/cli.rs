@@ -211,6 +211,28 @@ pub enum BenchCommand {
     /// The `postgres_cdc` source: snapshot beside `psql \copy TO`, streaming changes/s,
     /// commit-to-log latency, a large transaction, peak memory.
     PostgresCdc(PostgresCdcBenchArgs),
+    /// `sluice broker` beside one Apache Kafka node on this machine, alternated in one run:
+    /// Kafka's ProducerPerformance/ConsumerPerformance and kcat, the same client settings.
+    Kafka(KafkaBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KafkaBenchArgs {
+    /// Apache Kafka's classpath directory (what `scripts/kafka-jars.sh` prints).
+    #[arg(long, env = "SLUICE_KAFKA_LIB")]
+    pub kafka_lib: PathBuf,
+    /// Records per run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: usize,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 100)]
+    pub record_size: usize,
+    /// Rounds; each runs every workload on both brokers in turn. Medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -465,6 +487,10 @@ pub struct BrokerArgs {
     /// `queued.max.request.bytes`); connections wait, unread, for room.
     #[arg(long, default_value_t = 512 * 1024 * 1024)]
     pub queued_max_request_bytes: usize,
+    /// How long the first rebalance of a new (or emptied) consumer group waits for more
+    /// members to join, in milliseconds (Kafka's `group.initial.rebalance.delay.ms`).
+    #[arg(long, default_value_t = 3000)]
+    pub group_initial_rebalance_delay_ms: u64,
     /// Listen on a non-loopback address although the Kafka listener has no authentication
     /// or encryption yet (anyone who can reach it can read, write and delete every topic).
     #[arg(long)]

@@ -24,6 +24,7 @@ mod bench_broker;
 mod bench_cdc;
 mod bench_http;
 mod bench_instructions;
+mod bench_kafka;
 mod bench_pipeline;
 mod bench_plugin;
 mod bench_postgres;

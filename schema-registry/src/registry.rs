@@ -820,7 +820,11 @@ impl Registry {
     pub fn delete_version(&self, subject: &str, spec: VersionSpec, permanent: bool) -> Result<u32> {
         let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
         self.check_writable(Some(subject))?;
-        let current = self.version(subject, spec, permanent)?;
+        // A numbered version is looked up with the deleted ones so that deleting it twice
+        // answers "already soft-deleted" (40406), as Confluent's does, not "not found";
+        // "latest" means the latest live version unless the delete is permanent.
+        let include_deleted = permanent || matches!(spec, VersionSpec::Number(_));
+        let current = self.version(subject, spec, include_deleted)?;
         if !self
             .referenced_by(subject, VersionSpec::Number(current.version))
             .unwrap_or_default()

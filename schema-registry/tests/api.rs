@@ -359,6 +359,17 @@ async fn soft_then_hard_deletes_and_version_numbers() {
     );
     let (_, b) = call(&f.app, "DELETE", "/subjects/d/versions/1", None).await;
     assert_eq!(b, json!(1));
+    let (s, b) = call(&f.app, "DELETE", "/subjects/d/versions/1", None).await;
+    assert_eq!(
+        (s, b["error_code"].clone()),
+        (StatusCode::NOT_FOUND, json!(40406)),
+        "deleting a soft-deleted version again says so, as Confluent's does: {b}"
+    );
+    let (s, b) = call(&f.app, "DELETE", "/subjects/d/versions/9", None).await;
+    assert_eq!(
+        (s, b["error_code"].clone()),
+        (StatusCode::NOT_FOUND, json!(40402))
+    );
     let (_, b) = call(&f.app, "GET", "/subjects/d/versions", None).await;
     assert_eq!(b, json!([2]));
     let (_, b) = call(&f.app, "GET", "/subjects/d/versions?deleted=true", None).await;

@@ -123,6 +123,42 @@ def test_group_of_two_splits_partitions_and_survivor_takes_over(broker):
     threads["a"].join(timeout=30)
 
 
+def test_consumers_started_together_share_the_first_rebalance(broker):
+    """Kafka's group.initial.rebalance.delay.ms (3 s by default): the first rebalance of a
+    new group waits for more members, so two consumers started together both get a share of
+    the first assignment, and nothing the first had read is handed to the second afterwards."""
+    create_topic(broker.bootstrap, "together", partitions=4)
+    produce_all(broker.bootstrap, "together", [(f"key-{i}".encode(), f"t-{i}".encode()) for i in range(2000)])
+    conf = {"bootstrap.servers": broker.bootstrap, "group.id": "g-together", "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000, "heartbeat.interval.ms": 500, "auto.commit.interval.ms": 60000}
+    seen = {"a": [], "b": []}
+    assignments = {"a": [], "b": []}
+    stop = threading.Event()
+
+    def run(name):
+        c = Consumer(conf)
+        c.subscribe(["together"], on_assign=lambda _c, parts: assignments[name].append(sorted(p.partition for p in parts)))
+        while not stop.is_set():
+            msg = c.poll(0.2)
+            if msg is not None and not msg.error():
+                seen[name].append(msg.value())
+        c.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    started = time.time()
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(seen["a"]) + len(seen["b"]) >= 2000, what="all 2000 consumed")
+    time.sleep(1.5)  # a late rebalance would redeliver within this
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(assignments["a"]) == 1 and len(assignments["b"]) == 1, f"one assignment each, no second rebalance: {assignments}"
+    assert sorted(assignments["a"][0] + assignments["b"][0]) == [0, 1, 2, 3] and assignments["a"][0] and assignments["b"][0]
+    assert len(seen["a"]) + len(seen["b"]) == 2000, "nothing read twice (auto-commit had not run: a rebalance would redeliver)"
+    assert time.time() - started >= 3, "the first rebalance waited the 3 s delay"
+
+
 def test_committed_offsets_resume_after_broker_restart(broker):
     create_topic(broker.bootstrap, "resume", partitions=2)
     produce_all(broker.bootstrap, "resume", [(None, f"r-{i}".encode()) for i in range(100)], acks="all")

@@ -1,4 +1,5 @@
-//! CreateTopics, DeleteTopics and DescribeConfigs: what admin clients (`kafka-topics`,
+//! CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords, DescribeConfigs,
+//! AlterConfigs and IncrementalAlterConfigs: what admin clients (`kafka-topics`, `kafka-configs`,
 //! AdminClient) need. Replication factors above 1 are refused: there is one node.
 
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -7,6 +8,12 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::*;
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use sluice_log::{validate_topic_name, LogError, TopicConfig};
 use uuid::Uuid;
 
@@ -185,6 +192,270 @@ pub(crate) async fn describe_configs(
             }
         }
         resp.results.push(out);
+    }
+    resp
+}
+
+pub(crate) async fn create_partitions(
+    ctx: &Ctx,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut resp = CreatePartitionsResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut r = CreatePartitionsTopicResult::default();
+        r.name = t.name.clone();
+        let outcome: Result<(), (i16, String)> = if t.assignments.is_some() {
+            Err((
+                codes::INVALID_REQUEST,
+                "manual replica assignments are not supported: there is one node".into(),
+            ))
+        } else if name.starts_with("__") {
+            Err((
+                codes::INVALID_TOPIC_EXCEPTION,
+                format!("`{name}` is internal: its partitions are Sluice's to decide"),
+            ))
+        } else if req.validate_only {
+            match ctx.state.log.topic(&name) {
+                Ok(topic) if t.count as i64 > topic.partitions.len() as i64 => Ok(()),
+                Ok(topic) => Err((
+                    codes::INVALID_PARTITIONS,
+                    format!(
+                        "topic `{name}` has {} partitions: it can only grow",
+                        topic.partitions.len()
+                    ),
+                )),
+                Err(e) => Err((codes::from_log_error(&e), e.to_string())),
+            }
+        } else {
+            let (log, n) = (ctx.state.log.clone(), name.clone());
+            let count = u32::try_from(t.count).unwrap_or(0);
+            match blocking(move || log.add_partitions(&n, count)).await {
+                Some(Ok(_)) => {
+                    tracing::info!(topic = %name, partitions = t.count, client = %ctx.client_id, "added partitions");
+                    Ok(())
+                }
+                Some(Err(e)) => Err((codes::from_log_error(&e), e.to_string())),
+                None => Err((
+                    codes::UNKNOWN_SERVER_ERROR,
+                    "adding partitions failed".into(),
+                )),
+            }
+        };
+        if let Err((code, message)) = outcome {
+            r.error_code = code;
+            r.error_message = Some(sb(&message));
+        }
+        resp.results.push(r);
+    }
+    resp
+}
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+/// Settings whose value is a comma-separated list (APPEND and SUBTRACT apply to them).
+const LIST_SETTINGS: &[&str] = &["cleanup.policy"];
+
+/// One resource of an alter request, checked and (unless `validate_only`) applied: the
+/// topic's overrides become what `change` makes of the current ones.
+async fn alter_topic(
+    ctx: &Ctx,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), String>,
+) -> Result<(), (i16, String)> {
+    match resource_type {
+        RESOURCE_TOPIC => {}
+        RESOURCE_BROKER => {
+            return Err((
+                codes::INVALID_REQUEST,
+                "broker settings are set on `sluice broker`'s command line, not at run time".into(),
+            ))
+        }
+        other => {
+            return Err((
+                codes::INVALID_REQUEST,
+                format!("resource type {other} is not supported"),
+            ))
+        }
+    }
+    let topic = ctx
+        .state
+        .log
+        .topic(name)
+        .map_err(|e| (codes::from_log_error(&e), e.to_string()))?;
+    let mut overrides = topic.config.overrides.clone();
+    change(&mut overrides).map_err(|m| (codes::INVALID_CONFIG, m))?;
+    if validate_only {
+        return TopicConfig::from_pairs(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map(|_| ())
+            .map_err(|e| (codes::INVALID_CONFIG, e.to_string()));
+    }
+    let (log, n) = (ctx.state.log.clone(), name.to_string());
+    match blocking(move || log.alter_topic_config(&n, &overrides)).await {
+        Some(Ok(t)) => {
+            tracing::info!(topic = %name, overrides = ?t.config.overrides, client = %ctx.client_id, "altered topic settings");
+            Ok(())
+        }
+        Some(Err(e)) => Err((codes::from_log_error(&e), e.to_string())),
+        None => Err((
+            codes::UNKNOWN_SERVER_ERROR,
+            "altering settings failed".into(),
+        )),
+    }
+}
+
+fn list_items(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `kafka-configs --alter --add-config/--delete-config`: each setting set, deleted (back to
+/// its default), appended to or subtracted from.
+fn apply_incremental(
+    overrides: &mut BTreeMap<String, String>,
+    changes: &[incremental_alter_configs_request::AlterableConfig],
+) -> Result<(), String> {
+    for c in changes {
+        let key = c.name.to_string();
+        let value = c.value.as_ref().map(|v| v.to_string());
+        match (c.config_operation, value) {
+            (OP_SET, Some(v)) => {
+                overrides.insert(key, v);
+            }
+            (OP_SET, None) => return Err(format!("SET of `{key}` needs a value")),
+            (OP_DELETE, _) => {
+                overrides.remove(&key);
+            }
+            (op @ (OP_APPEND | OP_SUBTRACT), Some(v)) => {
+                if !LIST_SETTINGS.contains(&key.as_str()) {
+                    return Err(format!(
+                        "`{key}` is not a list: APPEND and SUBTRACT apply to {LIST_SETTINGS:?}; use SET"
+                    ));
+                }
+                let current = overrides.get(&key).cloned().unwrap_or_else(|| {
+                    TopicConfig::default()
+                        .entries()
+                        .into_iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| v)
+                        .unwrap_or_default()
+                });
+                let mut items = list_items(&current);
+                for item in list_items(&v) {
+                    if op == OP_APPEND && !items.contains(&item) {
+                        items.push(item);
+                    } else if op == OP_SUBTRACT {
+                        items.retain(|i| *i != item);
+                    }
+                }
+                overrides.insert(key, items.join(","));
+            }
+            (OP_APPEND | OP_SUBTRACT, None) => {
+                return Err(format!("APPEND or SUBTRACT of `{key}` needs a value"))
+            }
+            (op, _) => return Err(format!("unknown operation {op} on `{key}`")),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn incremental_alter_configs(
+    ctx: &Ctx,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut resp = IncrementalAlterConfigsResponse::default();
+    for res in req.resources {
+        let name = res.resource_name.to_string();
+        let outcome = alter_topic(ctx, res.resource_type, &name, req.validate_only, |o| {
+            apply_incremental(o, &res.configs)
+        })
+        .await;
+        let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        if let Err((code, message)) = outcome {
+            r.error_code = code;
+            r.error_message = Some(sb(&message));
+        }
+        resp.responses.push(r);
+    }
+    resp
+}
+
+/// The older AlterConfigs: the settings given replace every override of the topic.
+pub(crate) async fn alter_configs(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut resp = AlterConfigsResponse::default();
+    for res in req.resources {
+        let name = res.resource_name.to_string();
+        let outcome = alter_topic(ctx, res.resource_type, &name, req.validate_only, |o| {
+            o.clear();
+            for c in &res.configs {
+                let value = c.value.as_ref().ok_or_else(|| {
+                    format!(
+                        "`{}` has no value (AlterConfigs replaces every setting)",
+                        c.name
+                    )
+                })?;
+                o.insert(c.name.to_string(), value.to_string());
+            }
+            Ok(())
+        })
+        .await;
+        let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        if let Err((code, message)) = outcome {
+            r.error_code = code;
+            r.error_message = Some(sb(&message));
+        }
+        resp.responses.push(r);
+    }
+    resp
+}
+
+pub(crate) async fn delete_records(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut resp = DeleteRecordsResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut out = DeleteRecordsTopicResult::default();
+        out.name = t.name.clone();
+        for p in t.partitions {
+            let mut r = DeleteRecordsPartitionResult::default();
+            r.partition_index = p.partition_index;
+            r.low_watermark = -1;
+            let outcome = if name.starts_with("__") {
+                Err(codes::INVALID_TOPIC_EXCEPTION)
+            } else {
+                match ctx.state.log.partition(&name, p.partition_index) {
+                    Ok(part) => {
+                        let before = p.offset;
+                        match blocking(move || part.delete_records_before(before)).await {
+                            Some(Ok(start)) => Ok(start),
+                            Some(Err(e)) => Err(codes::from_log_error(&e)),
+                            None => Err(codes::UNKNOWN_SERVER_ERROR),
+                        }
+                    }
+                    Err(e) => Err(codes::from_log_error(&e)),
+                }
+            };
+            match outcome {
+                Ok(start) => {
+                    tracing::info!(topic = %name, partition = p.partition_index, start, client = %ctx.client_id, "deleted records");
+                    r.low_watermark = start;
+                }
+                Err(code) => r.error_code = code,
+            }
+            out.partitions.push(r);
+        }
+        resp.topics.push(out);
     }
     resp
 }

@@ -29,6 +29,7 @@ pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const FENCED_INSTANCE_ID: i16 = 82;
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub const INVALID_RECORD: i16 = 87;
 
 use sluice_log::LogError;
@@ -43,7 +44,9 @@ pub fn from_log_error(e: &LogError) -> i16 {
         LogError::NullKeyOnCompactedTopic(_) => INVALID_RECORD,
         LogError::InvalidTopicName { .. } => INVALID_TOPIC_EXCEPTION,
         LogError::TopicExists(_) => TOPIC_ALREADY_EXISTS,
-        LogError::InvalidPartitionCount(_) => INVALID_PARTITIONS,
+        LogError::InvalidPartitionCount(_) | LogError::PartitionsCannotShrink { .. } => {
+            INVALID_PARTITIONS
+        }
         LogError::Config(_) => INVALID_CONFIG,
         LogError::DiskFull { .. }
         | LogError::Io { .. }

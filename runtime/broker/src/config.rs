@@ -40,6 +40,10 @@ pub struct BrokerConfig {
     /// Shortest and longest session timeouts a group member may ask for.
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
+    /// How long the first rebalance of an empty group waits for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`, 3 s): consumers started together then share
+    /// the first assignment instead of one taking every partition and handing half back.
+    pub group_initial_rebalance_delay: Duration,
     /// How long shutdown waits for in-flight requests before aborting them.
     pub shutdown_grace: Duration,
 }
@@ -59,6 +63,7 @@ impl Default for BrokerConfig {
             max_in_flight_per_connection: 64,
             min_session_timeout: Duration::from_millis(1000),
             max_session_timeout: Duration::from_secs(1800),
+            group_initial_rebalance_delay: Duration::from_secs(3),
             shutdown_grace: Duration::from_secs(10),
         }
     }

@@ -129,8 +129,22 @@ struct Group {
     /// Ids handed out with MEMBER_ID_REQUIRED, not yet joined.
     pending: HashMap<String, Instant>,
     rebalance_deadline: Option<Instant>,
+    /// The first rebalance of an empty group waits for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`).
+    initial_hold: Option<InitialHold>,
     /// Changed in a way worth persisting since the last snapshot.
     dirty: bool,
+}
+
+/// Consumers started together should share the first assignment: without a wait, the first
+/// to join gets every partition, and a rebalance moments later hands half of them to the
+/// second, which re-reads what the first had not committed. Kafka delays the first
+/// rebalance of an empty group by `group.initial.rebalance.delay.ms`, again by as much each
+/// time a new member joins meanwhile, never past the longest rebalance timeout.
+#[derive(Debug, Clone, Copy)]
+struct InitialHold {
+    until: Instant,
+    limit: Instant,
 }
 
 /// A group as stored in the log.
@@ -235,6 +249,7 @@ impl Group {
             members: BTreeMap::new(),
             pending: HashMap::new(),
             rebalance_deadline: None,
+            initial_hold: None,
             dirty: false,
         }
     }
@@ -285,6 +300,7 @@ impl Group {
     /// answers every parked JoinGroup.
     fn complete_join(&mut self) {
         self.rebalance_deadline = None;
+        self.initial_hold = None;
         self.members.retain(|id, m| {
             let keep = m.join_waiter.is_some();
             if !keep {
@@ -374,10 +390,11 @@ impl Group {
             self.leader = None;
             self.protocol = None;
             self.rebalance_deadline = None;
+            self.initial_hold = None;
             self.dirty = true;
         } else {
             self.prepare_rebalance();
-            if self.all_joined() {
+            if self.all_joined() && self.initial_hold.is_none() {
                 self.complete_join();
             }
         }
@@ -390,6 +407,7 @@ pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     min_session: Duration,
     max_session: Duration,
+    initial_rebalance_delay: Duration,
     next_member: AtomicU64,
     persister: Arc<Persister>,
 }
@@ -479,7 +497,12 @@ fn join_error(error: i16, member_id: &str) -> JoinOutcome {
 }
 
 impl Coordinator {
-    pub fn new(log: Log, min_session: Duration, max_session: Duration) -> Self {
+    pub fn new(
+        log: Log,
+        min_session: Duration,
+        max_session: Duration,
+        initial_rebalance_delay: Duration,
+    ) -> Self {
         let mut groups = HashMap::new();
         for (id, bytes) in log.group_metadata() {
             match Group::restore(&bytes) {
@@ -506,6 +529,7 @@ impl Coordinator {
             groups: Mutex::new(groups),
             min_session,
             max_session,
+            initial_rebalance_delay,
             next_member: AtomicU64::new(0),
             persister,
         }
@@ -613,6 +637,18 @@ impl Coordinator {
                 return join_error(codes::UNKNOWN_MEMBER_ID, &req.member_id);
             };
             g.protocol_type = Some(req.protocol_type.clone());
+            let now = Instant::now();
+            let delay = self.initial_rebalance_delay;
+            if g.state == GroupState::Empty && g.members.is_empty() && !delay.is_zero() {
+                g.initial_hold = Some(InitialHold {
+                    until: now + delay,
+                    limit: now + delay.max(req.rebalance_timeout),
+                });
+            } else if let Some(hold) = g.initial_hold.as_mut() {
+                if !g.members.contains_key(&member_id) {
+                    hold.until = (now + delay).min(hold.limit);
+                }
+            }
             let member = g
                 .members
                 .entry(member_id.clone())
@@ -636,7 +672,7 @@ impl Coordinator {
                 let _ = old.send(join_error(codes::UNKNOWN_MEMBER_ID, &member_id));
             }
             g.prepare_rebalance();
-            if g.all_joined() {
+            if g.all_joined() && g.initial_hold.is_none() {
                 g.complete_join();
             }
             self.persist_dirty(&mut groups);
@@ -860,6 +896,28 @@ impl Coordinator {
         })
     }
 
+    /// DeleteGroups: forgets a group with no members, its stored membership and committed
+    /// offsets. A group with members is refused (NON_EMPTY_GROUP), an unknown one is
+    /// GROUP_ID_NOT_FOUND. Blocking: the offsets' tombstones are written before it returns.
+    pub fn delete(&self, group_id: &str) -> Result<(), i16> {
+        {
+            let mut groups = self.lock();
+            match groups.get(group_id) {
+                Some(g) if !g.members.is_empty() => return Err(codes::NON_EMPTY_GROUP),
+                None if self.log.group_offsets(group_id).is_empty() => {
+                    return Err(codes::GROUP_ID_NOT_FOUND)
+                }
+                _ => {}
+            }
+            groups.remove(group_id);
+            self.persister.push(group_id, None);
+        }
+        self.log.delete_group(group_id).map_err(|e| {
+            tracing::error!(group = group_id, error = %e, "deleting the group's offsets failed");
+            codes::from_log_error(&e)
+        })
+    }
+
     /// Expires members whose session ran out and ends join phases whose deadline passed.
     pub fn expire(&self, now: Instant) {
         let mut groups = self.lock();
@@ -878,7 +936,10 @@ impl Coordinator {
                 tracing::info!(group = %group_id, member = %id, "member session expired");
                 g.remove_member(&id);
             }
-            if g.state == GroupState::PreparingRebalance {
+            if g.initial_hold.is_some_and(|h| now >= h.until) {
+                g.initial_hold = None;
+            }
+            if g.state == GroupState::PreparingRebalance && g.initial_hold.is_none() {
                 let deadline_passed = g.rebalance_deadline.map(|d| now >= d).unwrap_or(true);
                 if g.all_joined() || deadline_passed {
                     g.complete_join();
@@ -970,3 +1031,7 @@ mod persist_order_tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "coordinator_initial_delay_tests.rs"]
+mod initial_delay_tests;

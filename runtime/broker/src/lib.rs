@@ -9,10 +9,13 @@
 //! ## Layout
 //! - `server`: listener, connections (reader/writer tasks), dispatch by API key.
 //! - `apis`: the exact API versions served and advertised.
-//! - `metadata`, `admin`: Metadata (auto-create), FindCoordinator, Create/DeleteTopics, DescribeConfigs.
+//! - `metadata`, `admin`: Metadata (auto-create), FindCoordinator, Create/DeleteTopics,
+//!   CreatePartitions, DeleteRecords, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs.
 //! - `produce`, `producers`: Produce (group commit for `acks=all`), InitProducerId, sequences.
 //! - `fetch`: Fetch (long-poll), ListOffsets.
-//! - `coordinator`, `group_api`: consumer groups and committed offsets.
+//! - `coordinator`, `group_api`: consumer groups and committed offsets; the first rebalance
+//!   of an empty group waits `group.initial.rebalance.delay.ms`, as Kafka's does.
+//! - `group_admin`: DeleteGroups, OffsetDelete.
 //! - `metrics`: requests by API and outcome, latency, bytes, connections (Prometheus).
 //!
 //! ## Example
@@ -34,6 +37,7 @@ pub mod codes;
 mod config;
 pub mod coordinator;
 mod fetch;
+mod group_admin;
 mod group_api;
 mod metadata;
 pub mod metrics;

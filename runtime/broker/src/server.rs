@@ -623,6 +623,54 @@ async fn handle(ctx: Ctx, mut buf: Bytes, key: ApiKey, correlation_id: i32) -> R
                 crate::admin::describe_configs
             )
         }
+        ApiKey::CreatePartitions => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            CreatePartitionsRequest,
+            crate::admin::create_partitions
+        ),
+        ApiKey::AlterConfigs => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            AlterConfigsRequest,
+            crate::admin::alter_configs
+        ),
+        ApiKey::IncrementalAlterConfigs => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            IncrementalAlterConfigsRequest,
+            crate::admin::incremental_alter_configs
+        ),
+        ApiKey::DeleteRecords => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            DeleteRecordsRequest,
+            crate::admin::delete_records
+        ),
+        ApiKey::DeleteGroups => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            DeleteGroupsRequest,
+            crate::group_admin::delete_groups
+        ),
+        ApiKey::OffsetDelete => dispatch!(
+            ctx,
+            buf,
+            key,
+            correlation_id,
+            OffsetDeleteRequest,
+            crate::group_admin::offset_delete
+        ),
         ApiKey::InitProducerId => {
             dispatch!(
                 ctx,

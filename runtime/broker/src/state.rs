@@ -45,6 +45,7 @@ impl BrokerState {
             log.clone(),
             config.min_session_timeout,
             config.max_session_timeout,
+            config.group_initial_rebalance_delay,
         );
         Ok(Arc::new(BrokerState {
             log,

@@ -58,7 +58,7 @@ impl Partition {
             .map_err(|e| io_or(e, seg))?;
         }
 
-        let horizon = now_ms.saturating_sub(self.config.delete_retention_ms);
+        let horizon = now_ms.saturating_sub(self.config().delete_retention_ms);
         let mut tombstones_left = false;
         for (i, seg) in segs[..segs.len() - 1].iter().enumerate() {
             let mut out = Vec::with_capacity(seg.len() as usize);
@@ -136,7 +136,7 @@ impl Partition {
             seg.base_offset,
             0,
             SegmentMeta::empty_at(seg.base_offset),
-            self.config.index_interval_bytes,
+            self.config().index_interval_bytes,
         )
         .map_err(|e| io("scanning", e))?;
         let new = Segment::new(seg.base_offset, path.clone(), file, r.valid_len, r.meta);

@@ -68,6 +68,12 @@ pub enum LogError {
     },
     #[error("invalid partition count {0}: a topic needs between 1 and 100000 partitions")]
     InvalidPartitionCount(i64),
+    #[error("topic `{topic}` has {current} partitions: it can only grow, so ask for more than {current} (not {requested})")]
+    PartitionsCannotShrink {
+        topic: String,
+        current: u32,
+        requested: u32,
+    },
     #[error(
         "offset {offset} is out of range for {topic}-{partition}: the log holds offsets {log_start}..{log_end}"
     )]

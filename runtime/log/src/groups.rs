@@ -428,6 +428,20 @@ impl Log {
         )
     }
 
+    /// Removes the offsets `group` committed for these partitions (Kafka's OffsetDelete);
+    /// partitions it never committed are skipped.
+    pub fn delete_group_offsets(&self, group: &str, partitions: &[(String, u32)]) -> Result<()> {
+        let doomed: Vec<(String, String, u32)> = partitions
+            .iter()
+            .filter(|(t, p)| self.committed_offset(group, t, *p as i32).is_some())
+            .map(|(t, p)| (group.to_string(), t.clone(), *p))
+            .collect();
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        self.write_tombstones(doomed)
+    }
+
     pub(crate) fn forget_topic_offsets(&self, topic: &str) -> Result<()> {
         let doomed: Vec<(String, String, u32)> = {
             let table = self

@@ -51,6 +51,7 @@
 pub mod batch;
 mod compaction;
 pub mod config;
+mod delete_records;
 pub mod error;
 pub mod groups;
 pub mod log;
@@ -59,6 +60,7 @@ pub mod record;
 mod segment;
 pub mod sim;
 pub mod storage;
+mod topic_admin;
 
 pub use batch::{BatchBuilder, BatchHeader, Compression};
 pub use config::{CleanupPolicy, TopicConfig};

@@ -28,9 +28,9 @@ use crate::partition::{lock, Fence, MaintenanceReport, OpenOptions, Partition};
 use crate::segment;
 use crate::storage::{FsStorage, Storage};
 
-const TOPICS_DIR: &str = "topics";
+pub(crate) const TOPICS_DIR: &str = "topics";
 const CLEAN_MARKER: &str = ".clean_shutdown";
-const MAX_PARTITIONS: u32 = 100_000;
+pub(crate) const MAX_PARTITIONS: u32 = 100_000;
 /// How often the background thread checks `flush.ms` deadlines.
 const FLUSH_TICK: Duration = Duration::from_millis(5);
 
@@ -93,12 +93,12 @@ impl Default for LogOptions {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct TopicFile {
-    name: String,
-    topic_id: String,
-    partitions: u32,
-    created_ms: i64,
-    config: BTreeMap<String, String>,
+pub(crate) struct TopicFile {
+    pub(crate) name: String,
+    pub(crate) topic_id: String,
+    pub(crate) partitions: u32,
+    pub(crate) created_ms: i64,
+    pub(crate) config: BTreeMap<String, String>,
 }
 
 /// What [`Log::maintain`] did across the log, and the partitions it had to skip.
@@ -142,7 +142,7 @@ pub(crate) struct LogInner {
     pub read_only: bool,
     pub topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises topic creation and deletion.
-    admin: Mutex<()>,
+    pub(crate) admin: Mutex<()>,
     pub groups: GroupState,
     closed: AtomicBool,
     _lock_file: Option<File>,
@@ -384,7 +384,7 @@ impl Log {
         self.inner.read_only
     }
 
-    fn check_writable(&self, what: &'static str) -> Result<()> {
+    pub(crate) fn check_writable(&self, what: &'static str) -> Result<()> {
         if self.inner.read_only {
             Err(LogError::ReadOnly(what))
         } else if self.inner.closed.load(Ordering::Acquire) {

@@ -78,7 +78,8 @@ pub struct Partition {
     pub(crate) id: u32,
     pub(crate) dir: PathBuf,
     pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) config: Arc<TopicConfig>,
+    /// Swapped whole when an admin alters the topic's settings (see `Log::alter_topic_config`).
+    config: RwLock<Arc<TopicConfig>>,
     read_only: bool,
     writer: Mutex<WriterState>,
     pub(crate) maintenance: Mutex<MaintenanceState>,
@@ -263,7 +264,10 @@ impl Partition {
                 .map_err(|e| LogError::io(ctx("syncing"), e))?;
         }
         let end = segments.last().map(|s| s.next_offset()).unwrap_or(0);
-        let start = segments.first().map(|s| s.base_offset).unwrap_or(0);
+        let first_base = segments.first().map(|s| s.base_offset).unwrap_or(0);
+        // DeleteRecords may have moved the start past the first segment's base.
+        let start =
+            first_base.max(crate::delete_records::stored_log_start(&*storage, &dir)?.min(end));
         if let (false, Some(last)) = (opts.read_only, segments.last()) {
             // What recovery kept may sit only in the page cache (a crash of the process, not
             // the machine): make it durable before counting it as such.
@@ -277,7 +281,7 @@ impl Partition {
             id,
             dir,
             storage,
-            config,
+            config: RwLock::new(config),
             read_only: opts.read_only,
             writer: Mutex::new(WriterState::default()),
             maintenance: Mutex::new(MaintenanceState::default()),
@@ -299,8 +303,15 @@ impl Partition {
         self.id
     }
 
-    pub fn config(&self) -> &TopicConfig {
-        &self.config
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_config(&self, config: Arc<TopicConfig>) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
     }
 
     pub fn dir(&self) -> &Path {
@@ -323,7 +334,7 @@ impl Partition {
             .clone()
     }
 
-    fn update_segments(&self, f: impl FnOnce(&mut Vec<Arc<Segment>>)) {
+    pub(crate) fn update_segments(&self, f: impl FnOnce(&mut Vec<Arc<Segment>>)) {
         let mut guard = self.segments.write().unwrap_or_else(|e| e.into_inner());
         let mut next = (**guard).clone();
         f(&mut next);
@@ -340,7 +351,7 @@ impl Partition {
         }
     }
 
-    fn check_writable(&self, what: &'static str) -> Result<()> {
+    pub(crate) fn check_writable(&self, what: &'static str) -> Result<()> {
         if self.read_only {
             return Err(LogError::ReadOnly(what));
         }
@@ -424,15 +435,16 @@ impl Partition {
             })
         }
         .map_err(invalid)?;
+        let cfg = self.config();
         for (start, h) in &batches {
-            if self.config.max_message_bytes >= 0 && h.size as i64 > self.config.max_message_bytes {
+            if cfg.max_message_bytes >= 0 && h.size as i64 > cfg.max_message_bytes {
                 return Err(LogError::BatchTooLarge {
                     topic: self.topic.clone(),
                     size: h.size,
-                    max: self.config.max_message_bytes,
+                    max: cfg.max_message_bytes,
                 });
             }
-            if self.config.cleanup_policy.compacts()
+            if cfg.cleanup_policy.compacts()
                 && !h.is_control()
                 && h.compression() == Ok(Compression::None)
             {
@@ -472,7 +484,7 @@ impl Partition {
         w.unflushed_records += record_count;
         w.unflushed_since.get_or_insert_with(Instant::now);
         let policy_wants_sync =
-            matches!(self.config.flush_messages, Some(n) if w.unflushed_records >= n);
+            matches!(self.config().flush_messages, Some(n) if w.unflushed_records >= n);
         let durable = match mode {
             SyncMode::Policy if policy_wants_sync => {
                 if let Err(e) = active.file.sync_data() {
@@ -499,7 +511,7 @@ impl Partition {
                     active.base_offset,
                     pos + *start as u64,
                     &h,
-                    self.config.index_interval_bytes,
+                    self.config().index_interval_bytes,
                 );
             }
         }
@@ -532,9 +544,9 @@ impl Partition {
             (m.first_timestamp, m.next_offset)
         };
         let too_big =
-            len + incoming > self.config.segment_bytes || len + incoming > u32::MAX as u64;
+            len + incoming > self.config().segment_bytes || len + incoming > u32::MAX as u64;
         let too_old = first_ts
-            .map(|ts| now_ms - ts >= self.config.segment_ms)
+            .map(|ts| now_ms - ts >= self.config().segment_ms)
             .unwrap_or(false);
         let offsets_full = next - active.base_offset > (u32::MAX / 2) as i64;
         if too_big || too_old || offsets_full {
@@ -624,7 +636,7 @@ impl Partition {
 
     /// Flushes if `flush.ms` has passed since the oldest unflushed append.
     pub(crate) fn flush_if_due(&self) -> Result<()> {
-        let Some(ms) = self.config.flush_ms else {
+        let Some(ms) = self.config().flush_ms else {
             return Ok(());
         };
         let due = lock(&self.writer)
@@ -732,10 +744,10 @@ impl Partition {
     pub fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport> {
         self.check_writable("maintenance")?;
         let mut report = MaintenanceReport::default();
-        if self.config.cleanup_policy.deletes() {
+        if self.config().cleanup_policy.deletes() {
             self.enforce_retention(now_ms, &mut report)?;
         }
-        if self.config.cleanup_policy.compacts() {
+        if self.config().cleanup_policy.compacts() {
             self.compact(now_ms, &mut report)?;
         }
         Ok(report)
@@ -744,7 +756,7 @@ impl Partition {
     fn enforce_retention(&self, now_ms: i64, report: &mut MaintenanceReport) -> Result<()> {
         let _m = lock(&self.maintenance);
         self.check_fence("retention")?;
-        let cfg = &self.config;
+        let cfg = self.config();
         loop {
             let segs = self.segments();
             let Some(oldest) = segs.first().cloned() else {
@@ -843,7 +855,7 @@ impl Partition {
             .filter(|s| on_disk.contains(&s.base_offset))
             .cloned()
             .collect();
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config().index_interval_bytes;
         // Grow the last known segment, then add any newer ones.
         if let Some(last) = next.last() {
             let meta = last.meta().clone();
