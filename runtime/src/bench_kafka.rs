@@ -5,7 +5,9 @@
 //!
 //! Workloads, each on a fresh one-partition topic:
 //! - Kafka's `ProducerPerformance` (Java client): `acks=all` with idempotence (the 4.x
-//!   defaults), then `acks=1` without; `linger.ms=5`, `batch.size=65536`, no compression.
+//!   defaults), then `acks=1` without, as fast as it goes; `linger.ms=5`, `batch.size=65536`,
+//!   no compression. Latency comes from a third run at a fixed rate (`--latency-rate` for 5 s,
+//!   `acks=all`): at full speed, latency is mostly time queued in the client's buffer.
 //! - Kafka's `ConsumerPerformance` reading the `acks=all` topic (fetch rate, the group's join
 //!   excluded).
 //! - kcat (librdkafka) producing with `acks=1` and consuming, as `sluice bench broker` does.
@@ -221,8 +223,8 @@ impl Column {
 
 const ROWS: [&str; 7] = [
     "Java producer, acks=all, idempotent: records/s",
-    "  latency p50 (ms)",
-    "  latency p99 (ms)",
+    "  latency p50 (ms) at a fixed rate",
+    "  latency p99 (ms) at a fixed rate",
     "Java producer, acks=1: records/s",
     "Java consumer (fetch): records/s",
     "kcat produce, acks=1: records/s",
@@ -240,41 +242,52 @@ fn workloads(
     let lib = &args.kafka_lib;
     let n = args.records.to_string();
     let size = args.record_size.to_string();
-    let produce = |topic: &str, props: &[&str]| -> Result<ProduceFigures> {
-        let mut a: Vec<String> = [
-            "--bootstrap-server",
-            bootstrap,
-            "--topic",
-            topic,
-            "--num-records",
-            &n,
-            "--record-size",
-            &size,
-            "--throughput",
-            "-1",
-            "--command-property",
-            "linger.ms=5",
-            "batch.size=65536",
-            "compression.type=none",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.extend(props.iter().map(|s| s.to_string()));
-        parse_producer(&tool(
-            lib,
-            log4j,
-            "org.apache.kafka.tools.ProducerPerformance",
-            &a,
-        )?)
-    };
+    let produce =
+        |topic: &str, records: &str, rate: &str, props: &[&str]| -> Result<ProduceFigures> {
+            let mut a: Vec<String> = [
+                "--bootstrap-server",
+                bootstrap,
+                "--topic",
+                topic,
+                "--num-records",
+                records,
+                "--record-size",
+                &size,
+                "--throughput",
+                rate,
+                "--command-property",
+                "linger.ms=5",
+                "batch.size=65536",
+                "compression.type=none",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            a.extend(props.iter().map(|s| s.to_string()));
+            parse_producer(&tool(
+                lib,
+                log4j,
+                "org.apache.kafka.tools.ProducerPerformance",
+                &a,
+            )?)
+        };
     let all = produce(
         &format!("{tag}-all"),
+        &n,
+        "-1",
         &["acks=all", "enable.idempotence=true"],
     )?;
     let one = produce(
         &format!("{tag}-one"),
+        &n,
+        "-1",
         &["acks=1", "enable.idempotence=false"],
+    )?;
+    let paced = produce(
+        &format!("{tag}-paced"),
+        &(args.latency_rate * 5).to_string(),
+        &args.latency_rate.to_string(),
+        &["acks=all", "enable.idempotence=true"],
     )?;
     let consumer_args: Vec<String> = [
         "--bootstrap-server",
@@ -303,8 +316,8 @@ fn workloads(
     let kcat_consume = records / timed_consume(bootstrap, &kcat_topic, args.records)?;
     Ok([
         all.per_sec,
-        all.p50,
-        all.p99,
+        paced.p50,
+        paced.p99,
         one.per_sec,
         consumed,
         kcat_produce,
@@ -368,6 +381,7 @@ pub fn run(args: KafkaBenchArgs) -> Result<()> {
     let warm = KafkaBenchArgs {
         records: (args.records / 5).max(10_000),
         rounds: 1,
+        latency_rate: args.latency_rate / 5,
         kafka_lib: args.kafka_lib.clone(),
         record_size: args.record_size,
         dir: PathBuf::new(),

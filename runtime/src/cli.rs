@@ -230,6 +230,9 @@ pub struct KafkaBenchArgs {
     /// Rounds; each runs every workload on both brokers in turn. Medians are reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Records/s of the fixed-rate run whose latency percentiles are reported (5 s long).
+    #[arg(long, default_value_t = 20_000)]
+    pub latency_rate: u64,
     /// Folder to write in (a temporary folder inside it is removed afterwards).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,

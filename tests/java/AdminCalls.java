@@ -127,6 +127,17 @@ public class AdminCalls {
                 admin.deleteRecords(Map.of(a0, RecordsToDelete.beforeOffset(4))).all().get();
                 return "lowWatermark=" + admin.listOffsets(Map.of(a0, OffsetSpec.earliest())).all().get().get(a0).offset();
             });
+            call("transactionalProducer", () -> {
+                try (Producer<String, String> producer = new KafkaProducer<>(Map.of(
+                        ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap,
+                        ProducerConfig.TRANSACTIONAL_ID_CONFIG, "admin-txn",
+                        ProducerConfig.MAX_BLOCK_MS_CONFIG, "15000",
+                        ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName(),
+                        ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName()))) {
+                    producer.initTransactions();
+                    return "initialized";
+                }
+            });
             call("deleteTopics", () -> {
                 admin.deleteTopics(List.of("admin-b")).all().get();
                 return "remaining=" + new TreeSet<>(admin.listTopics().names().get());

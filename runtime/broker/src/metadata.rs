@@ -85,19 +85,25 @@ pub(crate) async fn metadata(ctx: &Ctx, req: MetadataRequest) -> MetadataRespons
     resp
 }
 
+/// What a client asking for transactions is told.
+pub(crate) const TRANSACTIONS_NOT_SERVED: &str = "transactions are not supported by this broker yet: use an idempotent producer (enable.idempotence=true, no transactional.id), or run on a Kafka cluster";
+
 pub(crate) async fn find_coordinator(
     ctx: &Ctx,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let state = &ctx.state;
     let mut resp = FindCoordinatorResponse::default();
-    // key_type 1 asks for a transaction coordinator: transactions are not served yet.
+    // key_type 1 asks for a transaction coordinator: transactions are not served yet. A
+    // retriable error (COORDINATOR_NOT_AVAILABLE) would have clients retry until their
+    // timeout and then blame the network; a fatal one with a message says what is wrong.
     let (error, message) = if req.key_type == 0 {
         (codes::NONE, None)
     } else {
+        tracing::warn!(client = %ctx.client_id, key = %req.key, "{TRANSACTIONS_NOT_SERVED}");
         (
-            codes::COORDINATOR_NOT_AVAILABLE,
-            Some(sb("transactions are not supported by this broker yet")),
+            codes::UNSUPPORTED_VERSION,
+            Some(sb(TRANSACTIONS_NOT_SERVED)),
         )
     };
     resp.error_code = error;
