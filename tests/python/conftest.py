@@ -66,6 +66,68 @@ class BrokerProcess:
         return self.start()
 
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class KafkaNode:
+    """One Apache Kafka node (KRaft, broker and controller in one JVM) from the jars of
+    scripts/kafka-jars.sh (SLUICE_KAFKA_LIB), on free loopback ports, in `work`: the reference
+    the tests hold Sluice's broker to. Kafka's own defaults are kept, but for what one node
+    needs (replication factor 1 for its internal topics)."""
+
+    def __init__(self, lib: str, work: str):
+        self.lib, self.work = lib, Path(work)
+        self.port, controller = free_port(), free_port()
+        self.work.mkdir(parents=True, exist_ok=True)
+        (self.work / "log4j2.properties").write_text(
+            "status=warn\nappender.c.type=Console\nappender.c.name=OUT\nappender.c.layout.type=PatternLayout\n"
+            "appender.c.layout.pattern=[%d] %p %m (%c)%n\nrootLogger.level=INFO\nrootLogger.appenderRef.c.ref=OUT\n")
+        (self.work / "server.properties").write_text(
+            f"process.roles=broker,controller\nnode.id=1\ncontroller.quorum.bootstrap.servers=127.0.0.1:{controller}\n"
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}\n"
+            "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+            f"log.dirs={self.work / 'data'}\nnum.partitions=1\noffsets.topic.replication.factor=1\n"
+            "transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n"
+            "share.coordinator.state.topic.replication.factor=1\nshare.coordinator.state.topic.min.isr=1\n")
+        self.proc = None
+
+    def _java(self, *args, **kw):
+        return subprocess.run(["java", f"-Dlog4j2.configurationFile=file:{self.work / 'log4j2.properties'}",
+                               "-cp", f"{self.lib}/*", *args], capture_output=True, text=True, timeout=120, **kw)
+
+    def start(self):
+        cluster_id = self._java("kafka.tools.StorageTool", "random-uuid").stdout.strip()
+        formatted = self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+                               "-c", str(self.work / "server.properties"))
+        assert formatted.returncode == 0, f"formatting Kafka's storage failed: {formatted.stdout}{formatted.stderr}"
+        log = open(self.work / "kafka.log", "ab")
+        self.proc = subprocess.Popen(
+            ["java", "-Xms512m", "-Xmx512m", "-XX:+UseG1GC",
+             f"-Dlog4j2.configurationFile=file:{self.work / 'log4j2.properties'}",
+             f"-Dkafka.logs.dir={self.work / 'logs'}", "-cp", f"{self.lib}/*", "kafka.Kafka",
+             str(self.work / "server.properties")],
+            stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: "Kafka Server started" in (self.work / "kafka.log").read_text(errors="replace")
+                   or self.proc.poll() is not None, timeout=120, what="Apache Kafka to start")
+        assert self.proc.poll() is None, "Kafka exited: " + (self.work / "kafka.log").read_text(errors="replace")[-3000:]
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
 @pytest.fixture
 def broker():
     tmp = tempfile.mkdtemp(prefix="sluice-broker-test-")
