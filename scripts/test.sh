@@ -60,8 +60,15 @@ if ! need java || ! need mvn; then
 fi
 SLUICE_KAFKA_LIB="$(scripts/kafka-jars.sh)"
 export SLUICE_KAFKA_LIB
-if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules/kafkajs ]; then
-  echo "== installing kafkajs (npm)"
+# The dashboard's end-to-end test drives Debian's Chromium with playwright-core (npm).
+if ! need chromium; then
+  echo "== installing chromium (Debian package)"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+fi
+if command -v npm >/dev/null 2>&1 && { [ ! -d tests/node/node_modules/kafkajs ] || [ ! -d tests/node/node_modules/playwright-core ]; }; then
+  echo "== installing kafkajs and playwright-core (npm)"
   npm ci --prefix tests/node --no-audit --no-fund --silent
 fi
 

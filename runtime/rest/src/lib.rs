@@ -35,7 +35,8 @@
 //! ## Layout
 //! - this file: the router and its handlers;
 //! - [`shapes`]: Kafka Connect's JSON bodies built from the worker's state;
-//! - [`serve`]: the listener (policy check, bind, serve with graceful shutdown).
+//! - [`serve`]: the listener (policy check, bind, serve with graceful shutdown);
+//! - [`ui`]: the dashboard at `/ui` (page, snapshot, server-sent events, graph layout).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,9 @@ pub mod shapes;
 mod tests;
 #[cfg(test)]
 mod tests_created;
+#[cfg(test)]
+mod tests_ui;
+pub mod ui;
 
 /// How long a connector's tasks get to stop (committing) on `PUT …/stop`.
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -195,6 +199,12 @@ fn flag(pairs: &[(String, String)], name: &str) -> bool {
 pub fn router(api: RestApi) -> Router {
     Router::new()
         .route("/", get(root))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/app.css", get(ui::style))
+        .route("/ui/snapshot", get(ui::snapshot_json))
+        .route("/ui/events", get(ui::events))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/reload", get(reload_status))

@@ -49,6 +49,7 @@ pub mod connect_schema;
 pub mod connector_store;
 pub mod convert;
 pub mod metrics;
+pub mod metrics_text;
 pub mod offsets;
 pub mod partitioner;
 pub mod plugins;

@@ -1,0 +1,127 @@
+//! The dashboard's routes through the router, without a socket: the page and its assets,
+//! one snapshot, and the server-sent events stream (two events, the second with rates).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::router;
+use crate::tests::fixture;
+
+async fn get(api: &crate::RestApi, uri: &str) -> (StatusCode, String, String) {
+    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let resp = router(api.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let kind = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, kind, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_and_its_assets_are_served_from_the_binary() {
+    let f = fixture();
+    let (status, kind, body) = get(&f.api, "/ui").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(kind.starts_with("text/html"));
+    assert!(body.contains("<script src=\"/ui/app.js\">"));
+    let (_, kind, js) = get(&f.api, "/ui/app.js").await;
+    assert!(kind.starts_with("text/javascript") && js.contains("EventSource(\"/ui/events\")"));
+    let (_, kind, _) = get(&f.api, "/ui/app.css").await;
+    assert!(kind.starts_with("text/css"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_holds_connectors_topics_and_the_graph() {
+    let f = fixture();
+    std::fs::write(f._tmp.path().join("in/a.txt"), "one\ntwo\n").unwrap();
+    // Wait for the records to reach the log: the snapshot reads the metrics.
+    let mut snap = Value::Null;
+    for _ in 0..100 {
+        let (status, kind, body) = get(&f.api, "/ui/snapshot").await;
+        assert_eq!(
+            (status, kind.as_str()),
+            (StatusCode::OK, "application/json")
+        );
+        snap = serde_json::from_str(&body).unwrap();
+        if snap["connectors"][0]["records_out"].as_f64() == Some(2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names: Vec<&str> = snap["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lines_in", "lines_out"]);
+    assert_eq!(snap["connectors"][0]["records_out"], 2.0, "{snap}");
+    assert_eq!(
+        snap["connectors"][0]["rate_out"],
+        Value::Null,
+        "no rate from one reading"
+    );
+    let lines = snap["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "lines")
+        .expect("the topic");
+    assert_eq!(lines["end"], 2.0);
+    let ids: Vec<&str> = snap["graph"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["source:lines_in", "topic:lines", "sink:lines_out"]);
+    assert!(snap["reload"]["active"]["hash"].is_string(), "{snap}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_push_snapshots_with_rates_from_the_second_on() {
+    let f = fixture();
+    let req = Request::builder()
+        .uri("/ui/events?interval_ms=200")
+        .body(Body::empty())
+        .unwrap();
+    let resp = router(f.api.clone()).oneshot(req).await.unwrap();
+    assert_eq!(
+        resp.headers().get(header::CONTENT_TYPE).unwrap(),
+        "text/event-stream"
+    );
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while text.matches("event: snapshot").count() < 2 {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .expect("two events within 10 s")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    let snapshots: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(snapshots.len(), 2);
+    assert!(snapshots[0]["connectors"][0]["rate_in"].is_null());
+    assert!(
+        snapshots[1]["connectors"][0]["rate_in"].is_number(),
+        "the second event has rates: {}",
+        snapshots[1]["connectors"][0]
+    );
+}
