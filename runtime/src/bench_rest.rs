@@ -57,6 +57,7 @@ pub fn run(args: RestBenchArgs) -> Result<()> {
         worker: worker.clone(),
         registry: registry.clone(),
         info: sluice_rest::ServerInfo::new("bench", &addr.to_string(), "bench.yaml"),
+        data: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let stopped = stop.clone();

@@ -201,7 +201,7 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
         &registry,
         &log,
         WorkerOptions {
-            schemas,
+            schemas: schemas.clone(),
             observer: Some(print_events()),
             metrics: Some(Arc::new(metrics)),
         },
@@ -220,6 +220,10 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
                 &addr.to_string(),
                 &file.display().to_string(),
             ),
+            data: Some(sluice_rest::DataAccess {
+                log: log.clone(),
+                schemas: schemas.clone(),
+            }),
         };
         println!(
             "rest api on http://{addr} (auth: {})",

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sluice_log::Log;
 use sluice_worker::convert::AvroIn;
 
@@ -47,24 +47,7 @@ impl Schemas {
 
 /// A key or value as JSON, and the id of the Avro schema it was written with.
 fn shown(schemas: &mut Schemas, log: &Log, bytes: Option<&[u8]>) -> (Value, Option<u32>) {
-    let Some(b) = bytes else {
-        return (Value::Null, None);
-    };
-    if b.first() == Some(&0) && b.len() >= 5 {
-        if let Some((v, id)) = schemas.decode(log, b) {
-            return (v, Some(id));
-        }
-    }
-    if let Ok(v) = serde_json::from_slice::<Value>(b) {
-        return (v, None);
-    }
-    match std::str::from_utf8(b) {
-        Ok(text) => (Value::String(text.to_string()), None),
-        Err(_) => (
-            json!({ "hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
-            None,
-        ),
-    }
+    sluice_worker::show::show(bytes, |b| schemas.decode(log, b))
 }
 
 pub fn run(data_dir: &Path, args: TapArgs) -> Result<()> {
@@ -82,17 +65,7 @@ pub fn run(data_dir: &Path, args: TapArgs) -> Result<()> {
     let result = follow(data_dir, &what, &mut out, |log, partition, r, out| {
         let (key, key_schema) = shown(&mut schemas, log, r.key.as_deref());
         let (value, value_schema) = shown(&mut schemas, log, r.value.as_deref());
-        let headers: Map<String, Value> = r
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                let text = String::from_utf8_lossy(k).into_owned();
-                let v = v.as_deref().map_or(Value::Null, |v| {
-                    Value::String(String::from_utf8_lossy(v).into_owned())
-                });
-                (text, v)
-            })
-            .collect();
+        let headers = sluice_worker::show::headers(&r.headers);
         let mut line = json!({
             "topic": args.topic,
             "partition": partition,

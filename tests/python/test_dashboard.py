@@ -1,7 +1,8 @@
 """The dashboard (`/ui`) in a real headless Chromium (Debian's `chromium`, driven by
 playwright-core from npm) against a running `sluice run`: the graph with live rates, pausing
 and resuming with the buttons, a failed task's trace and its restart, a confirmed stop,
-keyboard use, phone width. Screenshots land in target/dashboard-screenshots (not committed)."""
+keyboard use, the message browser (an Avro value decoded at a chosen offset, dead-letter
+headers), phone width. Screenshots land in target/dashboard-screenshots (not committed)."""
 
 import json
 import os
@@ -31,6 +32,12 @@ sources:
     errors:
       tolerance: all
       dead_letter_topic: orders-dlq
+  items_in:
+    type: file
+    path: {dir}/items/*.json
+    topic: items
+    value_format: avro
+    value_schema: '{{"type": "record", "name": "Item", "fields": [{{"name": "sku", "type": "string"}}, {{"name": "qty", "type": "int"}}]}}'
   bad_in:
     type: file
     path: {dir}/bad/*.json
@@ -56,8 +63,9 @@ def test_the_dashboard_in_a_real_browser(tmp_path):
         pytest.fail("tests/node/node_modules is missing: run `npm ci --prefix tests/node` (scripts/test.sh does)")
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (scripts/test.sh does)")
-    for d in ("in", "bad", "out"):
+    for d in ("in", "bad", "out", "items"):
         (tmp_path / d).mkdir()
+    (tmp_path / "items" / "a.json").write_text("".join(f'{{"sku":"sku-{i}","qty":{i}}}\n' for i in range(10)))
     (tmp_path / "in" / "a.json").write_text("".join(f'{{"n":{i}}}\n' for i in range(100)) + "not json\n")
     bad = tmp_path / "bad" / "a.json"
     bad.write_text('{"ok":1}\n{broken\n{"ok":2}\n')
@@ -89,7 +97,7 @@ def test_the_dashboard_in_a_real_browser(tmp_path):
                               capture_output=True, text=True, timeout=300, env={**os.environ, "CHROMIUM": CHROMIUM})
         assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n(screenshots in {SHOTS})"
         steps = [line for line in done.stdout.splitlines() if line.startswith("ok ")]
-        assert len(steps) == 10, done.stdout
+        assert len(steps) == 12, done.stdout
         # What the browser did went through the REST API: the API agrees.
         assert get_json(f"{rest}/connectors/orders_out/status")["connector"]["state"] == "STOPPED"
         assert get_json(f"{rest}/connectors/bad_in/status")["tasks"][0]["state"] == "RUNNING"

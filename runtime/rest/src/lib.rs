@@ -26,6 +26,7 @@
 //!     worker,
 //!     registry,
 //!     info: sluice_rest::ServerInfo::new("cluster-id", "127.0.0.1:8083", "pipelines.yaml"),
+//!     data: None,
 //! };
 //! let app: axum::Router = sluice_rest::router(api);
 //! # let _ = app;
@@ -95,6 +96,16 @@ pub struct RestApi {
     pub worker: Arc<Worker>,
     pub registry: Arc<ConnectorRegistry>,
     pub info: ServerInfo,
+    /// What the dashboard's message browser reads (`None`: it says it cannot).
+    pub data: Option<DataAccess>,
+}
+
+/// The log the pipeline runs on, and the schema registry Avro keys and values are decoded
+/// with (when the pipeline has one).
+#[derive(Clone)]
+pub struct DataAccess {
+    pub log: sluice_log::Log,
+    pub schemas: Option<Arc<sluice_schema_registry::registry::Registry>>,
 }
 
 /// An error in Kafka Connect's shape: `{"error_code": <HTTP status>, "message": …}`.
@@ -205,6 +216,7 @@ pub fn router(api: RestApi) -> Router {
         .route("/ui/app.css", get(ui::style))
         .route("/ui/snapshot", get(ui::snapshot_json))
         .route("/ui/events", get(ui::events))
+        .route("/ui/topics/{topic}/records", get(ui::browse::records))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/reload", get(reload_status))

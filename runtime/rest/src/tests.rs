@@ -58,6 +58,10 @@ pub(crate) fn fixture() -> Fixture {
             worker: Arc::new(worker),
             registry: Arc::new(registry),
             info: ServerInfo::new("cluster-1", "127.0.0.1:8083", "pipelines.yaml"),
+            data: Some(crate::DataAccess {
+                log: log.clone(),
+                schemas: None,
+            }),
         },
         log,
     }

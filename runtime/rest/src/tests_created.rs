@@ -180,6 +180,7 @@ async fn connectors_are_created_changed_and_deleted_and_come_back_after_a_restar
         worker: Arc::new(worker),
         registry,
         info: ServerInfo::new("cluster-1", "127.0.0.1:8083", "pipelines.yaml"),
+        data: None,
     };
     let (_, list) = call(&again, "GET", "/connectors", None).await;
     assert_eq!(list, json!(["lines_in", "lines_out", "more_in"]));

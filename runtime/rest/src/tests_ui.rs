@@ -125,3 +125,36 @@ async fn events_push_snapshots_with_rates_from_the_second_on() {
         snapshots[1]["connectors"][0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_message_browser_reads_from_an_offset() {
+    let f = fixture();
+    std::fs::write(f._tmp.path().join("in/a.txt"), "l0\nl1\nl2\nl3\nl4\n").unwrap();
+    let mut page = Value::Null;
+    for _ in 0..100 {
+        let (status, _, body) = get(&f.api, "/ui/topics/lines/records?offset=2").await;
+        if status == StatusCode::OK {
+            page = serde_json::from_str(&body).unwrap();
+            if page["end"] == 5 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let offsets: Vec<i64> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets, [2, 3, 4], "{page}");
+    assert_eq!(page["records"][0]["value"], "l2");
+    let (_, _, body) = get(&f.api, "/ui/topics/lines/records?limit=2").await;
+    let last: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(last["from"], 3, "without an offset: the last records");
+    let (status, _, body) = get(&f.api, "/ui/topics/nope/records").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _, body) = get(&f.api, "/ui/topics/lines/records?offset=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("`offset` must be a whole number"), "{body}");
+}

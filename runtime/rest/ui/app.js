@@ -178,6 +178,7 @@ function renderDetail(snap) {
   if (kind === "topic") {
     const t = snap.topics.find((x) => x.name === name);
     box.replaceChildren(el("h3", {}, `Topic ${name}`),
+      el("button", { "data-action": "browse", onclick: () => openBrowser(name) }, "Browse records"),
       t ? el("p", {}, `${t.partitions.length} partitions, ${human(t.end)} records written, ${bytes(t.bytes)}`) : el("p", {}, "no data yet"),
       t ? el("ul", {}, t.partitions.map((p) => el("li", {}, `partition ${p.partition}: offsets ${p.start}–${p.end}, ${bytes(p.bytes)}`))) : null);
     return;
@@ -216,11 +217,60 @@ function renderConnectors(snap) {
   $("#connectors tbody").replaceChildren(...rows);
 }
 
+// ---- message browser -------------------------------------------------------------------
+
+function pretty(v) {
+  return typeof v === "string" ? v : JSON.stringify(v, null, 2);
+}
+
+function openBrowser(topic) {
+  const t = last && last.topics.find((x) => x.name === topic);
+  $("#browse").hidden = false;
+  $("#browse-topic").value = topic;
+  const select = $("#browse-partition");
+  const count = t ? t.partitions.length : 1;
+  select.replaceChildren(...Array.from({ length: count }, (_, i) => el("option", { value: i }, i)));
+  $("#browse-offset").value = "";
+  $("#browse-time").value = "";
+  loadRecords();
+  $("#browse-title").scrollIntoView();
+  $("#browse-offset").focus();
+}
+
+async function loadRecords() {
+  const topic = $("#browse-topic").value;
+  const params = new URLSearchParams({ partition: $("#browse-partition").value || "0", limit: $("#browse-limit").value || "20" });
+  if ($("#browse-offset").value !== "") params.set("offset", $("#browse-offset").value);
+  else if ($("#browse-time").value) params.set("timestamp", String(new Date($("#browse-time").value).getTime()));
+  const status = $("#browse-status");
+  status.textContent = "loading…";
+  try {
+    const r = await fetch(`/ui/topics/${encodeURIComponent(topic)}/records?${params}`);
+    const body = await r.json();
+    if (!r.ok) { status.textContent = body.message || r.statusText; status.className = "error"; return; }
+    status.className = "";
+    status.textContent = `${topic}-${body.partition}: offsets ${body.start}–${body.end}; showing ${body.records.length} from ${body.from}` + (body.problem ? ` (${body.problem})` : "");
+    const rows = body.records.map((m) => el("tr", { "data-offset": m.offset },
+      el("td", { class: "num" }, m.offset),
+      el("td", {}, new Date(m.timestamp).toISOString()),
+      el("td", {}, el("pre", {}, pretty(m.key)), m.key_schema_id !== null ? el("span", { class: "schema-id" }, `schema ${m.key_schema_id}`) : null),
+      el("td", {}, Object.entries(m.headers).map(([k, v]) =>
+        el("div", { class: k.startsWith("sluice.error.") || k.startsWith("__connect.errors.") ? "header-dlq" : "" }, `${k}: ${v}`))),
+      el("td", { class: "value" }, el("pre", {}, pretty(m.value)), m.value_schema_id !== null ? el("span", { class: "schema-id" }, `Avro, schema ${m.value_schema_id}`) : null)));
+    $("#records tbody").replaceChildren(...rows);
+  } catch (e) {
+    status.textContent = `cannot load records: ${e}`;
+    status.className = "error";
+  }
+}
+
+$("#browse-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadRecords(); });
+
 function renderTopics(snap) {
   const showInternal = $("#show-internal").checked;
   const rows = snap.topics.filter((t) => showInternal || !t.internal).map((t) =>
     el("tr", { "data-topic": t.name },
-      el("td", {}, t.name),
+      el("td", {}, el("button", { "data-action": "browse", title: `browse the records of ${t.name}`, onclick: () => openBrowser(t.name) }, t.name)),
       el("td", { class: "num" }, t.partitions.length),
       el("td", {}, t.partitions.map((p) => `${p.partition}: ${p.start}–${p.end}`).join(", ")),
       el("td", { class: "num" }, human(t.end)),

@@ -54,5 +54,6 @@ pub mod offsets;
 pub mod partitioner;
 pub mod plugins;
 pub mod run;
+pub mod show;
 pub mod transforms;
 pub mod yaml;

@@ -4,6 +4,7 @@
 //! - `GET /ui`: the page; its script and style are compiled into the binary (no npm step,
 //!   no library: plain DOM and SVG).
 //! - `GET /ui/snapshot`: one snapshot as JSON (the first paint, and scripts).
+//! - `GET /ui/topics/{topic}/records`: the message browser's pages ([`browse`]).
 //! - `GET /ui/events`: the same snapshot pushed over server-sent events every second
 //!   (`?interval_ms=` from 200 to 10,000), with rates from the difference between two
 //!   snapshots. Nothing is computed while no page is open.
@@ -11,6 +12,7 @@
 //! The page acts through the REST API's own endpoints (pause, resume, stop, restart), so the
 //! dashboard can do nothing the API cannot, under the same authentication.
 
+pub mod browse;
 pub mod graph;
 
 use std::collections::BTreeMap;
