@@ -99,6 +99,14 @@ try {
   await page.locator('#records tr[data-offset="0"] .header-dlq').first().waitFor({ timeout: STEP });
   ok("message browser: dead-letter headers shown");
 
+  // Two versions of a schema side by side: the added field marked on the newer side.
+  await page.click('tr[data-subject="items-value"] button[data-action="diff"]', { timeout: STEP });
+  const added = page.locator("#diff-right span.add", { hasText: '"name": "note"' });
+  await added.waitFor({ timeout: STEP });
+  if (await page.locator("#diff-left span.del").count() !== 0) throw new Error("a field was only added, yet lines show as removed");
+  ok("schemas: versions 1 and 2 of items-value diffed, the new field marked");
+  await page.locator("#diff").screenshot({ path: path.join(shots, "dashboard-schema-diff.png") });
+
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(500);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -2,7 +2,7 @@
 playwright-core from npm) against a running `sluice run`: the graph with live rates, pausing
 and resuming with the buttons, a failed task's trace and its restart, a confirmed stop,
 keyboard use, the message browser (an Avro value decoded at a chosen offset, dead-letter
-headers), phone width. Screenshots land in target/dashboard-screenshots (not committed)."""
+headers), two schema versions side by side, phone width. Screenshots land in target/dashboard-screenshots (not committed)."""
 
 import json
 import os
@@ -23,6 +23,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PIPELINE = """
 runtime:
   data_dir: {dir}/data
+  registry: {{ listen: "127.0.0.1:0" }}
 sources:
   orders_in:
     type: file
@@ -73,6 +74,7 @@ def test_the_dashboard_in_a_real_browser(tmp_path):
     pipeline.write_text(PIPELINE.format(dir=tmp_path))
     proc, addresses = start_run(tmp_path, pipeline)
     rest = addresses["rest"]  # printed with its scheme: http://127.0.0.1:port
+    registry = addresses["registry"]
     stop = threading.Event()
 
     def feed():
@@ -90,6 +92,16 @@ def test_the_dashboard_in_a_real_browser(tmp_path):
     try:
         wait_until(lambda: any(t["state"] == "FAILED" for t in get_json(f"{rest}/connectors/bad_in/status")["tasks"]),
                    what="bad_in's task failing on the bad line")
+        # A second version of the items' schema, for the page's diff.
+        wait_until(lambda: get_json(f"{registry}/subjects") == ["items-value"], what="items-value registered")
+        v2 = {"type": "record", "name": "Item", "fields": [
+            {"name": "sku", "type": "string"}, {"name": "qty", "type": "int"},
+            {"name": "note", "type": ["null", "string"], "default": None}]}
+        req = urllib.request.Request(f"{registry}/subjects/items-value/versions", method="POST",
+                                     data=json.dumps({"schema": json.dumps(v2)}).encode(),
+                                     headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert "id" in json.loads(r.read())
         if SHOTS.exists():
             shutil.rmtree(SHOTS)
         SHOTS.mkdir(parents=True)
@@ -97,7 +109,7 @@ def test_the_dashboard_in_a_real_browser(tmp_path):
                               capture_output=True, text=True, timeout=300, env={**os.environ, "CHROMIUM": CHROMIUM})
         assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n(screenshots in {SHOTS})"
         steps = [line for line in done.stdout.splitlines() if line.startswith("ok ")]
-        assert len(steps) == 12, done.stdout
+        assert len(steps) == 13, done.stdout
         # What the browser did went through the REST API: the API agrees.
         assert get_json(f"{rest}/connectors/orders_out/status")["connector"]["state"] == "STOPPED"
         assert get_json(f"{rest}/connectors/bad_in/status")["tasks"][0]["state"] == "RUNNING"

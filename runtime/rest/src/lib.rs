@@ -217,6 +217,7 @@ pub fn router(api: RestApi) -> Router {
         .route("/ui/snapshot", get(ui::snapshot_json))
         .route("/ui/events", get(ui::events))
         .route("/ui/topics/{topic}/records", get(ui::browse::records))
+        .route("/ui/schemas", get(ui::schemas::schemas))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/reload", get(reload_status))

@@ -52,7 +52,12 @@ async fn a_snapshot_holds_connectors_topics_and_the_graph() {
             (StatusCode::OK, "application/json")
         );
         snap = serde_json::from_str(&body).unwrap();
-        if snap["connectors"][0]["records_out"].as_f64() == Some(2.0) {
+        let lines_end = snap["topics"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == "lines"))
+            .and_then(|t| t["end"].as_f64());
+        // The counter and the log's end are read separately: wait for both.
+        if snap["connectors"][0]["records_out"].as_f64() == Some(2.0) && lines_end == Some(2.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -157,4 +162,17 @@ async fn the_message_browser_reads_from_an_offset() {
     let (status, _, body) = get(&f.api, "/ui/topics/lines/records?offset=x").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("`offset` must be a whole number"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_registry_the_schemas_view_says_so() {
+    let f = fixture();
+    let (status, _, body) = get(&f.api, "/ui/schemas").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["available"], false);
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("no schema registry"));
 }

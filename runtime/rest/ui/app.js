@@ -276,7 +276,9 @@ function renderTopics(snap) {
       el("td", { class: "num" }, human(t.end)),
       el("td", { class: "num" }, bytes(t.bytes)),
       el("td", { class: "num" }, human(t.rate_in)),
-      el("td", {}, spark(`t:${t.name}`, `${t.name} records/s`))));
+      el("td", {}, spark(`t:${t.name}`, `${t.name} records/s`)),
+      el("td", {}, Object.entries(t.settings || {}).map(([k, v]) => el("div", {}, `${k}=${v}`))),
+      el("td", { "data-groups": t.name }, (t.groups || []).map((g) => el("div", {}, `${g.group} p${g.partition}: ${human(g.lag)}`)))));
   $("#topics tbody").replaceChildren(...rows);
 }
 
@@ -308,6 +310,68 @@ function render(snap) {
   renderReload(snap);
 }
 
+// ---- schemas ---------------------------------------------------------------------------
+
+let subjects = [];
+
+// Lines of `a` and `b` paired by their longest common subsequence: [kind, left, right].
+function diffLines(a, b) {
+  const n = a.length, m = b.length;
+  const lcs = Array.from({ length: n + 1 }, () => new Array(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--)
+    lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+  const out = [];
+  let i = 0, j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && a[i] === b[j]) { out.push(["same", a[i], b[j]]); i++; j++; }
+    else if (j < m && (i === n || lcs[i][j + 1] >= lcs[i + 1][j])) { out.push(["add", null, b[j]]); j++; }
+    else { out.push(["del", a[i], null]); i++; }
+  }
+  return out;
+}
+
+function renderDiff(subject) {
+  const s = subjects.find((x) => x.subject === subject);
+  if (!s) return;
+  const va = s.versions.find((v) => String(v.version) === $("#diff-a").value) || s.versions[0];
+  const vb = s.versions.find((v) => String(v.version) === $("#diff-b").value) || s.versions[s.versions.length - 1];
+  const rows = diffLines(va.schema.split("\n"), vb.schema.split("\n"));
+  $("#diff-left").replaceChildren(...rows.map(([k, l]) => el("span", { class: k === "add" ? "" : k }, l === null ? "" : l)));
+  $("#diff-right").replaceChildren(...rows.map(([k, , r]) => el("span", { class: k === "del" ? "" : k }, r === null ? "" : r)));
+}
+
+function openDiff(subject) {
+  const s = subjects.find((x) => x.subject === subject);
+  if (!s) return;
+  $("#diff").hidden = false;
+  $("#diff-title").textContent = `${subject}: version against version`;
+  const options = () => s.versions.map((v) => el("option", { value: v.version }, `${v.version} (id ${v.id})`));
+  $("#diff-a").replaceChildren(...options());
+  $("#diff-b").replaceChildren(...options());
+  $("#diff-a").value = String(s.versions[Math.max(0, s.versions.length - 2)].version);
+  $("#diff-b").value = String(s.versions[s.versions.length - 1].version);
+  $("#diff-a").onchange = $("#diff-b").onchange = () => renderDiff(subject);
+  renderDiff(subject);
+}
+
+async function loadSchemas() {
+  try {
+    const r = await fetch("/ui/schemas");
+    const body = await r.json();
+    if (!body.available) { $("#schemas-status").textContent = body.message; return; }
+    subjects = body.subjects;
+    $("#schemas-status").textContent = subjects.length ? "Select a subject to compare its versions." : "No subjects registered yet.";
+    $("#subjects tbody").replaceChildren(...subjects.map((s) => el("tr", { "data-subject": s.subject },
+      el("td", {}, el("button", { "data-action": "diff", onclick: () => openDiff(s.subject) }, s.subject)),
+      el("td", { class: "num" }, s.versions.length),
+      el("td", {}, s.compatibility),
+      el("td", {}, s.topic || "–"),
+      el("td", {}, s.connectors.join(", ") || "–"))));
+  } catch (e) {
+    $("#schemas-status").textContent = `cannot load schemas: ${e}`;
+  }
+}
+
 function connect() {
   const source = new EventSource("/ui/events");
   source.addEventListener("snapshot", (ev) => {
@@ -318,3 +382,5 @@ function connect() {
 
 $("#show-internal").addEventListener("change", () => last && renderTopics(last));
 connect();
+loadSchemas();
+setInterval(loadSchemas, 10_000); // subjects change rarely: no need to push them

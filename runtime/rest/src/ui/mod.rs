@@ -5,6 +5,7 @@
 //!   no library: plain DOM and SVG).
 //! - `GET /ui/snapshot`: one snapshot as JSON (the first paint, and scripts).
 //! - `GET /ui/topics/{topic}/records`: the message browser's pages ([`browse`]).
+//! - `GET /ui/schemas`: subjects, versions, compatibility, users ([`schemas`]).
 //! - `GET /ui/events`: the same snapshot pushed over server-sent events every second
 //!   (`?interval_ms=` from 200 to 10,000), with rates from the difference between two
 //!   snapshots. Nothing is computed while no page is open.
@@ -14,6 +15,7 @@
 
 pub mod browse;
 pub mod graph;
+pub mod schemas;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -61,6 +63,8 @@ pub struct Counters {
     pub connectors: BTreeMap<String, [f64; 6]>,
     /// Per topic and partition: start offset, end offset, bytes.
     pub partitions: BTreeMap<(String, u32), [f64; 3]>,
+    /// Per topic: consumer groups' lag, `(group, partition, records)`.
+    pub group_lag: BTreeMap<String, Vec<(String, u32, f64)>>,
 }
 
 const IN: usize = 0;
@@ -85,6 +89,19 @@ impl Counters {
             _ => None,
         };
         for s in series {
+            if s.name == "sluice_consumergroup_lag_records" {
+                if let (Some(g), Some(t), Some(p)) = (
+                    s.labels.get("group"),
+                    s.labels.get("topic"),
+                    s.labels.get("partition").and_then(|p| p.parse().ok()),
+                ) {
+                    c.group_lag
+                        .entry(t.clone())
+                        .or_default()
+                        .push((g.clone(), p, s.value));
+                }
+                continue;
+            }
             if let (Some(slot), Some(connector)) =
                 (connector_slot(&s.name), s.labels.get("connector"))
             {
@@ -150,7 +167,14 @@ pub fn snapshot(api: &RestApi, previous: Option<&Previous>) -> (Value, Previous)
             Role::Sink => graph::NodeKind::Sink,
         };
         let c = counters.connectors.get(&name).copied().unwrap_or_default();
-        let before = previous.and_then(|p| p.counters.connectors.get(&name).copied());
+        // A connector that had counted nothing yet has no series: zero, not unknown.
+        let before = previous.map(|p| {
+            p.counters
+                .connectors
+                .get(&name)
+                .copied()
+                .unwrap_or_default()
+        });
         let state = shapes::status(api, &name)
             .ok()
             .and_then(|s| s["connector"]["state"].as_str().map(String::from))
@@ -206,9 +230,24 @@ pub fn snapshot(api: &RestApi, previous: Option<&Previous>) -> (Value, Previous)
             let end = counters.topic_end(&name);
             let before = previous.map(|p| p.counters.topic_end(&name));
             let bytes: f64 = partitions.iter().filter_map(|p| p["bytes"].as_f64()).sum();
+            let settings = api
+                .data
+                .as_ref()
+                .and_then(|d| d.log.topic(&name).ok())
+                .map(|t| t.config.overrides.clone())
+                .unwrap_or_default();
+            let groups: Vec<Value> = counters
+                .group_lag
+                .get(&name)
+                .into_iter()
+                .flatten()
+                .map(|(g, p, lag)| json!({"group": g, "partition": p, "lag": lag}))
+                .collect();
             json!({
                 "name": name,
                 "internal": name.starts_with("__"),
+                "settings": settings,
+                "groups": groups,
                 "partitions": partitions,
                 "end": end,
                 "bytes": bytes,
@@ -288,6 +327,7 @@ sluice_sink_lag_records{pipeline=\"p\",connector=\"out\",topic=\"t\",partition=\
 sluice_log_end_offset{topic=\"t\",partition=\"0\"} 100
 sluice_log_end_offset{topic=\"t\",partition=\"1\"} 50
 sluice_log_size_bytes{topic=\"t\",partition=\"1\"} 4096
+sluice_consumergroup_lag_records{group=\"connect-out\",topic=\"t\",partition=\"1\"} 3
 ";
         let c = Counters::read(&parse_metrics(text));
         assert_eq!(c.connectors["src"][IN], 15.0);
@@ -296,6 +336,7 @@ sluice_log_size_bytes{topic=\"t\",partition=\"1\"} 4096
         assert_eq!(c.topic_end("t"), 150.0);
         assert_eq!(c.partitions[&("t".to_string(), 1)], [0.0, 50.0, 4096.0]);
         assert!(!c.partitions.contains_key(&("t".to_string(), 7)));
+        assert_eq!(c.group_lag["t"], vec![("connect-out".to_string(), 1, 3.0)]);
     }
 
     #[test]
