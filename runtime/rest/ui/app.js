@@ -47,8 +47,9 @@ function spark(key, label) {
   const h = history.get(key) || [];
   const w = 120, ht = 24;
   const max = Math.max(1, ...h);
+  const unit = key.startsWith("l") || key.startsWith("tl") ? "records behind" : "records/s";
   const pts = h.map((v, i) => `${(i * w) / Math.max(1, HISTORY - 1)},${ht - (v / max) * (ht - 2) - 1}`).join(" ");
-  return el("svg", { class: "spark", width: w, height: ht, viewBox: `0 0 ${w} ${ht}`, role: "img", "aria-label": `${label}: peak ${human(max)} records/s` },
+  return el("svg", { class: "spark", width: w, height: ht, viewBox: `0 0 ${w} ${ht}`, role: "img", "aria-label": `${label}: peak ${human(max)} ${unit}` },
     el("polyline", { points: pts }));
 }
 
@@ -208,7 +209,7 @@ function renderConnectors(snap) {
       el("td", { class: "num" }, human(c.rate_in)),
       el("td", { class: "num" }, human(c.rate_out)),
       el("td", {}, spark(`c:${c.name}`, `${c.name} records/s`)),
-      el("td", { class: "num" }, c.role === "sink" ? human(c.lag) : "–"),
+      el("td", { class: "num" }, c.role === "sink" ? [human(c.lag), " ", spark(`l:${c.name}`, `${c.name} lag`)] : "–"),
       el("td", { class: "num" }, human(c.errors)),
       el("td", { class: "num" }, human(c.dead_lettered)),
       el("td", { class: "num" }, human(c.restarts)),
@@ -278,7 +279,8 @@ function renderTopics(snap) {
       el("td", { class: "num" }, human(t.rate_in)),
       el("td", {}, spark(`t:${t.name}`, `${t.name} records/s`)),
       el("td", {}, Object.entries(t.settings || {}).map(([k, v]) => el("div", {}, `${k}=${v}`))),
-      el("td", { "data-groups": t.name }, (t.groups || []).map((g) => el("div", {}, `${g.group} p${g.partition}: ${human(g.lag)}`)))));
+      el("td", { "data-groups": t.name }, (t.groups || []).map((g) => el("div", {}, `${g.group} p${g.partition}: ${human(g.lag)}`)),
+        (t.groups || []).length ? spark(`tl:${t.name}`, `${t.name} consumer lag`) : null)));
   $("#topics tbody").replaceChildren(...rows);
 }
 
@@ -299,7 +301,11 @@ function renderReload(snap) {
 function render(snap) {
   last = snap;
   for (const c of snap.connectors) remember(`c:${c.name}`, c.role === "source" ? c.rate_out : c.rate_in);
-  for (const t of snap.topics) remember(`t:${t.name}`, t.rate_in);
+  for (const c of snap.connectors) if (c.role === "sink") remember(`l:${c.name}`, c.lag);
+  for (const t of snap.topics) {
+    remember(`t:${t.name}`, t.rate_in);
+    remember(`tl:${t.name}`, (t.groups || []).reduce((sum, g) => sum + g.lag, 0));
+  }
   $("#worker").textContent = `worker ${snap.worker.worker_id} · version ${snap.worker.version}`;
   const live = $("#live");
   if (!live.className.includes("error")) live.textContent = `live · ${new Date(snap.time_ms).toLocaleTimeString()}`;
