@@ -60,15 +60,16 @@ if ! need java || ! need mvn; then
 fi
 SLUICE_KAFKA_LIB="$(scripts/kafka-jars.sh)"
 export SLUICE_KAFKA_LIB
-# The dashboard's end-to-end test drives Debian's Chromium with playwright-core (npm).
-if ! need chromium; then
-  echo "== installing chromium (Debian package)"
+# The dashboard's end-to-end tests drive Debian's Chromium (playwright-core) and Firefox ESR
+# (puppeteer-core, WebDriver BiDi), both clients from npm.
+if ! need chromium || ! need firefox-esr; then
+  echo "== installing chromium and firefox-esr (Debian packages)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium firefox-esr
 fi
-if command -v npm >/dev/null 2>&1 && { [ ! -d tests/node/node_modules/kafkajs ] || [ ! -d tests/node/node_modules/playwright-core ]; }; then
-  echo "== installing kafkajs and playwright-core (npm)"
+if command -v npm >/dev/null 2>&1 && { [ ! -d tests/node/node_modules/kafkajs ] || [ ! -d tests/node/node_modules/playwright-core ] || [ ! -d tests/node/node_modules/puppeteer-core ]; }; then
+  echo "== installing kafkajs, playwright-core and puppeteer-core (npm)"
   npm ci --prefix tests/node --no-audit --no-fund --silent
 fi
 
