@@ -33,10 +33,10 @@ pub fn run(command: BenchCommand) -> Result<()> {
 }
 
 #[derive(Default)]
-struct Samples(Vec<f64>);
+pub(crate) struct Samples(pub(crate) Vec<f64>);
 
 impl Samples {
-    fn median(&self) -> f64 {
+    pub(crate) fn median(&self) -> f64 {
         let mut v = self.0.clone();
         v.sort_by(|a, b| a.total_cmp(b));
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)

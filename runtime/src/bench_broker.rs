@@ -208,6 +208,62 @@ fn latency(bootstrap: &str, topic: &str, rate: u64, duration: Duration) -> Resul
     Ok(samples)
 }
 
+/// `records` lines of `size` bytes (and a newline) in `path`: what kcat produces, one
+/// record per line.
+pub(crate) fn write_records(path: &std::path::Path, records: usize, size: usize) -> Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let value = "v".repeat(size);
+    for _ in 0..records {
+        writeln!(f, "{value}")?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// The broker serving a fresh log inside this process, on a free loopback port.
+pub(crate) struct InProcessBroker {
+    runtime: tokio::runtime::Runtime,
+    pub(crate) log: Log,
+    pub(crate) bootstrap: String,
+    stop: CancellationToken,
+    serving: tokio::task::JoinHandle<Result<(), sluice_broker::BrokerError>>,
+}
+
+impl InProcessBroker {
+    pub(crate) fn start(data_dir: &std::path::Path) -> Result<InProcessBroker> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let log = Log::open(data_dir, LogOptions::default())?;
+        let broker = runtime.block_on(Broker::open(
+            log.clone(),
+            BrokerConfig {
+                listen: "127.0.0.1:0".parse()?,
+                ..BrokerConfig::default()
+            },
+        ))?;
+        let state: Arc<BrokerState> = broker.state().clone();
+        let bootstrap = format!("127.0.0.1:{}", state.advertised.1);
+        let stop = CancellationToken::new();
+        let serving = runtime.spawn(broker.serve(stop.clone()));
+        Ok(InProcessBroker {
+            runtime,
+            log,
+            bootstrap,
+            stop,
+            serving,
+        })
+    }
+
+    /// Stops serving and closes the log cleanly.
+    pub(crate) fn close(self) -> Result<()> {
+        self.stop.cancel();
+        let _ = self.runtime.block_on(self.serving);
+        self.log.close()?;
+        Ok(())
+    }
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -220,28 +276,9 @@ pub fn run(args: BrokerBenchArgs) -> Result<()> {
         .prefix(".sluice-bench-broker-")
         .tempdir_in(&args.dir)?;
     let input = work.path().join("records.txt");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&input)?);
-        let value = "v".repeat(args.record_size);
-        for _ in 0..args.records {
-            writeln!(f, "{value}")?;
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let log = Log::open(work.path().join("data"), LogOptions::default())?;
-    let broker = runtime.block_on(Broker::open(
-        log.clone(),
-        BrokerConfig {
-            listen: "127.0.0.1:0".parse()?,
-            ..BrokerConfig::default()
-        },
-    ))?;
-    let state: Arc<BrokerState> = broker.state().clone();
-    let bootstrap = format!("127.0.0.1:{}", state.advertised.1);
-    let stop = CancellationToken::new();
-    let serving = runtime.spawn(broker.serve(stop.clone()));
+    write_records(&input, args.records, args.record_size)?;
+    let broker = InProcessBroker::start(&work.path().join("data"))?;
+    let (log, bootstrap) = (broker.log.clone(), broker.bootstrap.clone());
 
     let n = args.records as f64;
     let mb = (args.records * args.record_size) as f64 / 1e6;
@@ -280,8 +317,5 @@ pub fn run(args: BrokerBenchArgs) -> Result<()> {
             samples.last().copied().unwrap_or(0.0)
         );
     }
-    stop.cancel();
-    let _ = runtime.block_on(serving);
-    log.close()?;
-    Ok(())
+    broker.close()
 }

@@ -15,18 +15,17 @@
 //! Durability differs and is printed: Kafka acknowledges `acks=all` once the record is in
 //! its page cache (it relies on replicas, and one node has none), Sluice once it is fsynced.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sluice_broker::{Broker, BrokerConfig};
-use sluice_log::{Log, LogOptions};
-use tokio_util::sync::CancellationToken;
 
-use crate::bench_broker::{kcat_available, timed_consume, timed_produce};
+use crate::bench::Samples;
+use crate::bench_broker::{
+    kcat_available, timed_consume, timed_produce, write_records, InProcessBroker,
+};
 use crate::cli::KafkaBenchArgs;
 
 const LOG4J: &str = "status=warn\nappender.c.type=Console\nappender.c.name=OUT\nappender.c.layout.type=PatternLayout\nappender.c.layout.pattern=[%d] %p %m (%c)%n\nrootLogger.level=INFO\nrootLogger.appenderRef.c.ref=OUT\n";
@@ -210,17 +209,6 @@ fn parse_consumer(out: &str) -> Result<f64> {
         .with_context(|| format!("fetch.nMsg.sec in `{row}`"))
 }
 
-#[derive(Default)]
-struct Column(Vec<f64>);
-
-impl Column {
-    fn median(&self) -> f64 {
-        let mut v = self.0.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    }
-}
-
 const ROWS: [&str; 7] = [
     "Java producer, acks=all, idempotent: records/s",
     "  latency p50 (ms) at a fixed rate",
@@ -341,27 +329,9 @@ pub fn run(args: KafkaBenchArgs) -> Result<()> {
     let log4j = work.path().join("tools-log4j2.properties");
     std::fs::write(&log4j, LOG4J.replace("INFO", "WARN"))?;
     let input = work.path().join("records.txt");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&input)?);
-        let value = "v".repeat(args.record_size);
-        for _ in 0..args.records {
-            writeln!(f, "{value}")?;
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let log = Log::open(work.path().join("sluice"), LogOptions::default())?;
-    let broker = runtime.block_on(Broker::open(
-        log.clone(),
-        BrokerConfig {
-            listen: "127.0.0.1:0".parse()?,
-            ..BrokerConfig::default()
-        },
-    ))?;
-    let sluice = format!("127.0.0.1:{}", broker.state().advertised.1);
-    let stop = CancellationToken::new();
-    let serving = runtime.spawn(broker.serve(stop.clone()));
+    write_records(&input, args.records, args.record_size)?;
+    let broker = InProcessBroker::start(&work.path().join("sluice"))?;
+    let sluice = broker.bootstrap.clone();
     let kafka = KafkaNode::start(&args.kafka_lib, &work.path().join("kafka"))?;
     let version = std::fs::read_dir(&args.kafka_lib)?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -388,13 +358,10 @@ pub fn run(args: KafkaBenchArgs) -> Result<()> {
     };
     for (bootstrap, tag) in [(&sluice, "warm-s"), (&kafka.bootstrap, "warm-k")] {
         let small = work.path().join("warm.txt");
-        std::fs::write(
-            &small,
-            format!("{}\n", "v".repeat(args.record_size)).repeat(warm.records),
-        )?;
+        write_records(&small, warm.records, args.record_size)?;
         workloads(&warm, &log4j, &small, bootstrap, tag)?;
     }
-    let mut columns: [[Column; 7]; 2] = Default::default();
+    let mut columns: [[Samples; 7]; 2] = Default::default();
     for round in 0..args.rounds {
         for (side, bootstrap) in [&sluice, &kafka.bootstrap].into_iter().enumerate() {
             let tag = format!("r{round}-{}", ["s", "k"][side]);
@@ -429,10 +396,7 @@ pub fn run(args: KafkaBenchArgs) -> Result<()> {
     }
     println!("(ratio above 1: Sluice ahead; for latency rows it is Kafka's ÷ Sluice's)");
     drop(kafka);
-    stop.cancel();
-    let _ = runtime.block_on(serving);
-    log.close()?;
-    Ok(())
+    broker.close()
 }
 
 #[cfg(test)]

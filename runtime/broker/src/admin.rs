@@ -251,6 +251,21 @@ pub(crate) async fn create_partitions(
     resp
 }
 
+/// One resource's answer to AlterConfigs or IncrementalAlterConfigs: two message types of
+/// the same shape.
+macro_rules! alter_response {
+    ($ty:ty, $res:expr, $outcome:expr) => {{
+        let mut r = <$ty>::default();
+        r.resource_type = $res.resource_type;
+        r.resource_name = $res.resource_name.clone();
+        if let Err((code, message)) = $outcome {
+            r.error_code = code;
+            r.error_message = Some(sb(&message));
+        }
+        r
+    }};
+}
+
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
@@ -378,14 +393,11 @@ pub(crate) async fn incremental_alter_configs(
             apply_incremental(o, &res.configs)
         })
         .await;
-        let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
-        r.resource_type = res.resource_type;
-        r.resource_name = res.resource_name.clone();
-        if let Err((code, message)) = outcome {
-            r.error_code = code;
-            r.error_message = Some(sb(&message));
-        }
-        resp.responses.push(r);
+        resp.responses.push(alter_response!(
+            incremental_alter_configs_response::AlterConfigsResourceResponse,
+            res,
+            outcome
+        ));
     }
     resp
 }
@@ -409,14 +421,11 @@ pub(crate) async fn alter_configs(ctx: &Ctx, req: AlterConfigsRequest) -> AlterC
             Ok(())
         })
         .await;
-        let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
-        r.resource_type = res.resource_type;
-        r.resource_name = res.resource_name.clone();
-        if let Err((code, message)) = outcome {
-            r.error_code = code;
-            r.error_message = Some(sb(&message));
-        }
-        resp.responses.push(r);
+        resp.responses.push(alter_response!(
+            alter_configs_response::AlterConfigsResourceResponse,
+            res,
+            outcome
+        ));
     }
     resp
 }
