@@ -176,3 +176,22 @@ async fn without_a_registry_the_schemas_view_says_so() {
         .unwrap()
         .contains("no schema registry"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_sits_behind_the_apis_authentication() {
+    let f = fixture();
+    let auth: sluice_listeners::auth::AuthConfig =
+        serde_json::from_value(serde_json::json!({"bearer_tokens": ["s3cret"]})).unwrap();
+    let app = crate::router_with_auth(f.api.clone(), auth);
+    for uri in ["/ui", "/ui/snapshot", "/ui/events", "/ui/schemas"] {
+        let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    let req = Request::builder()
+        .uri("/ui")
+        .header(header::AUTHORIZATION, "Bearer s3cret")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::OK);
+}

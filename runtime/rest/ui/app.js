@@ -146,6 +146,8 @@ function renderGraph(snap) {
   for (const n of g.nodes) {
     const state = nodeState(snap, n);
     let sub = state;
+    const conn = snap.connectors.find((x) => x.name === n.label && x.role === n.kind);
+    if (conn && conn.errors > 0) sub = `${state} · ${human(conn.errors)} errors`;
     if (n.kind === "topic") {
       const t = snap.topics.find((x) => x.name === n.label);
       sub = t ? `${human(t.end)} records` : "topic";

@@ -67,6 +67,9 @@ pub struct Counters {
     pub group_lag: BTreeMap<String, Vec<(String, u32, f64)>>,
 }
 
+/// Topic settings shown even when they have their default value.
+const ALWAYS_SHOWN: &[&str] = &["cleanup.policy", "retention.ms", "retention.bytes"];
+
 const IN: usize = 0;
 const OUT: usize = 1;
 
@@ -230,11 +233,21 @@ pub fn snapshot(api: &RestApi, previous: Option<&Previous>) -> (Value, Previous)
             let end = counters.topic_end(&name);
             let before = previous.map(|p| p.counters.topic_end(&name));
             let bytes: f64 = partitions.iter().filter_map(|p| p["bytes"].as_f64()).sum();
-            let settings = api
+            // What a reader asks first (how long data stays, whether it is compacted), in
+            // effect even when defaulted, then every other setting the topic overrides.
+            let settings: BTreeMap<String, String> = api
                 .data
                 .as_ref()
                 .and_then(|d| d.log.topic(&name).ok())
-                .map(|t| t.config.overrides.clone())
+                .map(|t| {
+                    t.config
+                        .entries()
+                        .into_iter()
+                        .filter(|(k, _)| {
+                            ALWAYS_SHOWN.contains(&k.as_str()) || t.config.is_override(k)
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             let groups: Vec<Value> = counters
                 .group_lag
