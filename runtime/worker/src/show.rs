@@ -59,12 +59,17 @@ mod tests {
             show(Some(&[0xff, 0x00]), none),
             (json!({"hex": "ff00"}), None)
         );
-        let framed = [0u8, 0, 0, 0, 7, 2];
+        let framed = [0u8, 0, 0, 0, 7, 0xfe];
         assert_eq!(
             show(Some(&framed), |_| Some((json!({"n": 1}), 7))),
             (json!({"n": 1}), Some(7))
         );
-        assert_eq!(show(Some(&framed), none).0, json!({"hex": "000000000702"}));
+        // Not decodable and not UTF-8: hex. (Control characters alone are valid UTF-8 text.)
+        assert_eq!(show(Some(&framed), none).0, json!({"hex": "0000000007fe"}));
+        assert_eq!(
+            show(Some(&[0, 0, 0, 0, 7, 2]), none).0,
+            json!("\0\0\0\0\u{7}\u{2}")
+        );
         let h = headers(&[(b"k".to_vec(), Some(b"v".to_vec())), (b"n".to_vec(), None)]);
         assert_eq!(Value::Object(h), json!({"k": "v", "n": null}));
     }
