@@ -54,19 +54,22 @@ public class AdminCalls {
                 Config c = admin.describeConfigs(List.of(t)).all().get().get(t);
                 return "cleanup.policy=" + c.get("cleanup.policy").value();
             });
+            // Recent timestamps: records older than a topic's retention (7 days by default) may
+            // be deleted by the broker at any moment, on Kafka as on Sluice.
+            final long base = System.currentTimeMillis() - 120_000L;
             try (Producer<String, String> producer = new KafkaProducer<>(Map.of(
                     ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap,
                     ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName(),
                     ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName()))) {
                 for (int i = 0; i < 30; i++) {
-                    producer.send(new ProducerRecord<>("admin-a", i % 3, 1_700_000_000_000L + i * 1000L, "k" + i, "v" + i)).get();
+                    producer.send(new ProducerRecord<>("admin-a", i % 3, base + i * 1000L, "k" + i, "v" + i)).get();
                 }
             }
             TopicPartition a0 = new TopicPartition("admin-a", 0);
             call("listOffsets", () -> {
                 long earliest = admin.listOffsets(Map.of(a0, OffsetSpec.earliest())).all().get().get(a0).offset();
                 long latest = admin.listOffsets(Map.of(a0, OffsetSpec.latest())).all().get().get(a0).offset();
-                long byTime = admin.listOffsets(Map.of(a0, OffsetSpec.forTimestamp(1_700_000_000_000L + 4_500L))).all().get().get(a0).offset();
+                long byTime = admin.listOffsets(Map.of(a0, OffsetSpec.forTimestamp(base + 4_500L))).all().get().get(a0).offset();
                 return "earliest=" + earliest + " latest=" + latest + " forTimestamp=" + byTime;
             });
             TopicPartition a1 = new TopicPartition("admin-a", 1);
