@@ -35,13 +35,13 @@ fn free_port() -> Result<u16> {
 }
 
 /// One Apache Kafka node in a child JVM; killed when dropped.
-struct KafkaNode {
+pub(crate) struct KafkaNode {
     child: Child,
-    bootstrap: String,
+    pub(crate) bootstrap: String,
 }
 
 impl KafkaNode {
-    fn start(lib: &Path, dir: &Path) -> Result<KafkaNode> {
+    pub(crate) fn start(lib: &Path, dir: &Path) -> Result<KafkaNode> {
         let (port, controller) = (free_port()?, free_port()?);
         std::fs::create_dir_all(dir)?;
         let props = dir.join("server.properties");

@@ -78,6 +78,7 @@ fn run_once(
     input: &std::path::Path,
     format: &str,
     records: usize,
+    kafka: Option<&str>,
 ) -> Result<f64> {
     // Every run counts into metrics, as `sluice run` does, but the one that measures them.
     let (format, metrics) = match format.strip_suffix("-no-metrics") {
@@ -125,8 +126,29 @@ fn run_once(
     let base = work.join(run_dir);
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("in"))?;
+    // On Kafka every run has its own topic and groups (the cluster outlives the runs), and
+    // the topic keeps Kafka's defaults (its flush settings are the broker's business).
+    static KAFKA_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let (runtime, topic, topic_config) = match kafka {
+        Some(servers) => {
+            let n = KAFKA_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (
+                format!(
+                    "{{ data_dir: {}/data, kafka: {{ bootstrap_servers: \"{servers}\", group: bench-{n} }} }}",
+                    base.display()
+                ),
+                format!("t{n}"),
+                String::new(),
+            )
+        }
+        None => (
+            format!("{{ data_dir: {}/data }}", base.display()),
+            "t".to_string(),
+            "config: { flush.messages: -1, flush.ms: 1000 }".to_string(),
+        ),
+    };
     let yaml = format!(
-        "runtime: {{ data_dir: {b}/data }}\ntopics: {{ t: {{ config: {{ flush.messages: -1, flush.ms: 1000 }} }} }}\nsources:\n  s: {{ type: file, topic: t, {source}, path: {b}/in/*.{ext}, poll_interval: 10ms }}\nsinks:\n  k: {{ type: file, topics: [t], {sink}, path: {b}/out, roll_bytes: 67108864, roll_interval: 20ms }}\n",
+        "runtime: {runtime}\ntopics: {{ {topic}: {{ {topic_config} }} }}\nsources:\n  s: {{ type: file, topic: {topic}, {source}, path: {b}/in/*.{ext}, poll_interval: 10ms }}\nsinks:\n  k: {{ type: file, topics: [{topic}], {sink}, path: {b}/out, roll_bytes: 67108864, roll_interval: 20ms }}\n",
         b = base.display()
     );
     let registry = crate::run::builtin_connectors()?;
@@ -139,8 +161,15 @@ fn run_once(
             maintenance_interval: None,
         },
     )?;
+    let kafka = match &pipeline.kafka {
+        Some(settings) => Some(std::sync::Arc::new(
+            sluice_worker::on_kafka::KafkaRuntime::connect(settings.clone())?,
+        )),
+        None => None,
+    };
     let options = WorkerOptions {
         metrics: metrics.then(|| std::sync::Arc::new(WorkerMetrics::new("bench"))),
+        kafka,
         ..Default::default()
     };
     let worker = Worker::start(&pipeline, &registry, &log, options)?;
@@ -193,7 +222,7 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
         let [format] = args.runs.as_slice() else {
             bail!("--once takes exactly one run");
         };
-        run_once(work.path(), &input, format, args.records)?;
+        run_once(work.path(), &input, format, args.records, None)?;
         return Ok(());
     }
     let bytes = std::fs::metadata(&input)?.len() as f64;
@@ -206,6 +235,17 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
     // files are removed before the next, so page-cache pressure stays alike.
     let mut cp_times = Vec::new();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    let mut kafka_times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    let kafka_node = if args.on_kafka {
+        let lib = args.kafka_lib.as_ref().context(
+            "--on-kafka needs Apache Kafka's jars: --kafka-lib or SLUICE_KAFKA_LIB (scripts/kafka-jars.sh prints the folder)",
+        )?;
+        let node = crate::bench_kafka::KafkaNode::start(lib, &work.path().join("kafka"))?;
+        println!("Apache Kafka node at {}", node.bootstrap);
+        Some(node)
+    } else {
+        None
+    };
     // A run writes the log and the output (two copies of the input), `cp` one: the scratch
     // file covers both with room to spare.
     let settle = || prepare_page_cache(&args.page_cache, work.path(), 3 * bytes as usize);
@@ -225,8 +265,20 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
         std::fs::remove_file(&copy)?;
         for (i, (format, _)) in runs.iter().enumerate() {
             settle()?;
-            times[i].push(run_once(work.path(), &input, format, args.records)?);
+            times[i].push(run_once(work.path(), &input, format, args.records, None)?);
             std::fs::remove_dir_all(work.path().join(format!("run-{format}")))?;
+            if let Some(node) = &kafka_node {
+                settle()?;
+                let secs = run_once(
+                    work.path(),
+                    &input,
+                    format,
+                    args.records,
+                    Some(&node.bootstrap),
+                )?;
+                kafka_times[i].push(secs);
+                std::fs::remove_dir_all(work.path().join(format!("run-{format}")))?;
+            }
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -249,6 +301,16 @@ pub fn run(args: PipelineBenchArgs) -> Result<()> {
             _ => {}
         }
         println!("{label:<40} {:>12.0} {:>9.1}", n / secs, mb / secs);
+        if kafka_node.is_some() {
+            let on_kafka = median(&mut kafka_times[i]);
+            println!(
+                "{:<40} {:>12.0} {:>9.1}   (on Kafka / embedded: {:.2})",
+                format!("{label}, on Kafka"),
+                n / on_kafka,
+                mb / on_kafka,
+                secs / on_kafka
+            );
+        }
     }
     if let Some(bytes_run) = bytes_run {
         println!("bytes pass-through / cp: {:.2}", cp / bytes_run);

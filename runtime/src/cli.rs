@@ -403,6 +403,15 @@ pub struct PipelineBenchArgs {
     /// the sizes, so start-up is left out) beside the totals. Needs valgrind.
     #[arg(long)]
     pub instructions: bool,
+    /// Every run also on one Apache Kafka node started from the jars in `--kafka-lib`
+    /// (`runtime.kafka`: the topic, source positions and sink group on the cluster), in the
+    /// same rounds, with the ratio of each to the embedded log.
+    #[arg(long)]
+    pub on_kafka: bool,
+    /// Apache Kafka's classpath directory (what `scripts/kafka-jars.sh` prints), for
+    /// `--on-kafka`.
+    #[arg(long, env = "SLUICE_KAFKA_LIB")]
+    pub kafka_lib: Option<PathBuf>,
     /// (Internal, for --instructions) run one pipeline once and exit.
     #[arg(long, hide = true)]
     pub once: bool,

@@ -196,6 +196,19 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
         }
         None => None,
     };
+    // On a Kafka cluster the pipelines' topics, source positions and sink groups are the
+    // cluster's; a cluster that does not answer stops `sluice run` here.
+    let kafka = match &pipeline.kafka {
+        Some(settings) => {
+            let k = sluice_worker::on_kafka::KafkaRuntime::connect(settings.clone())?;
+            println!(
+                "on the Kafka cluster at {} as group {}",
+                settings.bootstrap_servers, settings.group
+            );
+            Some(Arc::new(k))
+        }
+        None => None,
+    };
     let worker = Arc::new(Worker::start(
         &pipeline,
         &registry,
@@ -204,6 +217,7 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
             schemas: schemas.clone(),
             observer: Some(print_events()),
             metrics: Some(Arc::new(metrics)),
+            kafka,
         },
     )?);
     for problem in worker.restore_problems() {

@@ -128,6 +128,81 @@ class KafkaNode:
             self.proc.wait(timeout=30)
 
 
+class KafkaCluster:
+    """Three combined broker/controller Apache Kafka nodes (KRaft, a static quorum) on free
+    loopback ports, replication factor 3 and `min.insync.replicas=2` by default: the cluster
+    the failure tests kill a broker of."""
+
+    def __init__(self, lib: str, work: str, nodes: int = 3):
+        self.lib, self.work = lib, Path(work)
+        self.ports = [free_port() for _ in range(nodes)]
+        self.controllers = [free_port() for _ in range(nodes)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, c in enumerate(self.controllers))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.log4j = self.work / "log4j2.properties"
+        self.log4j.write_text(
+            "status=warn\nappender.c.type=Console\nappender.c.name=OUT\nappender.c.layout.type=PatternLayout\n"
+            "appender.c.layout.pattern=[%d] %p %m (%c)%n\nrootLogger.level=INFO\nrootLogger.appenderRef.c.ref=OUT\n")
+        self.props = []
+        for i, (port, controller) in enumerate(zip(self.ports, self.controllers)):
+            props = self.work / f"node{i + 1}.properties"
+            props.write_text(
+                f"process.roles=broker,controller\nnode.id={i + 1}\ncontroller.quorum.voters={voters}\n"
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n"
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n"
+                "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+                f"log.dirs={self.work / f'data{i + 1}'}\nnum.partitions=1\ndefault.replication.factor={nodes}\n"
+                f"offsets.topic.replication.factor={nodes}\ntransaction.state.log.replication.factor={nodes}\n"
+                f"min.insync.replicas={min(2, nodes)}\ntransaction.state.log.min.isr={min(2, nodes)}\n"
+                "group.initial.rebalance.delay.ms=0\nnum.network.threads=2\nnum.io.threads=2\n")
+            self.props.append(props)
+        self.procs = [None] * nodes
+
+    def _java(self, *args):
+        return subprocess.run(["java", f"-Dlog4j2.configurationFile=file:{self.log4j}", "-cp", f"{self.lib}/*", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    def start(self):
+        cluster_id = self._java("kafka.tools.StorageTool", "random-uuid").stdout.strip()
+        for props in self.props:
+            formatted = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props))
+            assert formatted.returncode == 0, f"formatting Kafka's storage failed: {formatted.stdout}{formatted.stderr}"
+        for i in range(len(self.props)):
+            self.start_node(i)
+        for i in range(len(self.props)):
+            self.wait_started(i)
+        return self
+
+    def node_log(self, i) -> Path:
+        return self.work / f"node{i + 1}.log"
+
+    def start_node(self, i):
+        log = open(self.node_log(i), "ab")
+        self.procs[i] = subprocess.Popen(
+            ["java", "-Xms384m", "-Xmx384m", "-XX:+UseG1GC", f"-Dlog4j2.configurationFile=file:{self.log4j}",
+             f"-Dkafka.logs.dir={self.work / f'logs{i + 1}'}", "-cp", f"{self.lib}/*", "kafka.Kafka", str(self.props[i])],
+            stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_started(self, i):
+        wait_until(lambda: "Kafka Server started" in self.node_log(i).read_text(errors="replace")
+                   or self.procs[i].poll() is not None, timeout=120, what=f"Kafka node {i + 1} to start")
+        assert self.procs[i].poll() is None, self.node_log(i).read_text(errors="replace")[-3000:]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def kill9_node(self, i):
+        if self.procs[i] and self.procs[i].poll() is None:
+            self.procs[i].kill()
+            self.procs[i].wait(timeout=30)
+
+    def kill9(self):
+        for i in range(len(self.procs)):
+            self.kill9_node(i)
+
+
 @pytest.fixture
 def broker():
     tmp = tempfile.mkdtemp(prefix="sluice-broker-test-")

@@ -35,6 +35,7 @@ use crate::yaml::{load, Kind, Node, Pos};
 
 mod connector;
 mod flat;
+mod kafka;
 mod rest;
 mod transform_chain;
 
@@ -264,6 +265,8 @@ pub struct Pipeline {
     pub registry: Option<RegistryListener>,
     /// `None`: `runtime.rest.enabled: false`.
     pub rest: Option<RestListener>,
+    /// `runtime.kafka`: run on this Apache Kafka cluster instead of the embedded log.
+    pub kafka: Option<sluice_kafka::KafkaSettings>,
     pub plugin_path: Vec<PathBuf>,
     pub topics: BTreeMap<String, (u32, TopicConfig)>,
     pub sources: Vec<ConnectorPlan>,
@@ -663,6 +666,7 @@ pub fn parse_pipeline(
         broker: None,
         registry: None,
         rest: Some(RestListener::default()),
+        kafka: None,
         plugin_path: Vec::new(),
         topics: BTreeMap::new(),
         sources: Vec::new(),
@@ -679,13 +683,14 @@ pub fn parse_pipeline(
     );
     let mut reads: Vec<(String, String, Pos)> = Vec::new();
     let mut names: BTreeMap<String, Pos> = BTreeMap::new();
+    let mut kafka_pos: Option<Pos> = None;
     for (key, node, _) in &top {
         match *key {
             "runtime" => {
-                for (k, v, _) in c.mapping(
+                for (k, v, kpos) in c.mapping(
                     node,
                     "`runtime`",
-                    Some(&["data_dir", "broker", "registry", "rest"]),
+                    Some(&["data_dir", "broker", "registry", "rest", "kafka"]),
                 ) {
                     match k {
                         "data_dir" => {
@@ -696,8 +701,15 @@ pub fn parse_pipeline(
                         "broker" => pipeline.broker = c.broker_listener(v),
                         "registry" => pipeline.registry = c.registry_listener(v),
                         "rest" => pipeline.rest = c.rest_listener(v),
+                        "kafka" => {
+                            pipeline.kafka = c.kafka_settings(v);
+                            kafka_pos = Some(kpos);
+                        }
                         _ => {}
                     }
+                }
+                if let (Some(pos), Some(_)) = (kafka_pos, &pipeline.broker) {
+                    c.err(pos, "`runtime.kafka` runs the pipelines on a Kafka cluster, and `runtime.broker` serves the embedded log: remove one (clients read the cluster's topics from the cluster)");
                 }
             }
             "plugin_path" => match &node.kind {

@@ -51,6 +51,7 @@ pub mod convert;
 pub mod metrics;
 pub mod metrics_text;
 pub mod offsets;
+pub mod on_kafka;
 pub mod partitioner;
 pub mod plugins;
 pub mod run;

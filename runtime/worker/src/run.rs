@@ -72,6 +72,8 @@ pub enum WorkerError {
     NotBuilt(String),
     #[error("schema registry: {0}")]
     Schemas(String),
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Where a record failed, as its dead-letter copy's `sluice.error.stage` says.
@@ -169,12 +171,17 @@ struct SourceCtx<'a> {
     base: &'a Ctx,
     encoders: &'a Sides<Encoder>,
     topic: &'a str,
+    /// On a Kafka cluster: the index of the task's lease (it runs only while this worker
+    /// holds it).
+    lease: Option<u32>,
 }
 
 /// What a sink task's loop holds beyond the shared [`Ctx`]: its decoders.
 struct SinkCtx<'a> {
     base: &'a Ctx,
     decoders: &'a Sides<Decoder>,
+    /// The topics the sink reads (on a Kafka cluster, its consumer subscribes to them).
+    topics: &'a [String],
 }
 
 impl std::ops::Deref for SourceCtx<'_> {
@@ -198,6 +205,8 @@ struct Ctx {
     name: String,
     task: String,
     log: Log,
+    /// The cluster the task's topics are on, when the worker runs on Kafka.
+    kafka: Option<Arc<crate::on_kafka::KafkaRuntime>>,
     control: Arc<TaskControl>,
     observer: Option<Observer>,
     errors: ErrorPolicy,
@@ -340,8 +349,7 @@ impl Ctx {
         );
         headers.extend(extra_headers.iter().cloned());
         let now = sluice_log::now_ms();
-        let mut b = BatchBuilder::new();
-        b.push(&Record {
+        let record = Record {
             key: None,
             value: original,
             timestamp: now,
@@ -349,7 +357,26 @@ impl Ctx {
                 .iter()
                 .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
                 .collect(),
-        });
+        };
+        if let Some(kafka) = &self.kafka {
+            return match kafka.dead_letter(dlq, original, &record.headers, now) {
+                Ok(()) => {
+                    if let Some(m) = &self.metrics {
+                        m.dead_letter.inc();
+                    }
+                    true
+                }
+                Err(e) => {
+                    self.fail_with(TaskError::new(
+                        Stage::DeadLetter,
+                        format!("cannot write to the dead-letter topic `{dlq}`: {e}"),
+                    ));
+                    false
+                }
+            };
+        }
+        let mut b = BatchBuilder::new();
+        b.push(&record);
         match self
             .log
             .partition(dlq, 0)

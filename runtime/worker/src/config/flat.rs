@@ -487,6 +487,7 @@ pub fn parse_flat_connector(
                 broker: None,
                 registry: None,
                 rest: None,
+                kafka: None,
                 plugin_path: Vec::new(),
                 topics: BTreeMap::new(),
                 sources: sources.to_vec(),

@@ -55,6 +55,12 @@ impl Worker {
         initial: State,
     ) -> Result<bool, ControlError> {
         let _one_change_at_a_time = lock(&self.config_lock);
+        if self.builder.kafka.is_some() {
+            return Err(ControlError::Refused {
+                connector: name.to_string(),
+                message: "connectors created over the REST API are not kept on the Kafka cluster yet (Kafka Connect's configs topic is not built): declare the connector in the pipeline file of every worker".into(),
+            });
+        }
         let existing = self.read_units().get(name).cloned();
         match &existing {
             Some(_) if create_only => return Err(ControlError::Exists(name.to_string())),

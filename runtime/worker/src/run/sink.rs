@@ -1,8 +1,9 @@
 //! A sink task's loop: read its partitions from the log, decode and transform, `put` in
 //! batches, `flush` at least every SINK_FLUSH_EVERY, and commit what the sink made durable.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 use sluice_connector_sdk::connector::{
@@ -11,7 +12,11 @@ use sluice_connector_sdk::connector::{
 use sluice_connector_sdk::data::Payload;
 use sluice_connector_sdk::plugin::wire;
 use sluice_connector_sdk::Bytes;
-use sluice_log::{LogError, OffsetCommit};
+use sluice_kafka::SinkConsumer;
+use sluice_log::OffsetCommit;
+
+/// How long a read from a cluster waits for records when there are none.
+const SINK_CLUSTER_WAIT: Duration = Duration::from_millis(50);
 
 use super::{
     raw, Ctx, RecordOrigin, RecordStage, SinkCtx, Stage, SINK_FLUSH_EVERY, SINK_IDLE_WAIT,
@@ -56,7 +61,64 @@ fn group(name: &str) -> String {
     format!("connect-{name}")
 }
 
-fn commit_sink(ctx: &Ctx, durable: &[(TopicPartition, i64)]) -> Result<(), LogError> {
+/// Where a sink task reads: its partitions of the embedded log, or the partitions its
+/// consumer group gives its consumer on a Kafka cluster.
+enum Reader {
+    Log,
+    Kafka {
+        consumer: Box<SinkConsumer>,
+        /// The partitions the task has open.
+        assigned: BTreeSet<(String, i32)>,
+    },
+}
+
+impl Reader {
+    fn new(ctx: &SinkCtx) -> Result<Reader, String> {
+        let Some(k) = &ctx.kafka else {
+            return Ok(Reader::Log);
+        };
+        let consumer = k
+            .cluster
+            .sink_consumer(
+                &group(&ctx.name),
+                &format!("sluice-{}", ctx.task),
+                ctx.topics,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(Reader::Kafka {
+            consumer: Box::new(consumer),
+            assigned: BTreeSet::new(),
+        })
+    }
+
+    /// The partitions to close when the task ends.
+    fn open_partitions(&self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+        match self {
+            Reader::Log => partitions.to_vec(),
+            Reader::Kafka { assigned, .. } => assigned.iter().map(tp_of).collect(),
+        }
+    }
+}
+
+fn tp_of((topic, partition): &(String, i32)) -> TopicPartition {
+    TopicPartition {
+        topic: topic.clone(),
+        partition: *partition,
+    }
+}
+
+fn commit_sink(
+    ctx: &Ctx,
+    reader: &Reader,
+    durable: &[(TopicPartition, i64)],
+) -> Result<(), String> {
+    if let Reader::Kafka { consumer, .. } = reader {
+        let positions: HashMap<(String, i32), i64> = durable
+            .iter()
+            .map(|(tp, next)| ((tp.topic.clone(), tp.partition), *next))
+            .collect();
+        return consumer.commit(&positions).map_err(|e| e.to_string());
+    }
     let commits: Vec<OffsetCommit> = durable
         .iter()
         .map(|(tp, next)| OffsetCommit {
@@ -67,7 +129,9 @@ fn commit_sink(ctx: &Ctx, durable: &[(TopicPartition, i64)]) -> Result<(), LogEr
             metadata: String::new(),
         })
         .collect();
-    ctx.log.commit_offsets(&group(&ctx.name), &commits)
+    ctx.log
+        .commit_offsets(&group(&ctx.name), &commits)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs a sink task until it is asked to stop or fails (the failure is in `ctx`). Either way
@@ -78,9 +142,19 @@ pub(super) fn sink_loop(
     mut task: Box<dyn SinkTask>,
     partitions: Vec<TopicPartition>,
 ) {
-    let opened = run_sink(ctx, &mut task, &partitions);
+    let mut reader = match Reader::new(ctx) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.fail(Stage::Start, e);
+            if let Err(e) = task.stop() {
+                tracing::warn!(connector = %ctx.name, task = %ctx.task, error = %e, "the sink did not stop cleanly");
+            }
+            return;
+        }
+    };
+    let opened = run_sink(ctx, &mut task, &partitions, &mut reader);
     if opened {
-        if let Err(e) = task.close(partitions.clone()) {
+        if let Err(e) = task.close(reader.open_partitions(&partitions)) {
             tracing::warn!(connector = %ctx.name, task = %ctx.task, error = %e, "the sink did not close its partitions cleanly");
         }
         if !ctx.failed() {
@@ -88,7 +162,7 @@ pub(super) fn sink_loop(
                 Ok(durable) => {
                     if !dead_letter_refused(ctx, task.as_mut()) {
                         // The failure is recorded; nothing past the refused records commits.
-                    } else if let Err(e) = commit_sink(ctx, &durable) {
+                    } else if let Err(e) = commit_sink(ctx, &reader, &durable) {
                         ctx.fail(Stage::Commit, format!("committing sink positions: {e}"));
                     }
                 }
@@ -102,8 +176,14 @@ pub(super) fn sink_loop(
 }
 
 /// The loop; `false` when the partitions could not be opened.
-fn run_sink(ctx: &SinkCtx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPartition]) -> bool {
-    let overrides = match ctx.retry("open", || task.open(partitions.to_vec())) {
+fn run_sink(
+    ctx: &SinkCtx,
+    task: &mut Box<dyn SinkTask>,
+    partitions: &[TopicPartition],
+    reader: &mut Reader,
+) -> bool {
+    // On a cluster, partitions are opened as the group assigns them.
+    let overrides = match ctx.retry("open", || task.open(reader.open_partitions(partitions))) {
         Ok(o) => o,
         Err(e) => {
             ctx.fail(Stage::Start, e);
@@ -154,7 +234,7 @@ fn run_sink(ctx: &SinkCtx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPart
     while !ctx.control.should_stop() {
         if ctx.control.is_paused() {
             // Nothing is read while paused; what was put is flushed and committed first.
-            if !flush_and_commit(ctx, task.as_mut(), &mut last_committed) {
+            if !flush_and_commit(ctx, task.as_mut(), &mut last_committed, reader) {
                 return true;
             }
             ctx.control.wait_while_paused();
@@ -166,23 +246,44 @@ fn run_sink(ctx: &SinkCtx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPart
         // A sink that takes encoded batches (a plugin) gets one written straight from what
         // was read, when nothing changes the records on the way.
         let mut encoded = (encoded_path).then(|| wire::SinkBatchWriter::new(&mut encoded_batch));
-        for tp in partitions {
-            let Ok(p) = ctx.log.partition(&tp.topic, tp.partition) else {
-                continue;
-            };
-            let pos = positions.get(tp).copied().unwrap_or(0);
-            if pos >= p.end_offset() {
-                continue;
-            }
-            let reuse = spare_buffers.pop().unwrap_or_default();
-            let read = match p.read_into(pos.max(p.log_start_offset()), SINK_READ_BYTES, reuse) {
-                Ok(r) => r,
-                Err(e) => {
-                    ctx.fail(Stage::Read, e);
-                    return true;
+        let reads: Vec<(TopicPartition, i64, Bytes)> = match reader {
+            Reader::Log => {
+                let mut reads = Vec::with_capacity(partitions.len());
+                for tp in partitions {
+                    let Ok(p) = ctx.log.partition(&tp.topic, tp.partition) else {
+                        continue;
+                    };
+                    let pos = positions.get(tp).copied().unwrap_or(0);
+                    if pos >= p.end_offset() {
+                        continue;
+                    }
+                    let reuse = spare_buffers.pop().unwrap_or_default();
+                    let from = pos.max(p.log_start_offset());
+                    match p.read_into(from, SINK_READ_BYTES, reuse) {
+                        Ok(r) => reads.push((tp.clone(), pos, Bytes::from(r.records))),
+                        Err(e) => {
+                            ctx.fail(Stage::Read, e);
+                            return true;
+                        }
+                    }
                 }
-            };
-            let read_buffer = Bytes::from(read.records);
+                reads
+            }
+            Reader::Kafka { .. } => {
+                match read_cluster(
+                    ctx,
+                    task.as_mut(),
+                    reader,
+                    &mut positions,
+                    &mut last_committed,
+                ) {
+                    Some(reads) => reads,
+                    None => return true, // the failure is recorded in `ctx`
+                }
+            }
+        };
+        for (tp, pos, read_buffer) in reads {
+            let tp = &tp;
             if let Some(m) = &ctx.metrics {
                 m.bytes_in.inc_by(read_buffer.len() as u64);
             }
@@ -366,7 +467,7 @@ fn run_sink(ctx: &SinkCtx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPart
             }
             if last_flush.elapsed() >= SINK_FLUSH_EVERY {
                 last_flush = Instant::now();
-                if !flush_and_commit(ctx, task.as_mut(), &mut last_committed) {
+                if !flush_and_commit(ctx, task.as_mut(), &mut last_committed, reader) {
                     return true;
                 }
             }
@@ -390,7 +491,7 @@ fn run_sink(ctx: &SinkCtx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPart
                 batch = rest;
                 if !batch.is_empty() && last_flush.elapsed() >= SINK_FLUSH_EVERY {
                     last_flush = Instant::now();
-                    if !flush_and_commit(ctx, task.as_mut(), &mut last_committed) {
+                    if !flush_and_commit(ctx, task.as_mut(), &mut last_committed, reader) {
                         return true;
                     }
                 }
@@ -411,12 +512,144 @@ fn run_sink(ctx: &SinkCtx, task: &mut Box<dyn SinkTask>, partitions: &[TopicPart
         if last_flush.elapsed() >= SINK_FLUSH_EVERY || (caught_up && put_since_flush) {
             last_flush = Instant::now();
             put_since_flush = false;
-            if !flush_and_commit(ctx, task.as_mut(), &mut last_committed) {
+            if !flush_and_commit(ctx, task.as_mut(), &mut last_committed, reader) {
                 return true;
             }
         }
     }
     true
+}
+
+/// One read from the cluster: the group's assignment changes first (partitions taken
+/// away are flushed, committed and closed; new ones opened, the sink's own positions
+/// kept), then the records that arrived, as batches per partition from the position the
+/// task holds.
+fn read_cluster(
+    ctx: &SinkCtx,
+    task: &mut dyn SinkTask,
+    reader: &mut Reader,
+    positions: &mut HashMap<TopicPartition, i64>,
+    last_committed: &mut Vec<(TopicPartition, i64)>,
+) -> Option<Vec<(TopicPartition, i64, Bytes)>> {
+    let Reader::Kafka { consumer, assigned } = reader else {
+        return Some(Vec::new());
+    };
+    let incoming = match consumer.read(SINK_READ_BYTES, SINK_CLUSTER_WAIT) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.fail(Stage::Read, e);
+            return None;
+        }
+    };
+    let now = match consumer.assignment() {
+        Ok(a) => a,
+        Err(e) => {
+            ctx.fail(Stage::Read, e);
+            return None;
+        }
+    };
+    // Revoked partitions stay assigned until released below; lost ones (a session that
+    // expired) are gone already.
+    let revoked = consumer.take_revoked();
+    let mut gone_set: BTreeSet<(String, i32)> = assigned.difference(&now).cloned().collect();
+    gone_set.extend(revoked.iter().filter(|r| assigned.contains(*r)).cloned());
+    let new: Vec<TopicPartition> = now
+        .iter()
+        .filter(|p| !assigned.contains(*p) && !revoked.contains(*p))
+        .map(tp_of)
+        .collect();
+    *assigned = now.into_iter().filter(|p| !revoked.contains(p)).collect();
+    let gone: Vec<TopicPartition> = gone_set.iter().map(tp_of).collect();
+    if !gone.is_empty() {
+        tracing::info!(connector = %ctx.name, task = %ctx.task, partitions = ?gone, "partitions moved to another member of the sink's group");
+        if !flush_and_commit(ctx, task, last_committed, reader) {
+            return None;
+        }
+        if let Err(e) = task.close(gone.clone()) {
+            tracing::warn!(connector = %ctx.name, task = %ctx.task, error = %e, "the sink did not close its partitions cleanly");
+        }
+        for tp in &gone {
+            positions.remove(tp);
+        }
+    }
+    if !revoked.is_empty() {
+        let Reader::Kafka { consumer, .. } = &*reader else {
+            return None;
+        };
+        if let Err(e) = consumer.release(&revoked) {
+            ctx.fail(Stage::Read, e);
+            return None;
+        }
+    }
+    if !new.is_empty() {
+        tracing::info!(connector = %ctx.name, task = %ctx.task, partitions = ?new, "partitions assigned by the sink's group");
+        match ctx.retry("open", || task.open(new.clone())) {
+            Ok(own) => positions.extend(own),
+            Err(e) => {
+                ctx.fail(Stage::Start, e);
+                return None;
+            }
+        }
+    }
+    // Records per partition, in order; those before the task's own position are skipped.
+    let mut per_partition: Vec<(TopicPartition, Vec<sluice_kafka::Incoming>)> = Vec::new();
+    for m in incoming {
+        if gone_set.contains(&(m.topic.clone(), m.partition)) {
+            continue; // its next holder reads it
+        }
+        let tp = TopicPartition {
+            topic: m.topic.clone(),
+            partition: m.partition,
+        };
+        if positions.get(&tp).is_some_and(|&p| m.offset < p) {
+            continue;
+        }
+        match per_partition.iter_mut().find(|(t, _)| *t == tp) {
+            Some((_, v)) => v.push(m),
+            None => per_partition.push((tp, vec![m])),
+        }
+    }
+    Some(
+        per_partition
+            .into_iter()
+            .map(|(tp, records)| {
+                let from = records[0].offset;
+                (tp, from, Bytes::from(batches_of(&records)))
+            })
+            .collect(),
+    )
+}
+
+/// Records read from a cluster as record batches with their offsets (one batch per run of
+/// consecutive offsets), so that every path of the loop reads them as it reads the log.
+fn batches_of(records: &[sluice_kafka::Incoming]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut run_start = 0;
+    for i in 1..=records.len() {
+        if i < records.len() && records[i].offset == records[i - 1].offset + 1 {
+            continue;
+        }
+        let run = &records[run_start..i];
+        let mut b = sluice_log::BatchBuilder::new();
+        for r in run {
+            b.push(&sluice_log::Record {
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                timestamp: r.timestamp,
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_deref()))
+                    .collect(),
+            });
+        }
+        let mut built = b.build();
+        // The base offset is outside the batch's checksum.
+        built[..8].copy_from_slice(&run[0].offset.to_be_bytes());
+        out.extend_from_slice(&built);
+        run_start = i;
+    }
+    out
 }
 
 /// Flushes the sink and commits what it made durable (an fsync: only when a position moved
@@ -425,6 +658,7 @@ fn flush_and_commit(
     ctx: &Ctx,
     task: &mut dyn SinkTask,
     last_committed: &mut Vec<(TopicPartition, i64)>,
+    reader: &Reader,
 ) -> bool {
     let started = Instant::now();
     let flushed = ctx.retry("flush", || task.flush());
@@ -437,7 +671,7 @@ fn flush_and_commit(
                 return false;
             }
             if durable != *last_committed {
-                if let Err(e) = commit_sink(ctx, &durable) {
+                if let Err(e) = commit_sink(ctx, reader, &durable) {
                     ctx.fail(Stage::Commit, format!("committing sink positions: {e}"));
                     return false;
                 }

@@ -13,7 +13,8 @@ use sluice_connector_sdk::connector::{
 use sluice_connector_sdk::data::Payload;
 use sluice_connector_sdk::plugin::wire;
 use sluice_connector_sdk::Bytes;
-use sluice_log::{BatchBuilder, Log, LogError, Record, TopicConfig};
+use sluice_kafka::{Outgoing, TaskProducer};
+use sluice_log::{BatchBuilder, LogError, Record, TopicConfig};
 
 use super::positions::Tails;
 use super::{
@@ -36,30 +37,48 @@ pub(super) fn source_loop(ctx: &SourceCtx, mut task: Box<dyn SourceTask>, offset
 
 fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceOffsets) {
     let topic = ctx.topic.to_string();
-    let committed = offsets.positions(&ctx.name);
+    let kafka = ctx.kafka.as_deref();
+    let committed = match kafka {
+        None => offsets.positions(&ctx.name),
+        Some(k) => match k.offsets.positions(&ctx.name) {
+            Ok(p) => p
+                .into_iter()
+                .map(|(stream, offset)| SourcePosition {
+                    stream: stream.into(),
+                    offset,
+                })
+                .collect(),
+            Err(e) => return ctx.fail(Stage::Start, format!("reading source positions: {e}")),
+        },
+    };
+    // On a cluster: the task's producer, and the lease it runs under.
+    let producer = match kafka {
+        None => None,
+        Some(k) => match k.cluster.producer(&format!("sluice-{}", ctx.task)) {
+            Ok(p) => Some(p),
+            Err(e) => return ctx.fail(Stage::Start, e),
+        },
+    };
+    let lease = kafka.and_then(|k| Some((k.leases()?, ctx.lease?)));
     if let Err(e) = ctx.retry("start", || task.start(committed.clone())) {
         return ctx.fail(Stage::Start, e);
     }
     // Exactly once for sources with ordered positions: what a crash left past the last
     // committed positions is read back, so that it is not appended twice.
     let order = task.position_order();
+    // (On a cluster, what a crash left past the positions is delivered again: at least once.)
     let tails = match order {
-        Some(_) => Tails::recover(&ctx.log, &ctx.name),
-        None => Tails::default(),
+        Some(_) if kafka.is_none() => Tails::recover(&ctx.log, &ctx.name),
+        _ => Tails::default(),
     };
-    let mut partitions: HashMap<String, Vec<Arc<sluice_log::Partition>>> = HashMap::new();
+    let mut partitions: HashMap<String, Vec<PartOut>> = HashMap::new();
     // The connector's own topic was created when the worker started: a topic deleted since
     // is not created again behind the operator's back.
-    match ctx.log.topic(&topic) {
-        Ok(t) => {
-            partitions.insert(topic.clone(), t.partitions.clone());
+    match existing_partitions(ctx, &topic) {
+        Ok(parts) => {
+            partitions.insert(topic.clone(), parts);
         }
-        Err(e) => {
-            return ctx.fail_with(TaskError::permanent(
-                Stage::Append,
-                format!("topic `{topic}`: {e}"),
-            ))
-        }
+        Err(e) => return ctx.fail_with(e),
     }
     let main_parts = partitions[&topic].clone();
     let sticky = AtomicU32::new(0);
@@ -76,11 +95,16 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
         main_builders: (0..main_parts.len()).map(|_| BatchBuilder::new()).collect(),
         routed: HashMap::new(),
         tails,
+        producer,
     };
     while !ctx.control.should_stop() {
+        if lease.is_some_and(|(leases, i)| !leases.holds(i)) {
+            tracing::info!(connector = %ctx.name, task = %ctx.task, "the task moved to another worker of the group");
+            break; // what is written is committed below
+        }
         if ctx.control.is_paused() {
             // Nothing is polled while paused; what is in the log is committed first.
-            if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions) {
+            if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions, &out) {
                 return ctx.fail(Stage::Commit, e);
             }
             ctx.control.wait_while_paused();
@@ -120,7 +144,7 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
         };
         let count = records.len() + views.len() + runs.iter().map(ValueRun::len).sum::<usize>();
         if count == 0 {
-            if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions) {
+            if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions, &out) {
                 return ctx.fail(Stage::Commit, e);
             }
             last_commit = Instant::now();
@@ -217,7 +241,7 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
         // positions, at once when the source has caught up (a webhook's callers are waiting),
         // else at most every SOURCE_COMMIT_EVERY (each commit is an fsync).
         if caught_up || stopped_at_bad_record || last_commit.elapsed() >= SOURCE_COMMIT_EVERY {
-            if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions) {
+            if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions, &out) {
                 return ctx.fail(Stage::Commit, e);
             }
             last_commit = Instant::now();
@@ -226,7 +250,7 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
             return; // the failure is recorded in `ctx`
         }
     }
-    if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions) {
+    if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions, &out) {
         ctx.fail(Stage::Commit, e);
     }
 }
@@ -445,7 +469,7 @@ struct ValueIn<'a> {
 fn deliver_value(
     ctx: &SourceCtx,
     out: &mut Batching,
-    (topic, main_parts): (&str, &[Arc<sluice_log::Partition>]),
+    (topic, main_parts): (&str, &[PartOut]),
     transcoded: &mut Vec<u8>,
     ValueIn { run, raw, position }: ValueIn<'_>,
 ) -> Step {
@@ -551,8 +575,8 @@ struct OutRecord<'a> {
 /// The connector's topic, its partitions, and the partitions of topics routed to.
 type Topics<'a> = (
     &'a str,
-    &'a [Arc<sluice_log::Partition>],
-    &'a mut HashMap<String, Vec<Arc<sluice_log::Partition>>>,
+    &'a [PartOut],
+    &'a mut HashMap<String, Vec<PartOut>>,
 );
 
 /// The batches of one poll: per partition of the connector's topic (indexed: no hashing per
@@ -567,6 +591,111 @@ struct Batching {
     routed: HashMap<String, HashMap<usize, BatchBuilder>>,
     /// What partitions already hold after a crash (sources with ordered positions).
     tails: Tails,
+    /// On a Kafka cluster: the task's producer.
+    producer: Option<TaskProducer>,
+}
+
+/// Where a partition's batches go: the embedded log, or a partition on the cluster.
+#[derive(Clone)]
+enum PartOut {
+    Log(Arc<sluice_log::Partition>),
+    Kafka(Arc<str>, i32),
+}
+
+/// An append that failed, on either backend.
+enum AppendFailure {
+    Log(LogError),
+    Kafka(sluice_kafka::ClusterError),
+}
+
+impl AppendFailure {
+    fn into_task_error(self, to: impl std::fmt::Display) -> TaskError {
+        let context = format_args!("appending to {to}");
+        match self {
+            AppendFailure::Log(e) => TaskError::from_log(Stage::Append, context, &e),
+            AppendFailure::Kafka(e) if e.retriable => {
+                TaskError::new(Stage::Append, format!("{context}: {e}"))
+            }
+            AppendFailure::Kafka(e) => {
+                TaskError::permanent(Stage::Append, format!("{context}: {e}"))
+            }
+        }
+    }
+}
+
+/// Appends a built batch: to the embedded partition (durable per the topic's policy when
+/// this returns), or record by record to the task's producer (acknowledged at the next
+/// flush, before positions are committed).
+fn append_built(
+    producer: Option<&TaskProducer>,
+    part: &PartOut,
+    built: &mut [u8],
+    now: i64,
+) -> Result<(), AppendFailure> {
+    match (part, producer) {
+        (PartOut::Log(p), _) => p
+            .append_built(built, now)
+            .map(drop)
+            .map_err(AppendFailure::Log),
+        (PartOut::Kafka(topic, partition), Some(producer)) => {
+            let records = sluice_log::decode_record_set(built).map_err(|source| {
+                AppendFailure::Log(LogError::InvalidBatch {
+                    topic: topic.to_string(),
+                    partition: *partition as u32,
+                    source,
+                })
+            })?;
+            for r in &records {
+                let names: Vec<std::borrow::Cow<'_, str>> = r
+                    .headers
+                    .iter()
+                    .map(|(k, _)| String::from_utf8_lossy(k))
+                    .collect();
+                let headers: Vec<(&str, Option<&[u8]>)> = names
+                    .iter()
+                    .zip(&r.headers)
+                    .map(|(k, (_, v))| (k.as_ref(), v.as_deref()))
+                    .collect();
+                producer
+                    .send(&Outgoing {
+                        topic,
+                        partition: Some(*partition),
+                        key: r.key.as_deref(),
+                        value: r.value.as_deref(),
+                        timestamp: r.timestamp,
+                        headers: &headers,
+                    })
+                    .map_err(AppendFailure::Kafka)?;
+            }
+            Ok(())
+        }
+        (PartOut::Kafka(..), None) => unreachable!("a cluster's partitions come with a producer"),
+    }
+}
+
+/// The partitions of a topic that must exist (the connector's own).
+fn existing_partitions(ctx: &Ctx, topic: &str) -> Result<Vec<PartOut>, TaskError> {
+    let gone = |e: String| TaskError::permanent(Stage::Append, format!("topic `{topic}`: {e}"));
+    match &ctx.kafka {
+        None => match ctx.log.topic(topic) {
+            Ok(t) => Ok(t.partitions.iter().cloned().map(PartOut::Log).collect()),
+            Err(e) => Err(gone(e.to_string())),
+        },
+        Some(k) => match k.cluster.partition_count(topic) {
+            Ok(Some(n)) => Ok(kafka_parts(topic, n)),
+            Ok(None) => Err(gone(
+                "the Kafka cluster has no such topic (deleted?)".into(),
+            )),
+            Err(e) => Err(TaskError::new(Stage::Append, e.to_string())),
+        },
+    }
+}
+
+fn kafka_parts(topic: &str, n: u32) -> Vec<PartOut> {
+    let topic: Arc<str> = Arc::from(topic);
+    (0..n as i32)
+        .map(|p| PartOut::Kafka(topic.clone(), p))
+        .collect()
 }
 
 impl Batching {
@@ -577,10 +706,9 @@ impl Batching {
         target: Option<&str>,
         r: OutRecord<'_>,
     ) -> Result<(), TaskError> {
-        let parts: &[Arc<sluice_log::Partition>] = match target {
+        let parts: &[PartOut] = match target {
             None => main_parts,
-            Some(t) => partitions_of(&ctx.log, partitions, t)
-                .map_err(|e| TaskError::from_log(Stage::Append, format_args!("topic `{t}`"), &e))?,
+            Some(t) => partitions_of(ctx, partitions, t)?,
         };
         let p = match (r.partition, r.key) {
             (Some(p), _) => (p.max(0) as usize) % parts.len(),
@@ -612,12 +740,10 @@ impl Batching {
             self.appended_records += builder.len() as u64;
             let built = builder.build_in_place();
             self.appended_bytes += built.len() as u64;
-            let appended = parts[p].append_built(built, self.now);
+            let appended = append_built(self.producer.as_ref(), &parts[p], built, self.now);
             builder.clear();
-            appended.map_err(|e| {
-                let to = target.unwrap_or(topic);
-                TaskError::from_log(Stage::Append, format_args!("appending to {to}-{p}"), &e)
-            })?;
+            appended
+                .map_err(|e| e.into_task_error(format_args!("{}-{p}", target.unwrap_or(topic))))?;
         }
         Ok(())
     }
@@ -628,7 +754,7 @@ impl Batching {
     fn push_value(
         &mut self,
         topic: &str,
-        main_parts: &[Arc<sluice_log::Partition>],
+        main_parts: &[PartOut],
         value: &[u8],
     ) -> Result<(), TaskError> {
         let p = self.round % main_parts.len();
@@ -643,11 +769,9 @@ impl Batching {
             self.appended_records += builder.len() as u64;
             let built = builder.build_in_place();
             self.appended_bytes += built.len() as u64;
-            let appended = main_parts[p].append_built(built, self.now);
+            let appended = append_built(self.producer.as_ref(), &main_parts[p], built, self.now);
             builder.clear();
-            appended.map_err(|e| {
-                TaskError::from_log(Stage::Append, format_args!("appending to {topic}-{p}"), &e)
-            })?;
+            appended.map_err(|e| e.into_task_error(format_args!("{topic}-{p}")))?;
         }
         Ok(())
     }
@@ -659,11 +783,10 @@ impl Batching {
                 self.appended_records += builder.len() as u64;
                 let built = builder.build_in_place();
                 self.appended_bytes += built.len() as u64;
-                let appended = main_parts[p].append_built(built, self.now);
+                let appended =
+                    append_built(self.producer.as_ref(), &main_parts[p], built, self.now);
                 builder.clear();
-                appended.map_err(|e| {
-                    TaskError::from_log(Stage::Append, format_args!("appending to {topic}-{p}"), &e)
-                })?;
+                appended.map_err(|e| e.into_task_error(format_args!("{topic}-{p}")))?;
             }
         }
         for (t, per_topic) in &mut self.routed {
@@ -677,11 +800,9 @@ impl Batching {
                 self.appended_records += builder.len() as u64;
                 let built = builder.build_in_place();
                 self.appended_bytes += built.len() as u64;
-                let appended = parts[*p].append_built(built, self.now);
+                let appended = append_built(self.producer.as_ref(), &parts[*p], built, self.now);
                 builder.clear();
-                appended.map_err(|e| {
-                    TaskError::from_log(Stage::Append, format_args!("appending to {t}-{p}"), &e)
-                })?;
+                appended.map_err(|e| e.into_task_error(format_args!("{t}-{p}")))?;
             }
         }
         Ok(())
@@ -702,20 +823,34 @@ fn hold_appends_while_asked(ctx: &Ctx) {
     }
 }
 
-/// Commits the positions of records already in the log, then tells the source.
+/// Commits the positions of records already in the log, then tells the source. On a
+/// cluster, every record sent is first acknowledged (a failed delivery commits nothing).
 fn commit_source(
     ctx: &Ctx,
     task: &mut dyn SourceTask,
     offsets: &SourceOffsets,
     positions: &mut Positions,
+    out: &Batching,
 ) -> Result<(), String> {
     let positions = std::mem::take(positions).into_vec();
     if positions.is_empty() {
         return Ok(());
     }
-    offsets
-        .commit(&ctx.name, &positions)
-        .map_err(|e| format!("committing source positions: {e}"))?;
+    match (&ctx.kafka, &out.producer) {
+        (Some(k), Some(producer)) => {
+            producer.flush().map_err(|e| e.to_string())?;
+            let changes: Vec<(String, Option<serde_json::Value>)> = positions
+                .iter()
+                .map(|p| (p.stream.to_string(), Some(p.offset.clone())))
+                .collect();
+            k.offsets
+                .commit(&ctx.name, &changes)
+                .map_err(|e| format!("committing source positions: {e}"))?;
+        }
+        _ => offsets
+            .commit(&ctx.name, &positions)
+            .map_err(|e| format!("committing source positions: {e}"))?,
+    }
     if let Err(e) = task.committed(positions) {
         tracing::warn!(connector = %ctx.name, error = %e, "source could not release committed records");
     }
@@ -724,13 +859,31 @@ fn commit_source(
 
 /// The partitions of a topic, created with defaults on first use (a router's target).
 fn partitions_of<'a>(
-    log: &Log,
-    cache: &'a mut HashMap<String, Vec<Arc<sluice_log::Partition>>>,
+    ctx: &Ctx,
+    cache: &'a mut HashMap<String, Vec<PartOut>>,
     topic: &str,
-) -> Result<&'a Vec<Arc<sluice_log::Partition>>, LogError> {
+) -> Result<&'a Vec<PartOut>, TaskError> {
     if !cache.contains_key(topic) {
-        ensure_topic(log, topic, 1, TopicConfig::default())?;
-        cache.insert(topic.to_string(), log.topic(topic)?.partitions.clone());
+        let parts = match &ctx.kafka {
+            None => {
+                let log_err = |e: LogError| {
+                    TaskError::from_log(Stage::Append, format_args!("topic `{topic}`"), &e)
+                };
+                ensure_topic(&ctx.log, topic, 1, TopicConfig::default()).map_err(log_err)?;
+                let t = ctx.log.topic(topic).map_err(log_err)?;
+                t.partitions.iter().cloned().map(PartOut::Log).collect()
+            }
+            Some(k) => {
+                let cluster_err = |e: sluice_kafka::ClusterError| {
+                    TaskError::new(Stage::Append, format!("topic `{topic}`: {e}"))
+                };
+                k.ensure_topic(topic, 1, &TopicConfig::default())
+                    .map_err(cluster_err)?;
+                let n = k.cluster.partition_count(topic).map_err(cluster_err)?;
+                kafka_parts(topic, n.unwrap_or(1))
+            }
+        };
+        cache.insert(topic.to_string(), parts);
     }
     Ok(&cache[topic])
 }

@@ -35,6 +35,8 @@ pub struct WorkerOptions {
     pub observer: Option<Observer>,
     /// Where tasks count; `None`: no metrics.
     pub metrics: Option<Arc<WorkerMetrics>>,
+    /// The Kafka cluster the pipelines run on (`runtime.kafka`); `None`: the embedded log.
+    pub kafka: Option<Arc<crate::on_kafka::KafkaRuntime>>,
 }
 
 /// Why a control request was refused.
@@ -99,8 +101,9 @@ impl Worker {
             schemas,
             observer,
             metrics,
+            kafka,
         } = options;
-        let builder = Builder::new(log, schemas, observer, metrics)?;
+        let builder = Builder::new(log, schemas, observer, metrics, kafka.clone())?;
         builder.prepare(pipeline)?;
         // Everything is built before anything starts.
         let mut built = Vec::new();
@@ -111,6 +114,17 @@ impl Worker {
             for plan in plans {
                 built.push(builder.build(plan, role, Origin::File, registry)?);
             }
+        }
+        // On a cluster, the group decides which worker runs which source task: the worker
+        // joins it before any task starts.
+        if let Some(k) = &kafka {
+            let tasks = built
+                .iter()
+                .filter(|(u, _)| u.plan_role() == Role::Source)
+                .flat_map(|(u, _)| u.slots.iter().map(|s| (u.plan.name.clone(), s.control.id)))
+                .collect();
+            k.join(tasks)
+                .map_err(|e| WorkerError::Cluster(e.to_string()))?;
         }
         let mut worker = Worker {
             units: RwLock::new(BTreeMap::new()),
@@ -313,9 +327,27 @@ impl Worker {
     ) -> Result<Vec<(serde_json::Value, serde_json::Value)>, ControlError> {
         use serde_json::json;
         let unit = self.unit(name)?;
-        Ok(match &unit.instance {
-            Instance::Source { offsets, .. } => offsets
+        let positions = match (&unit.instance, &unit.kafka) {
+            (Instance::Source { .. }, Some(k)) => k
+                .offsets
                 .positions(name)
+                .map_err(|e| ControlError::Refused {
+                    connector: name.to_string(),
+                    message: e.to_string(),
+                })?
+                .into_iter()
+                .map(
+                    |(stream, offset)| sluice_connector_sdk::connector::SourcePosition {
+                        stream: stream.into(),
+                        offset,
+                    },
+                )
+                .collect(),
+            (Instance::Source { offsets, .. }, None) => offsets.positions(name),
+            (Instance::Sink { .. }, _) => Vec::new(),
+        };
+        Ok(match &unit.instance {
+            Instance::Source { .. } => positions
                 .into_iter()
                 .map(|p| {
                     let offset = match p.offset {
@@ -410,6 +442,12 @@ impl Worker {
     ) -> Result<String, ControlError> {
         use serde_json::Value as Json;
         let unit = self.unit(name)?;
+        if unit.kafka.is_some() {
+            return Err(ControlError::Refused {
+                connector: name.to_string(),
+                message: "changing offsets over the REST API is not built for workers on a Kafka cluster yet: use `kafka-consumer-groups --reset-offsets` for a sink's group `connect-<sink>`".into(),
+            });
+        }
         if unit.state() != State::Stopped {
             return Err(ControlError::BadRequest(format!(
                 "Connectors must be in the STOPPED state before their offsets can be modified. \

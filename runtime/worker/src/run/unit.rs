@@ -28,6 +28,7 @@ use crate::config::{ConnectorPlan, Pipeline, Side};
 use crate::convert::{AvroIn, Decoder, Encoder};
 use crate::metrics::WorkerMetrics;
 use crate::offsets::SourceOffsets;
+use crate::on_kafka::KafkaRuntime;
 
 /// A task that has run this long without failing starts its restart count afresh.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
@@ -75,6 +76,7 @@ pub(super) struct Unit {
     pub(super) transforms: Arc<Vec<super::Transform>>,
     pub(super) tasks_in_all: u32,
     pub(super) log: Log,
+    pub(super) kafka: Option<Arc<KafkaRuntime>>,
     pub(super) observer: Option<Observer>,
     pub(super) metrics: Option<Arc<WorkerMetrics>>,
     /// RUNNING, PAUSED or STOPPED: what was asked of the connector.
@@ -111,6 +113,7 @@ impl Unit {
             name: self.plan.name.clone(),
             task: self.task_label(slot.control.id),
             log: self.log.clone(),
+            kafka: self.kafka.clone(),
             control: slot.control.clone(),
             observer: self.observer.clone(),
             errors: self.plan.errors.clone(),
@@ -135,6 +138,7 @@ impl Unit {
                     base: &ctx,
                     encoders,
                     topic,
+                    lease: self.lease(slot).map(|(_, i)| i),
                 },
                 task,
                 offsets,
@@ -143,6 +147,7 @@ impl Unit {
                 &SinkCtx {
                     base: &ctx,
                     decoders,
+                    topics: &self.plan.topics,
                 },
                 task,
                 slot.partitions.clone(),
@@ -175,6 +180,12 @@ impl Unit {
         let label = self.task_label(control.id);
         let mut attempt = 0u32;
         loop {
+            let lease = self.lease(slot);
+            if let Some((leases, index)) = lease {
+                if !self.wait_for_lease(control, leases, index) {
+                    break;
+                }
+            }
             if control.begin_run() == Want::Exit {
                 break;
             }
@@ -184,6 +195,9 @@ impl Unit {
                 None => self.create_task(slot),
             }
             .and_then(|body| self.run(slot, body));
+            if let Some((leases, index)) = lease {
+                leases.set_running(index, false);
+            }
             match control.want() {
                 Want::Exit => break,
                 Want::Restart => {
@@ -194,6 +208,9 @@ impl Unit {
                 Want::Run => {}
             }
             let Err(error) = result else {
+                if lease.is_some() && !control.should_stop() {
+                    continue; // the lease moved to another worker: wait for it again
+                }
                 break; // the loop returns by itself only when asked to stop
             };
             if started.elapsed() >= HEALTHY_AFTER {
@@ -230,6 +247,54 @@ impl Unit {
             self.count_restart(control.id);
         }
         control.set(State::Unassigned, None);
+    }
+
+    /// A source task's lease on a Kafka cluster.
+    fn lease(&self, slot: &Slot) -> Option<(&sluice_kafka::Leases, u32)> {
+        match (&self.kafka, &self.instance) {
+            // A task added after the worker joined its group has no lease: it waits,
+            // unassigned, rather than run on every worker.
+            (Some(k), Instance::Source { .. }) => k
+                .lease(&self.plan.name, slot.control.id)
+                .or_else(|| k.leases().map(|l| (l, u32::MAX))),
+            _ => None,
+        }
+    }
+
+    /// Waits, UNASSIGNED, until this worker holds the task's lease; `false` when the task
+    /// is asked to exit meanwhile. The lease is marked running before this returns `true`.
+    fn wait_for_lease(
+        &self,
+        control: &TaskControl,
+        leases: &sluice_kafka::Leases,
+        index: u32,
+    ) -> bool {
+        let mut told = false;
+        loop {
+            if leases.holds(index) {
+                leases.set_running(index, true);
+                // Taken again at once if the lease went in between (the revocation waits
+                // for `running` to clear, so it cannot be missed).
+                if leases.holds(index) {
+                    return true;
+                }
+                leases.set_running(index, false);
+            }
+            if !told {
+                control.set(
+                    State::Unassigned,
+                    Some(
+                        "waiting for the deployment's group to assign this task to this worker"
+                            .into(),
+                    ),
+                );
+                told = true;
+            }
+            match control.wait_for_request(Some(Duration::from_millis(100))) {
+                Want::Exit => return false,
+                Want::Restart | Want::Run => {}
+            }
+        }
     }
 
     pub(super) fn state(&self) -> State {
@@ -350,6 +415,7 @@ fn build_tasks(unit: &Arc<Unit>) -> Result<Vec<Option<TaskBody>>, WorkerError> {
 /// Makes units from plans, with what every connector of a worker shares.
 pub(super) struct Builder {
     pub(super) log: Log,
+    pub(super) kafka: Option<Arc<KafkaRuntime>>,
     offsets: Arc<SourceOffsets>,
     /// Opened on the log's `__schemas` the first time a connector needs Avro.
     schemas: Mutex<Option<Arc<Registry>>>,
@@ -363,9 +429,11 @@ impl Builder {
         schemas: Option<Arc<Registry>>,
         observer: Option<Observer>,
         metrics: Option<Arc<WorkerMetrics>>,
+        kafka: Option<Arc<KafkaRuntime>>,
     ) -> Result<Builder, WorkerError> {
         Ok(Builder {
             log: log.clone(),
+            kafka,
             offsets: Arc::new(SourceOffsets::open(log)?),
             schemas: Mutex::new(schemas),
             observer,
@@ -377,7 +445,12 @@ impl Builder {
     /// schema registry if a connector needs Avro.
     pub(super) fn prepare(&self, pipeline: &Pipeline) -> Result<(), WorkerError> {
         for (name, (partitions, config)) in &pipeline.topics {
-            ensure_topic(&self.log, name, *partitions, config.clone())?;
+            match &self.kafka {
+                Some(k) => k
+                    .ensure_topic(name, *partitions, config)
+                    .map_err(|e| WorkerError::Cluster(e.to_string()))?,
+                None => ensure_topic(&self.log, name, *partitions, config.clone())?,
+            }
         }
         for plan in pipeline.sources.iter().chain(&pipeline.sinks) {
             self.prepare_connector(plan)?;
@@ -402,7 +475,12 @@ impl Builder {
             .iter()
             .chain(plan.errors.dead_letter_topic.iter())
         {
-            ensure_topic(&self.log, t, 1, TopicConfig::default())?;
+            match &self.kafka {
+                Some(k) => k
+                    .ensure_topic(t, 1, &TopicConfig::default())
+                    .map_err(|e| connector_err(plan, e))?,
+                None => ensure_topic(&self.log, t, 1, TopicConfig::default())?,
+            }
         }
         Ok(())
     }
@@ -474,7 +552,9 @@ impl Builder {
                     .task_configs(plan.tasks)
                     .map_err(|e| connector_err(plan, e))?;
                 let mut all = Vec::new();
-                for topic in &plan.topics {
+                // On a cluster, every task is a consumer in the sink's group, which splits
+                // the partitions among the tasks of every worker.
+                for topic in plan.topics.iter().filter(|_| self.kafka.is_none()) {
                     let n = self.log.topic(topic)?.partitions.len();
                     all.extend((0..n as i32).map(|p| TopicPartition {
                         topic: topic.clone(),
@@ -498,7 +578,8 @@ impl Builder {
                             .filter(|(j, _)| j % tasks == i)
                             .map(|(_, tp)| tp.clone())
                             .collect();
-                        (!mine.is_empty()).then(|| new_slot(i as u32, config, mine))
+                        let runs = !mine.is_empty() || self.kafka.is_some();
+                        runs.then(|| new_slot(i as u32, config, mine))
                     })
                     .collect();
                 let instance = Instance::Sink {
@@ -515,6 +596,7 @@ impl Builder {
             transforms: Arc::new(plan.transforms.clone()),
             tasks_in_all,
             log: self.log.clone(),
+            kafka: self.kafka.clone(),
             observer: self.observer.clone(),
             metrics: self.metrics.clone(),
             state: Mutex::new(State::Running),

@@ -1,0 +1,375 @@
+"""Sluice on a real Apache Kafka cluster (`runtime.kafka`): the same pipeline files as on the
+embedded log, with topics, source positions (`<group>-offsets`, Kafka Connect's layout) and
+sink positions (consumer group `connect-<sink>`) on the cluster, and several `sluice run`
+processes of one `group` sharing the work through Kafka's group protocol.
+
+One Apache Kafka node (KRaft, from the jars of scripts/kafka-jars.sh) serves the whole file;
+each test uses its own topics and groups."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import fastavro
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from conftest import KafkaNode, sluice_binary, start_run, stop_run, wait_until
+from test_java_clients import kafka_lib
+
+
+@pytest.fixture(scope="module")
+def kafka():
+    tmp = tempfile.mkdtemp(prefix="sluice-on-kafka-")
+    node = KafkaNode(kafka_lib(), os.path.join(tmp, "kafka")).start()
+    try:
+        yield node
+    finally:
+        node.kill9()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def work(tmp_path):
+    yield tmp_path
+
+
+def write_lines(path: Path, lines):
+    """A whole file at once (written aside, then renamed), as a finished log file appears."""
+    tmp = path.with_name("." + path.name)
+    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.rename(path)
+
+
+def read_topic(bootstrap, topic, expect, timeout=30):
+    """Every record of a topic (until `expect` arrived), with its headers."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got, deadline = [], time.time() + timeout
+    try:
+        while len(got) < expect and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append(m)
+    finally:
+        c.close()
+    return got
+
+
+def committed(bootstrap, group, topic, partitions):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=20)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        c.close()
+
+
+def output_lines(out: Path, suffix=".jsonl"):
+    return sorted(line for f in out.glob(f"*{suffix}") for line in f.read_text().splitlines())
+
+
+QUICKSTART = """
+runtime:
+  data_dir: {dir}/data
+{kafka}
+topics:
+  {topic}:
+    partitions: 1
+    config:
+      retention.ms: 604800000
+sources:
+  orders_in:
+    type: file
+    path: {dir}/in/*.json
+    topic: {topic}
+    value_format: json
+    errors:
+      tolerance: all
+      dead_letter_topic: {topic}-dlq
+sinks:
+  orders_out:
+    type: file
+    topics: [{topic}]
+    value_format: json
+    path: {dir}/out
+    roll_interval: 1s
+"""
+
+
+def kafka_block(bootstrap, group):
+    return f"  kafka:\n    bootstrap_servers: \"{bootstrap}\"\n    group: {group}\n"
+
+
+def test_the_quickstart_on_the_cluster_gives_the_embedded_logs_output(kafka, work):
+    lines = [json.dumps({"id": i, "sku": f"A-{i % 7}", "qty": i % 5}) for i in range(3000)]
+    lines.insert(1234, "this line is not JSON")
+    topic = "qs-orders"
+    outputs = {}
+    for side in ("embedded", "kafka"):
+        d = work / side
+        (d / "in").mkdir(parents=True)
+        block = kafka_block(kafka.bootstrap, "qs") if side == "kafka" else ""
+        pipeline = d / "pipeline.yaml"
+        pipeline.write_text(QUICKSTART.format(dir=d, kafka=block, topic=topic))
+        proc, _ = start_run(d, pipeline)
+        try:
+            write_lines(d / "in" / "orders.json", lines)
+            wait_until(lambda: len(output_lines(d / "out")) >= 3000, timeout=60,
+                       what=f"3000 lines out ({side})")
+            time.sleep(1.5)  # nothing more arrives
+            outputs[side] = output_lines(d / "out")
+        finally:
+            assert stop_run(proc) == 0, (d / "run.stderr").read_text()[-3000:]
+    assert len(outputs["kafka"]) == 3000
+    assert outputs["kafka"] == outputs["embedded"]
+    # The topics and positions are the cluster's: the records, the dead letter with its
+    # headers, the sink's group offsets, and the source's position in `qs-offsets`.
+    assert len(read_topic(kafka.bootstrap, topic, 3000)) == 3000
+    dlq = read_topic(kafka.bootstrap, f"{topic}-dlq", 1)
+    assert [m.value() for m in dlq] == [b"this line is not JSON"]
+    headers = dict(dlq[0].headers())
+    assert headers["sluice.error.stage"] == b"converter"
+    assert headers["sluice.error.connector"] == b"orders_in"
+    assert committed(kafka.bootstrap, "connect-orders_out", topic, 1) == {0: 3000}
+    offsets = read_topic(kafka.bootstrap, "qs-offsets", 1)
+    key = json.loads(offsets[-1].key())
+    assert key[0] == "orders_in" and key[1]["stream"].startswith("file:")
+    assert json.loads(offsets[-1].value())["offset"] > 0
+    # Nothing of the pipeline went to the local data directory's log.
+    assert not (work / "kafka" / "data" / "topics" / topic).exists()
+    assert (work / "embedded" / "data" / "topics" / topic).exists()
+
+
+def test_a_restart_on_the_cluster_resumes_from_the_clusters_positions(kafka, work):
+    d = work / "restart"
+    (d / "in").mkdir(parents=True)
+    pipeline = d / "pipeline.yaml"
+    pipeline.write_text(QUICKSTART.format(dir=d, kafka=kafka_block(kafka.bootstrap, "rs"), topic="rs-orders"))
+    proc, _ = start_run(d, pipeline)
+    try:
+        write_lines(d / "in" / "a.json", [json.dumps({"id": i}) for i in range(1000)])
+        wait_until(lambda: len(output_lines(d / "out")) >= 1000, timeout=60, what="the first file out")
+    finally:
+        assert stop_run(proc) == 0
+    # The local data directory is wiped: positions come from the cluster.
+    shutil.rmtree(d / "data")
+    proc, _ = start_run(d, pipeline)
+    try:
+        write_lines(d / "in" / "b.json", [json.dumps({"id": i}) for i in range(1000, 1500)])
+        wait_until(lambda: len(output_lines(d / "out")) >= 1500, timeout=60, what="the second file out")
+        time.sleep(2)
+    finally:
+        assert stop_run(proc) == 0
+    ids = sorted(json.loads(line)["id"] for line in output_lines(d / "out"))
+    assert ids == list(range(1500)), "a record was lost or delivered twice across the restart"
+
+
+AVRO = """
+runtime:
+  data_dir: {dir}/data
+{kafka}
+sources:
+  orders_in:
+    type: file
+    path: {dir}/in/*.json
+    topic: {topic}
+    transforms:
+      - {{ type: value_to_key, fields: [id] }}
+    key_format: avro
+    key_schema: '{{"type": "record", "name": "OrderKey", "fields": [{{"name": "id", "type": "long"}}]}}'
+    value_format: avro
+    value_schema: '{{"type": "record", "name": "Order", "namespace": "shop", "fields": [{{"name": "id", "type": "long"}}, {{"name": "sku", "type": "string"}}, {{"name": "qty", "type": "int"}}, {{"name": "note", "type": ["null", "string"], "default": null}}]}}'
+    errors: {{ tolerance: all, dead_letter_topic: {topic}-dlq }}
+sinks:
+  orders_archive:
+    type: file
+    topics: [{topic}]
+    key_format: avro
+    value_format: avro
+    value_schema: '{{"type": "record", "name": "Order", "namespace": "shop", "fields": [{{"name": "id", "type": "long"}}, {{"name": "sku", "type": "string"}}, {{"name": "qty", "type": "long"}}, {{"name": "source", "type": "string", "default": "shop"}}]}}'
+    format: avro
+    path: {dir}/out
+    roll_interval: 1s
+"""
+
+
+def avro_records(out: Path):
+    records = []
+    for f in sorted(out.glob("*.avro")):
+        with open(f, "rb") as fh:
+            records.extend(fastavro.reader(fh))
+    return sorted(records, key=lambda r: r["id"])
+
+
+def test_the_avro_pipeline_on_the_cluster_gives_the_embedded_logs_output(kafka, work):
+    lines = [json.dumps({"id": i, "sku": f"S-{i}", "qty": i % 9, "note": None if i % 2 else "gift"})
+             for i in range(2000)]
+    lines.insert(10, json.dumps({"id": "not a number"}))
+    outputs = {}
+    for side in ("embedded", "kafka"):
+        d = work / side
+        (d / "in").mkdir(parents=True)
+        block = kafka_block(kafka.bootstrap, "avro") if side == "kafka" else ""
+        pipeline = d / "pipeline.yaml"
+        pipeline.write_text(AVRO.format(dir=d, kafka=block, topic="avro-orders"))
+        proc, _ = start_run(d, pipeline)
+        try:
+            write_lines(d / "in" / "orders.json", lines)
+            wait_until(lambda: len(avro_records(d / "out")) >= 2000, timeout=60,
+                       what=f"2000 Avro records out ({side})")
+            time.sleep(1.5)
+            outputs[side] = avro_records(d / "out")
+        finally:
+            assert stop_run(proc) == 0, (d / "run.stderr").read_text()[-3000:]
+    assert len(outputs["kafka"]) == 2000
+    assert outputs["kafka"] == outputs["embedded"]
+    assert outputs["kafka"][3] == {"id": 3, "sku": "S-3", "qty": 3, "source": "shop"}
+    # On the cluster the records are Confluent's wire format (magic byte, schema id).
+    records = read_topic(kafka.bootstrap, "avro-orders", 2000)
+    assert len(records) == 2000 and all(m.value()[0] == 0 for m in records)
+    assert len(read_topic(kafka.bootstrap, "avro-orders-dlq", 1)) == 1
+
+
+SHARED = """
+runtime:
+  data_dir: {dir}/data-{worker}
+  kafka:
+    bootstrap_servers: "{bootstrap}"
+    group: {group}
+topics:
+  {topic}:
+    partitions: 2
+sources:
+  events_in:
+    type: file
+    path: {dir}/in/*.json
+    topic: {topic}
+    value_format: json
+sinks:
+  events_out:
+    type: file
+    topics: [{topic}]
+    value_format: json
+    path: {dir}/out
+    roll_interval: 500ms
+"""
+
+
+def task_state(rest, connector):
+    import urllib.request
+    with urllib.request.urlopen(f"{rest}/connectors/{connector}/status", timeout=10) as r:
+        return json.loads(r.read())["tasks"][0]["state"]
+
+
+def offset_ranges(out: Path, topic):
+    """(partition, first, last) of every finished file the sink wrote."""
+    ranges = []
+    for f in out.glob(f"{topic}-*.jsonl"):
+        _, partition, first, last = f.stem.rsplit("-", 3)
+        ranges.append((int(partition), int(first), int(last)))
+    return sorted(ranges)
+
+
+def test_two_workers_share_a_pipeline_and_one_survives_the_others_kill_9(kafka, work):
+    topic, group = "shared-events", "share"
+    (work / "in").mkdir()
+    workers = {}
+    for name in ("a", "b"):
+        p = work / f"{name}.yaml"
+        p.write_text(SHARED.format(dir=work, worker=name, bootstrap=kafka.bootstrap, group=group, topic=topic))
+        (work / name).mkdir()
+        workers[name] = start_run(work / name, p)
+    try:
+        # The source's one task runs on exactly one worker; the other waits, UNASSIGNED.
+        def states():
+            return {n: task_state(rest["rest"], "events_in") for n, (_, rest) in workers.items()}
+        wait_until(lambda: sorted(states().values()) == ["RUNNING", "UNASSIGNED"], timeout=60,
+                   what="the source task to run on one worker")
+        holder = next(n for n, s in states().items() if s == "RUNNING")
+        survivor = "b" if holder == "a" else "a"
+        # Files keep arriving while the worker running the source is killed.
+        files, per_file = 60, 500
+        stop = threading.Event()
+
+        def feed():
+            for i in range(files):
+                write_lines(work / "in" / f"f{i:04}.json",
+                            [json.dumps({"id": i * per_file + j}) for j in range(per_file)])
+                time.sleep(0.05)
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        time.sleep(1.0)
+        workers[holder][0].kill()  # kill -9
+        workers[holder][0].wait()
+        feeder.join()
+        total = files * per_file
+        # Within the session timeout the survivor takes the source task and the dead
+        # worker's partitions, and everything arrives.
+        wait_until(lambda: len({json.loads(l)["id"] for l in output_lines(work / "out")}) >= total,
+                   timeout=90, what="every record out after the kill")
+        assert task_state(workers[survivor][1]["rest"], "events_in") == "RUNNING"
+        time.sleep(2)
+        ids = [json.loads(line)["id"] for line in output_lines(work / "out")]
+        assert set(ids) == set(range(total)), "a record was lost"
+        # The file sink wrote every offset of every partition exactly once: its files' ranges
+        # tile each partition from 0 without gap or overlap, through both workers' files.
+        ranges = offset_ranges(work / "out", topic)
+        for p in (0, 1):
+            mine = [(a, b) for q, a, b in ranges if q == p]
+            assert mine and mine[0][0] == 0, (p, mine)
+            for (_, last), (first, _) in zip(mine, mine[1:]):
+                assert first == last + 1, f"partition {p}: a gap or an overlap in {mine}"
+        in_topic = sum(last - first + 1 for _, first, last in ranges)
+        assert in_topic == len(ids)
+        # What is in the topic twice is only what the killed source had written and not yet
+        # committed (the source is at least once without `exactly_once`).
+        assert len(ids) - total < 5 * per_file, f"{len(ids) - total} records twice"
+    finally:
+        for proc, _ in workers.values():
+            if proc.poll() is None:
+                stop_run(proc)
+
+
+def test_runtime_kafka_settings_are_checked_before_anything_starts(work):
+    bad = work / "bad.yaml"
+    bad.write_text(
+        "runtime:\n  kafka:\n    bootstrap_servers: \"kafka-1\"\n    group: \"has space\"\n"
+        "    security: { protocol: SASL_SSL, username: sluice }\n"
+        "  broker: { listen: 127.0.0.1:0 }\n"
+        "sources: {}\nsinks: {}\n")
+    done = subprocess.run([sluice_binary(), "run", str(bad)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    err = done.stderr
+    assert "`kafka-1` is not `host:port`" in err, err
+    assert "`group`: `has space`" in err, err
+    assert "needs `sasl_mechanism`" in err, err
+    assert "needs `username` and `password`" in err, err
+    assert "remove one" in err, err
+    # Each problem points at its line.
+    assert "bad.yaml:3:" in err.split("`kafka-1` is not")[0].splitlines()[-1], err
+    assert "bad.yaml:4:" in err.split("`has space`")[0].splitlines()[-1], err
+
+
+def test_a_cluster_that_does_not_answer_stops_sluice_run_with_the_reason(work):
+    import socket
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = work / "p.yaml"
+    p.write_text(f"runtime:\n  data_dir: {work}/data\n  kafka: {{ bootstrap_servers: \"127.0.0.1:{port}\", group: g }}\n"
+                 f"sources: {{ s: {{ type: file, path: \"{work}/in/*.json\", topic: t }} }}\nsinks: {{}}\n")
+    started = time.time()
+    done = subprocess.run([sluice_binary(), "run", str(p)], capture_output=True, text=True, timeout=90)
+    assert done.returncode != 0
+    assert f"127.0.0.1:{port}" in done.stderr and "bootstrap_servers" in done.stderr, done.stderr
+    assert time.time() - started < 60
