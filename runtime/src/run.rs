@@ -147,6 +147,19 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
         println!("kafka listener on {}", broker.local_addr());
         runtime.spawn(broker.serve(listeners.clone()));
     }
+    // On a Kafka cluster the pipelines' topics, source positions and sink groups are the
+    // cluster's; a cluster that does not answer stops `sluice run` here.
+    let kafka = match &pipeline.kafka {
+        Some(settings) => {
+            let k = sluice_worker::on_kafka::KafkaRuntime::connect(settings.clone())?;
+            println!(
+                "on the Kafka cluster at {} as group {}",
+                settings.bootstrap_servers, settings.group
+            );
+            Some(Arc::new(k))
+        }
+        None => None,
+    };
     // One registry for the HTTP API and the pipelines' `avro` format alike.
     let schemas = if pipeline.registry.is_some()
         || pipeline
@@ -155,12 +168,31 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
             .chain(&pipeline.sinks)
             .any(|p| p.uses_avro())
     {
-        let store = sluice_schema_registry::store::LogStore::open(&log)?;
-        let registry = sluice_schema_registry::registry::Registry::open(Arc::new(store))?;
+        // On a cluster, every worker's registry is on the cluster's `_schemas`, and reads
+        // here follow what the others write.
+        let store: Arc<dyn sluice_schema_registry::store::SchemaStore> = match &kafka {
+            Some(k) => Arc::new(sluice_kafka::KafkaSchemaStore::open(&k.cluster)?),
+            None => Arc::new(sluice_schema_registry::store::LogStore::open(&log)?),
+        };
+        let registry = Arc::new(sluice_schema_registry::registry::Registry::open(store)?);
+        if kafka.is_some() {
+            let follower = Arc::downgrade(&registry);
+            std::thread::Builder::new()
+                .name("schemas-follower".into())
+                .spawn(move || {
+                    while let Some(registry) = follower.upgrade() {
+                        if let Err(e) = registry.refresh() {
+                            tracing::warn!(error = %e, "reading other workers' schema changes");
+                        }
+                        drop(registry);
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                })?;
+        }
         if pipeline.registry.is_some() {
             registry.request_metrics().register(metrics.registry_mut());
         }
-        Some(Arc::new(registry))
+        Some(registry)
     } else {
         None
     };
@@ -193,19 +225,6 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
                 plan.listen,
                 plan.auth,
             ))?)
-        }
-        None => None,
-    };
-    // On a Kafka cluster the pipelines' topics, source positions and sink groups are the
-    // cluster's; a cluster that does not answer stops `sluice run` here.
-    let kafka = match &pipeline.kafka {
-        Some(settings) => {
-            let k = sluice_worker::on_kafka::KafkaRuntime::connect(settings.clone())?;
-            println!(
-                "on the Kafka cluster at {} as group {}",
-                settings.bootstrap_servers, settings.group
-            );
-            Some(Arc::new(k))
         }
         None => None,
     };

@@ -479,6 +479,8 @@ pub struct Registry {
     state: RwLock<State>,
     store: Arc<dyn SchemaStore>,
     write: Mutex<()>,
+    /// Records appended so far (a refused write that appended some rebuilds the state).
+    appended: std::sync::atomic::AtomicU64,
     /// The API's requests, counted by the router over this registry.
     requests: crate::metrics::RequestMetrics,
 }
@@ -516,6 +518,7 @@ impl Registry {
             state: RwLock::new(state),
             store,
             write: Mutex::new(()),
+            appended: Default::default(),
             requests: Default::default(),
         })
     }
@@ -529,10 +532,80 @@ impl Registry {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs one write: with the records other registries stored applied first, its own
+    /// records made durable together at the end; decided again (up to a few times) when
+    /// another registry sharing the store took over writing meanwhile.
+    fn writing<T>(&self, op: impl Fn() -> Result<T>) -> Result<T> {
+        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut attempts = 0;
+        loop {
+            let news = self.store.begin_write()?;
+            self.apply_all(news);
+            let appended_before = self.appended.load(std::sync::atomic::Ordering::Relaxed);
+            let out = op();
+            let appended =
+                self.appended.load(std::sync::atomic::Ordering::Relaxed) != appended_before;
+            match self.store.end_write(out.is_ok()) {
+                Ok(()) => {
+                    if out.is_err() && appended && self.store.is_shared() {
+                        // Nothing of a refused write was kept; what it applied goes.
+                        self.rebuild()?;
+                    }
+                    return out;
+                }
+                Err(e) => {
+                    // What the write applied was not stored: the state is read again.
+                    self.rebuild()?;
+                    attempts += 1;
+                    if !e.0.starts_with(crate::store::WRITE_LOST) || attempts >= 10 {
+                        return Err(e.into());
+                    }
+                    tracing::info!("another registry wrote meanwhile; deciding the write again");
+                    // Writers that keep taking over from each other would go on for ever:
+                    // each waits a different while before it tries again.
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        20 + (std::process::id() as u64 * 7919 + attempts as u64 * 104_729) % 200,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn apply_all(&self, records: Vec<crate::store::StoredRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        for (key, value) in records {
+            state.apply(&key, value.as_deref());
+        }
+    }
+
+    /// The state read again from the store.
+    fn rebuild(&self) -> Result<()> {
+        let mut state = State::default();
+        for (key, value) in self.store.replay()? {
+            state.apply(&key, value.as_deref());
+        }
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        Ok(())
+    }
+
+    /// Applies what other registries sharing the store wrote (a background task calls this
+    /// on a shared store, so that reads here see their writes).
+    pub fn refresh(&self) -> Result<()> {
+        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let news = self.store.updates()?;
+        self.apply_all(news);
+        Ok(())
+    }
+
     /// Writes a record, then applies it: the state only ever shows what is stored.
     fn commit(&self, key: &Key, value: Option<Vec<u8>>) -> Result<()> {
         let key = serde_json::to_vec(key).map_err(|e| StoreError(e.to_string()))?;
         self.store.append(&key, value.as_deref())?;
+        self.appended
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.state
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -571,7 +644,15 @@ impl Registry {
     pub fn register(&self, subject: &str, req: &SchemaRequest) -> Result<(u32, u32)> {
         validate_subject(subject)?;
         let schema_type = Self::schema_type(req)?;
-        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        self.writing(|| self.register_now(subject, req, schema_type.clone()))
+    }
+
+    fn register_now(
+        &self,
+        subject: &str,
+        req: &SchemaRequest,
+        schema_type: String,
+    ) -> Result<(u32, u32)> {
         self.check_writable(Some(subject))?;
         let (key, value, id, version) = {
             let state = self.read();
@@ -818,7 +899,10 @@ impl Registry {
     }
 
     pub fn delete_version(&self, subject: &str, spec: VersionSpec, permanent: bool) -> Result<u32> {
-        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        self.writing(|| self.delete_version_now(subject, spec, permanent))
+    }
+
+    fn delete_version_now(&self, subject: &str, spec: VersionSpec, permanent: bool) -> Result<u32> {
         self.check_writable(Some(subject))?;
         // A numbered version is looked up with the deleted ones so that deleting it twice
         // answers "already soft-deleted" (40406), as Confluent's does, not "not found";
@@ -870,7 +954,10 @@ impl Registry {
     }
 
     pub fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>> {
-        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        self.writing(|| self.delete_subject_now(subject, permanent))
+    }
+
+    fn delete_subject_now(&self, subject: &str, permanent: bool) -> Result<Vec<u32>> {
         self.check_writable(Some(subject))?;
         let all: Vec<(u32, u32, bool)> = {
             let state = self.read();
@@ -1007,23 +1094,27 @@ impl Registry {
         let level: CompatibilityLevel = level
             .parse()
             .map_err(|_| RegistryError::InvalidCompatibilityLevel(level.into()))?;
-        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        self.check_writable(subject)?;
-        let value = serde_json::to_vec(&ConfigValue {
-            compatibility_level: level.as_str().into(),
+        self.writing(|| {
+            self.check_writable(subject)?;
+            let value = serde_json::to_vec(&ConfigValue {
+                compatibility_level: level.as_str().into(),
+            })
+            .map_err(|e| StoreError(e.to_string()))?;
+            self.commit(
+                &Key::Config {
+                    subject: subject.map(str::to_string),
+                },
+                Some(value),
+            )?;
+            Ok(level)
         })
-        .map_err(|e| StoreError(e.to_string()))?;
-        self.commit(
-            &Key::Config {
-                subject: subject.map(str::to_string),
-            },
-            Some(value),
-        )?;
-        Ok(level)
     }
 
     pub fn delete_config(&self, subject: Option<&str>) -> Result<CompatibilityLevel> {
-        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        self.writing(|| self.delete_config_now(subject))
+    }
+
+    fn delete_config_now(&self, subject: Option<&str>) -> Result<CompatibilityLevel> {
         self.check_writable(subject)?;
         let old = {
             let state = self.read();
@@ -1058,7 +1149,10 @@ impl Registry {
 
     pub fn set_mode(&self, subject: Option<&str>, mode: &str, force: bool) -> Result<Mode> {
         let mode = Mode::parse(mode)?;
-        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        self.writing(|| self.set_mode_now(subject, mode, force))
+    }
+
+    fn set_mode_now(&self, subject: Option<&str>, mode: Mode, force: bool) -> Result<Mode> {
         if mode == Mode::Import && !force {
             let state = self.read();
             let has_schemas = match subject {

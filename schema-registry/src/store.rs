@@ -18,12 +18,39 @@ pub struct StoreError(pub String);
 pub type StoredRecord = (Vec<u8>, Option<Vec<u8>>);
 
 /// Append-only keyed records, replayable in order.
+///
+/// A store shared by several registries (a Kafka topic) also says what the others wrote:
+/// every write runs between [`SchemaStore::begin_write`] (which returns what others wrote
+/// since, to be applied before the write is decided) and [`SchemaStore::end_write`] (which
+/// makes the records of the write durable together, or says it lost to another writer).
 pub trait SchemaStore: Send + Sync {
-    /// Stores one record durably (`None` value: a tombstone).
+    /// Stores one record (`None` value: a tombstone): durably at once, or at `end_write`.
     fn append(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError>;
     /// Every record in order, from the oldest kept.
     fn replay(&self) -> Result<Vec<StoredRecord>, StoreError>;
+    /// A write begins: the records other writers stored since this store last looked.
+    fn begin_write(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// A write ends: `commit` its records, or drop them. An error whose message starts with
+    /// [`WRITE_LOST`] when another writer took over meanwhile: the write is decided again.
+    fn end_write(&self, commit: bool) -> Result<(), StoreError> {
+        let _ = commit;
+        Ok(())
+    }
+    /// Whether a write's records become durable only at `end_write` (a refused write that
+    /// appended some must then forget them).
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Records other writers stored since this store last looked (without waiting).
+    fn updates(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 }
+
+/// What [`SchemaStore::end_write`] says when another writer took over during the write.
+pub const WRITE_LOST: &str = "another registry took over writing; the write is decided again";
 
 /// [`SchemaStore`] on the embedded log.
 pub struct LogStore {

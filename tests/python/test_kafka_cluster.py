@@ -373,3 +373,100 @@ def test_a_cluster_that_does_not_answer_stops_sluice_run_with_the_reason(work):
     assert done.returncode != 0
     assert f"127.0.0.1:{port}" in done.stderr and "bootstrap_servers" in done.stderr, done.stderr
     assert time.time() - started < 60
+
+
+REGISTRY_WORKER = """
+runtime:
+  data_dir: {dir}/data-{worker}
+  registry: {{ listen: "127.0.0.1:0" }}
+  kafka:
+    bootstrap_servers: "{bootstrap}"
+    group: registry-share
+sources:
+  idle: {{ type: file, path: "{dir}/in/*.json", topic: idle }}
+sinks: {{}}
+"""
+
+
+def http(method, url, body=None):
+    import urllib.error
+    import urllib.request
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def record_schema(name, field):
+    return json.dumps({"type": "record", "name": name, "fields": [{"name": field, "type": "long"}]})
+
+
+def test_two_workers_registries_share_the_clusters_schemas_topic(kafka, work):
+    (work / "in").mkdir()
+    workers = {}
+    for name in ("a", "b"):
+        p = work / f"{name}.yaml"
+        p.write_text(REGISTRY_WORKER.format(dir=work, worker=name, bootstrap=kafka.bootstrap))
+        (work / name).mkdir()
+        workers[name] = start_run(work / name, p)
+    try:
+        urls = {n: addrs["registry"] for n, (_, addrs) in workers.items()}
+        results = {}
+
+        def register(worker, i):
+            # Each worker registers its own schemas and, at the same moments, the same ones.
+            own = http("POST", f"{urls[worker]}/subjects/{worker}-{i}-value/versions",
+                       {"schema": record_schema(f"R{worker}{i}", "f")})
+            same = http("POST", f"{urls[worker]}/subjects/shared-{i}-value/versions",
+                        {"schema": record_schema(f"Shared{i}", "g")})
+            results[(worker, i)] = (own, same)
+
+        threads = [threading.Thread(target=register, args=(w, i)) for i in range(15) for w in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for (worker, i), (own, same) in results.items():
+            assert own[0] == 200 and same[0] == 200, (worker, i, own, same)
+        own_ids = [own[1]["id"] for own, _ in results.values()]
+        assert len(set(own_ids)) == 30, "two different schemas got one id"
+        for i in range(15):
+            # The same schema under one subject: one id and one version, whichever worker.
+            assert results[("a", i)][1][1]["id"] == results[("b", i)][1][1]["id"]
+        shared_ids = {results[("a", i)][1][1]["id"] for i in range(15)}
+        assert not shared_ids & set(own_ids)
+        # Each worker serves what the other registered.
+        wait_until(lambda: http("GET", f"{urls['a']}/subjects")[1] == http("GET", f"{urls['b']}/subjects")[1],
+                   timeout=20, what="both registries to list the same subjects")
+        subjects = http("GET", f"{urls['a']}/subjects")[1]
+        assert len(subjects) == 45
+        for i in (0, 7, 14):
+            for worker in ("a", "b"):
+                versions = http("GET", f"{urls[worker]}/subjects/shared-{i}-value/versions")[1]
+                assert versions == [1], (worker, i, versions)
+        some_id = own_ids[0]
+        assert http("GET", f"{urls['a']}/schemas/ids/{some_id}")[1] == http("GET", f"{urls['b']}/schemas/ids/{some_id}")[1]
+        # In Confluent's record format on `_schemas`.
+        records = read_topic(kafka.bootstrap, "_schemas", 45)
+        keys = [json.loads(m.key()) for m in records]
+        assert all(k["keytype"] == "SCHEMA" for k in keys)
+        value = json.loads(records[0].value())
+        assert {"subject", "version", "id", "schema", "deleted"} <= set(value)
+        # A worker restarted with its data directory wiped rebuilds from the topic.
+        assert stop_run(workers["a"][0]) == 0
+        shutil.rmtree(work / "data-a")
+        workers["a"] = start_run(work / "a", work / "a.yaml")
+        url = workers["a"][1]["registry"]
+        assert sorted(http("GET", f"{url}/subjects")[1]) == sorted(subjects)
+        assert http("GET", f"{url}/schemas/ids/{some_id}")[1] == http("GET", f"{urls['b']}/schemas/ids/{some_id}")[1]
+        # And registers after the ids the cluster handed out.
+        status, new = http("POST", f"{url}/subjects/after-restart-value/versions", {"schema": record_schema("After", "h")})
+        assert status == 200 and new["id"] > max(own_ids + list(shared_ids))
+    finally:
+        for proc, _ in workers.values():
+            if proc.poll() is None:
+                stop_run(proc)

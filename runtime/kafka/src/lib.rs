@@ -4,8 +4,10 @@
 //! What it owns: the settings and their checks ([`settings`]), the clients the worker's
 //! task loops use on the cluster instead of the embedded log ([`cluster`]: topics, a
 //! producer per source task, a consumer per sink task in group `connect-<sink>`), source
-//! positions in a compacted topic in Kafka Connect's layout ([`offsets`]), and which
-//! worker runs which source task through Kafka's group protocol ([`leases`]).
+//! positions in a compacted topic in Kafka Connect's layout ([`offsets`]), the schema
+//! registry's store in `_schemas` in Confluent's format with one writer elected by Kafka's
+//! transactional fencing ([`schemas`]), and which worker runs which source task through
+//! Kafka's group protocol ([`leases`]).
 //! What it must not touch: converters, transforms and the error policy (the worker's, the
 //! same on both backends), and the embedded log.
 //!
@@ -25,6 +27,7 @@
 pub mod cluster;
 pub mod leases;
 pub mod offsets;
+pub mod schemas;
 pub mod settings;
 
 pub use cluster::{
@@ -32,4 +35,5 @@ pub use cluster::{
 };
 pub use leases::Leases;
 pub use offsets::ClusterOffsets;
+pub use schemas::KafkaSchemaStore;
 pub use settings::{KafkaSettings, Protocol, SaslMechanism, Security};
