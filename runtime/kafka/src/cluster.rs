@@ -3,6 +3,7 @@
 //! before positions are committed, and a consumer per sink task in the sink's group.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -229,6 +230,41 @@ impl Cluster {
         Ok(TaskProducer {
             producer,
             settings: self.settings.clone(),
+            transactional: false,
+            in_transaction: AtomicBool::new(false),
+        })
+    }
+
+    /// A transactional producer (KIP-618's pattern for sources): records and the positions
+    /// that cover them are committed together. Initializing it fences any earlier producer
+    /// with the same `transactional_id` (a zombie task) and aborts what it left open.
+    pub fn transactional_producer(
+        &self,
+        client_id: &str,
+        transactional_id: &str,
+    ) -> Result<TaskProducer, ClusterError> {
+        let mut c = self.settings.client_config();
+        c.set("client.id", client_id)
+            .set("transactional.id", transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4");
+        let producer: ThreadedProducer<Deliveries> =
+            c.create_with_context(Deliveries::default())
+                .map_err(|e| ClusterError::new(&self.settings, "creating a producer", &e))?;
+        producer.init_transactions(CALL_TIMEOUT).map_err(|e| {
+            ClusterError::new(
+                &self.settings,
+                format!("initializing transactions as `{transactional_id}`"),
+                &e,
+            )
+        })?;
+        Ok(TaskProducer {
+            producer,
+            settings: self.settings.clone(),
+            transactional: true,
+            in_transaction: AtomicBool::new(false),
         })
     }
 
@@ -306,12 +342,19 @@ pub struct Outgoing<'a> {
 pub struct TaskProducer {
     producer: ThreadedProducer<Deliveries>,
     settings: KafkaSettings,
+    transactional: bool,
+    in_transaction: AtomicBool,
 }
 
 impl TaskProducer {
     /// Queues a record; waits while librdkafka's queue is full. Whether it arrived is known
     /// at the next [`TaskProducer::flush`].
     pub fn send(&self, r: &Outgoing<'_>) -> Result<(), ClusterError> {
+        if self.transactional && !self.in_transaction.swap(true, Ordering::AcqRel) {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| ClusterError::new(&self.settings, "beginning a transaction", &e))?;
+        }
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (k, v) in r.headers {
             headers = headers.insert(Header { key: k, value: *v });
@@ -347,6 +390,22 @@ impl TaskProducer {
                 }
             }
         }
+    }
+
+    /// Whether records are sent in transactions ([`TaskProducer::commit_transaction`]).
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
+    /// Commits what was sent since the last commit, all of it or nothing (a failure leaves
+    /// the transaction to be aborted: the producer must not be used again).
+    pub fn commit_transaction(&self) -> Result<(), ClusterError> {
+        if !self.in_transaction.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.producer
+            .commit_transaction(CALL_TIMEOUT)
+            .map_err(|e| ClusterError::new(&self.settings, "committing a transaction", &e))
     }
 
     /// Waits until every queued record is acknowledged by all in-sync replicas; the first

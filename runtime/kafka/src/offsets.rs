@@ -120,9 +120,7 @@ impl ClusterOffsets {
         let now = now_ms();
         for (stream, offset) in changes {
             let key = offset_key(connector, stream);
-            let value = offset
-                .as_ref()
-                .map(|o| json!({"offset": o}).to_string().into_bytes());
+            let value = offset_value(offset.as_ref());
             producer.send(&Outgoing {
                 topic: &self.topic,
                 partition: Some(0),
@@ -136,7 +134,12 @@ impl ClusterOffsets {
     }
 }
 
-fn now_ms() -> i64 {
+/// The value of a stream's position (`None`: the tombstone that forgets it).
+pub fn offset_value(offset: Option<&Json>) -> Option<Vec<u8>> {
+    offset.map(|o| json!({ "offset": o }).to_string().into_bytes())
+}
+
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

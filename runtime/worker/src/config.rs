@@ -142,6 +142,9 @@ pub struct ConnectorPlan {
     /// Applied in order: on a source before its records are stored, on a sink after they
     /// are read (and decoded).
     pub transforms: Vec<crate::transforms::Transform>,
+    /// `exactly_once: true` on a source (where it stands): its records and positions go
+    /// in one Kafka transaction (KIP-618); needs `runtime.kafka`.
+    pub exactly_once: Option<Pos>,
 }
 
 impl ConnectorPlan {
@@ -823,6 +826,13 @@ pub fn parse_pipeline(
         }
     }
     check_reader_schemas(&mut c, &pipeline);
+    if kafka_pos.is_none() {
+        for s in &pipeline.sources {
+            if let Some(pos) = s.exactly_once {
+                c.err(pos, format!("source `{}`: `exactly_once` writes records and positions in one Kafka transaction, so it needs `runtime.kafka` (on the embedded log, sources with ordered positions such as `postgres_cdc` are exactly once already)", s.name));
+            }
+        }
+    }
     if pipeline.sources.is_empty() && pipeline.sinks.is_empty() && c.errors.is_empty() {
         c.err(
             root.pos,

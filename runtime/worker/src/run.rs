@@ -174,6 +174,8 @@ struct SourceCtx<'a> {
     /// On a Kafka cluster: the index of the task's lease (it runs only while this worker
     /// holds it).
     lease: Option<u32>,
+    /// `exactly_once: true` (on a cluster): records and positions in one transaction.
+    exactly_once: bool,
 }
 
 /// What a sink task's loop holds beyond the shared [`Ctx`]: its decoders.

@@ -59,6 +59,7 @@ impl Checker<'_> {
         let mut schemas: [Option<(String, Pos)>; 2] = [None, None];
         let mut schemas_enable = [false, false];
         let mut transforms = Vec::new();
+        let mut exactly_once = None;
         for (key, v, kpos) in &entries {
             match *key {
                 "type" => type_name = self.string(v, "`type`").map(|s| (s, v.pos)),
@@ -97,6 +98,11 @@ impl Checker<'_> {
                     formats_given[1] = Some(v.pos);
                 }
                 "tasks" => tasks = self.int(v, "`tasks`", 1, 1024).unwrap_or(1) as u32,
+                "exactly_once" if source => {
+                    if self.boolean(v, "`exactly_once`") == Some(true) {
+                        exactly_once = Some(v.pos);
+                    }
+                }
                 "errors" => errors = self.errors_policy(v, &format!("`errors` of {what}")),
                 "restart" => restart = self.restart_policy(v, &format!("`restart` of {what}")),
                 "key_schema" | "value_schema" => {
@@ -269,6 +275,7 @@ impl Checker<'_> {
             settings,
             value_schema_pos: value_schema.map(|(_, p)| p),
             transforms,
+            exactly_once,
         };
         Some((plan, topics))
     }

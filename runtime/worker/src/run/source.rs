@@ -54,10 +54,21 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
     // On a cluster: the task's producer, and the lease it runs under.
     let producer = match kafka {
         None => None,
-        Some(k) => match k.cluster.producer(&format!("sluice-{}", ctx.task)) {
-            Ok(p) => Some(p),
-            Err(e) => return ctx.fail(Stage::Start, e),
-        },
+        Some(k) => {
+            let client_id = format!("sluice-{}", ctx.task);
+            // One transactional id per task of the deployment: a task started again (here
+            // or on another worker) fences the one before and aborts what it left open.
+            let made = if ctx.exactly_once {
+                let id = format!("sluice-{}-{}", k.settings().group, ctx.task);
+                k.cluster.transactional_producer(&client_id, &id)
+            } else {
+                k.cluster.producer(&client_id)
+            };
+            match made {
+                Ok(p) => Some(p),
+                Err(e) => return ctx.fail(Stage::Start, e),
+            }
+        }
     };
     let lease = kafka.and_then(|k| Some((k.leases()?, ctx.lease?)));
     if let Err(e) = ctx.retry("start", || task.start(committed.clone())) {
@@ -837,6 +848,27 @@ fn commit_source(
         return Ok(());
     }
     match (&ctx.kafka, &out.producer) {
+        // The positions go in the transaction of the records they cover: both or neither.
+        (Some(k), Some(producer)) if producer.is_transactional() => {
+            let now = sluice_log::now_ms();
+            for p in &positions {
+                let key = sluice_kafka::offsets::offset_key(&ctx.name, &p.stream);
+                let value = sluice_kafka::offsets::offset_value(Some(&p.offset));
+                producer
+                    .send(&Outgoing {
+                        topic: k.offsets.topic(),
+                        partition: Some(0),
+                        key: Some(&key),
+                        value: value.as_deref(),
+                        timestamp: now,
+                        headers: &[],
+                    })
+                    .map_err(|e| format!("committing source positions: {e}"))?;
+            }
+            producer
+                .commit_transaction()
+                .map_err(|e| format!("committing source records and positions: {e}"))?;
+        }
         (Some(k), Some(producer)) => {
             producer.flush().map_err(|e| e.to_string())?;
             let changes: Vec<(String, Option<serde_json::Value>)> = positions

@@ -139,6 +139,7 @@ impl Unit {
                     encoders,
                     topic,
                     lease: self.lease(slot).map(|(_, i)| i),
+                    exactly_once: self.plan.exactly_once.is_some(),
                 },
                 task,
                 offsets,
