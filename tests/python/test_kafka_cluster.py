@@ -457,7 +457,8 @@ def test_two_workers_registries_share_the_clusters_schemas_topic(kafka, work):
         wait_until(lambda: http("GET", f"{urls['a']}/subjects")[1] == http("GET", f"{urls['b']}/subjects")[1],
                    timeout=20, what="both registries to list the same subjects")
         subjects = http("GET", f"{urls['a']}/subjects")[1]
-        assert len(subjects) == 45
+        # (Other tests of this file registered theirs on the same cluster.)
+        assert len([s for s in subjects if s.startswith(("a-", "b-", "shared-"))]) == 45
         for i in (0, 7, 14):
             for worker in ("a", "b"):
                 versions = http("GET", f"{urls[worker]}/subjects/shared-{i}-value/versions")[1]
