@@ -38,20 +38,10 @@ pub(super) fn source_loop(ctx: &SourceCtx, mut task: Box<dyn SourceTask>, offset
 fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceOffsets) {
     let topic = ctx.topic.to_string();
     let kafka = ctx.kafka.as_deref();
-    let committed = match kafka {
-        None => offsets.positions(&ctx.name),
-        Some(k) => match k.offsets.positions(&ctx.name) {
-            Ok(p) => p
-                .into_iter()
-                .map(|(stream, offset)| SourcePosition {
-                    stream: stream.into(),
-                    offset,
-                })
-                .collect(),
-            Err(e) => return ctx.fail(Stage::Start, format!("reading source positions: {e}")),
-        },
-    };
-    // On a cluster: the task's producer, and the lease it runs under.
+    // On a cluster: the task's producer, made before the positions are read: with
+    // `exactly_once`, initializing it fences the task's previous run (a worker killed
+    // mid-transaction) and aborts what it left open, so that the positions read are the
+    // ones its last committed transaction left.
     let producer = match kafka {
         None => None,
         Some(k) => {
@@ -69,6 +59,19 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
                 Err(e) => return ctx.fail(Stage::Start, e),
             }
         }
+    };
+    let committed = match kafka {
+        None => offsets.positions(&ctx.name),
+        Some(k) => match k.offsets.positions(&ctx.name) {
+            Ok(p) => p
+                .into_iter()
+                .map(|(stream, offset)| SourcePosition {
+                    stream: stream.into(),
+                    offset,
+                })
+                .collect(),
+            Err(e) => return ctx.fail(Stage::Start, format!("reading source positions: {e}")),
+        },
     };
     let lease = kafka.and_then(|k| Some((k.leases()?, ctx.lease?)));
     if let Err(e) = ctx.retry("start", || task.start(committed.clone())) {
