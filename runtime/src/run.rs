@@ -228,6 +228,7 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
         }
         None => None,
     };
+    let on_cluster = kafka.is_some();
     let worker = Arc::new(Worker::start(
         &pipeline,
         &registry,
@@ -241,6 +242,23 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
     )?);
     for problem in worker.restore_problems() {
         eprintln!("warning: {problem}");
+    }
+    // On a cluster, connectors created over REST and the states asked of connectors on any
+    // worker are applied here too.
+    if on_cluster {
+        let follower = Arc::downgrade(&worker);
+        let registry = registry.clone();
+        std::thread::Builder::new()
+            .name("configs-follower".into())
+            .spawn(move || {
+                while let Some(worker) = follower.upgrade() {
+                    if let Err(e) = worker.follow_configs(&registry) {
+                        tracing::warn!(error = %e, "reading other workers' connector changes");
+                    }
+                    drop(worker);
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+            })?;
     }
     if let Some(listener) = rest {
         let addr = listener.local_addr();

@@ -181,6 +181,9 @@ enum Key {
     Config { subject: Option<String> },
     #[serde(rename = "MODE")]
     Mode { subject: Option<String> },
+    /// Written by a Confluent registry when it becomes the writer; says nothing of state.
+    #[serde(rename = "NOOP")]
+    Noop {},
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,6 +301,7 @@ impl State {
                     }
                 }
             }
+            Key::Noop {} => {}
         }
     }
 

@@ -241,7 +241,7 @@ def start_run(tmp_path, pipeline):
         stdout=subprocess.PIPE,
         stderr=open(tmp_path / "run.stderr", "ab"),
         text=True,
-        env={**os.environ, "RUST_LOG": "warn"},
+        env={**os.environ, "RUST_LOG": os.environ.get("SLUICE_TEST_LOG", "warn")},
     )
     addresses = {}
     for _ in range(30):

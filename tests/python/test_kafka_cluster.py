@@ -332,7 +332,9 @@ def test_two_workers_share_a_pipeline_and_one_survives_the_others_kill_9(kafka, 
         ranges = offset_ranges(work / "out", topic)
         for p in (0, 1):
             mine = [(a, b) for q, a, b in ranges if q == p]
-            assert mine and mine[0][0] == 0, (p, mine)
+            # (With transactions, a partition may begin with the killed worker's aborted
+            # records and their marker: no file holds those offsets.)
+            assert mine and (mine[0][0] == 0 or exactly_once), (p, mine)
             for (_, last), (first, _) in zip(mine, mine[1:]):
                 assert first > last, f"partition {p}: an overlap in {mine}"
                 assert exactly_once or first == last + 1, f"partition {p}: a gap in {mine}"
@@ -468,7 +470,8 @@ def test_two_workers_registries_share_the_clusters_schemas_topic(kafka, work):
         # In Confluent's record format on `_schemas`.
         records = read_topic(kafka.bootstrap, "_schemas", 45)
         keys = [json.loads(m.key()) for m in records]
-        assert all(k["keytype"] == "SCHEMA" for k in keys)
+        assert all(k["keytype"] == "SCHEMA" and k["magic"] == 1 for k in keys)
+        assert records[0].key().decode().endswith(',"magic":1}'), "Confluent's key bytes, for compaction"
         value = json.loads(records[0].value())
         assert {"subject", "version", "id", "schema", "deleted"} <= set(value)
         # A worker restarted with its data directory wiped rebuilds from the topic.
@@ -481,6 +484,165 @@ def test_two_workers_registries_share_the_clusters_schemas_topic(kafka, work):
         # And registers after the ids the cluster handed out.
         status, new = http("POST", f"{url}/subjects/after-restart-value/versions", {"schema": record_schema("After", "h")})
         assert status == 200 and new["id"] > max(own_ids + list(shared_ids))
+    finally:
+        for proc, _ in workers.values():
+            if proc.poll() is None:
+                stop_run(proc)
+
+
+DEPLOYMENT = """
+runtime:
+  data_dir: {dir}/data-{worker}
+  kafka:
+    bootstrap_servers: "{bootstrap}"
+    group: rest-deployment
+topics:
+  rest-events:
+    partitions: 2
+sources:
+  idle_in:
+    type: file
+    path: {dir}/idle/*.json
+    topic: rest-events
+    value_format: json
+{sources}
+sinks: {{}}
+"""
+
+RELOADED_SOURCE = """  reloaded_in:
+    type: file
+    path: {dir}/reloaded/*.json
+    topic: rest-events
+    value_format: json
+"""
+
+
+def rest(method, url, body=None):
+    import urllib.error
+    import urllib.request
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            text = r.read()
+            return r.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def connector_states(urls, name):
+    """Each worker's view of a connector: its state and its task's state (None: unknown)."""
+    out = {}
+    for w, url in urls.items():
+        status, body = rest("GET", f"{url}/connectors/{name}/status")
+        out[w] = (body["connector"]["state"], body["tasks"][0]["state"]) if status == 200 else None
+    return out
+
+
+def test_connectors_created_over_rest_on_one_worker_run_on_the_deployment(kafka, work):
+    """Kafka Connect's distributed mode: a connector created, paused or deleted over the REST
+    API of any worker is in `<group>-configs`, every worker applies it, and the group decides
+    where its task runs; a worker restarted with no data directory gets them back from the
+    cluster, and a source added to the file by a reload gets a task on one worker."""
+    for d in ("in", "reloaded", "out", "idle"):
+        (work / d).mkdir()
+    workers = {}
+    for name in ("a", "b"):
+        p = work / f"{name}.yaml"
+        p.write_text(DEPLOYMENT.format(dir=work, worker=name, bootstrap=kafka.bootstrap, sources=""))
+        (work / name).mkdir()
+        workers[name] = start_run(work / name, p)
+    try:
+        urls = {n: addrs["rest"] for n, (_, addrs) in workers.items()}
+        status, created = rest("POST", f"{urls['a']}/connectors", {"name": "events_in", "config": {
+            "connector.class": "file", "path": f"{work}/in/*.json", "topic": "rest-events",
+            "value_format": "json"}})
+        assert status == 201, created
+        status, created = rest("POST", f"{urls['b']}/connectors", {"name": "events_out", "config": {
+            "connector.class": "file", "topics": "rest-events", "path": f"{work}/out",
+            "value_format": "json", "roll_interval": "300ms", "tasks.max": "1"}})
+        assert status == 201, created
+        # Both workers know both connectors; the source's task runs on exactly one of them.
+        wait_until(lambda: all(sorted(rest("GET", f"{u}/connectors")[1]) == ["events_in", "events_out", "idle_in"]
+                               for u in urls.values()), timeout=30, what="both workers to list both connectors")
+        wait_until(lambda: sorted(s[1] for s in connector_states(urls, "events_in").values())
+                   == ["RUNNING", "UNASSIGNED"], timeout=60, what="the source's task on one worker")
+        assert rest("GET", f"{urls['a']}/connectors/events_out/config")[1]["roll_interval"] == "300ms"
+        write_lines(work / "in" / "first.json", [json.dumps({"id": i}) for i in range(300)])
+        wait_until(lambda: len(output_lines(work / "out")) >= 300, timeout=60, what="the first records through")
+
+        # The same name created on both workers at once: one wins, the other is refused
+        # (409), as Connect's leader refuses it; both workers then have the winner.
+        results = {}
+
+        def create_dup(w):
+            results[w] = rest("POST", f"{urls[w]}/connectors", {"name": "dup", "config": {
+                "connector.class": "file", "path": f"{work}/idle/{w}-*.json", "topic": "rest-events",
+                "value_format": "json"}})
+        threads = [threading.Thread(target=create_dup, args=(w,)) for w in urls]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(r[0] for r in results.values()) == [201, 409], results
+        winner = next(w for w, r in results.items() if r[0] == 201)
+        wait_until(lambda: all(rest("GET", f"{u}/connectors/dup/config")[1].get("path") == f"{work}/idle/{winner}-*.json"
+                               for u in urls.values()), timeout=30, what="the winner on both workers")
+        assert rest("DELETE", f"{urls[winner]}/connectors/dup")[0] == 204
+
+        # Paused on b: paused on both; no record goes through; resumed on a.
+        assert rest("PUT", f"{urls['b']}/connectors/events_in/pause")[0] == 202
+        wait_until(lambda: all(s and s[0] == "PAUSED" for s in connector_states(urls, "events_in").values()),
+                   timeout=30, what="the pause to reach both workers")
+        time.sleep(1)  # a poll under way when the pause came may still hand records on
+        write_lines(work / "in" / "second.json", [json.dumps({"id": 300 + i}) for i in range(200)])
+        time.sleep(3)
+        assert len(output_lines(work / "out")) == 300, "a paused source read a file"
+        assert rest("PUT", f"{urls['a']}/connectors/events_in/resume")[0] == 202
+        wait_until(lambda: len(output_lines(work / "out")) >= 500, timeout=60, what="records after the resume")
+
+        # Reconfigured on a (a second sink task): applied on b too.
+        status, _ = rest("PUT", f"{urls['a']}/connectors/events_out/config", {
+            "connector.class": "file", "topics": "rest-events", "path": f"{work}/out",
+            "value_format": "json", "roll_interval": "200ms", "tasks.max": "1"})
+        assert status == 200
+        wait_until(lambda: rest("GET", f"{urls['b']}/connectors/events_out/config")[1].get("roll_interval") == "200ms",
+                   timeout=30, what="the new config on the other worker")
+
+        # The sink's positions are its consumer group's on the cluster.
+        def sink_offsets():
+            body = rest("GET", f"{urls['b']}/connectors/events_out/offsets")[1]
+            return sum(o["offset"]["kafka_offset"] for o in body["offsets"])
+        wait_until(lambda: sink_offsets() == 500, timeout=30, what="the sink's committed offsets")
+
+        # A source added to both files by a reload gets a lease at once, not at a restart.
+        for name, (proc, _) in workers.items():
+            p = work / f"{name}.yaml"
+            p.write_text(DEPLOYMENT.format(dir=work, worker=name, bootstrap=kafka.bootstrap,
+                                           sources=RELOADED_SOURCE.format(dir=work)))
+            proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: sorted(s[1] for s in connector_states(urls, "reloaded_in").values() if s)
+                   == ["RUNNING", "UNASSIGNED"], timeout=60, what="the reloaded source's task on one worker")
+        write_lines(work / "reloaded" / "r.json", [json.dumps({"id": 1000 + i}) for i in range(100)])
+        wait_until(lambda: len(output_lines(work / "out")) >= 600, timeout=60, what="the reloaded source's records")
+
+        # A worker restarted with its data directory wiped gets the connectors from the cluster.
+        assert stop_run(workers["a"][0]) == 0
+        shutil.rmtree(work / "data-a")
+        workers["a"] = start_run(work / "a", work / "a.yaml")
+        urls["a"] = workers["a"][1]["rest"]
+        assert sorted(rest("GET", f"{urls['a']}/connectors")[1]) == ["events_in", "events_out", "idle_in", "reloaded_in"]
+        assert rest("GET", f"{urls['a']}/connectors/events_out/config")[1]["roll_interval"] == "200ms"
+
+        # Deleted on the restarted worker: gone from both.
+        assert rest("DELETE", f"{urls['a']}/connectors/events_in")[0] == 204
+        wait_until(lambda: all(rest("GET", f"{u}/connectors/events_in/status")[0] == 404 for u in urls.values()),
+                   timeout=30, what="the deletion on both workers")
+        ids = [json.loads(line)["id"] for line in output_lines(work / "out")]
+        assert set(ids) == set(range(500)) | set(range(1000, 1100))
+        # In Kafka Connect's layout on `<group>-configs`.
+        keys = {m.key().decode() for m in read_topic(kafka.bootstrap, "rest-deployment-configs", 10, timeout=10)}
+        assert {"connector-events_in", "connector-events_out", "target-state-events_in"} <= keys
     finally:
         for proc, _ in workers.values():
             if proc.poll() is None:

@@ -1,7 +1,12 @@
 """A pipeline on a three-node Apache Kafka cluster (replication factor 3,
 `min.insync.replicas=2`) while one broker is killed with `kill -9` mid-transfer: the
-pipeline goes on, nothing is lost, and nothing is written twice (the source's producer is
-idempotent, the file sink exactly once). One cluster serves this file."""
+pipeline goes on, nothing is lost, and nothing is written twice (the source is
+`exactly_once`, the file sink exactly once). One cluster serves this file.
+
+The source is `exactly_once` because a broker's death may take the deployment's group
+coordinator with it: when the workers' session times out before they find the new one, the
+group revokes the source task, which starts again from its committed positions, and an
+at-least-once source would send again what it had not committed."""
 
 import json
 import os
@@ -44,6 +49,7 @@ sources:
     path: {dir}/in/*.json
     topic: orders
     value_format: json
+    exactly_once: true
 sinks:
   orders_out:
     type: file
@@ -87,8 +93,9 @@ def test_one_broker_of_three_killed_mid_transfer_loses_nothing(cluster, tmp_path
         ranges = offset_ranges(tmp_path / "out", "orders")
         for p in range(3):
             mine = [(a, b) for q, a, b in ranges if q == p]
+            # Commit markers and aborted records take offsets no file holds: no overlap.
             for (_, last), (first, _) in zip(mine, mine[1:]):
-                assert first == last + 1, f"partition {p}: a gap or an overlap in {mine}"
+                assert first > last, f"partition {p}: an overlap in {mine}"
         assert proc.poll() is None, "sluice run exited"
     finally:
         assert stop_run(proc, timeout=60) == 0, (tmp_path / "run.stderr").read_text()[-3000:]

@@ -137,6 +137,41 @@ impl Cluster {
         }
     }
 
+    /// The committed next offsets of consumer group `group` on `topics`' partitions (those
+    /// with one), read without joining the group.
+    pub fn group_offsets(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(String, i32, i64)>, ClusterError> {
+        let mut c = self.settings.client_config();
+        c.set("group.id", group).set("enable.auto.commit", "false");
+        let consumer: BaseConsumer = c
+            .create()
+            .map_err(|e| ClusterError::new(&self.settings, "creating a consumer", &e))?;
+        let mut tpl = TopicPartitionList::new();
+        for topic in topics {
+            for p in 0..self.partition_count(topic)?.unwrap_or(0) {
+                tpl.add_partition(topic, p as i32);
+            }
+        }
+        let committed = consumer.committed_offsets(tpl, CALL_TIMEOUT).map_err(|e| {
+            ClusterError::new(
+                &self.settings,
+                format!("reading group `{group}`'s offsets"),
+                &e,
+            )
+        })?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.topic().to_string(), e.partition(), o)),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Creates the topics that do not exist yet (the cluster's default replication factor);
     /// topics that exist are left as they are. Waits until each is visible in metadata.
     pub fn ensure_topics(&self, topics: &[TopicSpec]) -> Result<(), ClusterError> {
@@ -205,6 +240,14 @@ impl Cluster {
             })?;
         for r in results {
             if let Err((_, code)) = r {
+                // A topic created moments ago can show no partitions in the metadata of the
+                // broker asked, while it has them: the refusal says so, and a look again
+                // settles it.
+                if code == RDKafkaErrorCode::InvalidPartitions
+                    && self.partitions_reach(topic, partitions)?
+                {
+                    continue;
+                }
                 return Err(ClusterError::other(
                     &self.settings,
                     format!("growing topic `{topic}` to {partitions} partitions"),
@@ -215,24 +258,22 @@ impl Cluster {
         Ok(())
     }
 
+    /// Whether `topic` shows at least `partitions` partitions within a few seconds.
+    fn partitions_reach(&self, topic: &str, partitions: u32) -> Result<bool, ClusterError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.partition_count(topic)?.unwrap_or(0) >= partitions {
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(false)
+    }
+
     /// An idempotent producer (`acks=all`) whose failed deliveries are kept until
     /// [`TaskProducer::flush`] reports them.
     pub fn producer(&self, client_id: &str) -> Result<TaskProducer, ClusterError> {
-        let mut c = self.settings.client_config();
-        c.set("client.id", client_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4");
-        let producer: ThreadedProducer<Deliveries> =
-            c.create_with_context(Deliveries::default())
-                .map_err(|e| ClusterError::new(&self.settings, "creating a producer", &e))?;
-        Ok(TaskProducer {
-            producer,
-            settings: self.settings.clone(),
-            transactional: false,
-            in_transaction: AtomicBool::new(false),
-        })
+        self.new_producer(client_id, None)
     }
 
     /// A transactional producer (KIP-618's pattern for sources): records and the positions
@@ -243,29 +284,15 @@ impl Cluster {
         client_id: &str,
         transactional_id: &str,
     ) -> Result<TaskProducer, ClusterError> {
-        let mut c = self.settings.client_config();
-        c.set("client.id", client_id)
-            .set("transactional.id", transactional_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4");
-        let producer: ThreadedProducer<Deliveries> =
-            c.create_with_context(Deliveries::default())
-                .map_err(|e| ClusterError::new(&self.settings, "creating a producer", &e))?;
-        producer.init_transactions(CALL_TIMEOUT).map_err(|e| {
-            ClusterError::new(
-                &self.settings,
-                format!("initializing transactions as `{transactional_id}`"),
-                &e,
-            )
-        })?;
-        Ok(TaskProducer {
-            producer,
-            settings: self.settings.clone(),
-            transactional: true,
-            in_transaction: AtomicBool::new(false),
-        })
+        self.new_producer(client_id, Some(transactional_id))
+    }
+
+    fn new_producer(
+        &self,
+        client_id: &str,
+        transactional_id: Option<&str>,
+    ) -> Result<TaskProducer, ClusterError> {
+        make_producer(&self.settings, client_id, transactional_id)
     }
 
     /// A consumer in `group` reading `topics` from their earliest records when the group has
@@ -304,6 +331,38 @@ impl Cluster {
             group: group.to_string(),
         })
     }
+}
+
+/// An idempotent producer (`acks=all`), transactional with `transactional_id` (initialized:
+/// any earlier producer with that id is fenced).
+pub(crate) fn make_producer(
+    settings: &KafkaSettings,
+    client_id: &str,
+    transactional_id: Option<&str>,
+) -> Result<TaskProducer, ClusterError> {
+    let mut c = settings.client_config();
+    c.set("client.id", client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4");
+    if let Some(id) = transactional_id {
+        c.set("transactional.id", id);
+    }
+    let producer: ThreadedProducer<Deliveries> = c
+        .create_with_context(Deliveries::default())
+        .map_err(|e| ClusterError::new(settings, "creating a producer", &e))?;
+    if let Some(id) = transactional_id {
+        producer.init_transactions(CALL_TIMEOUT).map_err(|e| {
+            ClusterError::new(settings, format!("initializing transactions as `{id}`"), &e)
+        })?;
+    }
+    Ok(TaskProducer {
+        producer,
+        settings: settings.clone(),
+        transactional: transactional_id.is_some(),
+        in_transaction: AtomicBool::new(false),
+    })
 }
 
 /// Failed deliveries of one producer, kept until its next flush.

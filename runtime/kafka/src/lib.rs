@@ -6,8 +6,10 @@
 //! producer per source task, a consumer per sink task in group `connect-<sink>`), source
 //! positions in a compacted topic in Kafka Connect's layout ([`offsets`]), the schema
 //! registry's store in `_schemas` in Confluent's format with one writer elected by Kafka's
-//! transactional fencing ([`schemas`]), and which worker runs which source task through
-//! Kafka's group protocol ([`leases`]).
+//! transactional fencing ([`schemas`]), connectors created over the REST API and the
+//! states asked of connectors in Connect's configs layout ([`configs`]), and which worker
+//! runs which source task through Kafka's group protocol ([`leases`]). [`reader`] follows
+//! the one-partition state topics.
 //! What it must not touch: converters, transforms and the error policy (the worker's, the
 //! same on both backends), and the embedded log.
 //!
@@ -25,15 +27,18 @@
 //! ```
 
 pub mod cluster;
+pub mod configs;
 pub mod leases;
 pub mod offsets;
+pub mod reader;
 pub mod schemas;
 pub mod settings;
 
 pub use cluster::{
     Cluster, ClusterError, Incoming, Outgoing, SinkConsumer, TaskProducer, TopicSpec,
 };
-pub use leases::Leases;
+pub use configs::{ConfigChange, ConfigsTopic};
+pub use leases::{Lease, Leases};
 pub use offsets::ClusterOffsets;
 pub use schemas::KafkaSchemaStore;
 pub use settings::{KafkaSettings, Protocol, SaslMechanism, Security};

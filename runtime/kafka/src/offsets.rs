@@ -3,21 +3,25 @@
 //! values are `{"offset":<position>}` (a null value forgets the position). Every read goes
 //! to the topic's end, so a task moved from another worker starts where that one stopped.
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value as Json};
 
-use crate::cluster::{Cluster, ClusterError, Outgoing, TaskProducer, TopicSpec, CALL_TIMEOUT};
+use crate::cluster::{Cluster, ClusterError, Outgoing, TaskProducer, TopicSpec};
+use crate::reader::TopicReader;
 use crate::settings::KafkaSettings;
+
+/// Every position read, by (connector, stream).
+type Positions = BTreeMap<(String, String), Json>;
 
 /// The source positions of a deployment.
 pub struct ClusterOffsets {
     topic: String,
     settings: KafkaSettings,
-    producer: std::sync::Mutex<TaskProducer>,
+    producer: Mutex<TaskProducer>,
+    /// A reader that follows the topic, and every position it read: (connector, stream).
+    known: Mutex<(TopicReader, Positions)>,
 }
 
 /// The key of a connector's stream.
@@ -35,8 +39,21 @@ impl ClusterOffsets {
             partitions: 1,
             config: vec![("cleanup.policy".into(), "compact".into())],
         }])?;
+        let settings = cluster.settings();
+        let reader = TopicReader::open(
+            settings,
+            &topic,
+            &format!("{}-offsets-reader", settings.group),
+        )
+        .map_err(|e| ClusterError {
+            servers: settings.bootstrap_servers.clone(),
+            what: format!("reading `{topic}`"),
+            message: e.to_string(),
+            retriable: true,
+        })?;
         Ok(ClusterOffsets {
-            producer: std::sync::Mutex::new(cluster.producer("sluice-offsets")?),
+            producer: Mutex::new(cluster.producer("sluice-offsets")?),
+            known: Mutex::new((reader, BTreeMap::new())),
             topic,
             settings: cluster.settings().clone(),
         })
@@ -48,65 +65,32 @@ impl ClusterOffsets {
 
     /// Every committed position of `connector` (stream, position), read to the topic's end.
     pub fn positions(&self, connector: &str) -> Result<Vec<(String, Json)>, ClusterError> {
-        let err = |what: &str, e: &rdkafka::error::KafkaError| ClusterError {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let (reader, table) = &mut *known;
+        let records = reader.read(true).map_err(|e| ClusterError {
             servers: self.settings.bootstrap_servers.clone(),
-            what: format!("{what} `{}`", self.topic),
+            what: format!("reading `{}`", self.topic),
             message: e.to_string(),
             retriable: true,
-        };
-        let mut c = self.settings.client_config();
-        c.set("enable.auto.commit", "false").set(
-            "group.id",
-            format!("{}-offsets-reader", self.settings.group),
-        );
-        let consumer: BaseConsumer = c.create().map_err(|e| err("reading", &e))?;
-        let (low, high) = consumer
-            .fetch_watermarks(&self.topic, 0, CALL_TIMEOUT)
-            .map_err(|e| err("reading the end of", &e))?;
-        let mut table: std::collections::BTreeMap<String, Json> = Default::default();
-        if high > low {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&self.topic, 0, Offset::Offset(low))
-                .map_err(|e| err("reading", &e))?;
-            consumer.assign(&tpl).map_err(|e| err("reading", &e))?;
-            let deadline = Instant::now() + CALL_TIMEOUT;
-            let mut next = low;
-            while next < high {
-                if Instant::now() > deadline {
-                    return Err(ClusterError {
-                        servers: self.settings.bootstrap_servers.clone(),
-                        what: format!("reading `{}`", self.topic),
-                        message: format!("stopped at offset {next} of {high}"),
-                        retriable: true,
-                    });
-                }
-                let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-                    // Transactions' commit markers and aborted records take offsets that
-                    // never come as records: where the reader stands says how far it got.
-                    next = next.max(position(&consumer).unwrap_or(next));
-                    continue;
-                };
-                let m = m.map_err(|e| err("reading", &e))?;
-                next = m.offset() + 1;
-                let Some(key) = m.key().and_then(|k| serde_json::from_slice::<Json>(k).ok()) else {
-                    continue;
-                };
-                let (Some(c), Some(s)) = (key[0].as_str(), key[1]["stream"].as_str()) else {
-                    continue;
-                };
-                if c != connector {
-                    continue;
-                }
-                match m
-                    .payload()
-                    .and_then(|v| serde_json::from_slice::<Json>(v).ok())
-                {
-                    Some(v) => table.insert(s.to_string(), v["offset"].clone()),
-                    None => table.remove(s),
-                };
-            }
+        })?;
+        for (key, value) in records {
+            let Ok(key) = serde_json::from_slice::<Json>(&key) else {
+                continue;
+            };
+            let (Some(c), Some(s)) = (key[0].as_str(), key[1]["stream"].as_str()) else {
+                continue;
+            };
+            let stream = (c.to_string(), s.to_string());
+            match value.and_then(|v| serde_json::from_slice::<Json>(&v).ok()) {
+                Some(v) => table.insert(stream, v["offset"].clone()),
+                None => table.remove(&stream),
+            };
         }
-        Ok(table.into_iter().collect())
+        Ok(table
+            .range((connector.to_string(), String::new())..)
+            .take_while(|((c, _), _)| c == connector)
+            .map(|((_, s), v)| (s.clone(), v.clone()))
+            .collect())
     }
 
     /// Stores positions (a `None` forgets one), acknowledged by all in-sync replicas before
@@ -134,14 +118,6 @@ impl ClusterOffsets {
             })?;
         }
         producer.flush()
-    }
-}
-
-/// The next offset `consumer` reads of its one partition.
-fn position(consumer: &BaseConsumer) -> Option<i64> {
-    match consumer.position().ok()?.elements().first()?.offset() {
-        Offset::Offset(o) => Some(o),
-        _ => None,
     }
 }
 

@@ -12,15 +12,12 @@
 //! background refresh) consume the topic with `read_committed`.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
 use sluice_schema_registry::store::{SchemaStore, StoreError, StoredRecord, WRITE_LOST};
 
 use crate::cluster::{Cluster, Deliveries, TopicSpec, CALL_TIMEOUT};
+use crate::reader::TopicReader;
 use crate::settings::KafkaSettings;
 
 /// Confluent Schema Registry's topic.
@@ -38,7 +35,7 @@ struct Inner {
     producer: Option<ThreadedProducer<Deliveries>>,
     in_transaction: bool,
     /// Reads what every registry committed, from where this one got to.
-    reader: BaseConsumer,
+    reader: TopicReader,
 }
 
 fn store_err(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -97,75 +94,40 @@ impl KafkaSchemaStore {
     }
 }
 
-fn reader(settings: &KafkaSettings) -> Result<BaseConsumer, StoreError> {
-    let mut c = settings.client_config();
-    c.set("group.id", "sluice-schema-registry-reader")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed");
-    let reader: BaseConsumer = c.create().map_err(|e| store_err("reading", e))?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(SCHEMAS_TOPIC, 0, Offset::Beginning)
-        .map_err(|e| store_err("reading", e))?;
-    reader.assign(&tpl).map_err(|e| store_err("reading", e))?;
-    Ok(reader)
+fn reader(settings: &KafkaSettings) -> Result<TopicReader, StoreError> {
+    TopicReader::open(settings, SCHEMAS_TOPIC, "sluice-schema-registry-reader")
+        .map_err(|e| store_err("reading", e))
 }
 
-/// The records `reader` has next: all there are (`to_end`: up to the topic's end as it is
-/// now, waiting for them), or what arrived already.
-fn read(reader: &BaseConsumer, to_end: bool) -> Result<Vec<StoredRecord>, StoreError> {
-    let mut out = Vec::new();
-    let end = if to_end {
-        let (_, high) = reader
-            .fetch_watermarks(SCHEMAS_TOPIC, 0, CALL_TIMEOUT)
-            .map_err(|e| store_err("reading the end of", e))?;
-        Some(high)
-    } else {
-        None
+fn read(reader: &TopicReader, to_end: bool) -> Result<Vec<StoredRecord>, StoreError> {
+    reader.read(to_end).map_err(|e| store_err("reading", e))
+}
+
+/// The key as Confluent's registry writes it: its fields, then `"magic"` (1 for a schema,
+/// 0 for a config or mode), in that order. Compaction goes by the key's bytes, so a key
+/// written here must be byte for byte the one a Confluent registry writes for the same
+/// thing, or each would keep the other's old value alive.
+fn with_magic(key: &[u8]) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(key)
+    else {
+        return key.to_vec();
     };
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    loop {
-        let wait = if end.is_some() {
-            Duration::from_millis(50)
-        } else {
-            Duration::ZERO
-        };
-        match reader.poll(wait) {
-            Some(Ok(m)) => {
-                if let Some(k) = m.key() {
-                    out.push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
-                }
-                continue;
-            }
-            Some(Err(e)) => return Err(store_err("reading", e)),
-            None => {}
-        }
-        let Some(end) = end else {
-            return Ok(out);
-        };
-        let position = reader
-            .position()
-            .map_err(|e| store_err("reading", e))?
-            .elements()
-            .first()
-            .and_then(|e| match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            })
-            .unwrap_or(0);
-        if position >= end || end == 0 {
-            return Ok(out);
-        }
-        if Instant::now() > deadline {
-            return Err(store_err(
-                "reading",
-                format!("stopped at offset {position} of {end}"),
-            ));
-        }
+    if fields.contains_key("magic") || !key.ends_with(b"}") {
+        return key.to_vec();
     }
+    let magic = if fields.get("keytype").and_then(|k| k.as_str()) == Some("SCHEMA") {
+        1
+    } else {
+        0
+    };
+    let mut out = key[..key.len() - 1].to_vec();
+    out.extend_from_slice(format!(",\"magic\":{magic}}}").as_bytes());
+    out
 }
 
 impl SchemaStore for KafkaSchemaStore {
     fn append(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        let key = &with_magic(key);
         let mut inner = self.lock();
         self.writer(&mut inner)?;
         let producer = inner.producer.as_ref().expect("set by writer()");
@@ -235,5 +197,26 @@ impl SchemaStore for KafkaSchemaStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_magic;
+
+    #[test]
+    fn keys_are_written_as_confluent_writes_them() {
+        assert_eq!(
+            with_magic(br#"{"keytype":"SCHEMA","subject":"orders-value","version":2}"#),
+            br#"{"keytype":"SCHEMA","subject":"orders-value","version":2,"magic":1}"#
+        );
+        assert_eq!(
+            with_magic(br#"{"keytype":"CONFIG","subject":null}"#),
+            br#"{"keytype":"CONFIG","subject":null,"magic":0}"#
+        );
+        assert_eq!(
+            with_magic(br#"{"keytype":"MODE","subject":"s","magic":0}"#),
+            br#"{"keytype":"MODE","subject":"s","magic":0}"#
+        );
     }
 }

@@ -13,7 +13,7 @@ pub struct KafkaSettings {
     /// `security`: absent means PLAINTEXT.
     pub security: Option<Security>,
     /// `group`: the workers of one deployment share it; it also names the deployment's
-    /// topics on the cluster (`<group>-offsets`, `<group>-tasks`).
+    /// topics on the cluster (`<group>-offsets`, `<group>-configs`, `<group>-tasks.<connector>`).
     pub group: String,
 }
 
@@ -204,10 +204,10 @@ impl KafkaSettings {
         format!("{}-offsets", self.group)
     }
 
-    /// The topic whose partitions stand for source tasks: the group's coordinator hands
-    /// them out to the live workers.
-    pub fn tasks_topic(&self) -> String {
-        format!("{}-tasks", self.group)
+    /// The compacted topic holding connectors created over the REST API and the states
+    /// asked of every connector (Kafka Connect's `config.storage.topic`).
+    pub fn configs_topic(&self) -> String {
+        format!("{}-configs", self.group)
     }
 }
 

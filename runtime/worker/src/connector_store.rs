@@ -8,12 +8,17 @@
 //! `{"file_connector": name}`), and only while it is not RUNNING: one paused or stopped over
 //! REST stays so across a restart, as every connector does in Kafka Connect.
 //!
+//! On a Kafka cluster (`runtime.kafka`) the same table lives in `<group>-configs`, in Kafka
+//! Connect's layout ([`sluice_kafka::configs`]), written by every worker; each worker
+//! follows it and brings its connectors in line ([`crate::run::Worker::follow_configs`]).
+//!
 //! Must not touch: what a config means (that is [`crate::config::parse_flat_connector`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value as Json};
+use sluice_kafka::{ClusterError, ConfigChange, ConfigsTopic};
 use sluice_log::{BatchBuilder, Log, LogError, Partition, Record, TopicConfig};
 
 pub const CONNECTORS_TOPIC: &str = "__sluice_connectors";
@@ -26,9 +31,76 @@ pub struct StoredConnector {
     pub target_state: String,
 }
 
+/// Where the table is kept.
+enum Backend {
+    Log(Arc<Partition>),
+    /// The topic, and what it says as far as this worker read it (and whether some of
+    /// that was read by [`ConnectorStore::begin_write`], not yet handed to the follower).
+    Cluster(Arc<ConfigsTopic>, Mutex<(ClusterView, bool)>),
+}
+
+/// A failed write.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// The deployment's connectors as `<group>-configs` says: REST connectors' flat configs and
+/// every connector's target state, in Sluice's words (`RUNNING`, `PAUSED`, `STOPPED`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterView {
+    pub connectors: BTreeMap<String, Map<String, Json>>,
+    pub states: BTreeMap<String, String>,
+}
+
+impl ClusterView {
+    pub fn apply(&mut self, change: ConfigChange) {
+        match change {
+            ConfigChange::Connector {
+                name,
+                properties: Some(p),
+            } => {
+                self.connectors.insert(name, p);
+            }
+            ConfigChange::Connector {
+                name,
+                properties: None,
+            } => {
+                self.connectors.remove(&name);
+            }
+            ConfigChange::TargetState {
+                name,
+                state: Some(s),
+            } if s != "STARTED" => {
+                self.states.insert(name, s);
+            }
+            ConfigChange::TargetState { name, .. } => {
+                self.states.remove(&name);
+            }
+        }
+    }
+
+    /// The state asked of connector `name`.
+    pub fn state(&self, name: &str) -> &str {
+        self.states.get(name).map_or("RUNNING", String::as_str)
+    }
+}
+
+/// Connect's word for a target state.
+fn connect_state(state: &str) -> &str {
+    if state == "RUNNING" {
+        "STARTED"
+    } else {
+        state
+    }
+}
+
 /// The connectors created over REST, as last written.
 pub struct ConnectorStore {
-    partition: Arc<Partition>,
+    backend: Backend,
     table: Mutex<BTreeMap<String, StoredConnector>>,
     /// The pipeline file's connectors that are not RUNNING: PAUSED or STOPPED.
     file_states: Mutex<BTreeMap<String, String>>,
@@ -108,10 +180,115 @@ impl ConnectorStore {
             }
         }
         Ok(ConnectorStore {
-            partition,
+            backend: Backend::Log(partition),
             table: Mutex::new(table),
             file_states: Mutex::new(file_states),
         })
+    }
+
+    /// The table on a Kafka cluster, read to the end of `<group>-configs`.
+    pub fn on_cluster(configs: Arc<ConfigsTopic>) -> Result<ConnectorStore, ClusterError> {
+        let mut view = ClusterView::default();
+        for change in configs.read(true)? {
+            view.apply(change);
+        }
+        let (table, file_states) = split(&view);
+        Ok(ConnectorStore {
+            backend: Backend::Cluster(configs, Mutex::new((view, false))),
+            table: Mutex::new(table),
+            file_states: Mutex::new(file_states),
+        })
+    }
+
+    /// Whether the table is on a Kafka cluster, shared by the deployment's workers.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Cluster(..))
+    }
+
+    /// On a cluster: reads `<group>-configs` to its end and returns what it says (REST
+    /// connectors, and file connectors' states) if anything was written since the last
+    /// call. `None` on the embedded log, or when nothing changed.
+    #[allow(clippy::type_complexity)]
+    pub fn follow(
+        &self,
+    ) -> Result<Option<(BTreeMap<String, StoredConnector>, BTreeMap<String, String>)>, ClusterError>
+    {
+        let Backend::Cluster(configs, view) = &self.backend else {
+            return Ok(None);
+        };
+        let changes = configs.read(true)?;
+        let mut view = lock(view);
+        let (view, unseen) = &mut *view;
+        if changes.is_empty() && !*unseen {
+            return Ok(None);
+        }
+        *unseen = false;
+        for change in changes {
+            view.apply(change);
+        }
+        Ok(Some(split(view)))
+    }
+
+    /// On a cluster: takes over writing `<group>-configs` and reads it to its end, before a
+    /// change is decided; returns whether a REST connector `name` is there. (`None` on the
+    /// embedded log, where this worker is the only writer.)
+    pub fn begin_write(&self, name: &str) -> Result<Option<bool>, ClusterError> {
+        let Backend::Cluster(configs, view) = &self.backend else {
+            return Ok(None);
+        };
+        let changes = configs.begin_write()?;
+        let mut view = lock(view);
+        let (view, unseen) = &mut *view;
+        *unseen |= !changes.is_empty();
+        for change in changes {
+            view.apply(change);
+        }
+        Ok(Some(view.connectors.contains_key(name)))
+    }
+}
+
+/// A cluster view as a store's table (REST connectors) and file connectors' states.
+#[allow(clippy::type_complexity)]
+fn split(view: &ClusterView) -> (BTreeMap<String, StoredConnector>, BTreeMap<String, String>) {
+    let table = view
+        .connectors
+        .iter()
+        .map(|(name, config)| {
+            (
+                name.clone(),
+                StoredConnector {
+                    config: config.clone(),
+                    target_state: view.state(name).to_string(),
+                },
+            )
+        })
+        .collect();
+    let file_states = view
+        .states
+        .iter()
+        .filter(|(name, _)| !view.connectors.contains_key(*name))
+        .map(|(n, s)| (n.clone(), s.clone()))
+        .collect();
+    (table, file_states)
+}
+
+impl ConnectorStore {
+    /// Takes a change another worker made into the table, without writing it.
+    pub fn note(&self, name: &str, stored: Option<&StoredConnector>) {
+        let mut table = self.table();
+        match stored {
+            Some(s) => table.insert(name.to_string(), s.clone()),
+            None => table.remove(name),
+        };
+    }
+
+    /// Takes a file connector's state another worker asked for, without writing it.
+    pub fn note_file_state(&self, name: &str, state: Option<&str>) {
+        let mut states = lock(&self.file_states);
+        match state {
+            Some(s) => states.insert(name.to_string(), s.to_string()),
+            None => states.remove(name),
+        };
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StoredConnector>> {
@@ -144,12 +321,20 @@ impl ConnectorStore {
 
     /// Writes (durably) a file connector's target state; `None` (RUNNING, or the connector
     /// left the file) forgets it.
-    pub fn put_file_state(&self, name: &str, state: Option<&str>) -> Result<(), LogError> {
+    pub fn put_file_state(&self, name: &str, state: Option<&str>) -> Result<(), StoreError> {
         if lock(&self.file_states).get(name).map(String::as_str) == state {
             return Ok(());
         }
-        let v = state.map(|s| json!({ "target_state": s }).to_string().into_bytes());
-        self.append(&file_key(name), v.as_deref())?;
+        match &self.backend {
+            Backend::Log(_) => {
+                let v = state.map(|s| json!({ "target_state": s }).to_string().into_bytes());
+                self.append(&file_key(name), v.as_deref())?;
+            }
+            Backend::Cluster(c, _) => c.write(&[ConfigChange::TargetState {
+                name: name.to_string(),
+                state: state.map(|s| connect_state(s).to_string()),
+            }])?,
+        }
         let mut states = lock(&self.file_states);
         match state {
             Some(s) => states.insert(name.to_string(), s.to_string()),
@@ -159,6 +344,9 @@ impl ConnectorStore {
     }
 
     fn append(&self, k: &[u8], v: Option<&[u8]>) -> Result<(), LogError> {
+        let Backend::Log(partition) = &self.backend else {
+            unreachable!("the embedded log's record format is written only there");
+        };
         let now = sluice_log::now_ms();
         let mut batch = BatchBuilder::new();
         batch.push(&Record {
@@ -167,21 +355,41 @@ impl ConnectorStore {
             timestamp: now,
             headers: vec![],
         });
-        let info = self.partition.append(&mut batch.build(), now)?;
+        let info = partition.append(&mut batch.build(), now)?;
         if !info.durable {
-            self.partition.sync_to(info.last_offset)?;
+            partition.sync_to(info.last_offset)?;
         }
         Ok(())
     }
 
     /// Writes (durably) a connector's config and target state, or with `None` its tombstone.
-    pub fn put(&self, name: &str, stored: Option<&StoredConnector>) -> Result<(), LogError> {
-        let v = stored.map(|s| {
-            json!({"config": s.config, "target_state": s.target_state})
-                .to_string()
-                .into_bytes()
-        });
-        self.append(&key(name), v.as_deref())?;
+    pub fn put(&self, name: &str, stored: Option<&StoredConnector>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Log(_) => {
+                let v = stored.map(|s| {
+                    json!({"config": s.config, "target_state": s.target_state})
+                        .to_string()
+                        .into_bytes()
+                });
+                self.append(&key(name), v.as_deref())?;
+            }
+            Backend::Cluster(c, _) => {
+                let state = ConfigChange::TargetState {
+                    name: name.to_string(),
+                    state: stored.map(|s| connect_state(&s.target_state).to_string()),
+                };
+                let connector = ConfigChange::Connector {
+                    name: name.to_string(),
+                    properties: stored.map(|s| s.config.clone()),
+                };
+                // Connect's order: the state before the config, so that a follower never
+                // starts a connector asked to be paused; a deletion goes the other way.
+                match stored {
+                    Some(_) => c.write(&[state, connector])?,
+                    None => c.write(&[connector, state])?,
+                }
+            }
+        }
         let mut table = self.table();
         match stored {
             Some(s) => table.insert(name.to_string(), s.clone()),

@@ -1,16 +1,17 @@
 //! The worker on an Apache Kafka cluster (`runtime.kafka`): what the task loops use there
 //! instead of the embedded log. Topics are the cluster's; source positions are in
 //! `<group>-offsets` (Kafka Connect's layout); sink positions are the offsets of consumer
-//! group `connect-<sink>`; dead letters go to the cluster's dead-letter topic; and which
-//! worker runs which source task is decided by the cluster's group coordinator
-//! ([`sluice_kafka::Leases`]). Converters, transforms and the error policy are the same code
+//! group `connect-<sink>`; connectors created over REST and the states asked of connectors
+//! are in `<group>-configs` (Connect's layout), which every worker follows; dead letters go
+//! to the cluster's dead-letter topic; and which worker runs which source task is decided
+//! by the cluster's group coordinator ([`sluice_kafka::Leases`]). Converters, transforms and the error policy are the same code
 //! on both backends.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sluice_kafka::{
-    Cluster, ClusterError, ClusterOffsets, KafkaSettings, Leases, Outgoing, TaskProducer, TopicSpec,
+    Cluster, ClusterError, ClusterOffsets, ConfigsTopic, KafkaSettings, Lease, Leases, Outgoing,
+    TaskProducer, TopicSpec,
 };
 use sluice_log::TopicConfig;
 
@@ -21,21 +22,21 @@ const EMBEDDED_ONLY: &[&str] = &["write.caching"];
 pub struct KafkaRuntime {
     pub cluster: Cluster,
     pub offsets: ClusterOffsets,
+    pub configs: Arc<ConfigsTopic>,
     dead_letters: Mutex<Option<TaskProducer>>,
-    leases: OnceLock<(Leases, TaskIndex)>,
+    leases: OnceLock<Leases>,
 }
-
-/// Each source task's (connector, task) partition of the tasks topic.
-type TaskIndex = HashMap<(String, u32), u32>;
 
 impl KafkaRuntime {
     /// Connects to the cluster and opens the positions topic.
     pub fn connect(settings: KafkaSettings) -> Result<KafkaRuntime, ClusterError> {
         let cluster = Cluster::connect(settings)?;
         let offsets = ClusterOffsets::open(&cluster)?;
+        let configs = Arc::new(ConfigsTopic::open(&cluster)?);
         Ok(KafkaRuntime {
             cluster,
             offsets,
+            configs,
             dead_letters: Mutex::new(None),
             leases: OnceLock::new(),
         })
@@ -89,32 +90,28 @@ impl KafkaRuntime {
         p.flush()
     }
 
-    /// Joins the deployment's group with these source tasks (connector, task), each
-    /// standing for one partition of the tasks topic, in this order on every worker.
-    pub(crate) fn join(&self, mut tasks: Vec<(String, u32)>) -> Result<(), ClusterError> {
-        tasks.sort();
-        let index: TaskIndex = tasks
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| (t, i as u32))
-            .collect();
+    /// Makes a source connector's `tasks` tasks known to the deployment's group (its tasks
+    /// topic), before or after this worker joined it.
+    pub(crate) fn offer(&self, connector: &str, tasks: u32) -> Result<(), ClusterError> {
+        sluice_kafka::leases::offer(&self.cluster, connector, tasks)
+    }
+
+    /// Joins the deployment's group: from here on, source tasks run where it says.
+    pub(crate) fn join(&self) -> Result<(), ClusterError> {
         let client_id = format!("sluice-{}-{}", self.settings().group, std::process::id());
-        let leases = Leases::join(&self.cluster, index.len() as u32, &client_id)?;
-        let _ = self.leases.set((leases, index));
+        let leases = Leases::join(&self.cluster, &client_id)?;
+        let _ = self.leases.set(leases);
         Ok(())
     }
 
     /// The worker's membership, once it joined its group.
     pub(crate) fn leases(&self) -> Option<&Leases> {
-        self.leases.get().map(|(l, _)| l)
+        self.leases.get()
     }
 
-    /// The lease of a source task: its index, and the leases (`None` before the worker
-    /// joined its group, or for a task that was not in the file when it did).
-    pub(crate) fn lease(&self, connector: &str, task: u32) -> Option<(&Leases, u32)> {
-        let (leases, index) = self.leases.get()?;
-        index
-            .get(&(connector.to_string(), task))
-            .map(|i| (leases, *i))
+    /// The lease of a source task (`None` before the worker joined its group).
+    pub(crate) fn lease(&self, connector: &str, task: u32) -> Option<(&Leases, Lease)> {
+        let leases = self.leases.get()?;
+        Some((leases, Lease::of(self.settings(), connector, task)))
     }
 }

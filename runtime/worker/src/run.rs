@@ -35,6 +35,7 @@ use sluice_schema_registry::registry::{Registry, SchemaRequest};
 
 mod control;
 mod created;
+mod follow;
 mod positions;
 pub mod reload;
 mod sink;
@@ -171,9 +172,9 @@ struct SourceCtx<'a> {
     base: &'a Ctx,
     encoders: &'a Sides<Encoder>,
     topic: &'a str,
-    /// On a Kafka cluster: the index of the task's lease (it runs only while this worker
+    /// On a Kafka cluster: the task's lease (it runs only while this worker
     /// holds it).
-    lease: Option<u32>,
+    lease: Option<sluice_kafka::Lease>,
     /// `exactly_once: true` (on a cluster): records and positions in one transaction.
     exactly_once: bool,
 }

@@ -69,8 +69,14 @@ impl TaskControl {
 
     /// Blocks the task's loop while it is paused (and not asked to stop).
     pub(crate) fn wait_while_paused(&self) {
+        self.wait_while_paused_unless(|| false)
+    }
+
+    /// [`TaskControl::wait_while_paused`], or until `leave()` says the loop must go (looked at
+    /// every 200 ms; a source whose lease moved to another worker).
+    pub(crate) fn wait_while_paused_unless(&self, leave: impl Fn() -> bool) {
         let mut inner = self.lock();
-        while self.is_paused() && !self.should_stop() {
+        while self.is_paused() && !self.should_stop() && !leave() {
             inner = self
                 .changed
                 .wait_timeout(inner, Duration::from_millis(200))

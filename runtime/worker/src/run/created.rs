@@ -7,6 +7,10 @@
 //!
 //! Connectors of the pipeline file are not changed here (409: edit the file), and a reload
 //! of the file leaves these alone.
+//!
+//! On a Kafka cluster the config goes to `<group>-configs`, which every worker of the
+//! deployment follows ([`Worker::follow_configs`] in `follow.rs`): a connector created on
+//! one worker is built on all of them, and the group decides where its tasks run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,32 +59,27 @@ impl Worker {
         initial: State,
     ) -> Result<bool, ControlError> {
         let _one_change_at_a_time = lock(&self.config_lock);
-        if self.builder.kafka.is_some() {
-            return Err(ControlError::Refused {
+        // On a cluster, decided on everything any worker wrote (another worker's connector
+        // that this one has not built yet exists all the same).
+        let on_cluster = self
+            .store
+            .begin_write(name)
+            .map_err(|e| ControlError::Refused {
                 connector: name.to_string(),
-                message: "connectors created over the REST API are not kept on the Kafka cluster yet (Kafka Connect's configs topic is not built): declare the connector in the pipeline file of every worker".into(),
-            });
-        }
+                message: e.to_string(),
+            })?;
         let existing = self.read_units().get(name).cloned();
         match &existing {
+            _ if create_only && on_cluster == Some(true) => {
+                return Err(ControlError::Exists(name.to_string()))
+            }
             Some(_) if create_only => return Err(ControlError::Exists(name.to_string())),
             Some(u) if u.origin == Origin::File => {
                 return Err(ControlError::InFile(name.to_string()))
             }
             _ => {}
         }
-        let (plan, role) =
-            parse_flat_connector(name, &config, registry, &self.sources_except(name))
-                .map_err(ControlError::Invalid)?;
-        let refused = |e: WorkerError| ControlError::Refused {
-            connector: name.to_string(),
-            message: e.to_string(),
-        };
-        self.builder.prepare_connector(&plan).map_err(refused)?;
-        let built = self
-            .builder
-            .build(&plan, role, Origin::Rest, registry)
-            .map_err(refused)?;
+        let built = self.build_rest(name, &config, registry)?;
         let state = existing.as_ref().map_or(initial, |u| u.state());
         let stored = StoredConnector {
             config,
@@ -92,6 +91,37 @@ impl Worker {
                 connector: name.to_string(),
                 message: format!("cannot store the connector's config: {e}"),
             })?;
+        self.replace_rest(name, built, state)?;
+        Ok(existing.is_none())
+    }
+
+    /// Checks a flat config and builds the connector, started by nothing yet.
+    pub(super) fn build_rest(
+        &self,
+        name: &str,
+        config: &Map<String, Json>,
+        registry: &ConnectorRegistry,
+    ) -> Result<(Arc<Unit>, Vec<Option<TaskBody>>), ControlError> {
+        let (plan, role) = parse_flat_connector(name, config, registry, &self.sources_except(name))
+            .map_err(ControlError::Invalid)?;
+        let refused = |e: WorkerError| ControlError::Refused {
+            connector: name.to_string(),
+            message: e.to_string(),
+        };
+        self.builder.prepare_connector(&plan).map_err(refused)?;
+        self.builder
+            .build(&plan, role, Origin::Rest, registry)
+            .map_err(refused)
+    }
+
+    /// Stops the old version of a REST connector, if any (it commits), and starts `built`
+    /// in `state`.
+    pub(super) fn replace_rest(
+        &self,
+        name: &str,
+        built: (Arc<Unit>, Vec<Option<TaskBody>>),
+        state: State,
+    ) -> Result<(), ControlError> {
         let mut left = Vec::new();
         // The old connector stays listed until the new one replaces it in `install`.
         let old = self.read_units().get(name).cloned();
@@ -109,8 +139,10 @@ impl Worker {
                 ),
             });
         }
-        started.map_err(refused)?;
-        Ok(existing.is_none())
+        started.map_err(|e| ControlError::Refused {
+            connector: name.to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// `PATCH …/config` (KIP-477): the stored config with `patch` merged in (a `null`
@@ -151,6 +183,11 @@ impl Worker {
                 connector: name.to_string(),
                 message: format!("cannot store the deletion: {e}"),
             })?;
+        self.remove_rest(name)
+    }
+
+    /// Takes a REST connector out: its tasks stop (committing) within [`REPLACE_GRACE`].
+    pub(super) fn remove_rest(&self, name: &str) -> Result<(), ControlError> {
         let left = self
             .write_units()
             .remove(name)

@@ -73,7 +73,7 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
             Err(e) => return ctx.fail(Stage::Start, format!("reading source positions: {e}")),
         },
     };
-    let lease = kafka.and_then(|k| Some((k.leases()?, ctx.lease?)));
+    let lease = kafka.and_then(|k| Some((k.leases()?, ctx.lease.clone()?)));
     if let Err(e) = ctx.retry("start", || task.start(committed.clone())) {
         return ctx.fail(Stage::Start, e);
     }
@@ -112,7 +112,7 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
         producer,
     };
     while !ctx.control.should_stop() {
-        if lease.is_some_and(|(leases, i)| !leases.holds(i)) {
+        if lease.as_ref().is_some_and(|(leases, l)| !leases.holds(l)) {
             tracing::info!(connector = %ctx.name, task = %ctx.task, "the task moved to another worker of the group");
             break; // what is written is committed below
         }
@@ -121,7 +121,9 @@ fn run_source(ctx: &SourceCtx, task: &mut Box<dyn SourceTask>, offsets: &SourceO
             if let Err(e) = commit_source(ctx, task.as_mut(), offsets, &mut positions, &out) {
                 return ctx.fail(Stage::Commit, e);
             }
-            ctx.control.wait_while_paused();
+            // A paused task hands its lease over at once when the group moves it.
+            ctx.control
+                .wait_while_paused_unless(|| lease.as_ref().is_some_and(|(l, k)| !l.holds(k)));
             continue;
         }
         let poll_started = Instant::now();

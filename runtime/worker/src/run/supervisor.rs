@@ -85,6 +85,11 @@ pub struct Worker {
     /// Config changes (REST and reloads) one at a time.
     pub(super) config_lock: Mutex<()>,
     restore_problems: Vec<String>,
+    /// On a cluster: REST connectors another worker created that this one could not build,
+    /// with the config that failed (tried again when it changes).
+    pub(super) follow_failures: Mutex<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    /// Set by [`Worker::stop`]: the worker is going away.
+    pub(super) stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -118,21 +123,22 @@ impl Worker {
         // On a cluster, the group decides which worker runs which source task: the worker
         // joins it before any task starts.
         if let Some(k) = &kafka {
-            let tasks = built
-                .iter()
-                .filter(|(u, _)| u.plan_role() == Role::Source)
-                .flat_map(|(u, _)| u.slots.iter().map(|s| (u.plan.name.clone(), s.control.id)))
-                .collect();
-            k.join(tasks)
-                .map_err(|e| WorkerError::Cluster(e.to_string()))?;
+            k.join().map_err(|e| WorkerError::Cluster(e.to_string()))?;
         }
+        let store = match &kafka {
+            Some(k) => ConnectorStore::on_cluster(k.configs.clone())
+                .map_err(|e| WorkerError::Cluster(e.to_string()))?,
+            None => ConnectorStore::open(log)?,
+        };
         let mut worker = Worker {
             units: RwLock::new(BTreeMap::new()),
-            store: ConnectorStore::open(log)?,
+            store,
             builder,
             reload: Mutex::new(ReloadStatus::started(pipeline)),
             config_lock: Mutex::new(()),
             restore_problems: Vec::new(),
+            follow_failures: Mutex::new(BTreeMap::new()),
+            stopping: Default::default(),
         };
         for (unit, bodies) in built {
             // A connector paused or stopped before the restart comes back so.
@@ -153,7 +159,10 @@ impl Worker {
         }
         // A connector no longer in the file forgets the state it had.
         for gone in worker.store.file_states_except(&worker.connectors()) {
-            worker.store.put_file_state(&gone, None)?;
+            worker
+                .store
+                .put_file_state(&gone, None)
+                .map_err(|e| WorkerError::Cluster(e.to_string()))?;
         }
         worker.restore_problems = worker.restore(registry);
         Ok(worker)
@@ -231,16 +240,12 @@ impl Worker {
         // connector, whose old tasks may be stopping.
         let _one_change_at_a_time = lock(&self.config_lock);
         let unit = self.unit(name)?;
-        let mut state = lock(&unit.state);
-        if *state == State::Stopped {
+        if unit.state() == State::Stopped {
             return Ok(()); // Kafka Connect leaves a stopped connector stopped
         }
         self.persist_target_state(&unit, State::Paused)?;
-        *state = State::Paused;
-        for s in &unit.slots {
-            s.control.pause();
-        }
-        Ok(())
+        self.apply_state(&unit, State::Paused, Duration::ZERO)
+            .map(|_| ())
     }
 
     /// Resumes a paused connector, or starts a stopped one's tasks again from committed
@@ -251,21 +256,8 @@ impl Worker {
         let _one_change_at_a_time = lock(&self.config_lock);
         let unit = self.unit(name)?;
         self.persist_target_state(&unit, State::Running)?;
-        let was = std::mem::replace(&mut *lock(&unit.state), State::Running);
-        for s in &unit.slots {
-            s.control.resume();
-        }
-        if was == State::Stopped {
-            for s in &unit.slots {
-                s.control.rearm();
-            }
-            unit.start_drivers(Vec::new())
-                .map_err(|e| ControlError::Refused {
-                    connector: name.to_string(),
-                    message: e.to_string(),
-                })?;
-        }
-        Ok(())
+        self.apply_state(&unit, State::Running, Duration::ZERO)
+            .map(|_| ())
     }
 
     /// Stops a connector's tasks (each commits what it wrote or delivered first); the
@@ -276,8 +268,39 @@ impl Worker {
         let _one_change_at_a_time = lock(&self.config_lock);
         let unit = self.unit(name)?;
         self.persist_target_state(&unit, State::Stopped)?;
-        *lock(&unit.state) = State::Stopped;
-        Ok(unit.exit_drivers(Instant::now() + grace))
+        self.apply_state(&unit, State::Stopped, grace)
+    }
+
+    /// Brings a connector's tasks to `want` (RUNNING, PAUSED or STOPPED), without storing
+    /// it; returns the tasks that did not stop within `grace` (STOPPED).
+    pub(super) fn apply_state(
+        &self,
+        unit: &Arc<Unit>,
+        want: State,
+        grace: Duration,
+    ) -> Result<Vec<String>, ControlError> {
+        let was = std::mem::replace(&mut *lock(&unit.state), want);
+        if want == State::Stopped {
+            return Ok(unit.exit_drivers(Instant::now() + grace));
+        }
+        for s in &unit.slots {
+            if want == State::Paused {
+                s.control.pause();
+            } else {
+                s.control.resume();
+            }
+        }
+        if was == State::Stopped {
+            for s in &unit.slots {
+                s.control.rearm();
+            }
+            unit.start_drivers(Vec::new())
+                .map_err(|e| ControlError::Refused {
+                    connector: unit.plan.name.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(Vec::new())
     }
 
     /// Restarts a task: a running one stops (committing) and starts again; a failed one
@@ -357,6 +380,23 @@ impl Worker {
                     (json!({ "stream": &*p.stream }), offset)
                 })
                 .collect(),
+            Instance::Sink { .. } if unit.kafka.is_some() => {
+                let k = unit.kafka.as_ref().expect("matched above");
+                k.cluster
+                    .group_offsets(&format!("connect-{name}"), &unit.plan.topics)
+                    .map_err(|e| ControlError::Refused {
+                        connector: name.to_string(),
+                        message: e.to_string(),
+                    })?
+                    .into_iter()
+                    .map(|(topic, partition, offset)| {
+                        (
+                            json!({ "kafka_topic": topic, "kafka_partition": partition }),
+                            json!({ "kafka_offset": offset }),
+                        )
+                    })
+                    .collect()
+            }
             Instance::Sink { .. } => unit
                 .slots
                 .iter()
@@ -538,6 +578,12 @@ impl Worker {
     /// Asks every task to stop, waits up to `grace`, and returns the tasks still running then.
     pub fn stop(&self, grace: Duration) -> Vec<String> {
         let deadline = Instant::now() + grace;
+        // No change from another worker is applied from here on.
+        {
+            let _no_change_under_way = lock(&self.config_lock);
+            self.stopping
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         let units = self.read_units();
         for unit in units.values() {
             for slot in &unit.slots {

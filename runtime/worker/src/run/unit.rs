@@ -138,7 +138,7 @@ impl Unit {
                     base: &ctx,
                     encoders,
                     topic,
-                    lease: self.lease(slot).map(|(_, i)| i),
+                    lease: self.lease(slot).map(|(_, l)| l),
                     exactly_once: self.plan.exactly_once.is_some(),
                 },
                 task,
@@ -182,8 +182,8 @@ impl Unit {
         let mut attempt = 0u32;
         loop {
             let lease = self.lease(slot);
-            if let Some((leases, index)) = lease {
-                if !self.wait_for_lease(control, leases, index) {
+            if let Some((leases, lease)) = &lease {
+                if !self.wait_for_lease(control, leases, lease) {
                     break;
                 }
             }
@@ -196,8 +196,8 @@ impl Unit {
                 None => self.create_task(slot),
             }
             .and_then(|body| self.run(slot, body));
-            if let Some((leases, index)) = lease {
-                leases.set_running(index, false);
+            if let Some((leases, lease)) = &lease {
+                leases.set_running(lease, false);
             }
             match control.want() {
                 Want::Exit => break,
@@ -251,13 +251,9 @@ impl Unit {
     }
 
     /// A source task's lease on a Kafka cluster.
-    fn lease(&self, slot: &Slot) -> Option<(&sluice_kafka::Leases, u32)> {
+    fn lease(&self, slot: &Slot) -> Option<(&sluice_kafka::Leases, sluice_kafka::Lease)> {
         match (&self.kafka, &self.instance) {
-            // A task added after the worker joined its group has no lease: it waits,
-            // unassigned, rather than run on every worker.
-            (Some(k), Instance::Source { .. }) => k
-                .lease(&self.plan.name, slot.control.id)
-                .or_else(|| k.leases().map(|l| (l, u32::MAX))),
+            (Some(k), Instance::Source { .. }) => k.lease(&self.plan.name, slot.control.id),
             _ => None,
         }
     }
@@ -268,18 +264,18 @@ impl Unit {
         &self,
         control: &TaskControl,
         leases: &sluice_kafka::Leases,
-        index: u32,
+        lease: &sluice_kafka::Lease,
     ) -> bool {
         let mut told = false;
         loop {
-            if leases.holds(index) {
-                leases.set_running(index, true);
+            if leases.holds(lease) {
+                leases.set_running(lease, true);
                 // Taken again at once if the lease went in between (the revocation waits
                 // for `running` to clear, so it cannot be missed).
-                if leases.holds(index) {
+                if leases.holds(lease) {
                     return true;
                 }
-                leases.set_running(index, false);
+                leases.set_running(lease, false);
             }
             if !told {
                 control.set(
@@ -525,6 +521,11 @@ impl Builder {
                     )?,
                 };
                 let tasks_in_all = configs.len() as u32;
+                // On a cluster, the deployment's group learns of the tasks before any runs.
+                if let Some(k) = &self.kafka {
+                    k.offer(&plan.name, tasks_in_all)
+                        .map_err(|e| connector_err(plan, e))?;
+                }
                 let slots: Vec<Arc<Slot>> = configs
                     .into_iter()
                     .enumerate()
