@@ -535,7 +535,10 @@ def connector_states(urls, name):
     out = {}
     for w, url in urls.items():
         status, body = rest("GET", f"{url}/connectors/{name}/status")
-        out[w] = (body["connector"]["state"], body["tasks"][0]["state"]) if status == 200 else None
+        if status == 200:
+            out[w] = (body["connector"]["state"], body["tasks"][0]["state"] if body["tasks"] else None)
+        else:
+            out[w] = None
     return out
 
 
@@ -615,6 +618,29 @@ def test_connectors_created_over_rest_on_one_worker_run_on_the_deployment(kafka,
             return sum(o["offset"]["kafka_offset"] for o in body["offsets"])
         wait_until(lambda: sink_offsets() == 500, timeout=30, what="the sink's committed offsets")
 
+        # Offsets over REST (KIP-875) on the cluster: only while STOPPED (on every worker),
+        # then in the sink's consumer group.
+        p0 = {"kafka_topic": "rest-events", "kafka_partition": 0}
+        patch = {"offsets": [{"partition": p0, "offset": {"kafka_offset": 100}}]}
+        assert rest("PATCH", f"{urls['b']}/connectors/events_out/offsets", patch)[0] == 400
+        assert rest("PUT", f"{urls['a']}/connectors/events_out/stop")[0] == 204
+        wait_until(lambda: all(s and s[0] == "STOPPED" for s in connector_states(urls, "events_out").values()),
+                   timeout=30, what="the sink stopped on both workers")
+
+        def group_offsets(url):
+            body = rest("GET", f"{url}/connectors/events_out/offsets")[1]
+            return {o["partition"]["kafka_partition"]: o["offset"]["kafka_offset"] for o in body["offsets"]}
+        status, body = rest("PATCH", f"{urls['b']}/connectors/events_out/offsets", patch)
+        assert status == 200, body
+        assert group_offsets(urls["a"]) == {0: 100, 1: 200}
+        assert committed(kafka.bootstrap, "connect-events_out", "rest-events", 2) == {0: 100, 1: 200}
+        status, body = rest("DELETE", f"{urls['a']}/connectors/events_out/offsets")
+        assert status == 200 and "reset" in body["message"], body
+        assert group_offsets(urls["b"]) == {0: 0, 1: 0}
+        bad = {"offsets": [{"partition": {"kafka_topic": "rest-events", "kafka_partition": 7}, "offset": {"kafka_offset": 1}}]}
+        assert rest("PATCH", f"{urls['a']}/connectors/events_out/offsets", bad)[0] == 400
+        assert rest("PUT", f"{urls['b']}/connectors/events_out/resume")[0] == 202
+
         # A source added to both files by a reload gets a lease at once, not at a restart.
         for name, (proc, _) in workers.items():
             p = work / f"{name}.yaml"
@@ -633,6 +659,15 @@ def test_connectors_created_over_rest_on_one_worker_run_on_the_deployment(kafka,
         urls["a"] = workers["a"][1]["rest"]
         assert sorted(rest("GET", f"{urls['a']}/connectors")[1]) == ["events_in", "events_out", "idle_in", "reloaded_in"]
         assert rest("GET", f"{urls['a']}/connectors/events_out/config")[1]["roll_interval"] == "200ms"
+
+        # A source's positions on the cluster, reset while it is stopped.
+        streams = rest("GET", f"{urls['b']}/connectors/events_in/offsets")[1]["offsets"]
+        assert len(streams) == 2 and all("stream" in o["partition"] for o in streams), streams
+        assert rest("PUT", f"{urls['b']}/connectors/events_in/stop")[0] == 204
+        wait_until(lambda: all(s and s[0] == "STOPPED" for s in connector_states(urls, "events_in").values()),
+                   timeout=30, what="the source stopped on both workers")
+        assert rest("DELETE", f"{urls['a']}/connectors/events_in/offsets")[0] == 200
+        assert rest("GET", f"{urls['b']}/connectors/events_in/offsets")[1]["offsets"] == []
 
         # Deleted on the restarted worker: gone from both.
         assert rest("DELETE", f"{urls['a']}/connectors/events_in")[0] == 204

@@ -172,6 +172,59 @@ impl Cluster {
             .collect())
     }
 
+    /// Sets consumer group `group`'s committed offsets (`None`: the partition's first
+    /// record), as `kafka-consumer-groups --reset-offsets` does: only while the group has
+    /// no members.
+    pub fn set_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(String, i32, Option<i64>)],
+    ) -> Result<(), ClusterError> {
+        let mut c = self.settings.client_config();
+        c.set("group.id", group).set("enable.auto.commit", "false");
+        let consumer: BaseConsumer = c
+            .create()
+            .map_err(|e| ClusterError::new(&self.settings, "creating a consumer", &e))?;
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, offset) in offsets {
+            let offset = match offset {
+                Some(o) => *o,
+                None => {
+                    consumer
+                        .fetch_watermarks(topic, *partition, CALL_TIMEOUT)
+                        .map_err(|e| {
+                            ClusterError::new(
+                                &self.settings,
+                                format!("reading where `{topic}` partition {partition} starts"),
+                                &e,
+                            )
+                        })?
+                        .0
+                }
+            };
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(offset))
+                .map_err(|e| ClusterError::new(&self.settings, "setting offsets", &e))?;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => Ok(()),
+            Err(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::RebalanceInProgress,
+            )) => Err(ClusterError::other(
+                &self.settings,
+                format!("setting group `{group}`'s offsets"),
+                "the group still has members: wait until every worker has stopped the connector"
+                    .to_string(),
+            )),
+            Err(e) => Err(ClusterError::new(
+                &self.settings,
+                format!("setting group `{group}`'s offsets"),
+                &e,
+            )),
+        }
+    }
+
     /// Creates the topics that do not exist yet (the cluster's default replication factor);
     /// topics that exist are left as they are. Waits until each is visible in metadata.
     pub fn ensure_topics(&self, topics: &[TopicSpec]) -> Result<(), ClusterError> {

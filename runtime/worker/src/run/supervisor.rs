@@ -482,12 +482,6 @@ impl Worker {
     ) -> Result<String, ControlError> {
         use serde_json::Value as Json;
         let unit = self.unit(name)?;
-        if unit.kafka.is_some() {
-            return Err(ControlError::Refused {
-                connector: name.to_string(),
-                message: "changing offsets over the REST API is not built for workers on a Kafka cluster yet: use `kafka-consumer-groups --reset-offsets` for a sink's group `connect-<sink>`".into(),
-            });
-        }
         if unit.state() != State::Stopped {
             return Err(ControlError::BadRequest(format!(
                 "Connectors must be in the STOPPED state before their offsets can be modified. \
@@ -496,20 +490,32 @@ impl Worker {
             )));
         }
         let bad = |what: &str| ControlError::BadRequest(what.to_string());
-        let store = |e: sluice_log::LogError| ControlError::Refused {
+        let store = |e: &dyn std::fmt::Display| ControlError::Refused {
             connector: name.to_string(),
             message: format!("cannot store the offsets: {e}"),
         };
-        let reset = changes.is_none();
+        let kafka = unit.kafka.as_ref();
+        let done = if changes.is_none() {
+            "The offsets for this connector have been reset successfully"
+        } else {
+            "The offsets for this connector have been altered successfully"
+        };
         match &unit.instance {
             Instance::Source { offsets, .. } => {
-                let changes: Vec<(String, Option<Json>)> = match changes {
-                    None => offsets
+                let changes: Vec<(String, Option<Json>)> = match (changes, kafka) {
+                    (None, Some(k)) => k
+                        .offsets
+                        .positions(name)
+                        .map_err(|e| store(&e))?
+                        .into_iter()
+                        .map(|(stream, _)| (stream, None))
+                        .collect(),
+                    (None, None) => offsets
                         .positions(name)
                         .into_iter()
                         .map(|p| (p.stream.to_string(), None))
                         .collect(),
-                    Some(list) => list
+                    (Some(list), _) => list
                         .into_iter()
                         .map(|(partition, offset)| {
                             let stream = partition["stream"]
@@ -526,7 +532,10 @@ impl Worker {
                         })
                         .collect::<Result<_, _>>()?,
                 };
-                offsets.alter(name, &changes).map_err(store)?;
+                match kafka {
+                    Some(k) => k.offsets.commit(name, &changes).map_err(|e| store(&e))?,
+                    None => offsets.alter(name, &changes).map_err(|e| store(&e))?,
+                }
             }
             Instance::Sink { .. } => {
                 let group = format!("connect-{name}");
@@ -537,6 +546,16 @@ impl Worker {
                     .flat_map(|s| s.partitions.iter())
                     .collect();
                 let list: Vec<(String, i32, Option<i64>)> = match changes {
+                    // On a cluster, every partition of the sink's topics (the group splits them).
+                    None if kafka.is_some() => {
+                        let k = kafka.expect("matched");
+                        let mut all = Vec::new();
+                        for topic in &unit.plan.topics {
+                            let n = k.cluster.partition_count(topic).map_err(|e| store(&e))?.unwrap_or(0);
+                            all.extend((0..n as i32).map(|p| (topic.clone(), p, None)));
+                        }
+                        all
+                    }
                     None => mine.iter().map(|tp| (tp.topic.clone(), tp.partition, None)).collect(),
                     Some(list) => list
                         .into_iter()
@@ -551,6 +570,24 @@ impl Worker {
                         })
                         .collect::<Result<_, _>>()?,
                 };
+                if let Some(k) = kafka {
+                    for (topic, partition, _) in &list {
+                        let n = k
+                            .cluster
+                            .partition_count(topic)
+                            .map_err(|e| store(&e))?
+                            .unwrap_or(0);
+                        if *partition < 0 || *partition as u32 >= n {
+                            return Err(bad(&format!(
+                                "{topic}-{partition}: the cluster has no such partition (`{topic}` has {n})"
+                            )));
+                        }
+                    }
+                    k.cluster
+                        .set_group_offsets(&group, &list)
+                        .map_err(|e| store(&e))?;
+                    return Ok(done.to_string());
+                }
                 let mut commits = Vec::new();
                 for (topic, partition, offset) in list {
                     let p = log
@@ -565,14 +602,11 @@ impl Worker {
                         metadata: String::new(),
                     });
                 }
-                log.commit_offsets(&group, &commits).map_err(store)?;
+                log.commit_offsets(&group, &commits)
+                    .map_err(|e| store(&e))?;
             }
         }
-        Ok(if reset {
-            "The offsets for this connector have been reset successfully".to_string()
-        } else {
-            "The offsets for this connector have been altered successfully".to_string()
-        })
+        Ok(done.to_string())
     }
 
     /// Asks every task to stop, waits up to `grace`, and returns the tasks still running then.
