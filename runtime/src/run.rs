@@ -229,6 +229,11 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
         None => None,
     };
     let on_cluster = kafka.is_some();
+    // Kafka Connect's `worker_id`: the REST address, else this host and process.
+    let worker_id = rest
+        .as_ref()
+        .map(|l| l.local_addr().to_string())
+        .unwrap_or_else(|| format!("sluice-{}", std::process::id()));
     let worker = Arc::new(Worker::start(
         &pipeline,
         &registry,
@@ -244,7 +249,7 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
         eprintln!("warning: {problem}");
     }
     // On a cluster, connectors created over REST and the states asked of connectors on any
-    // worker are applied here too.
+    // worker are applied here too, and task states are shared.
     if on_cluster {
         let follower = Arc::downgrade(&worker);
         let registry = registry.clone();
@@ -254,6 +259,9 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
                 while let Some(worker) = follower.upgrade() {
                     if let Err(e) = worker.follow_configs(&registry) {
                         tracing::warn!(error = %e, "reading other workers' connector changes");
+                    }
+                    if let Err(e) = worker.share_status(&worker_id) {
+                        tracing::warn!(error = %e, "sharing task states with the other workers");
                     }
                     drop(worker);
                     std::thread::sleep(std::time::Duration::from_millis(300));

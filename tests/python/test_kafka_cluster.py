@@ -267,9 +267,24 @@ sinks:
 
 
 def task_state(rest, connector):
+    """A worker's answer for task 0: its state and the worker running it (Connect's
+    `worker_id`, the REST address)."""
     import urllib.request
     with urllib.request.urlopen(f"{rest}/connectors/{connector}/status", timeout=10) as r:
-        return json.loads(r.read())["tasks"][0]["state"]
+        task = json.loads(r.read())["tasks"][0]
+        return task["state"], task["worker_id"]
+
+
+def runs_on_one(answers, rests):
+    """The worker every worker names as running the task (RUNNING), or None. Were it run on
+    two, each would name itself."""
+    if any(a is None for a in answers.values()):
+        return None
+    ids = {a[1] for a in answers.values()}
+    if len(ids) != 1 or any(a[0] != "RUNNING" for a in answers.values()):
+        return None
+    (worker_id,) = ids
+    return next((n for n, url in rests.items() if url.endswith("//" + worker_id)), None)
 
 
 def offset_ranges(out: Path, topic):
@@ -297,9 +312,11 @@ def test_two_workers_share_a_pipeline_and_one_survives_the_others_kill_9(kafka, 
         # The source's one task runs on exactly one worker; the other waits, UNASSIGNED.
         def states():
             return {n: task_state(rest["rest"], "events_in") for n, (_, rest) in workers.items()}
-        wait_until(lambda: sorted(states().values()) == ["RUNNING", "UNASSIGNED"], timeout=60,
+        rests = {n: rest["rest"] for n, (_, rest) in workers.items()}
+        # Every worker answers where the task runs (Connect's status topic), and all agree.
+        wait_until(lambda: runs_on_one(states(), rests) is not None, timeout=60,
                    what="the source task to run on one worker")
-        holder = next(n for n, s in states().items() if s == "RUNNING")
+        holder = runs_on_one(states(), rests)
         survivor = "b" if holder == "a" else "a"
         # Files keep arriving while the worker running the source is killed.
         files, per_file = 60, 500
@@ -321,7 +338,7 @@ def test_two_workers_share_a_pipeline_and_one_survives_the_others_kill_9(kafka, 
         # worker's partitions, and everything arrives.
         wait_until(lambda: len({json.loads(l)["id"] for l in output_lines(work / "out")}) >= total,
                    timeout=90, what="every record out after the kill")
-        assert task_state(workers[survivor][1]["rest"], "events_in") == "RUNNING"
+        assert task_state(workers[survivor][1]["rest"], "events_in") == ("RUNNING", rests[survivor].split("//")[1])
         time.sleep(2)
         ids = [json.loads(line)["id"] for line in output_lines(work / "out")]
         assert set(ids) == set(range(total)), "a record was lost"
@@ -536,7 +553,8 @@ def connector_states(urls, name):
     for w, url in urls.items():
         status, body = rest("GET", f"{url}/connectors/{name}/status")
         if status == 200:
-            out[w] = (body["connector"]["state"], body["tasks"][0]["state"] if body["tasks"] else None)
+            task = body["tasks"][0] if body["tasks"] else {}
+            out[w] = (body["connector"]["state"], task.get("state"), task.get("worker_id"))
         else:
             out[w] = None
     return out
@@ -568,8 +586,8 @@ def test_connectors_created_over_rest_on_one_worker_run_on_the_deployment(kafka,
         # Both workers know both connectors; the source's task runs on exactly one of them.
         wait_until(lambda: all(sorted(rest("GET", f"{u}/connectors")[1]) == ["events_in", "events_out", "idle_in"]
                                for u in urls.values()), timeout=30, what="both workers to list both connectors")
-        wait_until(lambda: sorted(s[1] for s in connector_states(urls, "events_in").values())
-                   == ["RUNNING", "UNASSIGNED"], timeout=60, what="the source's task on one worker")
+        wait_until(lambda: runs_on_one({w: s and s[1:] for w, s in connector_states(urls, "events_in").items()}, urls),
+                   timeout=60, what="the source's task on one worker, named by both")
         assert rest("GET", f"{urls['a']}/connectors/events_out/config")[1]["roll_interval"] == "300ms"
         write_lines(work / "in" / "first.json", [json.dumps({"id": i}) for i in range(300)])
         wait_until(lambda: len(output_lines(work / "out")) >= 300, timeout=60, what="the first records through")
@@ -647,8 +665,8 @@ def test_connectors_created_over_rest_on_one_worker_run_on_the_deployment(kafka,
             p.write_text(DEPLOYMENT.format(dir=work, worker=name, bootstrap=kafka.bootstrap,
                                            sources=RELOADED_SOURCE.format(dir=work)))
             proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: sorted(s[1] for s in connector_states(urls, "reloaded_in").values() if s)
-                   == ["RUNNING", "UNASSIGNED"], timeout=60, what="the reloaded source's task on one worker")
+        wait_until(lambda: runs_on_one({w: s and s[1:] for w, s in connector_states(urls, "reloaded_in").items()}, urls),
+                   timeout=60, what="the reloaded source's task on one worker, named by both")
         write_lines(work / "reloaded" / "r.json", [json.dumps({"id": 1000 + i}) for i in range(100)])
         wait_until(lambda: len(output_lines(work / "out")) >= 600, timeout=60, what="the reloaded source's records")
 

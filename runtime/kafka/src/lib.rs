@@ -8,7 +8,8 @@
 //! registry's store in `_schemas` in Confluent's format with one writer elected by Kafka's
 //! transactional fencing ([`schemas`]), connectors created over the REST API and the
 //! states asked of connectors in Connect's configs layout ([`configs`]), and which worker
-//! runs which source task through Kafka's group protocol ([`leases`]). [`reader`] follows
+//! runs which source task through Kafka's group protocol ([`leases`]), and where each task
+//! runs in Connect's status layout ([`status`]). [`reader`] follows
 //! the one-partition state topics.
 //! What it must not touch: converters, transforms and the error policy (the worker's, the
 //! same on both backends), and the embedded log.
@@ -33,6 +34,7 @@ pub mod offsets;
 pub mod reader;
 pub mod schemas;
 pub mod settings;
+pub mod status;
 
 pub use cluster::{
     Cluster, ClusterError, Incoming, Outgoing, SinkConsumer, TaskProducer, TopicSpec,
@@ -42,3 +44,4 @@ pub use leases::{Lease, Leases};
 pub use offsets::ClusterOffsets;
 pub use schemas::KafkaSchemaStore;
 pub use settings::{KafkaSettings, Protocol, SaslMechanism, Security};
+pub use status::{StatusTopic, TaskState};

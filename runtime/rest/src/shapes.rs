@@ -163,7 +163,7 @@ pub fn task_state(api: &RestApi, t: &TaskStatus) -> Value {
     let mut v = json!({
         "id": t.id,
         "state": t.state.as_str(),
-        "worker_id": api.info.worker_id,
+        "worker_id": t.worker_id.as_deref().unwrap_or(&api.info.worker_id),
     });
     if let Some(trace) = t.trace.as_deref().filter(|s| !s.is_empty()) {
         v["trace"] = json!(trace);

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use sluice_kafka::{
     Cluster, ClusterError, ClusterOffsets, ConfigsTopic, KafkaSettings, Lease, Leases, Outgoing,
-    TaskProducer, TopicSpec,
+    StatusTopic, TaskProducer, TopicSpec,
 };
 use sluice_log::TopicConfig;
 
@@ -23,6 +23,7 @@ pub struct KafkaRuntime {
     pub cluster: Cluster,
     pub offsets: ClusterOffsets,
     pub configs: Arc<ConfigsTopic>,
+    pub status: StatusTopic,
     dead_letters: Mutex<Option<TaskProducer>>,
     leases: OnceLock<Leases>,
 }
@@ -33,7 +34,9 @@ impl KafkaRuntime {
         let cluster = Cluster::connect(settings)?;
         let offsets = ClusterOffsets::open(&cluster)?;
         let configs = Arc::new(ConfigsTopic::open(&cluster)?);
+        let status = StatusTopic::open(&cluster)?;
         Ok(KafkaRuntime {
+            status,
             cluster,
             offsets,
             configs,

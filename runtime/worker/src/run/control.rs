@@ -188,6 +188,7 @@ impl TaskControl {
             state: inner.state,
             trace: inner.trace.clone(),
             restarts: inner.restarts,
+            worker_id: None,
         }
     }
 }

@@ -5,17 +5,23 @@
 //! pauses, resumes or stops any connector). The topic's order is the order of the changes,
 //! so all workers end the same.
 //!
+//! The same goes for where each source task runs: [`Worker::share_status`] writes the
+//! states of the tasks running here to `<group>-status`, and a status asked of any worker
+//! shows each task as the worker running it said.
+//!
 //! A read goes to the topic's end while no change of this worker is under way (the config
 //! lock): what this worker wrote and was acknowledged is always in what it reads, so a
 //! follower never undoes a newer change of its own with an older one of another worker.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_connector_sdk::registry::ConnectorRegistry;
+use sluice_kafka::TaskState;
 
-use super::status::State;
+use super::status::{ConnectorStatus, Role, State};
 use super::supervisor::Worker;
-use super::unit::{lock, Origin};
+use super::unit::{lock, Origin, Unit};
 use crate::connector_store::StoredConnector;
 
 /// How long a connector asked to stop by another worker gets to stop here.
@@ -145,5 +151,78 @@ impl Worker {
             )),
             Err(e) => problems.push(e.to_string()),
         }
+    }
+}
+
+impl Worker {
+    /// On a cluster, writes to `<group>-status` the state of each source task running here
+    /// that changed since the last call, and reads what the other workers wrote (a no-op on
+    /// the embedded log). `worker_id` is this worker's REST address.
+    pub fn share_status(&self, worker_id: &str) -> Result<(), String> {
+        let Some(k) = &self.builder.kafka else {
+            return Ok(());
+        };
+        let units: Vec<Arc<Unit>> = self
+            .read_units()
+            .values()
+            .filter(|u| u.plan_role() == Role::Source)
+            .cloned()
+            .collect();
+        {
+            let mut shared = lock(&self.shared_status);
+            shared.worker_id = Some(worker_id.to_string());
+            for unit in units {
+                for slot in &unit.slots {
+                    let st = slot.control.status();
+                    if st.state == State::Unassigned || unit.state() == State::Stopped {
+                        continue; // the worker that runs it says how it is
+                    }
+                    let key = (unit.plan.name.clone(), st.id);
+                    let now = (st.state, st.trace.clone());
+                    if shared.written.get(&key) == Some(&now) {
+                        continue;
+                    }
+                    let written = k.status.write(
+                        &unit.plan.name,
+                        st.id,
+                        &TaskState {
+                            state: st.state.as_str().to_string(),
+                            trace: st.trace,
+                            worker_id: worker_id.to_string(),
+                        },
+                    );
+                    written.map_err(|e| e.to_string())?;
+                    shared.written.insert(key, now);
+                }
+            }
+        }
+        k.status.refresh().map_err(|e| e.to_string())
+    }
+
+    /// A connector's status, with each source task this worker does not run shown as the
+    /// worker that runs it last said (on a cluster).
+    pub(super) fn status_of(&self, unit: &Arc<Unit>) -> ConnectorStatus {
+        let mut status = unit.status();
+        let (Some(k), Role::Source) = (&self.builder.kafka, unit.plan_role()) else {
+            return status;
+        };
+        let me = lock(&self.shared_status).worker_id.clone();
+        for t in &mut status.tasks {
+            if t.state != State::Unassigned {
+                continue;
+            }
+            let Some(there) = k.status.task(&unit.plan.name, t.id) else {
+                continue;
+            };
+            if Some(&there.worker_id) == me.as_ref() {
+                continue; // what this worker said before it stopped running the task
+            }
+            if let Some(state) = State::parse(&there.state) {
+                t.state = state;
+                t.trace = there.trace;
+                t.worker_id = Some(there.worker_id);
+            }
+        }
+        status
     }
 }

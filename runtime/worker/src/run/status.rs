@@ -28,6 +28,11 @@ impl State {
         }
     }
 
+    /// The state Kafka Connect's name names.
+    pub fn parse(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub const ALL: [State; 6] = [
         State::Unassigned,
         State::Running,
@@ -157,6 +162,9 @@ pub struct TaskStatus {
     pub trace: Option<String>,
     /// Restarts since the task was built (automatic and asked for).
     pub restarts: u64,
+    /// On a Kafka cluster, the worker running the task when it is not this one (its REST
+    /// address, Kafka Connect's `worker_id`).
+    pub worker_id: Option<String>,
 }
 
 /// Whether a connector reads (a sink) or writes (a source) the log.

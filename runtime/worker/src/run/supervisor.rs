@@ -90,6 +90,15 @@ pub struct Worker {
     pub(super) follow_failures: Mutex<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
     /// Set by [`Worker::stop`]: the worker is going away.
     pub(super) stopping: std::sync::atomic::AtomicBool,
+    /// On a cluster: this worker's id, and the task states it last wrote to `<group>-status`.
+    pub(super) shared_status: Mutex<SharedStatus>,
+}
+
+/// What [`Worker::share_status`] last wrote.
+#[derive(Default)]
+pub(super) struct SharedStatus {
+    pub(super) worker_id: Option<String>,
+    pub(super) written: BTreeMap<(String, u32), (State, Option<String>)>,
 }
 
 impl Worker {
@@ -139,6 +148,7 @@ impl Worker {
             restore_problems: Vec::new(),
             follow_failures: Mutex::new(BTreeMap::new()),
             stopping: Default::default(),
+            shared_status: Default::default(),
         };
         for (unit, bodies) in built {
             // A connector paused or stopped before the restart comes back so.
@@ -211,11 +221,12 @@ impl Worker {
     }
 
     pub fn status(&self, name: &str) -> Result<ConnectorStatus, ControlError> {
-        Ok(self.unit(name)?.status())
+        Ok(self.status_of(&self.unit(name)?))
     }
 
     pub fn statuses(&self) -> Vec<ConnectorStatus> {
-        self.read_units().values().map(|u| u.status()).collect()
+        let units: Vec<Arc<Unit>> = self.read_units().values().cloned().collect();
+        units.iter().map(|u| self.status_of(u)).collect()
     }
 
     /// The first task that is failed or restarting, with its trace.
