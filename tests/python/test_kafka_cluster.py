@@ -592,6 +592,24 @@ def test_connectors_created_over_rest_on_one_worker_run_on_the_deployment(kafka,
         write_lines(work / "in" / "first.json", [json.dumps({"id": i}) for i in range(300)])
         wait_until(lambda: len(output_lines(work / "out")) >= 300, timeout=60, what="the first records through")
 
+        # A task restart asked of the worker that does not run it restarts it where it runs.
+        runner = runs_on_one({w: s and s[1:] for w, s in connector_states(urls, "events_in").items()}, urls)
+        other = "b" if runner == "a" else "a"
+
+        def restarts(url):
+            import urllib.request
+            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("sluice_task_restarts_total") and 'connector="events_in"' in line:
+                        return float(line.split()[-1])
+            return 0.0
+        before = restarts(urls[runner])
+        assert rest("POST", f"{urls[other]}/connectors/events_in/tasks/0/restart")[0] == 204
+        wait_until(lambda: restarts(urls[runner]) == before + 1, timeout=20, what="the restart where the task runs")
+        assert restarts(urls[other]) == 0.0
+        wait_until(lambda: runs_on_one({w: s and s[1:] for w, s in connector_states(urls, "events_in").items()}, urls) == runner,
+                   timeout=20, what="the task running again on the same worker")
+
         # The same name created on both workers at once: one wins, the other is refused
         # (409), as Connect's leader refuses it; both workers then have the winner.
         results = {}
@@ -648,10 +666,13 @@ def test_connectors_created_over_rest_on_one_worker_run_on_the_deployment(kafka,
         def group_offsets(url):
             body = rest("GET", f"{url}/connectors/events_out/offsets")[1]
             return {o["partition"]["kafka_partition"]: o["offset"]["kafka_offset"] for o in body["offsets"]}
+        before = group_offsets(urls["a"])
+        assert sum(before.values()) == 500, before
         status, body = rest("PATCH", f"{urls['b']}/connectors/events_out/offsets", patch)
         assert status == 200, body
-        assert group_offsets(urls["a"]) == {0: 100, 1: 200}
-        assert committed(kafka.bootstrap, "connect-events_out", "rest-events", 2) == {0: 100, 1: 200}
+        assert group_offsets(urls["a"]) == {**before, 0: 100}
+        theirs = committed(kafka.bootstrap, "connect-events_out", "rest-events", 2)
+        assert {p: o for p, o in theirs.items() if o >= 0} == {**before, 0: 100}
         status, body = rest("DELETE", f"{urls['a']}/connectors/events_out/offsets")
         assert status == 200 and "reset" in body["message"], body
         assert group_offsets(urls["b"]) == {0: 0, 1: 0}

@@ -38,6 +38,14 @@ pub enum ConfigChange {
     },
     /// The state asked of a connector, in Connect's words (`None`: forgotten, as STARTED).
     TargetState { name: String, state: Option<String> },
+    /// A restart asked on some worker, for the workers running the tasks: Connect's
+    /// `restart-connector-<name>` (KIP-745, `task: None`), or one task (`restart-task-…`,
+    /// Sluice's: Connect forwards those over HTTP instead). An event, not a state.
+    Restart {
+        name: String,
+        task: Option<u32>,
+        only_failed: bool,
+    },
 }
 
 impl ConfigChange {
@@ -45,6 +53,14 @@ impl ConfigChange {
         match self {
             ConfigChange::Connector { name, .. } => format!("connector-{name}"),
             ConfigChange::TargetState { name, .. } => format!("target-state-{name}"),
+            ConfigChange::Restart {
+                name, task: None, ..
+            } => format!("restart-connector-{name}"),
+            ConfigChange::Restart {
+                name,
+                task: Some(t),
+                ..
+            } => format!("restart-task-{name}-{t}"),
         }
     }
 
@@ -57,6 +73,9 @@ impl ConfigChange {
                 let state = state.as_deref()?;
                 let v1 = if state == "STOPPED" { "PAUSED" } else { state };
                 json!({ "state": v1, "state.v2": state })
+            }
+            ConfigChange::Restart { only_failed, .. } => {
+                json!({ "include-tasks": true, "only-failed": only_failed })
             }
         };
         Some(v.to_string().into_bytes())
@@ -78,6 +97,21 @@ impl ConfigChange {
             return Some(ConfigChange::Connector {
                 name: name.to_string(),
                 properties,
+            });
+        }
+        if let Some(name) = key.strip_prefix("restart-connector-") {
+            return Some(ConfigChange::Restart {
+                name: name.to_string(),
+                task: None,
+                only_failed: value?.get("only-failed")?.as_bool()?,
+            });
+        }
+        if let Some(rest) = key.strip_prefix("restart-task-") {
+            let (name, task) = rest.rsplit_once('-')?;
+            return Some(ConfigChange::Restart {
+                name: name.to_string(),
+                task: Some(task.parse().ok()?),
+                only_failed: false,
             });
         }
         if let Some(name) = key.strip_prefix("target-state-") {

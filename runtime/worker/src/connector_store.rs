@@ -54,11 +54,13 @@ pub enum StoreError {
 pub struct ClusterView {
     pub connectors: BTreeMap<String, Map<String, Json>>,
     pub states: BTreeMap<String, String>,
+    /// Restarts read and not yet handed to the follower (events, not state).
+    pub restarts: Vec<ConfigChange>,
 }
 
 impl ClusterView {
     pub fn apply(&mut self, change: ConfigChange) {
-        match change {
+        match change.clone() {
             ConfigChange::Connector {
                 name,
                 properties: Some(p),
@@ -80,6 +82,7 @@ impl ClusterView {
             ConfigChange::TargetState { name, .. } => {
                 self.states.remove(&name);
             }
+            ConfigChange::Restart { .. } => self.restarts.push(change),
         }
     }
 
@@ -192,6 +195,7 @@ impl ConnectorStore {
         for change in configs.read(true)? {
             view.apply(change);
         }
+        view.restarts.clear(); // asked of the workers that ran then
         let (table, file_states) = split(&view);
         Ok(ConnectorStore {
             backend: Backend::Cluster(configs, Mutex::new((view, false))),
@@ -211,8 +215,14 @@ impl ConnectorStore {
     #[allow(clippy::type_complexity)]
     pub fn follow(
         &self,
-    ) -> Result<Option<(BTreeMap<String, StoredConnector>, BTreeMap<String, String>)>, ClusterError>
-    {
+    ) -> Result<
+        Option<(
+            BTreeMap<String, StoredConnector>,
+            BTreeMap<String, String>,
+            Vec<ConfigChange>,
+        )>,
+        ClusterError,
+    > {
         let Backend::Cluster(configs, view) = &self.backend else {
             return Ok(None);
         };
@@ -226,7 +236,12 @@ impl ConnectorStore {
         for change in changes {
             view.apply(change);
         }
-        Ok(Some(split(view)))
+        let (table, file_states) = split(view);
+        Ok(Some((
+            table,
+            file_states,
+            std::mem::take(&mut view.restarts),
+        )))
     }
 
     /// On a cluster: takes over writing `<group>-configs` and reads it to its end, before a
@@ -360,6 +375,15 @@ impl ConnectorStore {
             partition.sync_to(info.last_offset)?;
         }
         Ok(())
+    }
+
+    /// On a cluster, asks the workers running a connector's tasks to restart them (see
+    /// [`ConfigChange::Restart`]).
+    pub fn ask_restart(&self, change: ConfigChange) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Cluster(c, _) => Ok(c.write(&[change])?),
+            Backend::Log(_) => Ok(()),
+        }
     }
 
     /// Writes (durably) a connector's config and target state, or with `None` its tombstone.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_connector_sdk::registry::ConnectorRegistry;
-use sluice_kafka::TaskState;
+use sluice_kafka::{ConfigChange, TaskState};
 
 use super::status::{ConnectorStatus, Role, State};
 use super::supervisor::Worker;
@@ -47,7 +47,9 @@ impl Worker {
         if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(Vec::new());
         }
-        let Some((wanted, file_states)) = self.store.follow().map_err(|e| e.to_string())? else {
+        let Some((wanted, file_states, restarts)) =
+            self.store.follow().map_err(|e| e.to_string())?
+        else {
             return Ok(Vec::new());
         };
         let mut problems = Vec::new();
@@ -88,10 +90,41 @@ impl Worker {
                     .note_file_state(&name, (want != "RUNNING").then_some(want));
             }
         }
+        for restart in restarts {
+            self.follow_restart(restart);
+        }
         for p in &problems {
             tracing::warn!(problem = %p, "a change made on another worker was not applied here");
         }
         Ok(problems)
+    }
+
+    /// Restarts the tasks a restart asked on some worker names, among those running here.
+    fn follow_restart(&self, restart: ConfigChange) {
+        let ConfigChange::Restart {
+            name,
+            task,
+            only_failed,
+        } = restart
+        else {
+            return;
+        };
+        let Ok(unit) = self.unit(&name) else {
+            return;
+        };
+        if unit.state() == State::Stopped {
+            return;
+        }
+        for slot in &unit.slots {
+            let st = slot.control.status();
+            let here = st.state != State::Unassigned;
+            let asked =
+                task.is_none_or(|t| t == st.id) && (!only_failed || st.state == State::Failed);
+            if here && asked {
+                tracing::info!(connector = %name, task = st.id, "restart asked on a worker of the deployment");
+                slot.control.request(super::control::Want::Restart);
+            }
+        }
     }
 
     /// Builds (or rebuilds) a REST connector another worker created or reconfigured.

@@ -329,6 +329,11 @@ impl Worker {
                 message: "the connector is stopped: resume it to start its tasks".into(),
             });
         }
+        // On a cluster, the worker running the task restarts it (every worker reads the
+        // request from `<group>-configs`, this one too).
+        if self.store.is_shared() {
+            return self.ask_restart(name, Some(id), false);
+        }
         slot.control.request(Want::Restart);
         Ok(())
     }
@@ -342,6 +347,16 @@ impl Worker {
             return Ok(Vec::new());
         }
         let mut restarted = Vec::new();
+        if self.store.is_shared() {
+            // The tasks as the workers running them said (see `status`).
+            for st in self.status_of(&unit).tasks {
+                if !only_failed || st.state == State::Failed {
+                    restarted.push(st.id);
+                }
+            }
+            self.ask_restart(name, None, only_failed)?;
+            return Ok(restarted);
+        }
         for s in &unit.slots {
             let st = s.control.status();
             if !only_failed || st.state == State::Failed {
@@ -350,6 +365,24 @@ impl Worker {
             }
         }
         Ok(restarted)
+    }
+
+    fn ask_restart(
+        &self,
+        name: &str,
+        task: Option<u32>,
+        only_failed: bool,
+    ) -> Result<(), ControlError> {
+        self.store
+            .ask_restart(sluice_kafka::ConfigChange::Restart {
+                name: name.to_string(),
+                task,
+                only_failed,
+            })
+            .map_err(|e| ControlError::Refused {
+                connector: name.to_string(),
+                message: format!("cannot ask for the restart: {e}"),
+            })
     }
 
     /// A connector's committed positions in Kafka Connect's shape (KIP-875): a source's per
