@@ -673,6 +673,15 @@ def test_connectors_created_over_rest_on_one_worker_run_on_the_deployment(kafka,
         assert group_offsets(urls["a"]) == {**before, 0: 100}
         theirs = committed(kafka.bootstrap, "connect-events_out", "rest-events", 2)
         assert {p: o for p, o in theirs.items() if o >= 0} == {**before, 0: 100}
+        # The sink's lag on `/metrics` is the cluster's: each partition's end less the group's offset.
+
+        def sink_lag(url):
+            import urllib.request
+            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+                return {int(line.split('partition="')[1].split('"')[0]): float(line.split()[-1])
+                        for line in r.read().decode().splitlines()
+                        if line.startswith("sluice_sink_lag_records") and 'connector="events_out"' in line}
+        assert sink_lag(urls["a"]) == {0: max(before.get(0, 0) - 100, 0), 1: 0}, (sink_lag(urls["a"]), before)
         status, body = rest("DELETE", f"{urls['a']}/connectors/events_out/offsets")
         assert status == 200 and "reset" in body["message"], body
         assert group_offsets(urls["b"]) == {0: 0, 1: 0}

@@ -172,6 +172,39 @@ impl Cluster {
             .collect())
     }
 
+    /// How far consumer group `group` is behind on each partition of `topics`: the
+    /// partition's end less the group's committed offset (its start when it has none).
+    pub fn group_lag(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(String, i32, i64)>, ClusterError> {
+        let committed: HashMap<(String, i32), i64> = self
+            .group_offsets(group, topics)?
+            .into_iter()
+            .map(|(t, p, o)| ((t, p), o))
+            .collect();
+        let mut lag = Vec::new();
+        for topic in topics {
+            for p in 0..self.partition_count(topic)?.unwrap_or(0) as i32 {
+                let (low, high) = self
+                    .admin
+                    .inner()
+                    .fetch_watermarks(topic, p, CALL_TIMEOUT)
+                    .map_err(|e| {
+                        ClusterError::new(
+                            &self.settings,
+                            format!("reading the end of `{topic}`"),
+                            &e,
+                        )
+                    })?;
+                let from = committed.get(&(topic.clone(), p)).copied().unwrap_or(low);
+                lag.push((topic.clone(), p, (high - from).max(0)));
+            }
+        }
+        Ok(lag)
+    }
+
     /// Sets consumer group `group`'s committed offsets (`None`: the partition's first
     /// record), as `kafka-consumer-groups --reset-offsets` does: only while the group has
     /// no members.

@@ -471,6 +471,20 @@ impl Worker {
             scrape.states(&unit.status());
             if let Instance::Sink { .. } = unit.instance {
                 let group = format!("connect-{}", unit.plan.name);
+                // On a cluster, the group's lag as the cluster has it.
+                if let Some(k) = &self.builder.kafka {
+                    match k.cluster.group_lag(&group, &unit.plan.topics) {
+                        Ok(lags) => {
+                            for (topic, partition, lag) in lags {
+                                scrape.sink_lag(&unit.plan.name, &topic, partition, lag);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(sink = %unit.plan.name, error = %e, "reading the sink's lag")
+                        }
+                    }
+                    continue;
+                }
                 for tp in unit.slots.iter().flat_map(|s| s.partitions.iter()) {
                     let Ok(p) = log.partition(&tp.topic, tp.partition) else {
                         continue;
