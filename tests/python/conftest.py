@@ -264,3 +264,35 @@ def stop_run(proc, timeout=20):
         proc.kill()
         proc.wait()
         raise
+
+
+def kafka_lib() -> str:
+    """The Apache Kafka classpath the README's test command fetched (scripts/kafka-jars.sh)."""
+    lib = os.environ.get("SLUICE_KAFKA_LIB")
+    if not lib or not Path(lib, ".complete").exists():
+        pytest.fail("SLUICE_KAFKA_LIB is not set to a complete Kafka classpath: run "
+                    "`export SLUICE_KAFKA_LIB=$(scripts/kafka-jars.sh)` (the README's test command does)")
+    return lib
+
+
+def running(kind):
+    """A module-scoped Kafka of `kind` (KafkaNode or KafkaCluster), killed and removed after."""
+    tmp = tempfile.mkdtemp(prefix="sluice-kafka-")
+    kafka = kind(kafka_lib(), os.path.join(tmp, "kafka")).start()
+    try:
+        yield kafka
+    finally:
+        kafka.kill9()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def kafka():
+    """One Apache Kafka node for the test file."""
+    yield from running(KafkaNode)
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster():
+    """Three Apache Kafka nodes for the test file."""
+    yield from running(KafkaCluster)

@@ -11,22 +11,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, BrokerProcess, KafkaNode
+from conftest import ROOT, BrokerProcess, KafkaNode, kafka_lib
 
 JAVA_DIR = ROOT / "tests" / "java"
 LOG4J = ROOT / "tests" / "kafka" / "log4j2.properties"
-
-
-def kafka_lib() -> str:
-    lib = os.environ.get("SLUICE_KAFKA_LIB")
-    if not lib or not Path(lib, ".complete").exists():
-        pytest.fail("SLUICE_KAFKA_LIB is not set to a complete Kafka classpath: run "
-                    "`export SLUICE_KAFKA_LIB=$(scripts/kafka-jars.sh)` (the README's test command does)")
-    return lib
 
 
 def java(*args, stdin=None, timeout=120):

@@ -7,11 +7,9 @@ One Apache Kafka node (KRaft, from the jars of scripts/kafka-jars.sh) serves the
 each test uses its own topics and groups."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -22,19 +20,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from conftest import KafkaNode, sluice_binary, start_run, stop_run, wait_until
-from test_java_clients import kafka_lib
-
-
-@pytest.fixture(scope="module")
-def kafka():
-    tmp = tempfile.mkdtemp(prefix="sluice-on-kafka-")
-    node = KafkaNode(kafka_lib(), os.path.join(tmp, "kafka")).start()
-    try:
-        yield node
-    finally:
-        node.kill9()
-        shutil.rmtree(tmp, ignore_errors=True)
+from conftest import sluice_binary, start_run, stop_run, wait_until
 
 
 @pytest.fixture

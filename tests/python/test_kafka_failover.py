@@ -9,29 +9,13 @@ group revokes the source task, which starts again from its committed positions, 
 at-least-once source would send again what it had not committed."""
 
 import json
-import os
-import shutil
-import tempfile
 import threading
 import time
 
-import pytest
 from confluent_kafka.admin import AdminClient
 
-from conftest import KafkaCluster, start_run, stop_run, wait_until
-from test_java_clients import kafka_lib
+from conftest import start_run, stop_run, wait_until
 from test_kafka_cluster import offset_ranges, output_lines, write_lines
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    tmp = tempfile.mkdtemp(prefix="sluice-kafka-cluster-")
-    c = KafkaCluster(kafka_lib(), os.path.join(tmp, "kafka")).start()
-    try:
-        yield c
-    finally:
-        c.kill9()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 PIPELINE = """
@@ -60,7 +44,8 @@ sinks:
 """
 
 
-def test_one_broker_of_three_killed_mid_transfer_loses_nothing(cluster, tmp_path):
+def test_one_broker_of_three_killed_mid_transfer_loses_nothing(kafka_cluster, tmp_path):
+    cluster = kafka_cluster
     (tmp_path / "in").mkdir()
     pipeline = tmp_path / "pipeline.yaml"
     pipeline.write_text(PIPELINE.format(dir=tmp_path, bootstrap=cluster.bootstrap))

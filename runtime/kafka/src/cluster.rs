@@ -137,6 +137,14 @@ impl Cluster {
         }
     }
 
+    /// A client of consumer group `group` that never joins it: for its offsets.
+    fn group_client(&self, group: &str) -> Result<BaseConsumer, ClusterError> {
+        let mut c = self.settings.client_config();
+        c.set("group.id", group).set("enable.auto.commit", "false");
+        c.create()
+            .map_err(|e| ClusterError::new(&self.settings, "creating a consumer", &e))
+    }
+
     /// The committed next offsets of consumer group `group` on `topics`' partitions (those
     /// with one), read without joining the group.
     pub fn group_offsets(
@@ -144,11 +152,7 @@ impl Cluster {
         group: &str,
         topics: &[String],
     ) -> Result<Vec<(String, i32, i64)>, ClusterError> {
-        let mut c = self.settings.client_config();
-        c.set("group.id", group).set("enable.auto.commit", "false");
-        let consumer: BaseConsumer = c
-            .create()
-            .map_err(|e| ClusterError::new(&self.settings, "creating a consumer", &e))?;
+        let consumer = self.group_client(group)?;
         let mut tpl = TopicPartitionList::new();
         for topic in topics {
             for p in 0..self.partition_count(topic)?.unwrap_or(0) {
@@ -213,11 +217,7 @@ impl Cluster {
         group: &str,
         offsets: &[(String, i32, Option<i64>)],
     ) -> Result<(), ClusterError> {
-        let mut c = self.settings.client_config();
-        c.set("group.id", group).set("enable.auto.commit", "false");
-        let consumer: BaseConsumer = c
-            .create()
-            .map_err(|e| ClusterError::new(&self.settings, "creating a consumer", &e))?;
+        let consumer = self.group_client(group)?;
         let mut tpl = TopicPartitionList::new();
         for (topic, partition, offset) in offsets {
             let offset = match offset {

@@ -21,11 +21,11 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::cluster::{make_producer, Cluster, ClusterError, Outgoing, TaskProducer, TopicSpec};
+use crate::cluster::{make_producer, Cluster, ClusterError, Outgoing, TaskProducer};
 
 /// Kafka Connect's words for a change that lost to a concurrent one.
 pub const STALE: &str = "Cannot complete request momentarily due to stale configuration (typically caused by a concurrent config change)";
-use crate::reader::TopicReader;
+use crate::reader::{open_state_topic, TopicReader};
 use crate::settings::KafkaSettings;
 
 /// One change to the deployment's connectors.
@@ -148,17 +148,7 @@ impl ConfigsTopic {
     pub fn open(cluster: &Cluster) -> Result<ConfigsTopic, ClusterError> {
         let settings = cluster.settings().clone();
         let topic = settings.configs_topic();
-        cluster.ensure_topics(&[TopicSpec {
-            name: topic.clone(),
-            partitions: 1,
-            config: vec![("cleanup.policy".into(), "compact".into())],
-        }])?;
-        let reader = TopicReader::open(
-            &settings,
-            &topic,
-            &format!("{}-configs-reader", settings.group),
-        )
-        .map_err(|e| read_err(&settings, &topic, e))?;
+        let reader = open_state_topic(cluster, &topic, "configs")?;
         Ok(ConfigsTopic {
             writer: Mutex::new((None, false)),
             reader: Mutex::new(reader),

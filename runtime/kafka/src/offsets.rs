@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value as Json};
 
-use crate::cluster::{Cluster, ClusterError, Outgoing, TaskProducer, TopicSpec};
-use crate::reader::TopicReader;
+use crate::cluster::{Cluster, ClusterError, Outgoing, TaskProducer};
+use crate::reader::{open_state_topic, TopicReader};
 use crate::settings::KafkaSettings;
 
 /// Every position read, by (connector, stream).
@@ -34,23 +34,7 @@ pub fn offset_key(connector: &str, stream: &str) -> Vec<u8> {
 impl ClusterOffsets {
     pub fn open(cluster: &Cluster) -> Result<ClusterOffsets, ClusterError> {
         let topic = cluster.settings().offsets_topic();
-        cluster.ensure_topics(&[TopicSpec {
-            name: topic.clone(),
-            partitions: 1,
-            config: vec![("cleanup.policy".into(), "compact".into())],
-        }])?;
-        let settings = cluster.settings();
-        let reader = TopicReader::open(
-            settings,
-            &topic,
-            &format!("{}-offsets-reader", settings.group),
-        )
-        .map_err(|e| ClusterError {
-            servers: settings.bootstrap_servers.clone(),
-            what: format!("reading `{topic}`"),
-            message: e.to_string(),
-            retriable: true,
-        })?;
+        let reader = open_state_topic(cluster, &topic, "offsets")?;
         Ok(ClusterOffsets {
             producer: Mutex::new(cluster.producer("sluice-offsets")?),
             known: Mutex::new((reader, BTreeMap::new())),

@@ -9,8 +9,34 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::cluster::CALL_TIMEOUT;
+use crate::cluster::{Cluster, ClusterError, TopicSpec, CALL_TIMEOUT};
 use crate::settings::KafkaSettings;
+
+/// Creates the compacted one-partition state topic `topic` if it is missing, and a reader of
+/// it from its beginning (in consumer group `<group>-<purpose>-reader`, which never joins).
+pub fn open_state_topic(
+    cluster: &Cluster,
+    topic: &str,
+    purpose: &str,
+) -> Result<TopicReader, ClusterError> {
+    cluster.ensure_topics(&[TopicSpec {
+        name: topic.to_string(),
+        partitions: 1,
+        config: vec![("cleanup.policy".into(), "compact".into())],
+    }])?;
+    let settings = cluster.settings();
+    TopicReader::open(
+        settings,
+        topic,
+        &format!("{}-{purpose}-reader", settings.group),
+    )
+    .map_err(|e| ClusterError {
+        servers: settings.bootstrap_servers.clone(),
+        what: format!("reading `{topic}`"),
+        message: e.to_string(),
+        retriable: true,
+    })
+}
 
 /// A record of a state topic: its key and value (`None`: a tombstone). Records without a
 /// key are skipped: every state topic is keyed.

@@ -13,8 +13,8 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value as Json};
 
-use crate::cluster::{Cluster, ClusterError, Outgoing, TaskProducer, TopicSpec};
-use crate::reader::TopicReader;
+use crate::cluster::{Cluster, ClusterError, Outgoing, TaskProducer};
+use crate::reader::{open_state_topic, TopicReader};
 
 /// A task's state as a worker wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,22 +40,7 @@ impl StatusTopic {
     pub fn open(cluster: &Cluster) -> Result<StatusTopic, ClusterError> {
         let settings = cluster.settings();
         let topic = format!("{}-status", settings.group);
-        cluster.ensure_topics(&[TopicSpec {
-            name: topic.clone(),
-            partitions: 1,
-            config: vec![("cleanup.policy".into(), "compact".into())],
-        }])?;
-        let reader = TopicReader::open(
-            settings,
-            &topic,
-            &format!("{}-status-reader", settings.group),
-        )
-        .map_err(|e| ClusterError {
-            servers: settings.bootstrap_servers.clone(),
-            what: format!("reading `{topic}`"),
-            message: e.to_string(),
-            retriable: true,
-        })?;
+        let reader = open_state_topic(cluster, &topic, "status")?;
         Ok(StatusTopic {
             producer: cluster.producer("sluice-status")?,
             reader: Mutex::new(reader),
