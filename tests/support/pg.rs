@@ -202,6 +202,66 @@ impl PgServer {
         self.psql("SELECT pg_reload_conf()");
     }
 
+    /// Serves TLS with `cert_pem`/`key_pem` and refuses every TCP connection without it
+    /// (normal and replication; the Unix socket stays trusted).
+    #[allow(dead_code)] // only the TLS test serves TLS
+    pub fn require_tls(&self, cert_pem: &str, key_pem: &str) {
+        let data = self.data();
+        let files = [
+            (data.join("server.crt"), cert_pem),
+            (data.join("server.key"), key_pem),
+            (
+                data.join("pg_hba.conf"),
+                "local all all trust
+                 hostssl all all 127.0.0.1/32 trust
+                 hostssl replication all 127.0.0.1/32 trust
+                 hostnossl all all 127.0.0.1/32 reject
+                 hostnossl replication all 127.0.0.1/32 reject
+",
+            ),
+        ];
+        for (path, text) in &files {
+            std::fs::write(path, text).unwrap();
+            let mut perms = std::fs::metadata(path).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+            std::fs::set_permissions(path, perms).unwrap();
+            if self.as_postgres {
+                Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(path)
+                    .status()
+                    .unwrap();
+            }
+        }
+        self.socket_psql("ALTER SYSTEM SET ssl = on");
+        self.socket_psql("SELECT pg_reload_conf()");
+    }
+
+    /// `sql` in database `postgres` over the Unix socket (trusted whatever TCP asks).
+    pub fn socket_psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .arg(format!(
+                "host={} port={} user=sluice dbname=postgres",
+                self.dir.path().display(),
+                self.port
+            ))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// The server's port.
+    #[allow(dead_code)]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Restarts the server (a fast shutdown: every connection is cut), same port.
     pub fn restart(&self) {
         self.pg_ctl(&["-m", "fast", "restart"]);

@@ -1,13 +1,67 @@
-//! Plain SQL connections (tokio-postgres), shared by the sink and both sources.
+//! Plain SQL connections (tokio-postgres), shared by the sink and both sources, with TLS
+//! as the connection's `sslmode` asks ([`crate::tls`]).
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::tls::{PgConnection, TlsError};
+
+/// Why a connection did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+impl OpenError {
+    /// What went wrong with TLS, when it was TLS (a setting, a file, a certificate the
+    /// connection refused, or a server without TLS when it is required): never helped by
+    /// trying again.
+    pub fn tls_problem(&self) -> Option<String> {
+        match self {
+            OpenError::Tls(e) => Some(e.to_string()),
+            OpenError::Postgres(e) => {
+                let mut source = std::error::Error::source(e);
+                while let Some(s) = source {
+                    // rustls' error travels inside an io::Error, which hides it from `source`.
+                    let inner = s
+                        .downcast_ref::<std::io::Error>()
+                        .and_then(|io| io.get_ref())
+                        .and_then(|i| i.downcast_ref::<tokio_rustls::rustls::Error>());
+                    if let Some(r) =
+                        inner.or_else(|| s.downcast_ref::<tokio_rustls::rustls::Error>())
+                    {
+                        return Some(format!(
+                            "TLS to Postgres: the server's certificate was refused ({r}): check `sslrootcert`, and for `sslmode=verify-full` that `host` is a name the certificate holds"
+                        ));
+                    }
+                    source = s.source();
+                }
+                let text = e.to_string();
+                text.contains("server does not support TLS").then(|| {
+                    "TLS to Postgres: the server does not offer TLS, and `sslmode` requires it (turn `ssl` on in the server, or use `sslmode=prefer`)".to_string()
+                })
+            }
+        }
+    }
+}
 
 /// Connects; the connection's driver runs on the current runtime until the client is
 /// dropped.
-pub async fn open(config: &Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
+pub async fn open(connection: &PgConnection) -> Result<Client, OpenError> {
+    if !connection.tls.wanted() {
+        let (client, driver) = connection.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            let _ = driver.await;
+        });
+        return Ok(client);
+    }
+    let tls = MakeRustlsConnect::new(connection.tls.client_config()?);
+    let (client, driver) = connection.config.connect(tls).await?;
     tokio::spawn(async move {
-        let _ = connection.await;
+        let _ = driver.await;
     });
     Ok(client)
 }

@@ -23,7 +23,7 @@
 //! - [`offsets`]: the positions consumed, written in the rows' transaction, with an epoch
 //!   that fences out a zombie task once its successor has started.
 //!
-//! Not built yet: TLS to Postgres (`sslmode=require` is refused at validation), binary COPY.
+//! TLS to Postgres follows libpq's `sslmode` (`tls`). Not built yet: binary COPY.
 //!
 //! **Must not touch:** topics, the log, converters: the runtime does those through the SDK
 //! traits. Plain SQL goes through `tokio-postgres`; the replication protocol and the
@@ -40,6 +40,7 @@ pub mod client;
 pub mod offsets;
 pub mod query;
 pub mod sink;
+pub mod tls;
 
 use sluice_connector_sdk::registry::{
     ConnectorRegistry, ConnectorType, Factory, Origin, RegistryError,

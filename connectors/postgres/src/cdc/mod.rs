@@ -107,6 +107,16 @@ impl CdcError {
     }
 }
 
+impl From<crate::client::OpenError> for CdcError {
+    fn from(e: crate::client::OpenError) -> CdcError {
+        match (e.tls_problem(), e) {
+            (Some(tls), _) => CdcError::Config(tls),
+            (None, crate::client::OpenError::Postgres(e)) => CdcError::from(e),
+            (None, e) => CdcError::Config(e.to_string()),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for CdcError {
     fn from(e: tokio_postgres::Error) -> CdcError {
         if let Some(db) = e.as_db_error() {

@@ -86,6 +86,43 @@ fn parse_error_fields(mut body: &[u8]) -> ServerError {
     e
 }
 
+/// Asks the server for TLS (SSLRequest) and, when it agrees, does the handshake; a server
+/// that declines goes on in plain text unless `sslmode` requires TLS.
+async fn start_tls(
+    mut s: tokio::net::TcpStream,
+    host: &str,
+    tls: &crate::tls::PgTls,
+) -> Result<Box<dyn Io>, CdcError> {
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]; // 80877103
+    let lost = |e: std::io::Error| CdcError::Lost(format!("asking for TLS: {e}"));
+    s.write_all(&SSL_REQUEST).await.map_err(lost)?;
+    let mut answer = [0u8; 1];
+    s.read_exact(&mut answer).await.map_err(lost)?;
+    match answer[0] {
+        b'S' => {
+            let connector = tls.connector().map_err(|e| CdcError::Config(e.to_string()))?;
+            let name = crate::tls::server_name(host).map_err(|e| CdcError::Config(e.to_string()))?;
+            let stream = connector.connect(name, s).await.map_err(|e| {
+                match e.get_ref().and_then(|r| r.downcast_ref::<tokio_rustls::rustls::Error>()) {
+                    Some(r) => CdcError::Config(format!(
+                        "TLS to Postgres: the server's certificate was refused ({r}): check `sslrootcert`, and for `sslmode=verify-full` that `host` is a name the certificate holds"
+                    )),
+                    None => CdcError::Lost(format!("TLS handshake: {e}")),
+                }
+            })?;
+            Ok(Box::new(stream))
+        }
+        b'N' if !tls.required() => Ok(Box::new(s)),
+        b'N' => Err(CdcError::Config(
+            "TLS to Postgres: the server does not offer TLS, and `sslmode` requires it (turn `ssl` on in the server, or use `sslmode=prefer`)".into(),
+        )),
+        other => Err(CdcError::Protocol(format!(
+            "answer `{}` to a TLS request",
+            other.escape_ascii()
+        ))),
+    }
+}
+
 /// One open replication connection.
 pub struct ReplicationConnection {
     io: Box<dyn Io>,
@@ -101,9 +138,10 @@ pub type Rows = Vec<Vec<Option<String>>>;
 impl ReplicationConnection {
     /// Connects and authenticates as `config` says, with `replication=database`.
     pub async fn connect(
-        config: &tokio_postgres::Config,
+        connection: &crate::tls::PgConnection,
         application_name: &str,
     ) -> Result<ReplicationConnection, CdcError> {
+        let config = &connection.config;
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let timeout = config
             .get_connect_timeout()
@@ -119,7 +157,11 @@ impl ReplicationConnection {
                     })?
                     .map_err(|e| CdcError::Unreachable(format!("{addr}: {e}")))?;
                 let _ = s.set_nodelay(true);
-                Box::new(s)
+                if connection.tls.wanted() {
+                    start_tls(s, host, &connection.tls).await?
+                } else {
+                    Box::new(s)
+                }
             }
             Some(tokio_postgres::config::Host::Unix(dir)) => {
                 let path = dir.join(format!(".s.PGSQL.{port}"));

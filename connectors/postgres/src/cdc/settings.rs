@@ -107,7 +107,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 /// The typed settings.
 #[derive(Clone)]
 pub struct CdcSettings {
-    pub connection: tokio_postgres::Config,
+    pub connection: crate::tls::PgConnection,
     pub tables: Vec<TablePattern>,
     pub topic_prefix: String,
     pub slot: String,

@@ -46,7 +46,7 @@ pub enum Read {
 /// The settings, typed and checked.
 #[derive(Clone)]
 pub struct QuerySettings {
-    pub connection: tokio_postgres::Config,
+    pub connection: crate::tls::PgConnection,
     pub mode: Mode,
     pub read: Read,
     pub incrementing_column: Option<String>,

@@ -2,8 +2,6 @@
 //! (`insert_mode`, `pk_mode`, `pk_fields`, `delete_enabled`, `auto_create`,
 //! `auto_evolve`), and the rules that tie them together, checked with no I/O.
 
-use std::str::FromStr;
-
 use serde_json::{json, Value as Json};
 use sluice_connector_sdk::config::{ConfigIssue, ConfigSpec, ConfigValues, FieldKind, FieldSpec};
 
@@ -130,7 +128,7 @@ impl TableTemplate {
 /// The sink's settings, typed and checked.
 #[derive(Clone)]
 pub struct SinkSettings {
-    pub connection: tokio_postgres::Config,
+    pub connection: crate::tls::PgConnection,
     pub table: TableTemplate,
     pub insert_mode: InsertMode,
     pub pk_mode: PkMode,
@@ -235,8 +233,8 @@ impl SinkSettings {
 pub(crate) fn parse_connection(
     c: &ConfigValues,
     issues: &mut Vec<ConfigIssue>,
-) -> Option<tokio_postgres::Config> {
-    let connection = tokio_postgres::Config::from_str(c.str("connection").unwrap_or_default())
+) -> Option<crate::tls::PgConnection> {
+    let connection = crate::tls::PgConnection::parse(c.str("connection").unwrap_or_default())
         .map_err(|e| {
             issues.push(issue(
                 "connection",
@@ -249,12 +247,6 @@ pub(crate) fn parse_connection(
     }
     if connection.get_dbname().is_none() {
         issues.push(issue("connection", "names no database (add `dbname=…`)"));
-    }
-    if matches!(
-        connection.get_ssl_mode(),
-        tokio_postgres::config::SslMode::Require
-    ) {
-        issues.push(issue("connection", "sslmode=require: TLS to Postgres is not built yet (use sslmode=disable or prefer on a trusted network)"));
     }
     Some(connection)
 }
