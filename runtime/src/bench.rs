@@ -28,6 +28,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Webhook(args) => crate::bench_webhook::run(args),
         BenchCommand::PostgresSink(args) => crate::bench_postgres::run(args),
         BenchCommand::PostgresCdc(args) => crate::bench_cdc::run(args),
+        BenchCommand::PostgresReplication(args) => crate::bench_replication::run(args),
         BenchCommand::Kafka(args) => crate::bench_kafka::run(args),
     }
 }

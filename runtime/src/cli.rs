@@ -211,6 +211,9 @@ pub enum BenchCommand {
     /// The `postgres_cdc` source: snapshot beside `psql \copy TO`, streaming changes/s,
     /// commit-to-log latency, a large transaction, peak memory.
     PostgresCdc(PostgresCdcBenchArgs),
+    /// The replication pipeline (`postgres_cdc` -> topic -> `postgres` sink): sustained
+    /// changes/s, and the lag from source commit to replica commit at a fixed rate.
+    PostgresReplication(PostgresReplicationBenchArgs),
     /// `sluice broker` beside one Apache Kafka node on this machine, alternated in one run:
     /// Kafka's ProducerPerformance/ConsumerPerformance and kcat, the same client settings.
     Kafka(KafkaBenchArgs),
@@ -263,6 +266,26 @@ pub struct PostgresCdcBenchArgs {
     /// same table and changes: needs Maven and a JDK (17+).
     #[arg(long)]
     pub debezium: bool,
+    /// Folder to write in (a temporary folder inside it is removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PostgresReplicationBenchArgs {
+    /// The server (libpq key/value; wal_level logical, a user with REPLICATION), e.g.
+    /// "host=127.0.0.1 port=5432 user=postgres dbname=postgres".
+    #[arg(long)]
+    pub connection: String,
+    /// Inserts of the sustained run.
+    #[arg(long, default_value_t = 200_000)]
+    pub changes: u64,
+    /// Inserts per second asked of pgbench for the lag figures.
+    #[arg(long, default_value_t = 2_000)]
+    pub rate: u64,
+    /// Seconds of the lag run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
     /// Folder to write in (a temporary folder inside it is removed afterwards).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,

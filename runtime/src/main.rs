@@ -29,6 +29,7 @@ mod bench_pipeline;
 mod bench_plugin;
 mod bench_postgres;
 mod bench_registry;
+mod bench_replication;
 mod bench_rest;
 mod bench_webhook;
 mod broker;
