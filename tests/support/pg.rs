@@ -146,8 +146,13 @@ impl PgServer {
 
     /// Runs `sql` in database `postgres` with the real `psql`; its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_at(&self.connection("postgres"), sql)
+    }
+
+    /// Runs `sql` with the real `psql` over `conninfo`; its unaligned output.
+    fn psql_at(&self, conninfo: &str, sql: &str) -> String {
         let out = Command::new("psql")
-            .arg(self.connection("postgres"))
+            .arg(conninfo)
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .unwrap();
@@ -169,17 +174,7 @@ impl PgServer {
 
     /// Runs `sql` in database `db`.
     pub fn psql_in(&self, db: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .arg(self.connection(db))
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        self.psql_at(&self.connection(db), sql)
     }
 
     /// Every user but `sluice` logs in over TCP with a SCRAM-SHA-256 password (normal and
@@ -239,21 +234,12 @@ impl PgServer {
 
     /// `sql` in database `postgres` over the Unix socket (trusted whatever TCP asks).
     pub fn socket_psql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .arg(format!(
-                "host={} port={} user=sluice dbname=postgres",
-                self.dir.path().display(),
-                self.port
-            ))
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let conninfo = format!(
+            "host={} port={} user=sluice dbname=postgres",
+            self.dir.path().display(),
+            self.port
         );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        self.psql_at(&conninfo, sql)
     }
 
     /// The server's port.

@@ -1,6 +1,7 @@
 //! Plain SQL connections (tokio-postgres), shared by the sink and both sources, with TLS
 //! as the connection's `sslmode` asks ([`crate::tls`]).
 
+use sluice_connector_sdk::connector::ConnectorError;
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -44,6 +45,21 @@ impl OpenError {
                     "TLS to Postgres: the server does not offer TLS, and `sslmode` requires it (turn `ssl` on in the server, or use `sslmode=prefer`)".to_string()
                 })
             }
+        }
+    }
+}
+
+impl OpenError {
+    /// As a connector's error: TLS problems are fatal (trying again cannot help), and what
+    /// Postgres said is judged by `db_error`, the connector's own rule.
+    pub fn into_connector(
+        self,
+        db_error: impl FnOnce(&tokio_postgres::Error) -> ConnectorError,
+    ) -> ConnectorError {
+        match (self.tls_problem(), self) {
+            (Some(tls), _) => ConnectorError::fatal(tls),
+            (None, OpenError::Postgres(e)) => db_error(&e),
+            (None, e) => ConnectorError::fatal(e.to_string()),
         }
     }
 }

@@ -147,16 +147,9 @@ impl PostgresSinkTask {
         }
         let config = self.settings.connection.clone();
         let client = self.runtime.block_on(async {
-            let client =
-                crate::client::open(&config)
-                    .await
-                    .map_err(|e| match (e.tls_problem(), e) {
-                        (Some(tls), _) => ConnectorError::fatal(tls),
-                        (None, crate::client::OpenError::Postgres(e)) => {
-                            db_error("connecting to Postgres", &e)
-                        }
-                        (None, e) => ConnectorError::fatal(e.to_string()),
-                    })?;
+            let client = crate::client::open(&config)
+                .await
+                .map_err(|e| e.into_connector(|e| db_error("connecting to Postgres", e)))?;
             offsets::ensure_tables(&client)
                 .await
                 .map_err(offsets_error)?;
