@@ -11,8 +11,6 @@
 //! - [`event`]: the envelope (`before`, `after`, `source`, `op`, `ts_ms`) and its schemas;
 //! - [`snapshot`]: the tables' rows read by COPY inside the slot's exported snapshot;
 //! - [`stream`]: transactions into records, positions, and what may be confirmed;
-//! - [`streamed`]: large transactions the server streams while they run (protocol 2),
-//!   spilled to a file until their commit;
 //! - [`task`]: the source task: a capture thread feeding `poll` through a bounded channel,
 //!   `committed` confirming LSNs to the slot only once the events are in the log.
 //!
@@ -41,7 +39,6 @@ pub mod settings;
 pub mod setup;
 pub mod snapshot;
 pub mod stream;
-pub mod streamed;
 pub mod task;
 pub mod types;
 

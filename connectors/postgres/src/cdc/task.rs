@@ -20,13 +20,12 @@ use tokio_postgres::Client;
 
 use super::event::TableEvents;
 use super::lsn::Lsn;
-use super::pgoutput::{self, Message};
+use super::pgoutput;
 use super::replication::{quote_ident, quote_literal, Replicated, ReplicationConnection};
 use super::settings::{CdcSettings, SnapshotMode};
 use super::setup::{self, CapturedTable, Types};
 use super::snapshot::{self, Emit, SnapshotRun};
 use super::stream::{Capture, Committed, StreamPos};
-use super::streamed::{Replay, Streamed};
 use super::types::ColumnType;
 use super::CdcError;
 
@@ -541,21 +540,8 @@ impl Capturer {
             .and_then(|c| c.last_sent)
             .map(|p| p.lsn)
             .unwrap_or(start);
-        // PostgreSQL 14 and later stream large transactions while they run (protocol 2):
-        // the server spills less, and a large transaction arrives at its commit without
-        // waiting for the server to decode it whole (see `streamed`).
-        let version: i64 = client
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .await?
-            .get::<_, i32>(0)
-            .into();
-        let protocol = if version >= 140_000 {
-            "proto_version '2', streaming 'on'"
-        } else {
-            "proto_version '1'"
-        };
         let options = format!(
-            "{protocol}, publication_names {}",
+            "proto_version '1', publication_names {}",
             quote_literal(&quote_ident(&settings.publication))
         );
         repl.start_replication(&settings.slot, resume_at, &options)
@@ -614,10 +600,6 @@ impl Capturer {
         let Some(capture) = self.capture.as_mut() else {
             return Err(CdcError::Protocol("streaming without a capture".into()));
         };
-        // Large transactions streamed while in progress (protocol 2).
-        let mut streamed = Streamed::default();
-        let mut in_stream: Option<u32> = None;
-        let mut replaying: Option<Replaying> = None;
         loop {
             // Hand on a batch when it is full or when the stream has nothing more ready
             // (records gather while messages are already read, so a busy stream makes big
@@ -663,33 +645,6 @@ impl Capturer {
                     continue;
                 }
             }
-            // A committed streamed transaction is handed on a bounded step at a time, before
-            // anything after it is read.
-            if let Some(r) = replaying.as_mut() {
-                if capture.out.len() < BATCH {
-                    for _ in 0..REPLAY_STEP {
-                        match r.changes.next_change()? {
-                            Some(raw) => {
-                                let msg = pgoutput::decode(&raw, true)
-                                    .map_err(|e| CdcError::Protocol(e.to_string()))?;
-                                capture.handle(msg, client, &mut self.types).await?;
-                            }
-                            None => {
-                                let commit = Message::Commit {
-                                    flags: 0,
-                                    commit_lsn: r.commit_lsn,
-                                    end_lsn: r.end_lsn,
-                                    commit_time: r.commit_time,
-                                };
-                                capture.handle(commit, client, &mut self.types).await?;
-                                replaying = None;
-                                break;
-                            }
-                        }
-                    }
-                    continue;
-                }
-            }
             if pending.is_some() && capture.out.len() >= BATCH {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(2)) => {}
@@ -705,29 +660,10 @@ impl Capturer {
                     return Ok(Ended::Stopped);
                 }
                 received = repl.recv() => match received? {
-                    Replicated::XLogData { data, .. } if replaying.is_none() => {
-                        let msg = pgoutput::decode(&data, in_stream.is_some())
+                    Replicated::XLogData { data, .. } => {
+                        let msg = pgoutput::decode(&data, false)
                             .map_err(|e| CdcError::Protocol(e.to_string()))?;
-                        match msg {
-                            Message::StreamStart { xid, .. } => in_stream = Some(xid),
-                            Message::StreamStop => in_stream = None,
-                            Message::StreamAbort { xid, subtransaction } => {
-                                streamed.abort(xid, subtransaction)
-                            }
-                            Message::StreamCommit { xid, commit_lsn, end_lsn, commit_time, .. } => {
-                                let changes = streamed.commit(xid)?;
-                                let begin = Message::Begin { final_lsn: commit_lsn, commit_time, xid };
-                                capture.handle(begin, client, &mut self.types).await?;
-                                replaying = Some(Replaying { changes, commit_lsn, end_lsn, commit_time });
-                            }
-                            _ => match in_stream {
-                                Some(xid) => streamed.keep(xid, &data)?,
-                                None => capture.handle(msg, client, &mut self.types).await?,
-                            },
-                        }
-                    }
-                    Replicated::XLogData { .. } => {
-                        return Err(CdcError::Protocol("a message read while a streamed transaction was handed on".into()));
+                        capture.handle(msg, client, &mut self.types).await?;
                     }
                     Replicated::Keepalive { wal_end, reply } => {
                         capture.keepalive(wal_end);
@@ -745,17 +681,6 @@ impl Capturer {
             }
         }
     }
-}
-
-/// Changes of a committed streamed transaction handed on per loop turn.
-const REPLAY_STEP: usize = 512;
-
-/// A committed streamed transaction being handed on.
-struct Replaying {
-    changes: Replay,
-    commit_lsn: Lsn,
-    end_lsn: Lsn,
-    commit_time: i64,
 }
 
 /// What the session snapshots.
