@@ -49,9 +49,11 @@ impl SslMode {
             "require" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "sslmode `{other}`: one of disable, allow, prefer, require, verify-ca, verify-full"
-            )),
+            ))
+            }
         })
     }
 }
