@@ -174,4 +174,27 @@ fn postgres_over_tls_as_sslmode_asks_and_clear_errors_when_it_is_wrong() {
         server.socket_psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name <> 'shop'"),
         "0"
     );
+
+    // Like libpq, no TLS over a Unix socket, whatever `sslmode` asks: the SQL connection
+    // and the replication connection both work (they once tried TLS there and failed).
+    let yaml = format!(
+        "runtime: {{ data_dir: {data} }}\n\
+         sources:\n\
+         \x20 local:\n\
+         \x20   type: postgres_cdc\n\
+         \x20   connection: \"host={socket} port={port} user=sluice dbname=src sslmode=require\"\n\
+         \x20   tables: [public.orders]\n\
+         \x20   topic_prefix: local\n\
+         \x20   slot: over_the_socket\n\
+         \x20   publication: over_the_socket\n\
+         \x20   value_format: json\n\
+         sinks: {{}}\n",
+        data = root.join("socket-data").display(),
+        socket = server.folder().display(),
+    );
+    let mut run = start(&root, "socket", &yaml);
+    run.wait_for("streaming over the Unix socket", 60, &mut |log| {
+        log.contains("postgres_cdc: streaming")
+    });
+    run.kill();
 }

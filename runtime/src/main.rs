@@ -49,6 +49,11 @@ mod topics;
 
 use std::process::ExitCode;
 
+/// mimalloc: see runtime/Cargo.toml (plugins free what they allocate on their own side, so
+/// the host's allocator is its own choice).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 use cli::{Cli, Command, GroupsCommand, LogFormat, TopicsCommand};

@@ -208,6 +208,7 @@ impl PgServer {
             (
                 data.join("pg_hba.conf"),
                 "local all all trust
+                 local replication all trust
                  hostssl all all 127.0.0.1/32 trust
                  hostssl replication all 127.0.0.1/32 trust
                  hostnossl all all 127.0.0.1/32 reject

@@ -67,8 +67,17 @@ impl OpenError {
 /// Connects; the connection's driver runs on the current runtime until the client is
 /// dropped.
 pub async fn open(connection: &PgConnection) -> Result<Client, OpenError> {
-    if !connection.tls.wanted() {
-        let (client, driver) = connection.config.connect(NoTls).await?;
+    // Like libpq, no TLS over a Unix socket (whatever `sslmode` says): the socket never
+    // leaves the machine, and there is no host name to verify.
+    let unix_only = connection
+        .config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+    if !connection.tls.wanted() || unix_only {
+        let mut config = connection.config.clone();
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let (client, driver) = config.connect(NoTls).await?;
         tokio::spawn(async move {
             let _ = driver.await;
         });

@@ -382,7 +382,15 @@ impl Value {
     /// [`Value::to_connect_json`] written as compact text to `out`, without a document tree.
     pub fn write_connect_json(&self, out: &mut Vec<u8>) {
         fn text(out: &mut Vec<u8>, s: &str) {
-            // serde_json's escaping, straight into the buffer.
+            // Most text needs no escaping: copied as it is. Else serde_json's escaping,
+            // straight into the buffer.
+            if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+                out.reserve(s.len() + 2);
+                out.push(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'"');
+                return;
+            }
             let _ = serde_json::to_writer(&mut *out, s);
         }
         fn object<'a>(out: &mut Vec<u8>, members: impl Iterator<Item = (&'a str, &'a Value)>) {
@@ -579,6 +587,16 @@ mod tests {
             "the same as the tree"
         );
         assert_eq!(String::from_utf8(text).unwrap(), tree.to_string());
+    }
+
+    proptest::proptest! {
+        /// Text written without serde_json's escaper (the common case) is what it writes.
+        #[test]
+        fn connect_json_text_is_serde_json_text(s in "\\PC{0,20}|[\u{0}-\u{7f}]{0,20}") {
+            let mut text = Vec::new();
+            Value::String(s.clone()).write_connect_json(&mut text);
+            proptest::prop_assert_eq!(String::from_utf8(text).unwrap(), serde_json::to_string(&s).unwrap());
+        }
     }
 
     #[test]

@@ -78,6 +78,12 @@ pub async fn read(
         let mut rows: u64 = 0;
         let mut partial: Vec<u8> = Vec::new();
         let dotted = table.dotted();
+        // Every read of this table has the same position (built once, cloned per row).
+        let offset = json!({
+            "snapshot_lsn": run.slot_lsn.0,
+            "done": run.done,
+            "table": dotted,
+        });
         let mut on_line =
             |line: &[u8], batch: &mut Vec<SourceRecord>, held: &mut Option<SourceRecord>| {
                 rows += 1;
@@ -107,11 +113,7 @@ pub async fn read(
                 }
                 let position = SourcePosition {
                     stream: run.stream.clone(),
-                    offset: json!({
-                        "snapshot_lsn": run.slot_lsn.0,
-                        "done": run.done,
-                        "table": dotted,
-                    }),
+                    offset: offset.clone(),
                 };
                 let record = if errors.is_empty() {
                     let source = SourceInfo {

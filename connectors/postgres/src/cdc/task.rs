@@ -199,11 +199,18 @@ impl SourceTask for CdcTask {
     }
 
     fn position_order(&self) -> Option<PositionOrder> {
-        Some(|p| match Committed::parse(&p.offset)? {
-            // Heartbeats repeat a position; snapshot reads are not in the stream's order.
-            Committed::Stream(_) if p.offset.get("heartbeat").is_some() => None,
-            Committed::Stream(pos) => Some((u128::from(pos.lsn.0) << 64) | u128::from(pos.seq)),
-            Committed::Snapshot { .. } => None,
+        Some(|p| {
+            // Asked of every record: a snapshot read is told apart before its list of tables
+            // done is read.
+            if p.offset.get("snapshot_lsn").is_some() {
+                return None;
+            }
+            match Committed::parse(&p.offset)? {
+                // Heartbeats repeat a position; snapshot reads are not in the stream's order.
+                Committed::Stream(_) if p.offset.get("heartbeat").is_some() => None,
+                Committed::Stream(pos) => Some((u128::from(pos.lsn.0) << 64) | u128::from(pos.seq)),
+                Committed::Snapshot { .. } => None,
+            }
         })
     }
 

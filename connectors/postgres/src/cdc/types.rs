@@ -485,14 +485,43 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<i64> {
 }
 
 pub(crate) fn format_time(micros: i64) -> String {
+    let mut out = String::with_capacity(15);
+    push_time(&mut out, micros);
+    out
+}
+
+/// Appends `n` with at least `width` digits (`n` not negative).
+fn push_padded(out: &mut String, n: i64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(n);
+    for _ in text.len()..width {
+        out.push('0');
+    }
+    out.push_str(text);
+}
+
+/// `HH:MM:SS[.ffffff]`, trailing zeros of the fraction left out. Written by hand: this runs
+/// for every time and timestamp of every row, where `format!` cost a visible share.
+fn push_time(out: &mut String, micros: i64) {
     let secs = micros / 1_000_000;
     let frac = micros % 1_000_000;
-    let base = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    if frac == 0 {
-        base
-    } else {
-        let f = format!("{frac:06}");
-        format!("{base}.{}", f.trim_end_matches('0'))
+    push_padded(out, secs / 3600, 2);
+    out.push(':');
+    push_padded(out, secs / 60 % 60, 2);
+    out.push(':');
+    push_padded(out, secs % 60, 2);
+    if frac != 0 {
+        out.push('.');
+        let mut digits = [b'0'; 6];
+        let mut f = frac;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        let kept = digits.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+        for &d in &digits[..kept] {
+            out.push(d as char);
+        }
     }
 }
 
@@ -507,7 +536,22 @@ pub fn format_zoned(micros: i64) -> String {
     let days = micros.div_euclid(86_400_000_000);
     let rest = micros.rem_euclid(86_400_000_000);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{}Z", format_time(rest))
+    let mut out = String::with_capacity(27);
+    if y < 0 {
+        // As `format!("{y:04}")` writes it: the sign counts in the width.
+        out.push('-');
+        push_padded(&mut out, -y, 3);
+    } else {
+        push_padded(&mut out, y, 4);
+    }
+    out.push('-');
+    push_padded(&mut out, i64::from(m), 2);
+    out.push('-');
+    push_padded(&mut out, i64::from(d), 2);
+    out.push('T');
+    push_time(&mut out, rest);
+    out.push('Z');
+    out
 }
 
 /// An ISO 8601 interval (`P1Y2M3DT4H5M6.5S`, parts may be negative) to microseconds, a
@@ -667,6 +711,25 @@ pub type SharedSchema = Arc<Schema>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The hand-written timestamp text is what `format!` wrote before it.
+        #[test]
+        fn zoned_timestamps_as_format_wrote_them(micros in -100_000_000_000_000_000i64..300_000_000_000_000_000) {
+            let days = micros.div_euclid(86_400_000_000);
+            let rest = micros.rem_euclid(86_400_000_000);
+            let (y, m, d) = civil_from_days(days);
+            let (secs, frac) = (rest / 1_000_000, rest % 1_000_000);
+            let base = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+            let time = if frac == 0 {
+                base
+            } else {
+                format!("{base}.{}", format!("{frac:06}").trim_end_matches('0'))
+            };
+            proptest::prop_assert_eq!(format_zoned(micros), format!("{y:04}-{m:02}-{d:02}T{time}Z"));
+            proptest::prop_assert_eq!(format_time(rest), time);
+        }
+    }
 
     const P: DecimalHandling = DecimalHandling::Precise;
 
