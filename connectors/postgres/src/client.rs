@@ -64,6 +64,16 @@ impl OpenError {
     }
 }
 
+/// Whether an error Postgres reports (its SQLSTATE) may pass if the same thing is tried
+/// again later: connection exceptions, a server shutting down or restarting ("terminating
+/// connection due to administrator command", "cannot connect now"), an object in use,
+/// serialization failures and deadlocks, too many connections.
+pub fn retry_can_help(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08")
+        || sqlstate.starts_with("57P")
+        || matches!(sqlstate, "55006" | "40001" | "40P01" | "53300")
+}
+
 /// Connects; the connection's driver runs on the current runtime until the client is
 /// dropped.
 pub async fn open(connection: &PgConnection) -> Result<Client, OpenError> {

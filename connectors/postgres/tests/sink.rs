@@ -63,6 +63,75 @@ fn the_sink_against_a_real_server() {
     rows_are_upserted_deleted_and_refused_exactly_once(&server);
     change_events_create_widen_and_apply(&server);
     copy_and_statements_agree(&server);
+    a_batch_lost_in_flight_is_written_again_once(&server);
+}
+
+/// A full batch is written while the task goes on; when its connection is cut before it
+/// commits, the next flush says so (retriable), and the one after writes those records
+/// again with the ones put since, once each.
+fn a_batch_lost_in_flight_is_written_again_once(server: &pg::PgServer) {
+    server.psql("CREATE TABLE inflight (id bigint PRIMARY KEY)");
+    let mut t = task(
+        server,
+        json!({"table": "inflight", "insert_mode": "insert", "pk_mode": "none",
+               "delete_enabled": false, "batch_size": 20}),
+    );
+    t.open(tp()).unwrap();
+    // Another session holds the table: the batch waits for its lock, in flight.
+    let mut holder = std::process::Command::new("psql")
+        .arg(server.connection("postgres"))
+        .args([
+            "-X",
+            "-q",
+            "-c",
+            "BEGIN; LOCK TABLE inflight; SELECT pg_sleep(60); COMMIT",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = || {
+        server.psql(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'inflight'::regclass AND NOT granted",
+        )
+    };
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "waiting for {what}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let held = || {
+        server
+            .psql("SELECT count(*) FROM pg_locks WHERE relation = 'inflight'::regclass AND granted")
+    };
+    until("the lock", &|| held() == "1");
+    let batch: Vec<SinkRecord> = (0..20)
+        .map(|n| record(n, json!(null), Some(json!({"id": n}))))
+        .collect();
+    t.put(&batch).unwrap();
+    assert_eq!(t.flush().unwrap(), vec![], "sent, not committed");
+    until("the batch to wait for the lock", &|| waiting() == "1");
+    server.psql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = 'inflight'::regclass AND NOT granted");
+    let more: Vec<SinkRecord> = (20..25)
+        .map(|n| record(n, json!(null), Some(json!({"id": n}))))
+        .collect();
+    t.put(&more).unwrap();
+    let e = t.flush().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Retriable, "{e:?}");
+    // The table is let go (its holder's session ended).
+    server.psql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = 'inflight'::regclass AND granted");
+    let _ = holder.wait();
+    let sent = t.flush().unwrap();
+    assert!(
+        sent.is_empty() || sent == vec![(tp()[0].clone(), 25)],
+        "{sent:?}"
+    );
+    assert_eq!(t.flush().unwrap(), vec![(tp()[0].clone(), 25)]);
+    assert_eq!(
+        server.psql("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM inflight"),
+        "25|25|0|24"
+    );
 }
 
 fn rows_are_upserted_deleted_and_refused_exactly_once(server: &pg::PgServer) {
@@ -545,11 +614,17 @@ fn copy_and_statements_agree(server: &pg::PgServer) {
     std::thread::sleep(std::time::Duration::from_millis(350));
     assert_eq!(lingering.flush().unwrap(), vec![(tp()[0].clone(), 101)]);
     assert_eq!(server.psql("SELECT count(*) FROM appended"), "101");
-    // A full batch goes at once.
+    // A full batch goes at once, written while the task goes on: the flush that sends it
+    // may report it or not yet (it is reported once committed), the next one does.
     let fifty: Vec<SinkRecord> = (101..151)
         .map(|n| record(n, json!(null), Some(json!({"id": n}))))
         .collect();
     lingering.put(&fifty).unwrap();
+    let sent = lingering.flush().unwrap();
+    assert!(
+        sent == vec![(tp()[0].clone(), 101)] || sent == vec![(tp()[0].clone(), 151)],
+        "{sent:?}"
+    );
     assert_eq!(lingering.flush().unwrap(), vec![(tp()[0].clone(), 151)]);
     assert_eq!(server.psql("SELECT count(*) FROM appended"), "151");
 }

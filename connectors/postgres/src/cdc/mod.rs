@@ -84,16 +84,7 @@ impl CdcError {
     pub fn is_retriable(&self) -> bool {
         match self {
             CdcError::Unreachable(_) | CdcError::Lost(_) | CdcError::Busy(_) => true,
-            CdcError::Server(e) => {
-                // Connection exceptions, shutdowns, "cannot connect now", object in use,
-                // serialization failures and deadlocks pass.
-                e.code.starts_with("08")
-                    || e.code.starts_with("57P")
-                    || e.code == "55006"
-                    || e.code == "40001"
-                    || e.code == "40P01"
-                    || e.code == "53300"
-            }
+            CdcError::Server(e) => crate::client::retry_can_help(&e.code),
             _ => false,
         }
     }

@@ -13,9 +13,10 @@
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use tokio_postgres::Transaction;
 
+use super::row::Row;
 use super::sql::{self, list, ColumnKind, Table};
 
 /// Appends `text` escaped for COPY's text format.
@@ -96,7 +97,7 @@ pub fn value(out: &mut Vec<u8>, v: Option<&Json>, kind: ColumnKind) {
 pub fn encode<'a>(
     table: &Table,
     columns: &[&String],
-    rows: impl Iterator<Item = &'a Map<String, Json>>,
+    rows: impl Iterator<Item = &'a Row>,
     ordered: bool,
 ) -> Vec<u8> {
     let kinds: Vec<ColumnKind> = columns.iter().map(|c| table.kind_of(c)).collect();
@@ -146,7 +147,7 @@ pub async fn insert(
     tx: &Transaction<'_>,
     table: &Table,
     cols: &[&String],
-    rows: &[&Map<String, Json>],
+    rows: &[&Row],
 ) -> Result<(), tokio_postgres::Error> {
     let data = encode(table, cols, rows.iter().copied(), false);
     copy_in(tx, &table.sql, &list(cols), data).await?;
@@ -166,7 +167,7 @@ pub async fn staged(
     tx: &Transaction<'_>,
     table: &Table,
     cols: &[&String],
-    rows: &[&Map<String, Json>],
+    rows: &[&Row],
     what: Staged,
 ) -> Result<(), tokio_postgres::Error> {
     let columns = list(cols);

@@ -1,13 +1,16 @@
-//! The `postgres` sink: settings ([`settings`]), the target table and the statements that
-//! apply rows to it ([`sql`]), and the task ([`task`]) that applies each flush in one
-//! transaction with its positions.
+//! The `postgres` sink: settings ([`settings`]), records read as rows ([`record`],
+//! [`row`]), the target table and the statements that apply rows to it ([`sql`], [`copy`]),
+//! and the task ([`task`]) that applies each flush in one transaction with its positions
+//! (`write`: a full batch is written on the sink's runtime while the task reads the next).
 
 pub mod copy;
 pub mod record;
+pub mod row;
 pub mod settings;
 pub mod sql;
 pub mod task;
 pub mod types;
+mod write;
 
 use sluice_connector_sdk::config::ConfigValues;
 use sluice_connector_sdk::connector::{Result, SinkConnector, SinkTask, TaskInfo};

@@ -16,10 +16,11 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use sluice_connector_sdk::connector::SinkRecord;
-use sluice_connector_sdk::data::Payload;
+use sluice_connector_sdk::data::{Payload, Value};
 
+use super::row::Row;
 use super::settings::{PkMode, SinkSettings};
 use super::types::{RecordSchema, Shape};
 use crate::cdc::event::UNAVAILABLE_HEADER;
@@ -31,12 +32,9 @@ pub const DEBEZIUM_PLACEHOLDER: &str = "__debezium_unavailable_value";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Written by insert, upsert or update; `unavailable` columns are left as they are.
-    Row {
-        row: Map<String, Json>,
-        unavailable: Vec<String>,
-    },
+    Row { row: Row, unavailable: Vec<String> },
     /// A tombstone or a `d` event: the key's columns.
-    Delete(Map<String, Json>),
+    Delete(Row),
     /// A `t` event.
     Truncate,
     /// Nothing to do (a delete or truncate while `delete_enabled` is false).
@@ -57,6 +55,25 @@ fn json_of(p: &Payload) -> Result<Json, String> {
     match p {
         Payload::Raw(b) => serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}")),
         Payload::Typed { value, .. } => Ok(value.to_json()),
+    }
+}
+
+/// A payload read as a row when it is an object (the common case, read straight into a
+/// [`Row`]); else as the JSON value it is.
+fn row_of_payload(p: &Payload) -> Result<Result<Row, Json>, String> {
+    match p {
+        Payload::Raw(b) => match Row::parse(b).map_err(|e| format!("not JSON: {e}"))? {
+            Some(row) => Ok(Ok(row)),
+            None => json_of(p).map(Err),
+        },
+        Payload::Typed {
+            value: Value::Record(fields),
+            ..
+        } => Ok(Ok(fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_json()))
+            .collect())),
+        Payload::Typed { value, .. } => Ok(Err(value.to_json())),
     }
 }
 
@@ -85,7 +102,7 @@ impl SchemaCache {
 }
 
 /// Whether a value is a change event in Debezium's envelope.
-fn is_change_event(v: &Map<String, Json>) -> bool {
+fn is_change_event(v: &Row) -> bool {
     v.get("op").is_some_and(Json::is_string)
         && v.get("source").is_some_and(Json::is_object)
         && (v.contains_key("after") || v.contains_key("before"))
@@ -113,13 +130,13 @@ pub fn understand(
         .transpose()?;
     let key_schema = r.key_schema.as_ref().map(|t| schemas.get(t)).transpose()?;
     let key_shape = key_schema.as_ref().map(|k| k.row.clone());
-    let key_fields = || -> Result<Map<String, Json>, String> {
+    let key_fields = || -> Result<Row, String> {
         let key = r
             .key
             .as_ref()
             .ok_or("the record has no key (pk_mode: record_key)")?;
-        let mut m = match json_of(key)? {
-            Json::Object(m) => match s.pk_fields.is_empty() {
+        let mut m = match row_of_payload(key)? {
+            Ok(m) => match s.pk_fields.is_empty() {
                 true => m,
                 false => s
                     .pk_fields
@@ -127,7 +144,9 @@ pub fn understand(
                     .filter_map(|f| m.get(f).map(|v| (f.clone(), v.clone())))
                     .collect(),
             },
-            other if s.pk_fields.len() == 1 => Map::from_iter([(s.pk_fields[0].clone(), other)]),
+            Err(other) if s.pk_fields.len() == 1 => {
+                Row::from_iter([(s.pk_fields[0].clone(), other)])
+            }
             _ => {
                 return Err(
                     "the key is not a JSON object (name its column with one `pk_fields` entry)"
@@ -161,7 +180,7 @@ pub fn understand(
         }
         return Err("a tombstone (no value) and `delete_enabled` is false".into());
     };
-    let Json::Object(mut value) = json_of(value)? else {
+    let Ok(mut value) = row_of_payload(value)? else {
         return Err("the value is not a JSON object: a row needs named fields".into());
     };
     if is_change_event(&value) {
@@ -186,8 +205,8 @@ pub fn understand(
 fn add_key(
     s: &SinkSettings,
     r: &SinkRecord,
-    row: &mut Map<String, Json>,
-    key_fields: &dyn Fn() -> Result<Map<String, Json>, String>,
+    row: &mut Row,
+    key_fields: &dyn Fn() -> Result<Row, String>,
 ) -> Result<(), String> {
     match s.pk_mode {
         PkMode::RecordKey => row.extend(key_fields()?),
@@ -216,10 +235,10 @@ pub fn kafka_columns(s: &SinkSettings) -> Vec<String> {
 fn change_event(
     s: &SinkSettings,
     r: &SinkRecord,
-    mut value: Map<String, Json>,
+    mut value: Row,
     schema: Option<Arc<RecordSchema>>,
     key_shape: Option<Arc<Shape>>,
-    key_fields: impl Fn() -> Result<Map<String, Json>, String>,
+    key_fields: impl Fn() -> Result<Row, String>,
 ) -> Result<Understood, String> {
     let op = value
         .get("op")
@@ -240,10 +259,11 @@ fn change_event(
         row_shape: row_shape.clone(),
         key_shape: key_shape.clone(),
     };
-    let row_of = |v: Json, what: &str| -> Result<Map<String, Json>, String> {
-        let Json::Object(mut row) = v else {
+    let row_of = |v: Json, what: &str| -> Result<Row, String> {
+        let Json::Object(map) = v else {
             return Err(format!("a change event with op `{op}` has no `{what}` row"));
         };
+        let mut row = Row::from(map);
         if let Some(shape) = &row_shape {
             shape.convert(&mut row)?;
         }
@@ -337,7 +357,11 @@ mod tests {
         assert_eq!(
             u.change,
             Change::Row {
-                row: json!({"id": 1, "note": "x"}).as_object().unwrap().clone(),
+                row: json!({"id": 1, "note": "x"})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+                    .into(),
                 unavailable: vec!["big".into()]
             }
         );
@@ -370,7 +394,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             d.change,
-            Change::Delete(json!({"id": 3}).as_object().unwrap().clone())
+            Change::Delete(json!({"id": 3}).as_object().unwrap().clone().into())
         );
         let t = understand(
             &s,
@@ -436,14 +460,15 @@ mod tests {
                 row: json!({"id": 5, "n": 1, "op": "c"})
                     .as_object()
                     .unwrap()
-                    .clone(),
+                    .clone()
+                    .into(),
                 unavailable: vec![]
             }
         );
         let d = understand(&s, &record(json!({"id": 5}), None, vec![]), &mut cache).unwrap();
         assert_eq!(
             d.change,
-            Change::Delete(json!({"id": 5}).as_object().unwrap().clone())
+            Change::Delete(json!({"id": 5}).as_object().unwrap().clone().into())
         );
         // Tables named by the change events' source: a tombstone has none, and is skipped.
         let by_source = settings(json!({}));

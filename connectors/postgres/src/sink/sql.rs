@@ -58,20 +58,18 @@ impl Table {
 
     /// The columns the rows have (and the key), less those `left_out`.
     fn cols(&self, docs: &[Json], left_out: &[String]) -> Vec<&String> {
-        let rows: Vec<&serde_json::Map<String, Json>> =
-            docs.iter().filter_map(Json::as_object).collect();
-        self.cols_of(&rows, left_out)
+        self.cols_where(|c| docs.iter().any(|d| d.get(c).is_some()), left_out)
     }
 
-    /// The same for rows held as maps.
-    pub fn cols_of(
-        &self,
-        rows: &[&serde_json::Map<String, Json>],
-        left_out: &[String],
-    ) -> Vec<&String> {
+    /// The same for rows held as [`Row`](super::row::Row)s.
+    pub fn cols_of(&self, rows: &[&super::row::Row], left_out: &[String]) -> Vec<&String> {
+        self.cols_where(|c| rows.iter().any(|r| r.contains_key(c)), left_out)
+    }
+
+    fn cols_where(&self, some_row_has: impl Fn(&str) -> bool, left_out: &[String]) -> Vec<&String> {
         self.columns
             .iter()
-            .filter(|c| rows.iter().any(|d| d.contains_key(c.as_str())) || self.key.contains(c))
+            .filter(|c| some_row_has(c.as_str()) || self.key.contains(c))
             .filter(|c| !left_out.contains(c))
             .collect()
     }

@@ -8,37 +8,43 @@
 //! update one row twice in a statement). A statement Postgres refuses for its data (a
 //! constraint, a value out of range) is applied again record by record under savepoints:
 //! the records it refuses go to the error policy with Postgres' message, the rest commit.
+//!
+//! A full batch (`batch_size`) is written on the sink's runtime while the runtime goes on
+//! putting the next records: Postgres takes one batch while the next is read and parsed.
+//! One transaction at a time, in order; its positions are reported by the first flush after
+//! it commits, and if it fails nothing of it was committed and its records are pending
+//! again, ahead of the newer ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::Value as Json;
 use sluice_connector_sdk::connector::{
     ConnectorError, RefusedRecord, Result, SinkRecord, SinkTask, TaskInfo, TopicPartition,
 };
 use sluice_connector_sdk::data::Payload;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Client;
 
-use super::copy::{self, Staged};
 use super::record::kafka_columns;
 use super::record::{understand, Change, SchemaCache};
 use super::settings::PkMode;
-use super::settings::{InsertMode, SinkSettings};
+use super::settings::SinkSettings;
 use super::sql::{self, Table};
 use super::types::{column_type, Shape};
+pub use super::write::STATEMENTS_ONLY_ENV;
+use super::write::{self, Batch, Written};
 use crate::offsets::{self, Epoch, OffsetsError};
 
 #[derive(Debug, Clone)]
-struct Pending {
-    table: String,
-    change: Change,
-    row_shape: Option<Arc<Shape>>,
-    key_shape: Option<Arc<Shape>>,
-    topic: Arc<str>,
-    partition: i32,
-    offset: i64,
-    value: Option<Bytes>,
+pub(super) struct Pending {
+    pub(super) table: String,
+    pub(super) change: Change,
+    pub(super) row_shape: Option<Arc<Shape>>,
+    pub(super) key_shape: Option<Arc<Shape>>,
+    pub(super) topic: Arc<str>,
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    pub(super) value: Option<Bytes>,
 }
 
 impl Pending {
@@ -69,22 +75,35 @@ pub struct PostgresSinkTask {
     /// The next offset per partition once `pending` is applied.
     next: BTreeMap<(String, i32), i64>,
     refused: Vec<RefusedRecord>,
+    /// The transaction running on the runtime (its connection and records are in it).
+    in_flight: Option<InFlight>,
 }
 
-fn db_error(context: &str, e: &tokio_postgres::Error) -> ConnectorError {
+/// A transaction running while the task goes on: what it returns, and the positions it
+/// commits.
+struct InFlight {
+    job: tokio::task::JoinHandle<(Client, Batch, std::result::Result<Written, ConnectorError>)>,
+    positions: Vec<(TopicPartition, i64)>,
+}
+
+pub(super) fn db_error(context: &str, e: &tokio_postgres::Error) -> ConnectorError {
     let text = match e.as_db_error() {
         Some(db) => format!("{context}: {} ({})", db.message(), db.code().code()),
         None => format!("{context}: {e}"),
     };
-    // A lost connection or a restarting server may come back; the rest will not.
-    if e.is_closed() || e.as_db_error().is_none() {
+    // A lost connection or a restarting server may come back (the server cuts its
+    // sessions with 57P01 as it shuts down); the rest will not.
+    let passes = e
+        .as_db_error()
+        .is_none_or(|db| crate::client::retry_can_help(db.code().code()));
+    if e.is_closed() || passes {
         ConnectorError::retriable(text)
     } else {
         ConnectorError::fatal(text)
     }
 }
 
-fn offsets_error(e: OffsetsError) -> ConnectorError {
+pub(super) fn offsets_error(e: OffsetsError) -> ConnectorError {
     if e.is_retriable() {
         ConnectorError::retriable(e.to_string())
     } else {
@@ -93,7 +112,7 @@ fn offsets_error(e: OffsetsError) -> ConnectorError {
 }
 
 /// Whether Postgres refused the data itself (SQLSTATE classes 22 and 23), not the statement.
-fn is_data_error(e: &tokio_postgres::Error) -> bool {
+pub(super) fn is_data_error(e: &tokio_postgres::Error) -> bool {
     e.as_db_error()
         .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23"))
 }
@@ -133,6 +152,7 @@ impl PostgresSinkTask {
             pending: Vec::new(),
             next: BTreeMap::new(),
             refused: Vec::new(),
+            in_flight: None,
         })
     }
 
@@ -371,100 +391,9 @@ impl PostgresSinkTask {
     }
 }
 
-/// Runs at least this long go through COPY; shorter ones (a trickle of changes) cost less as
-/// one statement with a `jsonb` parameter.
-const COPY_AT_LEAST: usize = 16;
-
-/// `sluice bench postgres-sink` sets this to measure the statement path beside COPY.
-pub const STATEMENTS_ONLY_ENV: &str = "SLUICE_BENCH_PG_SINK_STATEMENTS_ONLY";
-
-fn copy_at_least() -> usize {
-    match std::env::var_os(STATEMENTS_ONLY_ENV) {
-        Some(_) => usize::MAX,
-        None => COPY_AT_LEAST,
-    }
-}
-
-/// Applies `batch` (records of one table, in order) in `tx`: consecutive rows that leave
-/// the same columns out in one statement, consecutive deletes in another, a truncate alone.
-async fn apply(
-    tx: &Transaction<'_>,
-    settings: &SinkSettings,
-    table: &Table,
-    batch: &[&Pending],
-) -> std::result::Result<u64, tokio_postgres::Error> {
-    let mut copied = 0;
-    /// Which statement a change joins: rows by the columns they leave out.
-    fn run_of(c: &Change) -> (u8, Option<&Vec<String>>) {
-        match c {
-            Change::Row { unavailable, .. } => (0, Some(unavailable)),
-            Change::Delete(_) => (1, None),
-            Change::Truncate => (2, None),
-            Change::Skip => (3, None),
-        }
-    }
-    let mut i = 0;
-    while i < batch.len() {
-        let kind = run_of(&batch[i].change);
-        let run: Vec<&Pending> = batch[i..]
-            .iter()
-            .take_while(|p| {
-                run_of(&p.change) == kind && (kind.0 != 2 || p.offset == batch[i].offset)
-            })
-            .copied()
-            .collect();
-        i += run.len();
-        let left_out: &[String] = kind.1.map(Vec::as_slice).unwrap_or_default();
-        if kind.0 == 2 {
-            tx.execute(&sql::truncate(table), &[]).await?;
-            continue;
-        }
-        if run.len() >= copy_at_least() && kind.0 <= 1 {
-            // The fast path: COPY, straight from the rows.
-            let rows: Vec<&serde_json::Map<String, Json>> = run
-                .iter()
-                .filter_map(|p| match &p.change {
-                    Change::Row { row, .. } | Change::Delete(row) => Some(row),
-                    Change::Truncate | Change::Skip => None,
-                })
-                .collect();
-            copied += rows.len() as u64;
-            if kind.0 == 1 {
-                let key: Vec<&String> = table.key.iter().collect();
-                copy::staged(tx, table, &key, &rows, Staged::Delete).await?;
-                continue;
-            }
-            let cols = table.cols_of(&rows, left_out);
-            match settings.insert_mode {
-                InsertMode::Insert => copy::insert(tx, table, &cols, &rows).await?,
-                InsertMode::Upsert => copy::staged(tx, table, &cols, &rows, Staged::Upsert).await?,
-                InsertMode::Update => copy::staged(tx, table, &cols, &rows, Staged::Update).await?,
-            }
-            continue;
-        }
-        let docs: Vec<Json> = run
-            .iter()
-            .filter_map(|p| match &p.change {
-                Change::Row { row, .. } | Change::Delete(row) => Some(Json::Object(row.clone())),
-                Change::Truncate | Change::Skip => None,
-            })
-            .collect();
-        let statement = match kind.0 {
-            0 => match settings.insert_mode {
-                InsertMode::Insert => sql::insert(table, &docs, left_out),
-                InsertMode::Upsert => sql::upsert(table, &docs, left_out),
-                InsertMode::Update => sql::update(table, &docs, left_out),
-            },
-            1 => sql::delete(table),
-            _ => continue,
-        };
-        tx.execute(&statement, &[&Json::Array(docs)]).await?;
-    }
-    Ok(copied)
-}
-
 impl SinkTask for PostgresSinkTask {
     fn open(&mut self, partitions: Vec<TopicPartition>) -> Result<Vec<(TopicPartition, i64)>> {
+        self.settle()?;
         self.connect()?;
         let client = self
             .client
@@ -547,8 +476,11 @@ impl SinkTask for PostgresSinkTask {
     }
 
     fn stop(&mut self) -> Result<()> {
+        // A transaction in flight ends (committed or not) before the connection closes;
+        // its outcome is for the successor to read back from the positions table.
+        let ended = self.settle();
         self.client = None;
-        Ok(())
+        ended
     }
 }
 
@@ -558,6 +490,9 @@ impl PostgresSinkTask {
     /// `batch.linger`): each transaction costs round trips and a commit, so fewer, larger
     /// ones go faster.
     fn apply_pending(&mut self, now: bool) -> Result<Vec<(TopicPartition, i64)>> {
+        if self.in_flight.as_ref().is_some_and(|f| f.job.is_finished()) {
+            self.settle()?;
+        }
         if !now
             && !self.pending.is_empty()
             && self.pending.len() < self.settings.batch_size
@@ -567,6 +502,8 @@ impl PostgresSinkTask {
         {
             return Ok(self.applied.clone());
         }
+        // One transaction at a time, in order: the one in flight ends first.
+        self.settle()?;
         let positions: Vec<(TopicPartition, i64)> = self
             .next
             .iter()
@@ -593,94 +530,67 @@ impl PostgresSinkTask {
             .iter()
             .map(|(tp, next)| (tp.topic.clone(), tp.partition, *next))
             .collect();
-        let connector = self.info.connector.clone();
-        let pending = std::mem::take(&mut self.pending);
-        let settings = self.settings.clone();
-        let tables = &self.tables;
-        let client = self
+        // A full batch is written while the task reads the next (under load, Postgres
+        // takes one batch while the next is parsed); one sent because it waited long
+        // enough is awaited, so that a trickle is reported as soon as it is written.
+        let full = self.pending.len() >= self.settings.batch_size;
+        let batch = Batch {
+            pending: std::mem::take(&mut self.pending),
+            stored,
+            connector: self.info.connector.clone(),
+            epoch,
+        };
+        self.pending_since = None;
+        let mut client = self
             .client
-            .as_mut()
+            .take()
             .ok_or_else(|| ConnectorError::fatal("not connected"))?;
-        let refused: Result<(Vec<(usize, String)>, u64)> = self.runtime.block_on(async {
-            let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-            for (i, p) in pending.iter().enumerate() {
-                by_table.entry(p.table.as_str()).or_default().push(i);
-            }
-            // First all at once; a data error sends every record through its own savepoint.
-            let tx = client
-                .transaction()
-                .await
-                .map_err(|e| db_error("BEGIN", &e))?;
-            let mut failed = None;
-            let mut copied = 0;
-            for (name, idx) in &by_table {
-                let batch: Vec<&Pending> = idx.iter().map(|&i| &pending[i]).collect();
-                match apply(&tx, &settings, &tables[*name], &batch).await {
-                    Ok(n) => copied += n,
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            let mut refused = Vec::new();
-            let tx = match failed {
-                None => tx,
-                Some(e) if is_data_error(&e) => {
-                    tracing::debug!(error = %e, "postgres sink: a run was refused for its data; applying record by record");
-                    copied = 0;
-                    tx.rollback().await.map_err(|e| db_error("ROLLBACK", &e))?;
-                    let mut tx = client
-                        .transaction()
-                        .await
-                        .map_err(|e| db_error("BEGIN", &e))?;
-                    for (i, p) in pending.iter().enumerate() {
-                        let sp = tx
-                            .savepoint("sluice_record")
-                            .await
-                            .map_err(|e| db_error("SAVEPOINT", &e))?;
-                        match apply(&sp, &settings, &tables[p.table.as_str()], &[p]).await {
-                            Ok(_) => sp.commit().await.map_err(|e| db_error("RELEASE", &e))?,
-                            Err(e) if is_data_error(&e) => {
-                                let why = e.as_db_error().map_or(e.to_string(), |d| {
-                                    format!("{} ({})", d.message(), d.code().code())
-                                });
-                                refused.push((i, format!("table {}: {why}", p.table)));
-                                sp.rollback()
-                                    .await
-                                    .map_err(|e| db_error("ROLLBACK TO SAVEPOINT", &e))?;
-                            }
-                            Err(e) => {
-                                return Err(db_error(&format!("writing table {}", p.table), &e))
-                            }
-                        }
-                    }
-                    tx
-                }
-                Some(e) => return Err(db_error("writing rows", &e)),
-            };
-            offsets::store(&tx, &connector, epoch, &stored)
-                .await
-                .map_err(offsets_error)?;
-            tx.commit().await.map_err(|e| db_error("COMMIT", &e))?;
-            Ok::<_, ConnectorError>((refused, copied))
+        let settings = self.settings.clone();
+        let tables = self.tables.clone();
+        // The transaction runs on the sink's runtime while the task reads and parses the
+        // next records: Postgres takes one batch while the next is made ready. Its
+        // positions are reported once it has committed (the next flush, or now).
+        let job = self.runtime.spawn(async move {
+            let outcome = write::write(&mut client, &settings, &tables, &batch).await;
+            (client, batch, outcome)
         });
-        let refused = match refused {
-            Ok((r, copied)) => {
+        self.in_flight = Some(InFlight { job, positions });
+        if now || !full {
+            self.settle()?;
+        }
+        Ok(self.applied.clone())
+    }
+
+    /// Waits for the transaction in flight, if any, and takes its outcome: its positions
+    /// become the applied ones, its refused records go to the error policy; if it failed,
+    /// nothing of it was committed and its records are pending again, first.
+    fn settle(&mut self) -> Result<()> {
+        let Some(InFlight { job, positions }) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let (client, batch, outcome) = self
+            .runtime
+            .block_on(job)
+            .map_err(|e| ConnectorError::fatal(format!("the sink's transaction ended: {e}")))?;
+        self.client = Some(client);
+        match outcome {
+            Ok((refused, copied)) => {
                 self.rows_copied += copied;
-                r
+                for (i, why) in refused {
+                    let p = batch.pending[i].clone();
+                    self.refuse(&p, why);
+                }
+                self.applied = positions;
+                Ok(())
             }
             Err(e) => {
-                // Nothing was committed: the records wait for the retry or the restart.
-                self.pending = pending;
-                return Err(e);
+                let mut again = batch.pending;
+                again.append(&mut self.pending);
+                self.pending = again;
+                self.pending_since
+                    .get_or_insert_with(std::time::Instant::now);
+                Err(e)
             }
-        };
-        for (i, why) in refused {
-            let p = pending[i].clone();
-            self.refuse(&p, why);
         }
-        self.applied = positions.clone();
-        Ok(positions)
     }
 }

@@ -117,7 +117,7 @@ impl Shape {
 
     /// Rewrites the fields of `row` that Postgres would misread (epoch counts, encoded
     /// decimals and bytes, JSON held as text) into the text it reads.
-    pub fn convert(&self, row: &mut Map<String, Json>) -> Result<(), String> {
+    pub fn convert(&self, row: &mut super::row::Row) -> Result<(), String> {
         for (name, kind) in &self.converted {
             if let Some(v) = row.get_mut(name) {
                 let taken = std::mem::take(v);
@@ -579,6 +579,16 @@ pub fn convert(kind: &Kind, v: Json) -> Result<Json, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `j` (an object) converted as `shape` converts a row.
+    fn converted(shape: &Shape, j: Json) -> Result<Json, String> {
+        let Json::Object(map) = j else {
+            panic!("not an object: {j}")
+        };
+        let mut row = super::super::row::Row::from(map);
+        shape.convert(&mut row)?;
+        Ok(row.to_json())
+    }
     use serde_json::json;
 
     #[test]
@@ -642,12 +652,12 @@ mod tests {
             ]
             .map(|(a, b, c)| (a.to_string(), b.to_string(), c))
         );
-        let mut row = json!({
+        let row = json!({
             "id": 1, "price": "\u{30}\u{39}", "at": 86_400_000_001i64, "day": 19000,
             "doc": "{\"a\":[1]}", "tags": ["x", null], "raw": "\u{0}\u{ff}",
             "n": {"scale": 3, "value": "\u{ff}"}
         });
-        s.row.convert(row.as_object_mut().unwrap()).unwrap();
+        let row = converted(&s.row, row).unwrap();
         assert_eq!(
             row,
             json!({"id": 1, "price": "123.45", "at": "1970-01-02 00:00:00.000001", "day": "2022-01-08",
@@ -665,14 +675,14 @@ mod tests {
         ]});
         let s = RecordSchema::parse(&value.to_string()).unwrap();
         assert!(!s.change_event);
-        let mut row = json!({"b": "AP8=", "d": "AQ==", "t": -1});
-        s.row.convert(row.as_object_mut().unwrap()).unwrap();
+        let row = json!({"b": "AP8=", "d": "AQ==", "t": -1});
+        let row = converted(&s.row, row).unwrap();
         assert_eq!(
             row,
             json!({"b": "\\x00ff", "d": "0.1", "t": "1969-12-31 23:59:59.999"})
         );
-        let mut bad = json!({"b": "not base64!"});
-        let e = s.row.convert(bad.as_object_mut().unwrap()).unwrap_err();
+        let bad = json!({"b": "not base64!"});
+        let e = converted(&s.row, bad).unwrap_err();
         assert!(e.contains("field `b`: not base64"), "{e}");
     }
 
