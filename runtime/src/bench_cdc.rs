@@ -114,6 +114,51 @@ impl Capture {
     }
 }
 
+/// The CPU time of the walsender serving the bench's slot, when the server runs on this
+/// machine (its `/proc` entry readable): how busy the server itself is while it streams.
+struct WalsenderCpu {
+    pid: u32,
+    ticks: u64,
+    at: Instant,
+}
+
+impl WalsenderCpu {
+    fn ticks(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    }
+
+    fn start(connection: &str) -> Option<WalsenderCpu> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let pid = psql(
+                connection,
+                &format!("SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
+            )
+            .ok()?;
+            if let Ok(pid) = pid.parse::<u32>() {
+                let ticks = WalsenderCpu::ticks(pid)?;
+                return Some(WalsenderCpu {
+                    pid,
+                    ticks,
+                    at: Instant::now(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// The share of one core it used since `start` (clock ticks of 1/100 s, Linux' USER_HZ).
+    fn busy(self) -> Option<f64> {
+        let ticks = WalsenderCpu::ticks(self.pid)?;
+        Some((ticks - self.ticks) as f64 / 100.0 / self.at.elapsed().as_secs_f64())
+    }
+}
+
 /// Waits until the slot exists and is read (the source is streaming).
 fn wait_streaming(connection: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -348,6 +393,7 @@ pub fn run(args: PostgresCdcBenchArgs) -> Result<()> {
     writeln!(f, "UPDATE {TABLE} SET qty = qty + 1 WHERE id = :id;")?;
     drop(f);
     let mut drained = Vec::new();
+    let mut walsender_busy = Vec::new();
     let mut dbz_drained = Vec::new();
     let mut expected: i64 = 0;
     let changes = args.changes / 4 * 4;
@@ -360,8 +406,12 @@ pub fn run(args: PostgresCdcBenchArgs) -> Result<()> {
         expected += changes as i64;
         let started = Instant::now();
         let capture = Capture::start(&args, &data, "no_data")?;
+        let walsender = WalsenderCpu::start(&args.connection);
         let secs = capture.wait_for(expected, started, Duration::from_secs(900))?;
         drained.push(changes as f64 / secs);
+        if let Some(busy) = walsender.and_then(WalsenderCpu::busy) {
+            walsender_busy.push(busy);
+        }
         capture.stop()?;
         // The same changes, from Debezium's own slot.
         if let Some(d) = &debezium {
@@ -455,6 +505,14 @@ pub fn run(args: PostgresCdcBenchArgs) -> Result<()> {
         "{:<58} {:>12.0}            target >= 100,000",
         "postgres_cdc streaming (pgbench updates, drained)", stream_rate
     );
+    if !walsender_busy.is_empty() {
+        println!(
+            "{:<58} {:>12}   {:.2} of a core (1.00: the server's own limit)",
+            "  the server's walsender, busy while it was drained",
+            "",
+            median(walsender_busy)
+        );
+    }
     println!(
         "{:<58} {:>12.0}   p50 {:.1} ms, p99 {:.1} ms (target p99 < 50 ms)",
         format!("commit -> log latency at {} updates/s asked", args.rate),
