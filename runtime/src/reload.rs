@@ -103,6 +103,8 @@ pub struct Reloader {
     pub registry: Arc<ConnectorRegistry>,
     /// The pipeline running now (for what a reload cannot apply).
     pub active: Pipeline,
+    /// The file's text when the running pipeline was read (changes are looked for from it).
+    pub started_from: String,
     /// Whether to look at the file's text every second (SIGHUP reloads either way).
     pub watch: bool,
     pub gate: ReloadGate,
@@ -116,10 +118,13 @@ pub async fn reload_loop(r: Reloader, mut hangup: Signal, stop: CancellationToke
         worker,
         registry,
         active,
+        started_from,
         watch,
         gate,
     } = r;
-    let mut last_text = std::fs::read_to_string(&file).unwrap_or_default();
+    // Not the file as it is now: a change written since the pipeline was read (the process
+    // already said it runs) would be taken for the running text and never applied.
+    let mut last_text = started_from;
     let active = Arc::new(Mutex::new(active));
     loop {
         let forced = tokio::select! {

@@ -107,6 +107,9 @@ fn print_events() -> Observer {
 pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) -> Result<()> {
     let registry = Arc::new(connectors_for(file)?);
     let env = |name: &str| std::env::var(name).ok();
+    // The text the reload loop compares with: read before the pipeline is built, so that a
+    // change written once the process says it runs is never taken for the running text.
+    let started_from = std::fs::read_to_string(file).unwrap_or_default();
     let pipeline = match load_pipeline(file, &registry, &env) {
         Ok(p) => p,
         Err(errors) => {
@@ -326,6 +329,7 @@ pub fn run(file: &Path, rest_listen: Option<std::net::SocketAddr>, watch: bool) 
             worker: worker.clone(),
             registry: registry.clone(),
             active: pipeline.clone(),
+            started_from,
             watch,
             gate: gate.clone(),
         },
