@@ -24,7 +24,7 @@ use sluice_worker::config::parse_pipeline;
 use sluice_worker::run::{Worker, WorkerOptions};
 
 use crate::bench_pipeline::peak_rss_mb;
-use crate::bench_postgres::psql;
+use crate::bench_postgres::{drop_slot_and_publication, psql};
 use crate::cli::PostgresCdcBenchArgs;
 
 const TABLE: &str = "sluice_bench_cdc";
@@ -32,12 +32,7 @@ const TOPIC: &str = "bench.public.sluice_bench_cdc";
 const SLOT: &str = "sluice_bench_cdc";
 
 fn drop_capture(connection: &str) -> Result<()> {
-    psql(
-        connection,
-        &format!("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
-    )?;
-    psql(connection, &format!("DROP PUBLICATION IF EXISTS {SLOT}"))?;
-    Ok(())
+    drop_slot_and_publication(connection, SLOT)
 }
 
 fn setup_table(args: &PostgresCdcBenchArgs) -> Result<()> {
@@ -268,12 +263,7 @@ impl Debezium {
     }
 
     fn drop_slot(connection: &str) -> Result<()> {
-        psql(
-            connection,
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'dbz_bench'",
-        )?;
-        psql(connection, "DROP PUBLICATION IF EXISTS dbz_bench")?;
-        Ok(())
+        drop_slot_and_publication(connection, "dbz_bench")
     }
 }
 

@@ -31,6 +31,16 @@ pub(crate) fn psql(connection: &str, sql: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Drops the replication slot `slot` and the publication of the same name, if they exist.
+pub(crate) fn drop_slot_and_publication(connection: &str, slot: &str) -> Result<()> {
+    psql(
+        connection,
+        &format!("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+    )?;
+    psql(connection, &format!("DROP PUBLICATION IF EXISTS {slot}"))?;
+    Ok(())
+}
+
 /// Row `n`: ten fields.
 fn fields(n: u64) -> [String; 10] {
     [

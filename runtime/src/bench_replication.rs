@@ -22,7 +22,7 @@ use sluice_log::{Log, LogOptions};
 use sluice_worker::config::parse_pipeline;
 use sluice_worker::run::{Worker, WorkerOptions};
 
-use crate::bench_postgres::psql;
+use crate::bench_postgres::{drop_slot_and_publication, psql};
 use crate::cli::PostgresReplicationBenchArgs;
 
 const SOURCE: &str = "sluice_bench_repl_src";
@@ -30,13 +30,12 @@ const REPLICA: &str = "sluice_bench_repl_dst";
 const SLOT: &str = "sluice_bench_repl";
 
 fn drop_all(connection: &str) -> Result<()> {
+    drop_slot_and_publication(connection, SLOT)?;
     psql(
         connection,
-        &format!("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
-    )?;
-    psql(
-        connection,
-        &format!("DROP PUBLICATION IF EXISTS {SLOT}; DROP TABLE IF EXISTS {SOURCE}, {REPLICA}; DROP FUNCTION IF EXISTS {REPLICA}_applied()"),
+        &format!(
+            "DROP TABLE IF EXISTS {SOURCE}, {REPLICA}; DROP FUNCTION IF EXISTS {REPLICA}_applied()"
+        ),
     )?;
     // The sink's exactly-once positions of an earlier run would skip this run's records
     // (each run starts a new log, whose offsets start at 0 again).

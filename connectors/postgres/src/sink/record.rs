@@ -51,21 +51,11 @@ pub struct Understood {
     pub key_shape: Option<Arc<Shape>>,
 }
 
-fn json_of(p: &Payload) -> Result<Json, String> {
-    match p {
-        Payload::Raw(b) => serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}")),
-        Payload::Typed { value, .. } => Ok(value.to_json()),
-    }
-}
-
 /// A payload read as a row when it is an object (the common case, read straight into a
 /// [`Row`]); else as the JSON value it is.
 fn row_of_payload(p: &Payload) -> Result<Result<Row, Json>, String> {
     match p {
-        Payload::Raw(b) => match Row::parse(b).map_err(|e| format!("not JSON: {e}"))? {
-            Some(row) => Ok(Ok(row)),
-            None => json_of(p).map(Err),
-        },
+        Payload::Raw(b) => Row::parse(b).map_err(|e| format!("not JSON: {e}")),
         Payload::Typed {
             value: Value::Record(fields),
             ..

@@ -69,15 +69,13 @@ impl Row {
         Json::Object(self.0.iter().cloned().collect())
     }
 
-    /// A JSON document read as a row: `None` when it is not an object.
-    pub fn parse(bytes: &[u8]) -> Result<Option<Row>, serde_json::Error> {
+    /// A JSON document read as a row, or as the value it is when it is not an object.
+    pub fn parse(bytes: &[u8]) -> Result<Result<Row, Json>, serde_json::Error> {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first != Some(&b'{') {
-            // Still read whole, so that malformed JSON says so.
-            serde_json::from_slice::<Json>(bytes)?;
-            return Ok(None);
+            return serde_json::from_slice(bytes).map(Err);
         }
-        serde_json::from_slice(bytes).map(Some)
+        serde_json::from_slice(bytes).map(Ok)
     }
 }
 
@@ -166,8 +164,8 @@ mod tests {
             row.to_json(),
             json!({"id": 2, "note": "a", "n": {"x": [1]}})
         );
-        assert_eq!(Row::parse(b"[1, 2]").unwrap(), None);
-        assert_eq!(Row::parse(b"7").unwrap(), None);
+        assert_eq!(Row::parse(b"[1, 2]").unwrap(), Err(json!([1, 2])));
+        assert_eq!(Row::parse(b"7").unwrap(), Err(json!(7)));
         assert!(Row::parse(b"{\"id\": ").is_err());
         assert!(Row::parse(b"[1,").is_err());
         let mut row = row;
